@@ -1,0 +1,56 @@
+"""`cdcctl`: a thin typer layer. Commands parse, call one service, render; errors exit here."""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+from controlplane import __version__
+from controlplane.cli.output import print_error
+from controlplane.cli.stack import app as stack_app
+from controlplane.core.errors import CdcError
+
+app = typer.Typer(
+    name="cdcctl",
+    help="Control plane of the cass-cdc-pg Cassandra -> PostgreSQL CDC pipeline.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+app.add_typer(stack_app, name="stack")
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"cdcctl {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="Print the version and exit."
+    ),
+) -> None:
+    """Control plane of the cass-cdc-pg Cassandra -> PostgreSQL CDC pipeline."""
+
+
+def main() -> None:
+    """Entry point: run the app; turn every `CdcError` into one red line, a hint and its exit code."""
+    try:
+        app(standalone_mode=False)
+    except CdcError as exc:
+        print_error(exc)
+        sys.exit(exc.exit_code)
+    except typer.Abort:
+        sys.exit(130)
+    except typer.Exit as exc:
+        sys.exit(exc.exit_code)
+    except Exception as exc:  # click's own usage errors arrive here in non-standalone mode
+        import click
+
+        if isinstance(exc, click.ClickException):
+            exc.show()
+            sys.exit(exc.exit_code)
+        raise

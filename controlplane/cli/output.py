@@ -1,0 +1,59 @@
+"""Rendering for every command: rich tables for people, JSON/YAML for machines."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from enum import Enum
+from typing import Any
+
+import typer
+import yaml
+from rich.console import Console
+from rich.table import Table
+
+from controlplane.core.errors import CdcError
+
+console = Console()
+err_console = Console(stderr=True)
+
+
+class OutputFormat(str, Enum):
+    table = "table"
+    json = "json"
+    yaml = "yaml"
+
+
+OUTPUT_OPTION = typer.Option(
+    OutputFormat.table, "--output", "-o", help="Output format: table, json or yaml."
+)
+
+
+def print_error(exc: CdcError) -> None:
+    err_console.print(f"[bold red]error:[/] {exc.message}", highlight=False)
+    if exc.hint:
+        err_console.print(f"[yellow]hint:[/] {exc.hint}", highlight=False)
+
+
+def emit(
+    data: Any,
+    fmt: OutputFormat,
+    *,
+    columns: Sequence[str] | None = None,
+    title: str | None = None,
+) -> None:
+    """Print `data` (a list of row mappings, or one mapping) in the chosen format."""
+    if fmt is OutputFormat.json:
+        typer.echo(json.dumps(data, indent=2, default=str))
+        return
+    if fmt is OutputFormat.yaml:
+        typer.echo(yaml.safe_dump(data, sort_keys=False, default_flow_style=False).rstrip())
+        return
+    rows: Sequence[Mapping[str, Any]] = [data] if isinstance(data, Mapping) else data
+    cols = list(columns or (rows[0].keys() if rows else []))
+    table = Table(title=title)
+    for col in cols:
+        table.add_column(col.upper())
+    for row in rows:
+        table.add_row(*("" if row.get(c) is None else str(row.get(c)) for c in cols))
+    console.print(table)

@@ -1,0 +1,122 @@
+"""The project's one error tree.
+
+Every error a user can meet is a `CdcError`: a one-line message saying what went wrong, a hint
+saying what to do, and the process exit code the CLI returns for it. Adapters convert their
+library's exceptions into these at their boundary (``raise ... from exc``); the CLI has a single
+handler that prints message and hint and exits with ``exit_code`` — never a traceback.
+
+    CdcError                         exit 1  (generic failure)
+    ├── UsageError                   exit 2  bad flags or arguments
+    ├── ManifestError                exit 3  a manifest is invalid (carries file:line:column)
+    ├── StackError                   exit 4  the local stack cannot be brought up
+    │   ├── PortInUseError                   a port we need is taken (says by which process)
+    │   ├── JdkError                         no suitable Java runtime
+    │   ├── ArtifactError                    a Maven artifact could not be resolved
+    │   └── ServiceStartError                a service died or never became ready (log tail)
+    ├── ExternalServiceError         exit 5  a component answered badly or not at all
+    │   ├── ConnectError                     Kafka Connect REST API
+    │   │   └── ConnectConflictError         409 / rebalance in progress (temporary, retried)
+    │   ├── CassandraError
+    │   ├── PostgresError
+    │   ├── KafkaError
+    │   ├── RedisError
+    │   └── SecretError                      Vault/OpenBao or a secret reference
+    └── DifferencesFoundError        exit 6  verification found differences (not a crash)
+
+`temporary` marks errors a retry may cure (kopf's TemporaryError/PermanentError idea): callers
+that retry look at it instead of matching classes.
+"""
+
+from __future__ import annotations
+
+
+class CdcError(Exception):
+    """Base of every error cdcctl reports to a user."""
+
+    exit_code: int = 1
+    temporary: bool = False
+
+    def __init__(self, message: str, *, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class UsageError(CdcError):
+    exit_code = 2
+
+
+class ManifestError(CdcError):
+    """An invalid manifest; `location` is ``file:line:column`` when known."""
+
+    exit_code = 3
+
+    def __init__(
+        self, message: str, *, location: str | None = None, hint: str | None = None
+    ) -> None:
+        super().__init__(f"{location}: {message}" if location else message, hint=hint)
+        self.location = location
+        self.detail = message
+
+
+class StackError(CdcError):
+    exit_code = 4
+
+
+class PortInUseError(StackError):
+    pass
+
+
+class JdkError(StackError):
+    pass
+
+
+class ArtifactError(StackError):
+    pass
+
+
+class ServiceStartError(StackError):
+    pass
+
+
+class ExternalServiceError(CdcError):
+    exit_code = 5
+
+
+class ConnectError(ExternalServiceError):
+    def __init__(
+        self, message: str, *, status: int | None = None, hint: str | None = None
+    ) -> None:
+        super().__init__(message, hint=hint)
+        self.status = status
+
+
+class ConnectConflictError(ConnectError):
+    temporary = True
+
+
+class CassandraError(ExternalServiceError):
+    pass
+
+
+class PostgresError(ExternalServiceError):
+    pass
+
+
+class KafkaError(ExternalServiceError):
+    pass
+
+
+class RedisError(ExternalServiceError):
+    pass
+
+
+class SecretError(ExternalServiceError):
+    pass
+
+
+class DifferencesFoundError(CdcError):
+    exit_code = 6

@@ -1,0 +1,1 @@
+"""Orchestration of core logic and adapters; one module per user-facing capability."""
