@@ -1,0 +1,382 @@
+"""Load and validate pipeline manifests with ``file:line:column`` error locations.
+
+The mapping from a pydantic error to a position is pure: PyYAML composes each document into a
+node tree whose marks carry line and column, and a pydantic ``loc`` path (``spec.sink.postgres.
+port``) is walked down that tree. Only `load_manifests` touches the file system (and stdin).
+
+Reported problems:
+- YAML syntax errors, duplicate keys (PyYAML would silently keep the last one);
+- schema errors from `manifest.Pipeline`, unknown keys with a "did you mean" suggestion;
+- across documents: the same pipeline name twice, and pipelines on the same Cassandra cluster
+  that would need two different Debezium agents (see docs/decisions/0013).
+"""
+
+from __future__ import annotations
+
+import difflib
+import sys
+import types
+import typing
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ValidationError
+from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
+
+from controlplane.core.errors import ManifestError
+from controlplane.core.manifest import API_VERSION, KIND, Pipeline
+
+STDIN = "<stdin>"
+_INLINE_CREDENTIAL_ADVICE = (
+    "inline passwords are not allowed; reference the secret instead: "
+    "passwordSecret: {env: VAR} | {file: path, key: k} | {vault: {path: p, key: k}}"
+)
+
+Loc = tuple[str | int, ...]
+
+
+@dataclass(frozen=True)
+class ManifestProblem:
+    """One thing wrong with a manifest, where it is and what to do about it."""
+
+    location: str | None
+    message: str
+    hint: str | None = None
+
+    def to_error(self, more: int = 0) -> ManifestError:
+        message = self.message + (f" (and {more} more problem(s))" if more else "")
+        return ManifestError(message, location=self.location, hint=self.hint)
+
+    def __str__(self) -> str:
+        return f"{self.location}: {self.message}" if self.location else self.message
+
+
+@dataclass(frozen=True)
+class LoadedManifest:
+    """A validated pipeline and where it was defined (``file:line:column`` of its name)."""
+
+    pipeline: Pipeline
+    source: str
+    location: str
+
+
+# --- pure: positions -----------------------------------------------------------------------
+
+
+def _fmt(source: str, node: Node | None, *, end: bool = False) -> str:
+    if node is None:
+        return f"{source}:1:1"
+    mark = node.end_mark if end else node.start_mark
+    return f"{source}:{mark.line + 1}:{mark.column + 1}"
+
+
+def _child(node: Node, part: str | int) -> tuple[Node, Node] | None:
+    """(key node, value node) of `part` under `node`, or None when absent."""
+    if isinstance(node, MappingNode):
+        for key, value in node.value:
+            if isinstance(key, ScalarNode) and key.value == str(part):
+                return key, value
+    elif isinstance(node, SequenceNode) and isinstance(part, int) and 0 <= part < len(node.value):
+        item: Node = node.value[part]
+        return item, item
+    return None
+
+
+def locate(root: Node, loc: Loc, *, want_key: bool = False) -> tuple[Node, int]:
+    """Walk `loc` down a composed YAML tree.
+
+    Returns the deepest node reached and how many parts of `loc` were resolved. With `want_key`
+    the last part resolves to its key node (where an unknown key is written) instead of its value.
+    """
+    node = root
+    for depth, part in enumerate(loc):
+        found = _child(node, part)
+        if found is None:
+            return node, depth
+        key, value = found
+        if want_key and depth == len(loc) - 1:
+            return key, depth + 1
+        node = value
+    return node, len(loc)
+
+
+def _key_node(root: Node, loc: Loc) -> Node:
+    """The key node naming `loc` (its value node for sequence items, the root for ``()``)."""
+    if not loc:
+        return root
+    node, resolved = locate(root, loc, want_key=True)
+    return node if resolved == len(loc) else locate(root, loc)[0]
+
+
+# --- pure: suggestions ---------------------------------------------------------------------
+
+
+def _unwrap(annotation: Any) -> Any:
+    """Drop ``X | None`` so the walk sees X."""
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(annotation) if a is not type(None)]
+        if len(args) == 1:
+            return args[0]
+    return annotation
+
+
+def _model_at(loc: Loc) -> type[BaseModel] | None:
+    """The model class that validates the mapping at `loc` (for the "did you mean" list)."""
+    current: Any = Pipeline
+    for part in loc:
+        current = _unwrap(current)
+        origin = typing.get_origin(current)
+        if isinstance(current, type) and issubclass(current, BaseModel) and isinstance(part, str):
+            fields = {(f.alias or n): f for n, f in current.model_fields.items()}
+            if part not in fields:
+                return None
+            current = fields[part].annotation
+        elif origin in (list, dict):
+            current = typing.get_args(current)[-1]
+        else:
+            return None
+    current = _unwrap(current)
+    if isinstance(current, type) and issubclass(current, BaseModel):
+        return current
+    return None
+
+
+def allowed_keys(loc: Loc) -> list[str]:
+    """YAML keys the mapping at `loc` accepts."""
+    model = _model_at(loc)
+    if model is None:
+        return []
+    return [f.alias or n for n, f in model.model_fields.items()]
+
+
+def suggest(key: str, allowed: Sequence[str]) -> str | None:
+    """The closest allowed key, or None when nothing is close (difflib ratio >= 0.6)."""
+    matches = difflib.get_close_matches(key, allowed, n=1, cutoff=0.6)
+    if not matches:
+        folded = {a.lower(): a for a in allowed}
+        return folded.get(key.lower().replace("_", "").replace("-", ""))
+    return matches[0]
+
+
+# --- pure: documents -----------------------------------------------------------------------
+
+
+def _dotted(loc: Loc) -> str:
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out or "(document)"
+
+
+def _duplicate_keys(node: Node, source: str) -> list[ManifestProblem]:
+    problems: list[ManifestProblem] = []
+    if isinstance(node, MappingNode):
+        seen: dict[str, Node] = {}
+        for key, value in node.value:
+            if isinstance(key, ScalarNode):
+                if key.value in seen:
+                    first = _fmt(source, seen[key.value])
+                    problems.append(
+                        ManifestProblem(
+                            _fmt(source, key),
+                            f"duplicate key {key.value!r} (first at {first})",
+                            "YAML keeps only the last one; remove one of them",
+                        )
+                    )
+                else:
+                    seen[key.value] = key
+            problems.extend(_duplicate_keys(value, source))
+    elif isinstance(node, SequenceNode):
+        for item in node.value:
+            problems.extend(_duplicate_keys(item, source))
+    return problems
+
+
+def _problem_from_error(err: Any, root: Node, source: str) -> ManifestProblem:
+    """Turn one pydantic error dict into a positioned problem."""
+    loc: Loc = tuple(err["loc"])
+    kind: str = err["type"]
+    msg: str = err["msg"].removeprefix("Value error, ")
+    path = _dotted(loc)
+    if kind == "extra_forbidden":
+        key = str(loc[-1])
+        node, _ = locate(root, loc, want_key=True)
+        allowed = allowed_keys(loc[:-1])
+        if key == "password":
+            hint: str | None = _INLINE_CREDENTIAL_ADVICE
+        else:
+            best = suggest(key, allowed)
+            hint = f"did you mean {best!r}?" if best else None
+            if allowed:
+                hint = (hint + " " if hint else "") + f"allowed keys: {', '.join(allowed)}"
+        parent = _dotted(loc[:-1]) if loc[:-1] else "the document"
+        return ManifestProblem(_fmt(source, node), f"unknown key {key!r} in {parent}", hint)
+    if kind == "missing":
+        parent_loc = loc[:-1]
+        node = _key_node(root, parent_loc)
+        where = _dotted(parent_loc) if parent_loc else "the document"
+        hint = None
+        if loc and loc[-1] == "passwordSecret":
+            hint = "add passwordSecret: {env: VAR} (or a file/vault reference)"
+        return ManifestProblem(
+            _fmt(source, node), f"missing required key {loc[-1]!r} in {where}", hint
+        )
+    node, _ = locate(root, loc)
+    hint = None
+    if loc and loc[-1] == "passwordSecret" and kind in ("model_type", "dict_type"):
+        hint = _INLINE_CREDENTIAL_ADVICE
+    elif kind == "literal_error" and loc == ("apiVersion",):
+        hint = f"this cdcctl reads apiVersion {API_VERSION}"
+    elif kind == "literal_error" and loc == ("kind",):
+        hint = f"the only kind is {KIND}"
+    return ManifestProblem(_fmt(source, node), f"{path}: {msg}", hint)
+
+
+def check_text(
+    text: str, source: str = STDIN
+) -> tuple[list[LoadedManifest], list[ManifestProblem]]:
+    """Validate every document in `text`; pure. Returns the valid pipelines and all problems."""
+    loaded: list[LoadedManifest] = []
+    problems: list[ManifestProblem] = []
+    try:
+        roots = list(yaml.compose_all(text, Loader=yaml.SafeLoader))
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        location = f"{source}:{mark.line + 1}:{mark.column + 1}" if mark else source
+        detail = " ".join(p for p in (exc.context, exc.problem) if p)
+        return [], [ManifestProblem(location, f"invalid YAML: {detail}", "fix the YAML syntax")]
+    except yaml.YAMLError as exc:
+        return [], [ManifestProblem(source, f"invalid YAML: {exc}")]
+
+    for root in roots:
+        if isinstance(root, ScalarNode) and root.tag.endswith(":null"):
+            continue  # an empty document (e.g. a trailing `---`)
+        if not isinstance(root, MappingNode):
+            problems.append(
+                ManifestProblem(
+                    _fmt(source, root),
+                    "a manifest document must be a mapping",
+                    f"start with `apiVersion: {API_VERSION}` and `kind: {KIND}`",
+                )
+            )
+            continue
+        dupes = _duplicate_keys(root, source)
+        if dupes:
+            problems.extend(dupes)
+            continue
+        data = yaml.SafeLoader("").construct_document(root)
+        try:
+            pipeline = Pipeline.model_validate(data)
+        except ValidationError as exc:
+            problems.extend(_problem_from_error(e, root, source) for e in exc.errors())
+            continue
+        name_node, _ = locate(root, ("metadata", "name"))
+        loaded.append(LoadedManifest(pipeline, source, _fmt(source, name_node)))
+    return loaded, problems
+
+
+def check_across(manifests: Sequence[LoadedManifest]) -> list[ManifestProblem]:
+    """Problems only visible with all manifests together."""
+    problems: list[ManifestProblem] = []
+    by_name: dict[str, LoadedManifest] = {}
+    for m in manifests:
+        first = by_name.setdefault(m.pipeline.name, m)
+        if first is not m:
+            problems.append(
+                ManifestProblem(
+                    m.location,
+                    f"pipeline {m.pipeline.name!r} is defined twice: "
+                    f"{first.location} and {m.location}",
+                    "pipeline names must be unique; rename or remove one",
+                )
+            )
+    # One Debezium agent runs per Cassandra node and captures every CDC table on it, so all
+    # pipelines reading one cluster share its topic prefix and Kafka.
+    by_node: dict[str, LoadedManifest] = {}
+    for m in manifests:
+        for node in m.pipeline.spec.source.cassandra.contact_points:
+            first = by_node.setdefault(node, m)
+            if first is m:
+                continue
+            a, b = first.pipeline, m.pipeline
+            if a.topic_prefix != b.topic_prefix or set(a.spec.kafka.bootstrap_servers) != set(
+                b.spec.kafka.bootstrap_servers
+            ):
+                problems.append(
+                    ManifestProblem(
+                        m.location,
+                        f"pipelines {a.name!r} ({first.location}) and {b.name!r} read Cassandra "
+                        f"node {node} but use different kafka.topicPrefix/bootstrapServers",
+                        "one Debezium agent serves a Cassandra node; give both pipelines the "
+                        "same spec.kafka.topicPrefix and bootstrapServers",
+                    )
+                )
+                break
+    return problems
+
+
+# --- I/O -----------------------------------------------------------------------------------
+
+
+def _files(path: Path) -> list[Path]:
+    if path.is_dir():
+        return sorted(p for p in path.iterdir() if p.suffix in (".yaml", ".yml") and p.is_file())
+    return [path]
+
+
+def check_manifests(
+    paths: Iterable[str | Path], *, read_stdin: Callable[[], str] = sys.stdin.read
+) -> tuple[list[LoadedManifest], list[ManifestProblem]]:
+    """Read files, directories (``*.yaml``/``*.yml``, sorted) and ``-`` (stdin); check all."""
+    loaded: list[LoadedManifest] = []
+    problems: list[ManifestProblem] = []
+    for raw in paths:
+        if str(raw) == "-":
+            found, probs = check_text(read_stdin(), STDIN)
+            loaded.extend(found)
+            problems.extend(probs)
+            continue
+        path = Path(raw)
+        if not path.exists():
+            problems.append(
+                ManifestProblem(str(path), "no such file or directory", "check the -f path")
+            )
+            continue
+        files = _files(path)
+        if path.is_dir() and not files:
+            problems.append(
+                ManifestProblem(str(path), "directory holds no *.yaml or *.yml manifests")
+            )
+        for file in files:
+            try:
+                text = file.read_text(encoding="utf-8")
+            except (OSError, UnicodeDecodeError) as exc:
+                problems.append(ManifestProblem(str(file), f"cannot read manifest: {exc}"))
+                continue
+            found, probs = check_text(text, str(file))
+            loaded.extend(found)
+            problems.extend(probs)
+    problems.extend(check_across(loaded))
+    return loaded, problems
+
+
+def load_manifests(
+    paths: Iterable[str | Path], *, read_stdin: Callable[[], str] = sys.stdin.read
+) -> list[LoadedManifest]:
+    """Like `check_manifests`, but raise `ManifestError` (the first problem) on any problem."""
+    loaded, problems = check_manifests(paths, read_stdin=read_stdin)
+    if problems:
+        raise problems[0].to_error(more=len(problems) - 1)
+    return loaded
+
+
+def load_text(text: str, source: str = STDIN) -> list[LoadedManifest]:
+    """Validate manifests given as text (stdin, tests); raise `ManifestError` on any problem."""
+    loaded, problems = check_text(text, source)
+    problems.extend(check_across(loaded))
+    if problems:
+        raise problems[0].to_error(more=len(problems) - 1)
+    return loaded
