@@ -1,0 +1,82 @@
+"""PostgreSQL through psycopg 3; its errors become `PostgresError` here."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import psycopg
+from psycopg import sql
+
+from controlplane.core.errors import PostgresError
+
+
+def dsn(host: str, port: int, dbname: str, user: str, password: str | None = None) -> str:
+    parts = [f"host={host}", f"port={port}", f"dbname={dbname}", f"user={user}"]
+    if password:
+        parts.append(f"password={password}")
+    return " ".join(parts)
+
+
+def connect(conninfo: str, *, autocommit: bool = True, timeout: int = 10) -> psycopg.Connection:
+    try:
+        return psycopg.connect(conninfo, autocommit=autocommit, connect_timeout=timeout)
+    except psycopg.Error as exc:
+        raise PostgresError(
+            f"cannot connect to PostgreSQL ({_redact(conninfo)}): {exc}".strip(),
+            hint="is it running? try `cdcctl stack status`",
+        ) from exc
+
+
+def ping(conninfo: str) -> str:
+    """The server version when PostgreSQL answers a query."""
+    with connect(conninfo, timeout=3) as conn:
+        row = conn.execute("SHOW server_version").fetchone()
+        return str(row[0]) if row else "?"
+
+
+def execute(conninfo: str, statements: Iterable[str | sql.Composable]) -> None:
+    """Run statements in one transaction."""
+    try:
+        with connect(conninfo, autocommit=False) as conn, conn.transaction():
+            for stmt in statements:
+                conn.execute(stmt)  # type: ignore[arg-type]  # generated DDL, not user text
+    except psycopg.Error as exc:
+        raise PostgresError(f"PostgreSQL rejected a statement: {exc}") from exc
+
+
+def query(conninfo: str, stmt: str, params: Sequence[Any] | None = None) -> list[tuple[Any, ...]]:
+    try:
+        with connect(conninfo) as conn:
+            return list(conn.execute(stmt, params).fetchall())  # type: ignore[arg-type]
+    except psycopg.Error as exc:
+        raise PostgresError(f"PostgreSQL query failed: {exc}") from exc
+
+
+def ensure_role_and_database(admin_conninfo: str, user: str, password: str, database: str) -> None:
+    """Create (or re-password) the application role and its database; idempotent."""
+    try:
+        with connect(admin_conninfo) as conn:
+            exists = conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (user,)).fetchone()
+            verb = "ALTER" if exists else "CREATE"
+            conn.execute(
+                sql.SQL(verb + " ROLE {} WITH LOGIN PASSWORD {}").format(
+                    sql.Identifier(user), sql.Literal(password)
+                )
+            )
+            if not conn.execute(
+                "SELECT 1 FROM pg_database WHERE datname = %s", (database,)
+            ).fetchone():
+                conn.execute(
+                    sql.SQL("CREATE DATABASE {} OWNER {}").format(
+                        sql.Identifier(database), sql.Identifier(user)
+                    )
+                )
+    except psycopg.Error as exc:
+        raise PostgresError(f"could not create role/database {user}/{database}: {exc}") from exc
+
+
+def _redact(conninfo: str) -> str:
+    return " ".join(
+        "password=***" if part.startswith("password=") else part for part in conninfo.split()
+    )

@@ -1,0 +1,229 @@
+"""Local processes: start detached, track by pid file, probe, stop; ports and memory via psutil."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import time
+from collections import deque
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import psutil
+
+from controlplane.core.errors import PortInUseError, ServiceStartError
+
+
+@dataclass(frozen=True)
+class RunAs:
+    """Run a child as another user (PostgreSQL refuses to run as root)."""
+
+    uid: int
+    gid: int
+
+
+def spawn(
+    name: str,
+    argv: Sequence[str],
+    *,
+    log_file: Path,
+    pid_file: Path,
+    cwd: Path | None = None,
+    env: Mapping[str, str] | None = None,
+    run_as: RunAs | None = None,
+) -> int:
+    """Start `argv` in its own session, output appended to `log_file`; write and return its pid."""
+    log_file.parent.mkdir(parents=True, exist_ok=True)
+    pid_file.parent.mkdir(parents=True, exist_ok=True)
+    with log_file.open("ab") as log:
+        log.write(f"\n--- {time.strftime('%Y-%m-%dT%H:%M:%S')} starting {name}\n".encode())
+        log.flush()
+        try:
+            proc = subprocess.Popen(  # noqa: S603 - argv is built by the project, not a shell
+                list(argv),
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                cwd=cwd,
+                env={**os.environ, **(env or {})},
+                start_new_session=True,
+                user=run_as.uid if run_as else None,
+                group=run_as.gid if run_as else None,
+                extra_groups=[] if run_as else None,
+            )
+        except OSError as exc:
+            raise ServiceStartError(
+                f"{name} could not be started: {exc}", hint=f"command: {' '.join(argv)}"
+            ) from exc
+    pid_file.write_text(f"{proc.pid}\n")
+    return proc.pid
+
+
+def read_pid(pid_file: Path) -> int | None:
+    try:
+        return int(pid_file.read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def alive(pid: int | None) -> bool:
+    if pid is None:
+        return False
+    try:
+        proc = psutil.Process(pid)
+        return proc.status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False
+
+
+def reap(pid: int) -> None:
+    """Collect a child that exited, so it does not linger as a zombie of this process."""
+    with contextlib.suppress(ChildProcessError, OSError):
+        os.waitpid(pid, os.WNOHANG)
+
+
+def stop(pid: int, *, timeout: float = 30.0, sig: int = signal.SIGTERM) -> bool:
+    """Signal the process group (`sig`), wait up to `timeout`, then SIGKILL. True if killed."""
+    try:
+        pgid = os.getpgid(pid)
+    except ProcessLookupError:
+        return False
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(pgid, sig)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        reap(pid)
+        if not alive(pid):
+            return False
+        time.sleep(0.2)
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(pgid, signal.SIGKILL)
+    for _ in range(50):
+        reap(pid)
+        if not alive(pid):
+            break
+        time.sleep(0.1)
+    return True
+
+
+def rss_bytes(pid: int | None) -> int | None:
+    """Resident memory of a process and its children."""
+    if not alive(pid):
+        return None
+    try:
+        proc = psutil.Process(pid)
+        procs = [proc, *proc.children(recursive=True)]
+        return sum(p.memory_info().rss for p in procs if p.is_running())
+    except psutil.Error:
+        return None
+
+
+def port_owner(port: int) -> str | None:
+    """Who listens on 127.0.0.1/any:`port`, as 'name (pid N)', or None when it is free."""
+    try:
+        conns = psutil.net_connections(kind="inet")
+    except psutil.Error:
+        conns = []
+    for c in conns:
+        if c.status == psutil.CONN_LISTEN and c.laddr and c.laddr.port == port:
+            if c.pid is None:
+                return "an unknown process"
+            try:
+                return f"{psutil.Process(c.pid).name()} (pid {c.pid})"
+            except psutil.Error:
+                return f"pid {c.pid}"
+    # Fall back to a bind test: it also catches listeners psutil may not see.
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return "an unknown process"
+    return None
+
+
+def ensure_port_free(service: str, port: int) -> None:
+    owner = port_owner(port)
+    if owner:
+        raise PortInUseError(
+            f"{service} cannot start: port {port} is already in use by {owner}",
+            hint=f"stop that process or give {service} another port "
+            "(see `cdcctl stack up --help`)",
+        )
+
+
+def tcp_open(port: int, host: str = "127.0.0.1", timeout: float = 1.0) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def tail(path: Path, lines: int = 30) -> list[str]:
+    try:
+        with path.open("r", errors="replace") as fh:
+            return [line.rstrip("\n") for line in deque(fh, maxlen=lines)]
+    except OSError:
+        return []
+
+
+def wait_until(
+    name: str,
+    ready: Callable[[], bool],
+    *,
+    timeout: float,
+    pid: int | None,
+    log_file: Path,
+    interval: float = 0.5,
+) -> float:
+    """Poll `ready` until it is true; fail fast if `pid` dies. Returns the seconds it took."""
+    start = time.monotonic()
+    deadline = start + timeout
+    while True:
+        try:
+            if ready():
+                return time.monotonic() - start
+        except Exception:  # noqa: S110 - a probe that raises just means "not ready yet"
+            pass
+        if pid is not None and not alive(pid):
+            reap(pid)
+            raise ServiceStartError(
+                f"{name} exited during start-up. Last lines of {log_file}:\n"
+                + "\n".join(tail(log_file)),
+                hint=f"read the whole log with `cdcctl stack logs {name}`",
+            )
+        if time.monotonic() > deadline:
+            raise ServiceStartError(
+                f"{name} did not become ready within {timeout:.0f}s. Last lines of {log_file}:\n"
+                + "\n".join(tail(log_file)),
+                hint=f"read the whole log with `cdcctl stack logs {name}`",
+            )
+        time.sleep(interval)
+
+
+def run(
+    argv: Sequence[str],
+    *,
+    timeout: float = 600,
+    cwd: Path | None = None,
+    run_as: RunAs | None = None,
+    env: Mapping[str, str] | None = None,
+) -> subprocess.CompletedProcess[str]:
+    """Run a short command to completion, capturing its output (never raises on exit status)."""
+    return subprocess.run(  # noqa: S603 - argv is built by the project, not a shell
+        list(argv),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=cwd,
+        check=False,
+        env={**os.environ, **(env or {})},
+        user=run_as.uid if run_as else None,
+        group=run_as.gid if run_as else None,
+        extra_groups=[] if run_as else None,
+    )

@@ -1,0 +1,108 @@
+"""The host: Java runtimes and Debian packages."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+from controlplane.adapters.processes import run
+from controlplane.core.errors import JdkError, StackError
+
+_VERSION = re.compile(r'version "(\d+)(?:\.(\d+))?')
+
+
+@dataclass(frozen=True)
+class Jdk:
+    java: Path
+    major: int
+    version_line: str
+
+
+def java_major(java: Path) -> tuple[int, str]:
+    out = run([str(java), "-version"], timeout=60)
+    text = out.stderr + out.stdout
+    m = _VERSION.search(text)
+    if out.returncode != 0 or not m:
+        raise JdkError(f"{java} -version failed: {text.strip()[:200]}")
+    major = int(m.group(1))
+    if major == 1 and m.group(2):  # "1.8.0" style
+        major = int(m.group(2))
+    return major, text.splitlines()[0] if text else ""
+
+
+def find_jdk(required: int = 17) -> Jdk:
+    """Choose the Java runtime explicitly: CDC_JAVA_HOME, then JAVA_HOME, then Debian's JDK 17.
+
+    Cassandra 5.0 runs on 11 or 17 only and Debezium 3.x needs 17, so anything else is refused.
+    """
+    candidates: list[tuple[str, Path]] = []
+    for var in ("CDC_JAVA_HOME", "JAVA_HOME"):
+        if os.environ.get(var):
+            candidates.append((var, Path(os.environ[var]) / "bin" / "java"))
+    for home in sorted(Path("/usr/lib/jvm").glob(f"java-{required}-openjdk*")):
+        candidates.append(("/usr/lib/jvm", home / "bin" / "java"))
+    on_path = shutil.which("java")
+    if on_path:
+        candidates.append(("PATH", Path(on_path)))
+    seen: list[str] = []
+    for source, java in candidates:
+        if not java.exists():
+            seen.append(f"{source}: {java} does not exist")
+            continue
+        major, line = java_major(java)
+        if major == required:
+            return Jdk(java=java, major=major, version_line=line)
+        seen.append(f"{source}: {java} is Java {major}")
+        if source == "CDC_JAVA_HOME":
+            break  # an explicit choice that is wrong must not be silently overridden
+    raise JdkError(
+        f"Java {required} is required (Cassandra 5.0 and Debezium 3.x); none found. Tried: "
+        + ("; ".join(seen) or "nothing: no java on PATH, JAVA_HOME unset"),
+        hint=f"install it (`apt-get install openjdk-{required}-jdk-headless`) or point "
+        f"CDC_JAVA_HOME at a Java {required} home",
+    )
+
+
+def postgres_bindir() -> Path | None:
+    found = sorted(Path("/usr/lib/postgresql").glob("*/bin/postgres"), reverse=True)
+    return found[0].parent if found else None
+
+
+def redis_server() -> Path | None:
+    path = shutil.which("redis-server") or (
+        "/usr/bin/redis-server" if Path("/usr/bin/redis-server").exists() else None
+    )
+    return Path(path) if path else None
+
+
+def missing_debian_packages() -> list[str]:
+    missing = []
+    if postgres_bindir() is None:
+        missing.append("postgresql")
+    if redis_server() is None:
+        missing.append("redis-server")
+    return missing
+
+
+def install_debian_packages(packages: list[str], log: Path) -> None:
+    """apt-get install when we are root; otherwise say exactly what to run."""
+    cmd = f"apt-get update && apt-get install -y {' '.join(packages)}"
+    if os.geteuid() != 0 or shutil.which("apt-get") is None:
+        raise StackError(
+            f"missing Debian packages: {', '.join(packages)}",
+            hint=f"install them as root: sudo sh -c '{cmd}'",
+        )
+    log.parent.mkdir(parents=True, exist_ok=True)
+    env = {"DEBIAN_FRONTEND": "noninteractive"}
+    for argv in (["apt-get", "update", "-q"], ["apt-get", "install", "-y", "-q", *packages]):
+        out = run(argv, timeout=1200, env=env)
+        with log.open("a") as fh:
+            fh.write(out.stdout + out.stderr)
+        if out.returncode != 0:
+            raise StackError(
+                f"`{' '.join(argv)}` failed (exit {out.returncode}); see {log}",
+                hint=f"run it by hand: {cmd}",
+            )

@@ -1,0 +1,532 @@
+"""`cdcctl stack`: bring the real components up natively, in order, each gated on readiness."""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import os
+import pwd
+import secrets
+import shutil
+import signal
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import httpx
+import jinja2
+
+from controlplane.adapters import cassandra, kafka, maven, postgres, processes, redis_store, system
+from controlplane.core.errors import ServiceStartError, StackError, UsageError
+from controlplane.core.stack_model import (
+    JVM_SERVICES,
+    SERVICE_ORDER,
+    StackLayout,
+    StackSettings,
+    agent_command,
+    cassandra_command,
+    connect_command,
+    kafka_command,
+    kafka_format_command,
+    pom_properties,
+    postgres_command,
+    redis_command,
+    template_context,
+)
+
+Reporter = Callable[[str, str], None]
+
+# Readiness deadlines (s): generous, because a 2-core machine starts JVMs slowly.
+READY_TIMEOUT = {
+    "postgres": 60,
+    "redis": 30,
+    "kafka": 120,
+    "cassandra": 240,
+    "connect": 240,
+    "agent": 180,
+}
+JDBC_SINK_CLASS = "io.debezium.connector.jdbc.JdbcSinkConnector"
+TRANSFORM_CLASS = "io.casscdcpg.transforms.CassandraToRow"
+
+
+def repo_root() -> Path:
+    """The checkout holding compose/ and transforms/ (cdcctl is installed editable from it)."""
+    env = os.environ.get("CDC_REPO_ROOT")
+    if env:
+        return Path(env)
+    return Path(__file__).resolve().parents[2]
+
+
+def default_state_dir() -> Path:
+    return Path(os.environ.get("CDC_STACK_DIR", repo_root() / ".stack")).resolve()
+
+
+@dataclass(frozen=True)
+class ServiceStatus:
+    name: str
+    state: str
+    version: str
+    port: int
+    pid: int | None
+    rss_mib: float | None
+
+
+@dataclass(frozen=True)
+class StartResult:
+    name: str
+    action: str  # "started" | "already running"
+    seconds: float
+
+
+@dataclass(frozen=True)
+class Endpoints:
+    postgres_dsn: str
+    redis_url: str
+    kafka_bootstrap: str
+    cassandra_host: str
+    cassandra_port: int
+    connect_url: str
+    agent_url: str
+
+
+class LocalStack:
+    def __init__(self, settings: StackSettings, *, report: Reporter | None = None) -> None:
+        self.s = settings
+        self.lay: StackLayout = settings.layout
+        self.root = repo_root()
+        self.native = self.root / "compose" / "native"
+        self._report = report or (lambda _svc, _msg: None)
+        self._jdk: system.Jdk | None = None
+        self._libs: dict[str, Path] = {}
+
+    # ----------------------------------------------------------------- public verbs
+    def up(self, services: list[str] | None = None) -> list[StartResult]:
+        wanted = self._select(services)
+        results: list[StartResult] = []
+        todo = [svc for svc in wanted if not processes.alive(self._pid(svc))]
+        if todo:
+            self._prepare(todo)
+        for svc in wanted:
+            if processes.alive(self._pid(svc)):
+                results.append(StartResult(svc, "already running", 0.0))
+                continue
+            self._report(svc, "starting")
+            took = self._start(svc)
+            self._report(svc, f"ready in {took:.1f}s")
+            results.append(StartResult(svc, "started", took))
+        return results
+
+    def down(self, *, clean: bool = False) -> list[str]:
+        stopped = []
+        for svc in reversed(SERVICE_ORDER):
+            pid = self._pid(svc)
+            if processes.alive(pid):
+                assert pid is not None
+                self._report(svc, "stopping")
+                processes.stop(pid, sig=signal.SIGINT if svc == "postgres" else signal.SIGTERM)
+                stopped.append(svc)
+            self.lay.pid_file(svc).unlink(missing_ok=True)
+        if clean:
+            pg = self.lay.service_dir("postgres")
+            if pg.is_symlink():
+                shutil.rmtree(pg.resolve(), ignore_errors=True)
+            shutil.rmtree(self.lay.root, ignore_errors=True)
+        return stopped
+
+    def status(self) -> list[ServiceStatus]:
+        versions = self.versions()
+        out = []
+        for svc in SERVICE_ORDER:
+            pid = self._pid(svc)
+            if processes.alive(pid):
+                state = "running"
+            elif pid is not None:
+                state = "dead"
+            else:
+                state = "stopped"
+            rss = processes.rss_bytes(pid) if state == "running" else None
+            out.append(
+                ServiceStatus(
+                    name=svc,
+                    state=state,
+                    version=versions.get(svc, "?"),
+                    port=self.s.ports.of(svc)[0],
+                    pid=pid if state != "stopped" else None,
+                    rss_mib=round(rss / 2**20, 1) if rss else None,
+                )
+            )
+        return out
+
+    def logs(self, service: str, lines: int = 50) -> list[str]:
+        self._select([service])
+        return processes.tail(self.lay.log_file(service), lines)
+
+    def endpoints(self) -> Endpoints:
+        p = self.s.ports
+        return Endpoints(
+            postgres_dsn=postgres.dsn(
+                "127.0.0.1",
+                p.postgres,
+                self.s.postgres_database,
+                self.s.postgres_user,
+                self.postgres_password(),
+            ),
+            redis_url=f"redis://127.0.0.1:{p.redis}/0",
+            kafka_bootstrap=f"127.0.0.1:{p.kafka}",
+            cassandra_host="127.0.0.1",
+            cassandra_port=p.cassandra,
+            connect_url=f"http://127.0.0.1:{p.connect}",
+            agent_url=f"http://127.0.0.1:{p.agent_http}",
+        )
+
+    def versions(self) -> dict[str, str]:
+        props = pom_properties((self.native / "pom.xml").read_text())
+        pg = system.postgres_bindir()
+        return {
+            "postgres": pg.parent.name if pg else "not installed",
+            "redis": "debian",
+            "kafka": props.get("version.kafka", "?"),
+            "connect": props.get("version.kafka", "?"),
+            "cassandra": props.get("version.cassandra", "?"),
+            "agent": props.get("version.debezium.cassandra", "?"),
+        }
+
+    def postgres_password(self) -> str:
+        return _read_properties(self.lay.postgres_secret_file).get("password", "")
+
+    # ----------------------------------------------------------------- preparation
+    def _select(self, services: list[str] | None) -> list[str]:
+        if not services:
+            return list(SERVICE_ORDER)
+        unknown = [s for s in services if s not in SERVICE_ORDER]
+        if unknown:
+            raise UsageError(
+                f"unknown service(s): {', '.join(unknown)}",
+                hint=f"services are: {', '.join(SERVICE_ORDER)}",
+            )
+        # Keep dependency order whatever order the user typed.
+        return [s for s in SERVICE_ORDER if s in services]
+
+    def _pid(self, svc: str) -> int | None:
+        return processes.read_pid(self.lay.pid_file(svc))
+
+    def _prepare(self, todo: list[str]) -> None:
+        for d in ("logs", "run", "config", "secrets"):
+            (self.lay.root / d).mkdir(parents=True, exist_ok=True)
+        os.chmod(self.lay.secrets_dir, 0o700)
+        missing = system.missing_debian_packages()
+        if missing and {"postgres", "redis"} & set(todo):
+            self._report("stack", f"installing Debian packages: {', '.join(missing)}")
+            system.install_debian_packages(missing, self.lay.log_file("apt"))
+        if JVM_SERVICES & set(todo):
+            self._jdk = system.find_jdk(17)
+            self._resolve_artifacts(todo)
+        self._write_secrets()
+        self._render_configs()
+
+    def _resolve_artifacts(self, todo: list[str]) -> None:
+        parent = self.native / "pom.xml"
+        parts = {"kafka": "kafka", "connect": "kafka", "cassandra": "cassandra", "agent": "agent"}
+        for svc in todo:
+            part = parts.get(svc)
+            if part and part not in self._libs:
+                self._report(svc, f"resolving Maven artifacts ({part})")
+                self._libs[part] = maven.resolve(self.native / part / "pom.xml", parent, part)
+        if "connect" in todo:
+            self._report("connect", "resolving Connect plugins")
+            plugins = maven.resolve(self.native / "plugins" / "pom.xml", parent, "plugins")
+            self._libs["plugins"] = plugins
+            self._install_plugins(plugins)
+
+    def _install_plugins(self, plugin_artifacts: Path) -> None:
+        """plugin.path gets the JDBC sink archive, unpacked, and the project's own SMT jar."""
+        pdir = self.lay.plugins_dir
+        pdir.mkdir(parents=True, exist_ok=True)
+        archive = next(plugin_artifacts.glob("debezium-connector-jdbc-*-plugin.tar.gz"), None)
+        if archive is None:
+            raise StackError(f"no JDBC sink plugin archive in {plugin_artifacts}")
+        unpacked = maven.unpack_tar(
+            archive, maven.cache_root() / "plugins" / archive.name.removesuffix(".tar.gz")
+        )
+        _replace_symlink(pdir / "debezium-connector-jdbc", next(unpacked.iterdir()))
+        self._report("connect", "building the project's transform (transforms/)")
+        jar = maven.build_project(
+            self.root / "transforms" / "pom.xml",
+            "target/cass-cdc-pg-transforms.jar",
+            "transforms",
+        )
+        own = pdir / "cass-cdc-pg-transforms"
+        own.mkdir(exist_ok=True)
+        for old in own.glob("*.jar"):
+            old.unlink()
+        shutil.copy2(jar, own / jar.name)
+
+    def _write_secrets(self) -> None:
+        """Throwaway local credentials, generated once, readable only by this user."""
+        f = self.lay.postgres_secret_file
+        if not f.exists():
+            _write_private(
+                f, f"user={self.s.postgres_user}\npassword={secrets.token_urlsafe(24)}\n"
+            )
+        admin = self.lay.secrets_dir / "postgres-admin.properties"
+        if not admin.exists():
+            _write_private(admin, f"user=postgres\npassword={secrets.token_urlsafe(24)}\n")
+
+    def _render_configs(self) -> None:
+        env = jinja2.Environment(
+            loader=jinja2.FileSystemLoader(self.native / "config"),
+            undefined=jinja2.StrictUndefined,
+            keep_trailing_newline=True,
+            autoescape=False,  # noqa: S701 - renders properties/YAML files, not HTML
+        )
+        ctx = template_context(self.s)
+        for tpl in env.list_templates():
+            src = self.native / "config" / tpl
+            if tpl.endswith(".j2"):
+                text = env.get_template(tpl).render(**ctx)
+                (self.lay.config_dir / tpl.removesuffix(".j2")).write_text(text)
+            else:
+                shutil.copy2(src, self.lay.config_dir / tpl)
+
+    # ----------------------------------------------------------------- start one service
+    def _start(self, svc: str) -> float:
+        for port in self.s.ports.of(svc):
+            processes.ensure_port_free(svc, port)
+        start = time.monotonic()
+        getattr(self, f"_start_{svc}")()
+        return time.monotonic() - start
+
+    def _spawn_and_wait(
+        self,
+        svc: str,
+        argv: list[str],
+        ready: Callable[[], bool],
+        *,
+        run_as: processes.RunAs | None = None,
+        cwd: Path | None = None,
+    ) -> None:
+        log = self.lay.log_file(svc)
+        pid = processes.spawn(
+            svc, argv, log_file=log, pid_file=self.lay.pid_file(svc), run_as=run_as, cwd=cwd
+        )
+        try:
+            processes.wait_until(svc, ready, timeout=READY_TIMEOUT[svc], pid=pid, log_file=log)
+        except ServiceStartError:
+            if processes.alive(pid):
+                processes.stop(pid, timeout=10)
+            self.lay.pid_file(svc).unlink(missing_ok=True)
+            raise
+
+    def _java(self) -> Path:
+        if self._jdk is None:
+            self._jdk = system.find_jdk(17)
+        return self._jdk.java
+
+    def _start_postgres(self) -> None:
+        bindir = system.postgres_bindir()
+        if bindir is None:
+            raise StackError("PostgreSQL is not installed", hint="apt-get install postgresql")
+        run_as = _postgres_user() if os.geteuid() == 0 else None
+        pgdir = self._postgres_dir(run_as)
+        data = self.lay.data_dir("postgres")
+        sock = self.lay.service_dir("postgres") / "run"
+        sock.mkdir(parents=True, exist_ok=True)
+        if run_as:
+            _chown_tree(pgdir, run_as)
+        admin_pw = _read_properties(self.lay.secrets_dir / "postgres-admin.properties")["password"]
+        if not (data / "PG_VERSION").exists():
+            self._report("postgres", "initdb")
+            pwfile = pgdir / ".pwfile"
+            pwfile.write_text(admin_pw + "\n")
+            os.chmod(pwfile, 0o600)
+            if run_as:
+                os.chown(pwfile, run_as.uid, run_as.gid)
+            out = processes.run(
+                [
+                    str(bindir / "initdb"),
+                    "-D",
+                    str(data),
+                    "-U",
+                    "postgres",
+                    "-E",
+                    "UTF8",
+                    "--locale=C.UTF-8",
+                    "--auth-local=trust",
+                    "--auth-host=scram-sha-256",
+                    f"--pwfile={pwfile}",
+                ],
+                run_as=run_as,
+                timeout=300,
+                cwd=pgdir,
+            )
+            pwfile.unlink(missing_ok=True)
+            if out.returncode != 0:
+                raise ServiceStartError(f"initdb failed: {(out.stdout + out.stderr)[-1500:]}")
+        argv = postgres_command(bindir, self.s)
+        argv[argv.index(f"unix_socket_directories={self.lay.postgres_socket_dir}")] = (
+            f"unix_socket_directories={sock}"
+        )
+        admin = postgres.dsn(str(sock), self.s.ports.postgres, "postgres", "postgres")
+        self._spawn_and_wait(
+            "postgres", argv, lambda: bool(postgres.ping(admin)), run_as=run_as, cwd=pgdir
+        )
+        postgres.ensure_role_and_database(
+            admin, self.s.postgres_user, self.postgres_password(), self.s.postgres_database
+        )
+
+    def _postgres_dir(self, run_as: processes.RunAs | None) -> Path:
+        """PostgreSQL's state; when the checkout is not reachable by the postgres user (e.g. under
+        /root), it lives in /var/tmp and the state dir holds a symlink to it."""
+        pgdir = self.lay.service_dir("postgres")
+        if run_as is None or pgdir.is_symlink() or _traversable_by_others(self.lay.root):
+            pgdir.mkdir(parents=True, exist_ok=True)
+            return pgdir.resolve()
+        outside = Path("/var/tmp/cass-cdc-pg") / maven.content_key_text(str(self.lay.root))
+        outside.mkdir(parents=True, exist_ok=True)
+        os.chmod(outside.parent, 0o755)
+        if pgdir.exists():
+            shutil.rmtree(pgdir)
+        pgdir.symlink_to(outside)
+        return outside
+
+    def _start_redis(self) -> None:
+        server = system.redis_server()
+        if server is None:
+            raise StackError("redis-server is not installed", hint="apt-get install redis-server")
+        self.lay.data_dir("redis").mkdir(parents=True, exist_ok=True)
+        url = f"redis://127.0.0.1:{self.s.ports.redis}/0"
+        self._spawn_and_wait(
+            "redis", redis_command(server, self.s), lambda: bool(redis_store.ping(url))
+        )
+
+    def _start_kafka(self) -> None:
+        lib = self._libs["kafka"]
+        kdir = self.lay.service_dir("kafka")
+        (kdir / "data").mkdir(parents=True, exist_ok=True)
+        if not (kdir / "data" / "meta.properties").exists():
+            cid_file = kdir / "cluster-id"
+            if not cid_file.exists():
+                cid_file.write_text(
+                    base64.urlsafe_b64encode(os.urandom(16)).decode().rstrip("=") + "\n"
+                )
+            out = processes.run(
+                kafka_format_command(self._java(), lib, self.s, cid_file.read_text().strip()),
+                timeout=300,
+            )
+            if out.returncode != 0:
+                raise ServiceStartError(
+                    f"formatting Kafka's KRaft storage failed: {(out.stdout + out.stderr)[-1500:]}"
+                )
+        bootstrap = f"127.0.0.1:{self.s.ports.kafka}"
+        self._spawn_and_wait(
+            "kafka",
+            kafka_command(self._java(), lib, self.s),
+            lambda: kafka.ping(bootstrap, timeout=2) > 0,
+        )
+
+    def _start_cassandra(self) -> None:
+        lib = self._libs["cassandra"]
+        jamm = next(lib.glob("jamm-*.jar"), None)
+        if jamm is None:
+            raise StackError(f"jamm agent jar missing from {lib}")
+        (self.lay.service_dir("cassandra") / "logs").mkdir(parents=True, exist_ok=True)
+        port = self.s.ports.cassandra
+        self._spawn_and_wait(
+            "cassandra",
+            cassandra_command(self._java(), lib, self.s, jamm),
+            lambda: bool(cassandra.ping("127.0.0.1", port)),
+            cwd=self.lay.service_dir("cassandra"),
+        )
+
+    def _start_connect(self) -> None:
+        url = f"http://127.0.0.1:{self.s.ports.connect}"
+
+        def ready() -> bool:
+            r = httpx.get(f"{url}/connector-plugins?connectorsOnly=false", timeout=3)
+            names = {p.get("class") for p in r.json()} if r.status_code == 200 else set()
+            return JDBC_SINK_CLASS in names and TRANSFORM_CLASS in names
+
+        self._spawn_and_wait(
+            "connect", connect_command(self._java(), self._libs["kafka"], self.s), ready
+        )
+
+    def _start_agent(self) -> None:
+        adir = self.lay.service_dir("agent")
+        for sub in ("relocation", "offsets"):
+            (adir / sub).mkdir(parents=True, exist_ok=True)
+        url = f"http://127.0.0.1:{self.s.ports.agent_http}"
+        self._spawn_and_wait(
+            "agent",
+            agent_command(self._java(), self._libs["agent"], self.s),
+            lambda: httpx.get(f"{url}/health", timeout=3).status_code == 200,
+            cwd=adir,
+        )
+
+    def restart_agent(self) -> None:
+        """Restart the agent so it picks up new settings (used by `cdcctl apply`)."""
+        pid = self._pid("agent")
+        if processes.alive(pid):
+            assert pid is not None
+            processes.stop(pid)
+        self.lay.pid_file("agent").unlink(missing_ok=True)
+        self.up(["agent"])
+
+
+def settings_for(state_dir: Path | None = None) -> StackSettings:
+    return StackSettings(layout=StackLayout(root=(state_dir or default_state_dir()).resolve()))
+
+
+def status_rows(statuses: list[ServiceStatus]) -> list[dict[str, object]]:
+    return [asdict(s) for s in statuses]
+
+
+def _read_properties(path: Path) -> dict[str, str]:
+    out: dict[str, str] = {}
+    with contextlib.suppress(OSError):
+        for line in path.read_text().splitlines():
+            if "=" in line and not line.lstrip().startswith("#"):
+                k, v = line.split("=", 1)
+                out[k.strip()] = v.strip()
+    return out
+
+
+def _write_private(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(text)
+
+
+def _replace_symlink(link: Path, target: Path) -> None:
+    if link.is_symlink() or link.exists():
+        if link.is_dir() and not link.is_symlink():
+            shutil.rmtree(link)
+        else:
+            link.unlink()
+    link.symlink_to(target)
+
+
+def _postgres_user() -> processes.RunAs:
+    try:
+        pw = pwd.getpwnam("postgres")
+    except KeyError as exc:
+        raise StackError(
+            "running as root, PostgreSQL needs the 'postgres' system user, which does not exist",
+            hint="install Debian's postgresql package (it creates the user)",
+        ) from exc
+    return processes.RunAs(uid=pw.pw_uid, gid=pw.pw_gid)
+
+
+def _chown_tree(path: Path, who: processes.RunAs) -> None:
+    for p in [path, *path.rglob("*")]:
+        with contextlib.suppress(OSError):
+            os.lchown(p, who.uid, who.gid)
+
+
+def _traversable_by_others(path: Path) -> bool:
+    """Can a non-root user reach `path`? (every ancestor needs o+x)."""
+    for p in [path, *path.parents]:
+        if p.exists() and not (p.stat().st_mode & 0o001):
+            return False
+    return True
