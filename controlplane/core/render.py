@@ -1,0 +1,332 @@
+"""Render a `Pipeline` into the configs its components run with.
+
+- the Debezium JDBC sink connector config (a flat ``dict[str, str]`` for Kafka Connect),
+- the Debezium Cassandra agent's ``.properties`` file (text, and parsed back into a dict),
+- the DataStax java-driver ``application.conf`` the agent connects with.
+
+Templates live in ``connectors/``; these functions only fill them, so they are pure apart from
+reading the (static) templates. Connector configs are normalised the way Strimzi does it: every
+value a string, no nulls, so ``desired == actual`` compares cleanly against what
+``GET /connectors/{name}/config`` returns and nothing restarts a connector for nothing.
+
+Secrets never appear: the password becomes a ``${file:<secrets file>:<key>}`` placeholder that
+Kafka Connect's FileConfigProvider resolves inside the worker (``GET .../config`` returns the raw
+placeholder, so drift checks never need the secret).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+
+import jinja2
+
+from controlplane.core.manifest import Pipeline
+
+CONNECTORS_DIR = Path(__file__).resolve().parents[2] / "connectors"
+
+SINK_TEMPLATE = "jdbc-sink.json.j2"
+AGENT_TEMPLATE = "agent.properties.j2"
+DRIVER_TEMPLATE = "driver.conf.j2"
+
+# Ownership markers. Kafka Connect validates only the keys a ConfigDef defines and stores the
+# rest verbatim (docs/decisions/0012), so these ride along in the connector config.
+OWNER_KEY = "cdcctl.owner"
+OWNER_VALUE = "cdcctl"
+PIPELINE_KEY = "cdcctl.pipeline"
+HASH_KEY = "cdcctl.config-hash"
+MARKER_PREFIX = "cdcctl."
+
+# The JDBC sink's batch.size is capped by the consumer's max.poll.records (default 500).
+_DEFAULT_MAX_POLL_RECORDS = 500
+# ConfigTransformer splits ${provider:path:key} at ':' and ends at '}'.
+_PLACEHOLDER_UNSAFE = re.compile(r"[:{}\s]")
+
+
+@dataclass(frozen=True)
+class RenderContext:
+    """Facts about where the pipeline runs that are not in the manifest."""
+
+    state_dir: Path
+    """The stack's state directory (default ``.stack/``); agent files go below it."""
+    secrets_file: Path
+    """Properties file the Connect worker's FileConfigProvider (``config.providers=file``) reads."""
+    cassandra_config: Path
+    """The ``cassandra.yaml`` of the node the agent runs beside."""
+    agent_http_port: int = 8001
+    cassandra_node_id: str = "node1"
+    templates_dir: Path = field(default=CONNECTORS_DIR)
+
+    def __post_init__(self) -> None:
+        if _PLACEHOLDER_UNSAFE.search(str(self.secrets_file)):
+            raise ValueError(
+                f"secrets file path {str(self.secrets_file)!r} cannot hold ':', '{{', '}}' or "
+                "spaces: Kafka Connect could not parse the ${file:...} placeholder"
+            )
+
+
+@dataclass(frozen=True)
+class AgentPaths:
+    directory: Path
+    properties: Path
+    driver_conf: Path
+    relocation_dir: Path
+    offset_dir: Path
+
+
+@dataclass(frozen=True)
+class RenderedPipeline:
+    """Everything `apply` writes or PUTs for one pipeline."""
+
+    sink_name: str
+    sink_config: dict[str, str]
+    agent_properties: str
+    driver_conf: str
+    agent_paths: AgentPaths
+
+
+# --- names ---------------------------------------------------------------------------------
+
+
+def sink_connector_name(pipeline: Pipeline) -> str:
+    return f"{pipeline.name}-jdbc-sink"
+
+
+def agent_connector_name(pipeline: Pipeline) -> str:
+    return f"{pipeline.name}-cassandra-agent"
+
+
+def password_key(pipeline: Pipeline) -> str:
+    """Key of the PostgreSQL password in the secrets file (written by whoever resolves secrets)."""
+    return f"{pipeline.name}.postgres.password"
+
+
+def password_placeholder(pipeline: Pipeline, ctx: RenderContext) -> str:
+    return f"${{file:{ctx.secrets_file}:{password_key(pipeline)}}}"
+
+
+def agent_paths(pipeline: Pipeline, ctx: RenderContext) -> AgentPaths:
+    base = ctx.state_dir / "agent" / pipeline.name
+    return AgentPaths(
+        directory=base,
+        properties=base / "agent.properties",
+        driver_conf=base / "driver.conf",
+        relocation_dir=base / "relocation",
+        offset_dir=base / "offsets",
+    )
+
+
+def jdbc_url(pipeline: Pipeline) -> str:
+    pg = pipeline.spec.sink.postgres
+    host = f"[{pg.host}]" if ":" in pg.host and not pg.host.startswith("[") else pg.host
+    # stringtype=unspecified: text parameters are typed by the server, so strings from the
+    # transform land in uuid/inet/numeric/timestamptz columns without explicit casts.
+    return f"jdbc:postgresql://{host}:{pg.port}/{pg.database}?stringtype=unspecified"
+
+
+# --- normalisation -------------------------------------------------------------------------
+
+
+def normalise_config(config: Mapping[str, object]) -> dict[str, str]:
+    """Strimzi-style: every value a string (booleans lowercase), nulls dropped, keys sorted."""
+    out: dict[str, str] = {}
+    for key in sorted(config):
+        value = config[key]
+        if value is None:
+            continue  # Connect rejects null-valued keys
+        if isinstance(value, bool):
+            out[key] = "true" if value else "false"
+        elif isinstance(value, list | tuple):
+            out[key] = ",".join(str(v) for v in value)
+        else:
+            out[key] = str(value)
+    return out
+
+
+def config_hash(config: Mapping[str, str]) -> str:
+    """Stable hash of a connector config, ignoring cdcctl's own marker keys."""
+    payload = {k: v for k, v in config.items() if not k.startswith(MARKER_PREFIX)}
+    digest = hashlib.sha256(json.dumps(payload, sort_keys=True).encode("utf-8")).hexdigest()
+    return digest[:16]
+
+
+def is_owned(config: Mapping[str, str], pipeline_name: str | None = None) -> bool:
+    """True when cdcctl created this connector (and for `pipeline_name`, when given)."""
+    if config.get(OWNER_KEY) != OWNER_VALUE:
+        return False
+    return pipeline_name is None or config.get(PIPELINE_KEY) == pipeline_name
+
+
+# --- templates -----------------------------------------------------------------------------
+
+
+def escape_property(value: object, *, key: bool = False) -> str:
+    """Escape for java.util.Properties (read as ISO-8859-1, so non-ASCII becomes \\uXXXX)."""
+    text = str(value).lower() if isinstance(value, bool) else str(value)
+    out: list[str] = []
+    for i, ch in enumerate(text):
+        if ch == "\\":
+            out.append("\\\\")
+        elif ch == "\n":
+            out.append("\\n")
+        elif ch == "\r":
+            out.append("\\r")
+        elif ch == "\t":
+            out.append("\\t")
+        elif ch == " " and (key or i == 0):
+            out.append("\\ ")
+        elif key and ch in "=:#!":
+            out.append("\\" + ch)
+        elif ord(ch) > 0x7E or ord(ch) < 0x20:
+            out.append(f"\\u{ord(ch):04x}")
+        else:
+            out.append(ch)
+    return "".join(out)
+
+
+_UNESCAPE = {"n": "\n", "r": "\r", "t": "\t", "f": "\f"}
+
+
+def _unescape_property(text: str) -> str:
+    out: list[str] = []
+    i = 0
+    while i < len(text):
+        ch = text[i]
+        if ch == "\\" and i + 1 < len(text):
+            nxt = text[i + 1]
+            if nxt == "u" and i + 6 <= len(text):
+                out.append(chr(int(text[i + 2 : i + 6], 16)))
+                i += 6
+                continue
+            out.append(_UNESCAPE.get(nxt, nxt))
+            i += 2
+            continue
+        out.append(ch)
+        i += 1
+    return "".join(out)
+
+
+def parse_properties(text: str) -> dict[str, str]:
+    """Parse the subset of .properties syntax `escape_property` writes (no line continuations)."""
+    props: dict[str, str] = {}
+    for raw in text.splitlines():
+        line = raw.lstrip()
+        if not line or line[0] in "#!":
+            continue
+        i = 0
+        while i < len(line) and not (line[i] in "=:" and (i == 0 or line[i - 1] != "\\")):
+            i += 1
+        key, value = line[:i].rstrip(), line[i + 1 :].lstrip() if i < len(line) else ""
+        props[_unescape_property(key)] = _unescape_property(value)
+    return props
+
+
+@lru_cache(maxsize=8)
+def _environment(templates_dir: Path) -> jinja2.Environment:
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(templates_dir)),
+        undefined=jinja2.StrictUndefined,  # a missing variable is a bug, not an empty string
+        autoescape=jinja2.select_autoescape(default=False),  # JSON/properties/HOCON, not HTML
+        keep_trailing_newline=True,
+    )
+    env.filters["prop"] = escape_property
+    return env
+
+
+def _render(ctx: RenderContext, template: str, **values: object) -> str:
+    return _environment(ctx.templates_dir).get_template(template).render(**values)
+
+
+# --- renderers -----------------------------------------------------------------------------
+
+
+def render_sink_config(pipeline: Pipeline, ctx: RenderContext) -> dict[str, str]:
+    """The JDBC sink connector config, normalised, with ownership markers and config hash."""
+    spec = pipeline.spec
+    topics = rf"{re.escape(pipeline.topic_prefix)}\.{re.escape(pipeline.keyspace)}"
+    tables = "|".join(re.escape(t) for t in pipeline.tables)
+    batch_size = spec.sink.batch_size
+    text = _render(
+        ctx,
+        SINK_TEMPLATE,
+        connector_name=sink_connector_name(pipeline),
+        pipeline_name=pipeline.name,
+        tasks_max=str(spec.sink.tasks_max),
+        topics_regex=pipeline.topics_regex,
+        jdbc_url=jdbc_url(pipeline),
+        username=spec.sink.postgres.user,
+        password_placeholder=password_placeholder(pipeline, ctx),
+        batch_size=str(batch_size),
+        max_poll_records=str(batch_size) if batch_size > _DEFAULT_MAX_POLL_RECORDS else "",
+        # RegexRouters after our SMT leave a bare table name; the sink's ${topic} placeholder
+        # (dots -> underscores, none left) then names `<schema>.<table>` (decision 0010).
+        collection_name_format=f"{pipeline.target_schema}.${{topic}}",
+        tombstone_topic_regex=rf"{topics}\.({tables})\.tombstones",
+        row_topic_regex=rf"{topics}\.({tables})",
+        errors_tolerance=spec.options.errors_tolerance,
+        errors_retry_timeout_ms=str(spec.options.errors_retry_timeout_ms),
+        errors_log_enable="true" if spec.options.errors_log_enable else "false",
+        dlq_topic=pipeline.dlq_topic,
+        dlq_replication_factor=str(spec.options.dlq_replication_factor),
+    )
+    config = normalise_config(json.loads(text))
+    config[HASH_KEY] = config_hash(config)
+    return dict(sorted(config.items()))
+
+
+def render_agent_properties(pipeline: Pipeline, ctx: RenderContext) -> str:
+    """The agent's ``.properties`` file."""
+    paths = agent_paths(pipeline, ctx)
+    agent = pipeline.spec.source.agent
+    return _render(
+        ctx,
+        AGENT_TEMPLATE,
+        pipeline_name=pipeline.name,
+        connector_name=agent_connector_name(pipeline),
+        node_id=ctx.cassandra_node_id,
+        topic_prefix=pipeline.topic_prefix,
+        cassandra_config=ctx.cassandra_config,
+        driver_config_file=paths.driver_conf,
+        relocation_dir=paths.relocation_dir,
+        offset_dir=paths.offset_dir,
+        poll_interval_ms=agent.poll_interval_ms,
+        snapshot_mode=agent.snapshot_mode.upper(),
+        snapshot_consistency=agent.snapshot_consistency,
+        decimal_handling_mode=agent.decimal_handling_mode,
+        varint_handling_mode=agent.varint_handling_mode,
+        http_port=ctx.agent_http_port,
+        bootstrap_servers=",".join(pipeline.spec.kafka.bootstrap_servers),
+    )
+
+
+def agent_properties(pipeline: Pipeline, ctx: RenderContext) -> dict[str, str]:
+    """The agent config as a dict (for plan diffs against the file on disk)."""
+    return parse_properties(render_agent_properties(pipeline, ctx))
+
+
+def render_driver_conf(pipeline: Pipeline, ctx: RenderContext) -> str:
+    """The java-driver ``application.conf`` (HOCON) the agent connects to Cassandra with."""
+    cassandra = pipeline.spec.source.cassandra
+    return _render(
+        ctx,
+        DRIVER_TEMPLATE,
+        pipeline_name=pipeline.name,
+        contact_points=list(cassandra.contact_points),
+        local_datacenter=cassandra.local_datacenter,
+        session_name=agent_connector_name(pipeline),
+    )
+
+
+def render_pipeline(pipeline: Pipeline, ctx: RenderContext) -> RenderedPipeline:
+    return RenderedPipeline(
+        sink_name=sink_connector_name(pipeline),
+        sink_config=render_sink_config(pipeline, ctx),
+        agent_properties=render_agent_properties(pipeline, ctx),
+        driver_conf=render_driver_conf(pipeline, ctx),
+        agent_paths=agent_paths(pipeline, ctx),
+    )
