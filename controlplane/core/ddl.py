@@ -1,0 +1,569 @@
+"""PostgreSQL DDL for one Cassandra table: raw table, LWW gate trigger, tombstones, live view.
+
+Layout (docs/decisions/0003-lww-gate-in-postgres.md):
+- ``"<ks>_cdc"."<table>"``: the raw table the JDBC sink upserts into. Primary key as in
+  Cassandra, the data columns, the row-contract input columns (``_cdc_writetime``, ``_cdc_op``,
+  ``_cdc_set``, ``_cdc_expiry``, ``_cdc_snapshot``) and the gate's state:
+  ``_cdc_wt bigint[]`` / ``_cdc_exp bigint[]`` (write time / expiry µs per regular column, slot =
+  position in ``TableModel.regular``), ``_cdc_live_ts`` / ``_cdc_live_exp`` (row marker of the
+  newest INSERT), ``_cdc_deleted_at`` (newest row/partition/range tombstone covering the row).
+- ``"<ks>_cdc"."<table>__tombstones"``: partition and range tombstones (row contract); an AFTER
+  trigger applies each one to existing rows, the gate consults it for rows created later.
+- ``"<ks>"."<table>"``: the view users query; hides deleted and expired rows and cells.
+
+The gate is a BEFORE INSERT OR UPDATE trigger, because the stock sink sends
+``INSERT ... ON CONFLICT (pk) DO UPDATE SET c = EXCLUDED.c`` for every column: the INSERT part
+builds a fresh row, the UPDATE part merges the event into OLD per column on the write time.
+Everything generated is a pure function of the TableModel, so plan/diff can compare text.
+"""
+
+from __future__ import annotations
+
+import zlib
+from collections.abc import Sequence
+
+from pydantic import BaseModel, ConfigDict
+
+from controlplane.core.schema_model import Column, SchemaError, TableModel
+from controlplane.core.types import TEXT_PG_TYPES, pg_type
+
+PG_MAX_IDENT_BYTES = 63
+RAW_SCHEMA_SUFFIX = "_cdc"
+META_PREFIX = "_cdc_"
+#: First key of the advisory lock pair that serialises tombstones against new rows.
+LOCK_CLASS = 0x43444350  # "CDCP"
+
+CONTRACT_COLUMNS: tuple[tuple[str, str], ...] = (
+    ("_cdc_writetime", "bigint"),
+    ("_cdc_op", "text"),
+    ("_cdc_set", "text"),
+    ("_cdc_expiry", "text"),
+    ("_cdc_snapshot", "boolean"),
+)
+STATE_COLUMNS: tuple[tuple[str, str], ...] = (
+    ("_cdc_wt", "bigint[]"),
+    ("_cdc_exp", "bigint[]"),
+    ("_cdc_live_ts", "bigint"),
+    ("_cdc_live_exp", "bigint"),
+    ("_cdc_deleted_at", "bigint"),
+)
+_MIN = "(-9223372036854775808)::bigint"
+_MAX = "9223372036854775807::bigint"
+_NOW_US = "(extract(epoch FROM now()) * 1000000)::bigint"
+
+
+def quote_ident(name: str) -> str:
+    """Always-quoted PostgreSQL identifier: case and reserved words survive as they are."""
+    if "\x00" in name or not name:
+        raise SchemaError(f"invalid identifier {name!r}")
+    if len(name.encode()) > PG_MAX_IDENT_BYTES:
+        raise SchemaError(
+            f"identifier {name!r} is longer than PostgreSQL's {PG_MAX_IDENT_BYTES} bytes",
+            hint="PostgreSQL would truncate it silently; rename the Cassandra object",
+        )
+    return '"' + name.replace('"', '""') + '"'
+
+
+def quote_literal(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
+
+
+class PgNames(BaseModel):
+    """Where a Cassandra table lives in PostgreSQL (unquoted names)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    raw_schema: str
+    view_schema: str
+    table: str
+    tombstones: str
+    view: str
+
+    @property
+    def raw_table(self) -> str:
+        return f"{quote_ident(self.raw_schema)}.{quote_ident(self.table)}"
+
+    @property
+    def tombstones_table(self) -> str:
+        return f"{quote_ident(self.raw_schema)}.{quote_ident(self.tombstones)}"
+
+    @property
+    def live_view(self) -> str:
+        return f"{quote_ident(self.view_schema)}.{quote_ident(self.view)}"
+
+    def function(self, suffix: str) -> str:
+        return f"{quote_ident(self.raw_schema)}.{quote_ident(self.table + suffix)}"
+
+
+def pg_names(table: TableModel) -> PgNames:
+    return PgNames(
+        raw_schema=table.keyspace + RAW_SCHEMA_SUFFIX,
+        view_schema=table.keyspace,
+        table=table.table,
+        tombstones=f"{table.table}__tombstones",
+        view=table.table,
+    )
+
+
+class TableDdl(BaseModel):
+    """The generated statements, in execution order; ``sql`` is the script ``plan`` shows."""
+
+    model_config = ConfigDict(frozen=True)
+
+    names: PgNames
+    statements: tuple[str, ...]
+
+    @property
+    def sql(self) -> str:
+        return "".join(s + ";\n\n" for s in self.statements)
+
+
+def _lock_key(table: TableModel) -> int:
+    crc = zlib.crc32(table.qualified_name.encode())
+    return crc - (1 << 32) if crc >= 1 << 31 else crc
+
+
+def _check(table: TableModel) -> None:
+    where = table.qualified_name
+    if table.static:
+        cols = ", ".join(c.name for c in table.static)
+        raise SchemaError(
+            f"{where}: static column(s) {cols} are not supported",
+            hint="the Debezium Cassandra connector skips static rows; drop the static column "
+            "or exclude the table",
+        )
+    for c in table.columns:
+        if c.name.startswith(META_PREFIX):
+            raise SchemaError(
+                f"{where}.{c.name}: column names starting with {META_PREFIX!r} are reserved "
+                "for the pipeline's metadata",
+                hint="rename the Cassandra column",
+            )
+        quote_ident(c.name)
+    names = pg_names(table)
+    for n in (
+        names.raw_schema,
+        names.tombstones,
+        table.table + "__tomb_apply",
+        table.table + "__in_range",
+        table.table + "__bound_cmp",
+        table.table + "__tomb_pk",
+    ):
+        quote_ident(n)
+
+
+class _Gen:
+    def __init__(self, table: TableModel) -> None:
+        _check(table)
+        self.t = table
+        self.n = pg_names(table)
+        self.types = {
+            c.name: pg_type(c, keyspace=table.keyspace, table=table.table) for c in table.columns
+        }
+        self.lock = f"{LOCK_CLASS}, {_lock_key(table)}"
+
+    def q(self, c: Column) -> str:
+        return quote_ident(c.name)
+
+    def coldef(self, c: Column) -> str:
+        return f"{self.q(c)} {self.types[c.name]}"
+
+    def cmp_collate(self, c: Column) -> str:
+        # Cassandra orders text by UTF-8 bytes; COLLATE "C" makes PostgreSQL agree.
+        return ' COLLATE "C"' if self.types[c.name] in TEXT_PG_TYPES else ""
+
+    # ------------------------------------------------------------------ tables
+
+    def raw_table(self) -> str:
+        cols = [self.coldef(c) + " NOT NULL" for c in self.t.primary_key]
+        cols += [self.coldef(c) for c in self.t.regular]
+        cols += [f"{quote_ident(n)} {ty}" for n, ty in CONTRACT_COLUMNS + STATE_COLUMNS]
+        pk = ", ".join(self.q(c) for c in self.t.primary_key)
+        body = ",\n  ".join([*cols, f"PRIMARY KEY ({pk})"])
+        return f"CREATE TABLE IF NOT EXISTS {self.n.raw_table} (\n  {body}\n)"
+
+    def tombstones_table(self) -> str:
+        cols = ['"_cdc_tombstone_id" text PRIMARY KEY']
+        cols += [self.coldef(c) + " NOT NULL" for c in self.t.partition_key]
+        cols += [
+            '"_cdc_writetime" bigint NOT NULL',
+            "\"_cdc_op\" text NOT NULL CHECK (\"_cdc_op\" IN ('p', 'r'))",
+            '"_cdc_range_start" text',
+            '"_cdc_range_end" text',
+        ]
+        body = ",\n  ".join(cols)
+        return f"CREATE TABLE IF NOT EXISTS {self.n.tombstones_table} (\n  {body}\n)"
+
+    def tombstones_index(self) -> str:
+        pk = ", ".join(self.q(c) for c in self.t.partition_key)
+        name = quote_ident(self.t.table + "__tomb_pk")
+        return (
+            f"CREATE INDEX IF NOT EXISTS {name} ON {self.n.tombstones_table} "
+            f'({pk}, "_cdc_writetime")'
+        )
+
+    # ------------------------------------------------------------------ range tombstones
+
+    def bound_cmp(self) -> str:
+        """Compare a row's clustering values with a range bound in clustering order.
+
+        The bound is the JSON of Debezium's ``{method, values: [{name, value, type}]}``; the
+        result is -1, 0 (equal on the bound's prefix) or 1."""
+        params = ", ".join(self.types[c.name] for c in self.t.clustering)
+        nb = len(self.t.clustering) + 1
+        lines = [
+            f"CREATE OR REPLACE FUNCTION {self.n.function('__bound_cmp')}({params}, jsonb)",
+            "RETURNS integer LANGUAGE plpgsql STABLE AS $fn$",
+            "DECLARE",
+            "  v_vals jsonb;",
+            "  v text;",
+            "BEGIN",
+            f"  v_vals := ${nb} -> 'values';",
+            "  IF v_vals IS NULL THEN",
+            "    RETURN 0;",
+            "  END IF;",
+        ]
+        for i, c in enumerate(self.t.clustering, start=1):
+            names = f"{quote_literal(c.name)}, {quote_literal(quote_ident(c.name))}"
+            lt, gt = ("1", "-1") if c.clustering_order == "desc" else ("-1", "1")
+            ty = self.types[c.name]
+            coll = self.cmp_collate(c)
+            lines += [
+                "  v := NULL;",
+                "  IF jsonb_typeof(v_vals) = 'array' THEN",
+                "    SELECT e.item ->> 'value' INTO v FROM jsonb_array_elements(v_vals) AS e(item)",
+                f"     WHERE e.item ->> 'name' IN ({names}) LIMIT 1;",
+                "  ELSIF jsonb_typeof(v_vals) = 'object' THEN",
+                f"    v := coalesce(v_vals -> {quote_literal(c.name)} ->> 'value',"
+                f" v_vals ->> {quote_literal(c.name)});",
+                "  END IF;",
+                "  IF v IS NULL THEN",
+                "    RETURN 0;",
+                "  END IF;",
+                f"  IF ${i}{coll} < v::{ty}{coll} THEN",
+                f"    RETURN {lt};",
+                f"  ELSIF ${i}{coll} > v::{ty}{coll} THEN",
+                f"    RETURN {gt};",
+                "  END IF;",
+            ]
+        lines += ["  RETURN 0;", "END", "$fn$"]
+        return "\n".join(lines)
+
+    def in_range(self) -> str:
+        params = ", ".join(self.types[c.name] for c in self.t.clustering)
+        m = len(self.t.clustering)
+        args = ", ".join(f"${i}" for i in range(1, m + 1))
+        s, e = f"${m + 1}", f"${m + 2}"
+        cmp = self.n.function("__bound_cmp")
+        return "\n".join(
+            [
+                f"CREATE OR REPLACE FUNCTION {self.n.function('__in_range')}({params}, text, text)",
+                "RETURNS boolean LANGUAGE sql STABLE AS $fn$",
+                "  SELECT (CASE WHEN sc > 0 THEN true WHEN sc < 0 THEN false",
+                "               ELSE coalesce(sm IN ('INCL_START_BOUND',"
+                " 'EXCL_END_INCL_START_BOUNDARY'), true) END)",
+                "     AND (CASE WHEN ec < 0 THEN true WHEN ec > 0 THEN false",
+                "               ELSE coalesce(em IN ('INCL_END_BOUND',"
+                " 'INCL_END_EXCL_START_BOUNDARY'), true) END)",
+                f"  FROM (SELECT {cmp}({args}, {s}::jsonb) AS sc, {s}::jsonb ->> 'method' AS sm,",
+                f"               {cmp}({args}, {e}::jsonb) AS ec, {e}::jsonb ->> 'method' AS em) b",
+                "$fn$",
+            ]
+        )
+
+    def tombstone_match(self, row: str, tomb: str) -> str:
+        """SQL condition: tombstone ``tomb`` covers the row whose columns are ``row``.x."""
+        conds = [f"{tomb}.{self.q(c)} = {row}.{self.q(c)}" for c in self.t.partition_key]
+        if self.t.clustering:
+            cks = ", ".join(f"{row}.{self.q(c)}" for c in self.t.clustering)
+            conds.append(
+                f"({tomb}.\"_cdc_op\" = 'p' OR {self.n.function('__in_range')}"
+                f'({cks}, {tomb}."_cdc_range_start", {tomb}."_cdc_range_end"))'
+            )
+        return " AND ".join(conds)
+
+    # ------------------------------------------------------------------ the gate
+
+    def lww_function(self) -> str:
+        reg = self.t.regular
+        nreg = len(reg)
+        L: list[str] = []
+        a = L.append
+        a(f"CREATE OR REPLACE FUNCTION {self.n.function('__lww')}()")
+        a("RETURNS trigger LANGUAGE plpgsql AS $fn$")
+        a("#variable_conflict use_variable")
+        a("DECLARE")
+        a('  v_ts bigint := NEW."_cdc_writetime";')
+        a('  v_op text := NEW."_cdc_op";')
+        a("  v_set jsonb;")
+        a("  v_xin jsonb;")
+        a("  v_del bigint;")
+        a("  v_wt bigint[];")
+        a("  v_exp bigint[];")
+        a("  v_live bigint;")
+        a("  v_live_exp bigint;")
+        a("  v_row_exp bigint;")
+        a("BEGIN")
+        a("  IF v_ts IS NULL OR v_op IS NULL OR v_op NOT IN ('i', 'u', 'd') THEN")
+        a("    RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',")
+        a(
+            "      MESSAGE = format('%I.%I: a change needs _cdc_writetime and _cdc_op in (i, u, d),"
+            " got %s/%s', TG_TABLE_SCHEMA, TG_TABLE_NAME, v_ts, v_op),"
+        )
+        a("      HINT = 'write through the row contract (docs/decisions/0002-row-contract.md)';")
+        a("  END IF;")
+        a("  v_set := coalesce(NEW.\"_cdc_set\"::jsonb, '[]'::jsonb);")
+        a("  v_xin := coalesce(NEW.\"_cdc_expiry\"::jsonb, '{}'::jsonb);")
+        a("  IF TG_OP = 'UPDATE' THEN")
+        a('    v_del := OLD."_cdc_deleted_at";')
+        a('    v_wt := OLD."_cdc_wt";')
+        a('    v_exp := OLD."_cdc_exp";')
+        a('    v_live := OLD."_cdc_live_ts";')
+        a('    v_live_exp := OLD."_cdc_live_exp";')
+        a("  ELSE")
+        a("    -- a tombstone writer holds this lock exclusively while it applies a tombstone, so")
+        a("    -- a row created concurrently either sees the tombstone here or gets it applied")
+        a(f"    PERFORM pg_advisory_xact_lock_shared({self.lock});")
+        a('    SELECT max(tb."_cdc_writetime") INTO v_del')
+        a(f"      FROM {self.n.tombstones_table} AS tb")
+        a(f"     WHERE {self.tombstone_match('NEW', 'tb')};")
+        a(f"    v_wt := array_fill(NULL::bigint, ARRAY[{nreg}]);")
+        a(f"    v_exp := array_fill(NULL::bigint, ARRAY[{nreg}]);")
+        a("  END IF;")
+        a("  IF v_op = 'd' AND (v_del IS NULL OR v_ts > v_del) THEN")
+        a("    v_del := v_ts;")
+        a("  END IF;")
+        for i, c in enumerate(reg, start=1):
+            col = f"NEW.{self.q(c)}"
+            old = f"OLD.{self.q(c)}"
+            key = quote_literal(c.name)
+            nexp = f"(v_xin ->> {key})::bigint"
+            co = self.cmp_collate(c)
+            wins = f"v_op <> 'd' AND v_set ? {key} AND v_ts > coalesce(v_del, {_MIN})"
+            a(f"  -- {c.name}")
+            a("  IF TG_OP = 'INSERT' THEN")
+            a(f"    IF {wins} THEN")
+            a(f"      v_wt[{i}] := v_ts;")
+            a(f"      v_exp[{i}] := {nexp};")
+            a("    ELSE")
+            a(f"      {col} := NULL;")
+            a("    END IF;")
+            a(f"  ELSIF {wins} AND (v_wt[{i}] IS NULL OR v_ts > v_wt[{i}]")
+            # Same write time: a cell tombstone (null) wins, then the greater value, then the
+            # later expiry (no TTL = never) — deterministic, so replicas' events converge.
+            a(f"      OR (v_ts = v_wt[{i}] AND {old} IS NOT NULL AND ({col} IS NULL")
+            a(f"          OR {col}{co} > {old}{co}")
+            a(f"          OR ({col}{co} = {old}{co}")
+            a(f"              AND coalesce({nexp}, {_MAX}) > coalesce(v_exp[{i}], {_MAX}))))) THEN")
+            a(f"    v_wt[{i}] := v_ts;")
+            a(f"    v_exp[{i}] := {nexp};")
+            a(f"  ELSIF v_wt[{i}] IS NOT NULL AND v_wt[{i}] <= coalesce(v_del, {_MIN}) THEN")
+            a("    -- shadowed by a row tombstone: a tie goes to the tombstone, as in Cassandra")
+            a(f"    {col} := NULL;")
+            a(f"    v_wt[{i}] := NULL;")
+            a(f"    v_exp[{i}] := NULL;")
+            a("  ELSE")
+            a(f"    {col} := {old};")
+            a("  END IF;")
+        a("  -- row marker (INSERT liveness): the newest INSERT newer than the row tombstone")
+        a(f"  IF v_op = 'i' AND v_ts > coalesce(v_del, {_MIN}) THEN")
+        a("    -- an INSERT ... USING TTL gives every cell and the row marker the same expiry")
+        a("    IF v_xin <> '{}'::jsonb AND NOT EXISTS (")
+        a("        SELECT 1 FROM jsonb_array_elements_text(v_set) AS s(name)")
+        a("         WHERE NOT v_xin ? s.name)")
+        a("    THEN")
+        a("      SELECT max(x.value::bigint) INTO v_row_exp FROM jsonb_each_text(v_xin) AS x;")
+        a("    END IF;")
+        a("    IF v_live IS NULL OR v_ts > v_live OR (v_ts = v_live")
+        a(f"        AND coalesce(v_row_exp, {_MAX}) > coalesce(v_live_exp, {_MAX})) THEN")
+        a("      v_live := v_ts;")
+        a("      v_live_exp := v_row_exp;")
+        a("    END IF;")
+        a("  END IF;")
+        a(f"  IF v_live <= coalesce(v_del, {_MIN}) THEN")
+        a("    v_live := NULL;")
+        a("    v_live_exp := NULL;")
+        a("  END IF;")
+        a('  NEW."_cdc_wt" := v_wt;')
+        a('  NEW."_cdc_exp" := v_exp;')
+        a('  NEW."_cdc_live_ts" := v_live;')
+        a('  NEW."_cdc_live_exp" := v_live_exp;')
+        a('  NEW."_cdc_deleted_at" := v_del;')
+        if nreg:
+            data_new = ", ".join(f"NEW.{self.q(c)}" for c in reg)
+            data_old = ", ".join(f"OLD.{self.q(c)}" for c in reg)
+            a(f"  IF TG_OP = 'UPDATE' AND ({data_new}, v_wt, v_exp, v_live, v_live_exp, v_del)")
+            a(f'      IS NOT DISTINCT FROM ({data_old}, OLD."_cdc_wt", OLD."_cdc_exp",')
+        else:
+            a("  IF TG_OP = 'UPDATE' AND (v_wt, v_exp, v_live, v_live_exp, v_del)")
+            a('      IS NOT DISTINCT FROM (OLD."_cdc_wt", OLD."_cdc_exp",')
+        a('      OLD."_cdc_live_ts", OLD."_cdc_live_exp", OLD."_cdc_deleted_at") THEN')
+        a("    -- the event lost everywhere: skip the write, leave no dead tuple")
+        a("    RETURN NULL;")
+        a("  END IF;")
+        a("  RETURN NEW;")
+        a("END")
+        a("$fn$")
+        return "\n".join(L)
+
+    def lww_trigger(self) -> str:
+        return (
+            f'CREATE OR REPLACE TRIGGER "cdc_lww" BEFORE INSERT OR UPDATE ON {self.n.raw_table}\n'
+            f"  FOR EACH ROW EXECUTE FUNCTION {self.n.function('__lww')}()"
+        )
+
+    def tomb_apply_function(self) -> str:
+        cond = self.tombstone_match("r", "NEW")
+        return "\n".join(
+            [
+                f"CREATE OR REPLACE FUNCTION {self.n.function('__tomb_apply')}()",
+                "RETURNS trigger LANGUAGE plpgsql AS $fn$",
+                "BEGIN",
+                "  -- exclusive against the gate's shared lock: no row of this table is being",
+                "  -- created in another open transaction while the tombstone is applied",
+                f"  PERFORM pg_advisory_xact_lock({self.lock});",
+                "  -- each covered row gets a row delete at the tombstone's time, through the gate",
+                f"  UPDATE {self.n.raw_table} AS r SET \"_cdc_op\" = 'd',",  # noqa: S608 - quoted idents
+                '         "_cdc_writetime" = NEW."_cdc_writetime", "_cdc_set" = NULL,',
+                '         "_cdc_expiry" = NULL, "_cdc_snapshot" = false',
+                f"   WHERE {cond}",
+                '     AND (r."_cdc_deleted_at" IS NULL'
+                ' OR r."_cdc_deleted_at" < NEW."_cdc_writetime");',
+                "  RETURN NULL;",
+                "END",
+                "$fn$",
+            ]
+        )
+
+    def tomb_apply_trigger(self) -> str:
+        return (
+            'CREATE OR REPLACE TRIGGER "cdc_tomb_apply" AFTER INSERT OR UPDATE'
+            f" ON {self.n.tombstones_table}\n"
+            f"  FOR EACH ROW EXECUTE FUNCTION {self.n.function('__tomb_apply')}()"
+        )
+
+    # ------------------------------------------------------------------ reading
+
+    def visible(self, r: str, now: str) -> str:
+        """SQL condition: the row has a live row marker or any live non-null cell at ``now``."""
+        parts = [
+            f'({r}."_cdc_live_ts" IS NOT NULL'
+            f' AND ({r}."_cdc_live_exp" IS NULL OR {r}."_cdc_live_exp" > {now}))'
+        ]
+        for i, c in enumerate(self.t.regular, start=1):
+            parts.append(
+                f"({r}.{self.q(c)} IS NOT NULL"
+                f' AND ({r}."_cdc_exp"[{i}] IS NULL OR {r}."_cdc_exp"[{i}] > {now}))'
+            )
+        return "\n     OR ".join(parts)
+
+    def view(self) -> str:
+        cols = [f"r.{self.q(c)}" for c in self.t.primary_key]
+        for i, c in enumerate(self.t.regular, start=1):
+            cols.append(
+                f'CASE WHEN r."_cdc_exp"[{i}] IS NULL OR r."_cdc_exp"[{i}] > n.now_us'
+                f" THEN r.{self.q(c)} END AS {self.q(c)}"
+            )
+        sel = ",\n       ".join(cols)
+        return (
+            f"CREATE OR REPLACE VIEW {self.n.live_view} AS\n"
+            f"SELECT {sel}\n"
+            f"  FROM {self.n.raw_table} AS r\n"
+            f"  CROSS JOIN (SELECT {_NOW_US} AS now_us) AS n\n"
+            f" WHERE {self.visible('r', 'n.now_us')}"
+        )
+
+    def purge_function(self) -> str:
+        idx = range(1, len(self.t.regular) + 1)
+        newest = ", ".join(
+            [
+                'r."_cdc_deleted_at"',
+                'r."_cdc_live_ts"',
+                'r."_cdc_live_exp"',
+                *(f'r."_cdc_wt"[{i}], r."_cdc_exp"[{i}]' for i in idx),
+            ]
+        )
+        return "\n".join(
+            [
+                f"CREATE OR REPLACE FUNCTION {self.n.function('__purge')}"
+                "(p_grace interval, p_now_us bigint DEFAULT NULL)",
+                "RETURNS bigint LANGUAGE plpgsql AS $fn$",
+                "#variable_conflict use_variable",
+                "-- Like gc_grace_seconds: drop rows nothing live is left in and tombstones older",
+                "-- than the grace period. A write older than a purged tombstone can resurrect",
+                "-- data afterwards, exactly as in Cassandra.",
+                "DECLARE",
+                "  v_now bigint := coalesce(p_now_us,"
+                " (extract(epoch FROM clock_timestamp()) * 1000000)::bigint);",
+                "  v_cut bigint;",
+                "  v_rows bigint;",
+                "  v_tombs bigint;",
+                "BEGIN",
+                "  v_cut := v_now - (extract(epoch FROM p_grace) * 1000000)::bigint;",
+                f"  DELETE FROM {self.n.raw_table} AS r",  # noqa: S608 - quoted identifiers
+                f"   WHERE NOT ({self.visible('r', 'v_now')})",
+                f"     AND greatest({newest}) < v_cut;",
+                "  GET DIAGNOSTICS v_rows = ROW_COUNT;",
+                f'  DELETE FROM {self.n.tombstones_table} WHERE "_cdc_writetime" < v_cut;',  # noqa: S608
+                "  GET DIAGNOSTICS v_tombs = ROW_COUNT;",
+                "  RETURN v_rows + v_tombs;",
+                "END",
+                "$fn$",
+            ]
+        )
+
+    def statements(self) -> tuple[str, ...]:
+        out = [
+            f"CREATE SCHEMA IF NOT EXISTS {quote_ident(self.n.raw_schema)}",
+            f"CREATE SCHEMA IF NOT EXISTS {quote_ident(self.n.view_schema)}",
+            self.raw_table(),
+            self.tombstones_table(),
+            self.tombstones_index(),
+        ]
+        if self.t.clustering:
+            out += [self.bound_cmp(), self.in_range()]
+        out += [
+            self.lww_function(),
+            self.lww_trigger(),
+            self.tomb_apply_function(),
+            self.tomb_apply_trigger(),
+            self.purge_function(),
+            self.view(),
+        ]
+        return tuple(out)
+
+
+def generate_ddl(table: TableModel) -> TableDdl:
+    """All DDL for one Cassandra table, in order; idempotent (IF NOT EXISTS / OR REPLACE)."""
+    gen = _Gen(table)
+    return TableDdl(names=gen.n, statements=gen.statements())
+
+
+def sink_upsert_sql(table: TableModel) -> str:
+    """The statement the stock JDBC sink sends for a row record (psycopg ``%s`` placeholders):
+    every column inserted, every non-key column updated from EXCLUDED, no guard."""
+    names = pg_names(table)
+    keys = [c.name for c in table.primary_key]
+    rest = [c.name for c in table.regular] + [n for n, _ in CONTRACT_COLUMNS]
+    return _upsert(names.raw_table, keys, rest)
+
+
+def sink_tombstone_upsert_sql(table: TableModel) -> str:
+    """The sink's statement for a tombstone record into ``<table>__tombstones``."""
+    names = pg_names(table)
+    rest = [c.name for c in table.partition_key] + [
+        "_cdc_writetime",
+        "_cdc_op",
+        "_cdc_range_start",
+        "_cdc_range_end",
+    ]
+    return _upsert(names.tombstones_table, ["_cdc_tombstone_id"], rest)
+
+
+def _upsert(target: str, keys: Sequence[str], rest: Sequence[str]) -> str:
+    cols = ", ".join(quote_ident(c) for c in [*keys, *rest])
+    ph = ", ".join(["%s"] * (len(keys) + len(rest)))
+    pk = ", ".join(quote_ident(c) for c in keys)
+    sets = ", ".join(f"{quote_ident(c)} = EXCLUDED.{quote_ident(c)}" for c in rest)
+    # identifiers are quoted by quote_ident, values are placeholders
+    return f"INSERT INTO {target} ({cols}) VALUES ({ph}) ON CONFLICT ({pk}) DO UPDATE SET {sets}"  # noqa: S608
