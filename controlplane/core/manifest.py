@@ -12,9 +12,16 @@ Loading from files (with ``file:line:column`` locations) lives in `manifest_load
 from __future__ import annotations
 
 import re
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    field_validator,
+    model_validator,
+)
 from pydantic.alias_generators import to_camel
 
 API_VERSION = "cdc.casscdcpg.io/v1"
@@ -51,6 +58,19 @@ def _check_host_port(value: str) -> str:
     if match is None or not 1 <= int(match["port"]) <= 65535:
         raise ValueError(f"{value!r} is not host:port (e.g. 127.0.0.1:9042)")
     return value
+
+
+def _check_cql_ident(value: str) -> str:
+    if not _CQL_IDENT.match(value):
+        raise ValueError(
+            f"{value!r} is not a lowercase CQL identifier (letters, digits, _; max 48)"
+        )
+    return value
+
+
+# Item-level validation keeps the list index in error locations (`tables[1]`).
+HostPort = Annotated[str, AfterValidator(_check_host_port)]
+CqlIdent = Annotated[str, AfterValidator(_check_cql_ident)]
 
 
 # --- secrets -------------------------------------------------------------------------------
@@ -112,37 +132,18 @@ class SecretRef(_Model):
 
 
 class CassandraSource(_Model):
-    contact_points: list[str] = Field(
+    contact_points: list[HostPort] = Field(
         default_factory=lambda: ["127.0.0.1:9042"],
         min_length=1,
         description="Cassandra nodes as host:port.",
     )
     local_datacenter: str = Field(default="datacenter1", min_length=1)
-    keyspace: str = Field(description="Keyspace whose tables are captured.")
-    tables: list[str] = Field(min_length=1, description="Tables (all `WITH cdc = true`).")
-
-    @field_validator("contact_points")
-    @classmethod
-    def _contact_points(cls, value: list[str]) -> list[str]:
-        return [_check_host_port(v) for v in value]
-
-    @field_validator("keyspace")
-    @classmethod
-    def _keyspace(cls, value: str) -> str:
-        if not _CQL_IDENT.match(value):
-            raise ValueError(
-                f"{value!r} is not a lowercase CQL identifier (letters, digits, _; max 48)"
-            )
-        return value
+    keyspace: CqlIdent = Field(description="Keyspace whose tables are captured.")
+    tables: list[CqlIdent] = Field(min_length=1, description="Tables (all `WITH cdc = true`).")
 
     @field_validator("tables")
     @classmethod
     def _tables(cls, value: list[str]) -> list[str]:
-        for table in value:
-            if not _CQL_IDENT.match(table):
-                raise ValueError(
-                    f"{table!r} is not a lowercase CQL identifier (letters, digits, _; max 48)"
-                )
         dupes = sorted({t for t in value if value.count(t) > 1})
         if dupes:
             raise ValueError(f"tables listed more than once: {', '.join(dupes)}")
@@ -173,15 +174,12 @@ class Source(_Model):
 
 
 class Kafka(_Model):
-    bootstrap_servers: list[str] = Field(default_factory=lambda: ["127.0.0.1:9092"], min_length=1)
+    bootstrap_servers: list[HostPort] = Field(
+        default_factory=lambda: ["127.0.0.1:9092"], min_length=1
+    )
     topic_prefix: str | None = Field(
         default=None, description="Debezium topic.prefix; defaults to the pipeline name."
     )
-
-    @field_validator("bootstrap_servers")
-    @classmethod
-    def _servers(cls, value: list[str]) -> list[str]:
-        return [_check_host_port(v) for v in value]
 
     @field_validator("topic_prefix")
     @classmethod
