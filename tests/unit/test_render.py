@@ -1,0 +1,237 @@
+"""Rendering a pipeline into the sink connector config, agent properties and driver.conf."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from controlplane.core.manifest import Pipeline
+from controlplane.core.manifest_loader import load_manifests, load_text
+from controlplane.core.render import (
+    HASH_KEY,
+    RenderContext,
+    agent_properties,
+    config_hash,
+    escape_property,
+    is_owned,
+    normalise_config,
+    parse_properties,
+    password_placeholder,
+    render_agent_properties,
+    render_driver_conf,
+    render_pipeline,
+    render_sink_config,
+)
+
+EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "pipeline.yaml"
+SECRET = "s3cr3t-value-that-must-never-appear"
+
+
+@pytest.fixture
+def pipeline() -> Pipeline:
+    return load_manifests([EXAMPLE])[0].pipeline
+
+
+@pytest.fixture
+def ctx(tmp_path: Path) -> RenderContext:
+    return RenderContext(
+        state_dir=tmp_path / "state",
+        secrets_file=tmp_path / "state" / "secrets.properties",
+        cassandra_config=tmp_path / "state" / "cassandra" / "cassandra.yaml",
+        agent_http_port=8001,
+    )
+
+
+def test_sink_config(pipeline: Pipeline, ctx: RenderContext) -> None:
+    config = render_sink_config(pipeline, ctx)
+    expected = {
+        "name": "demo-jdbc-sink",
+        "connector.class": "io.debezium.connector.jdbc.JdbcSinkConnector",
+        "tasks.max": "1",
+        "connection.url": "jdbc:postgresql://127.0.0.1:5432/cdc?stringtype=unspecified",
+        "connection.username": "cdc",
+        "connection.password": f"${{file:{ctx.secrets_file}:demo.postgres.password}}",
+        "insert.mode": "upsert",
+        "primary.key.mode": "record_key",
+        "delete.enabled": "false",
+        "truncate.enabled": "false",
+        "schema.evolution": "none",
+        "use.reduction.buffer": "false",
+        "batch.size": "500",
+        "collection.name.format": "demo.${topic}",
+        "transforms": "cassandraToRow,tombstoneTable,rowTable",
+        "transforms.cassandraToRow.type": "io.casscdcpg.transforms.CassandraToRow",
+        "transforms.tombstoneTable.type": "org.apache.kafka.connect.transforms.RegexRouter",
+        "transforms.tombstoneTable.replacement": "$1__tombstones",
+        "transforms.rowTable.type": "org.apache.kafka.connect.transforms.RegexRouter",
+        "transforms.rowTable.replacement": "$1",
+        "errors.tolerance": "all",
+        "errors.deadletterqueue.topic.name": "demo.dlq",
+        "errors.deadletterqueue.topic.replication.factor": "1",
+        "errors.deadletterqueue.context.headers.enable": "true",
+        "key.converter": "org.apache.kafka.connect.json.JsonConverter",
+        "value.converter.schemas.enable": "true",
+        "cdcctl.owner": "cdcctl",
+        "cdcctl.pipeline": "demo",
+    }
+    for key, value in expected.items():
+        assert config[key] == value, key
+    assert "consumer.override.max.poll.records" not in config  # batch.size fits the default 500
+
+
+def _route(config: dict[str, str], topic: str) -> str:
+    """Apply the two RegexRouters the way Kafka Connect does (Matcher.matches + replaceFirst)."""
+    for alias in ("tombstoneTable", "rowTable"):
+        regex = config[f"transforms.{alias}.regex"]
+        replacement = config[f"transforms.{alias}.replacement"].replace("$1", r"\1")
+        if re.fullmatch(regex, topic):
+            topic = re.sub(regex, replacement, topic, count=1)
+    return topic
+
+
+def test_topics_and_target_tables(pipeline: Pipeline, ctx: RenderContext) -> None:
+    config = render_sink_config(pipeline, ctx)
+    topics = re.compile(config["topics.regex"])
+    fmt = config["collection.name.format"]
+    cases = {
+        "demo.demo.users": "demo.users",
+        "demo.demo.orders": "demo.orders",
+        "demo.demo.users.tombstones": "demo.users__tombstones",
+        "demo.demo.orders.tombstones": "demo.orders__tombstones",
+    }
+    for topic, table in cases.items():
+        assert topics.fullmatch(topic), topic
+        # DefaultCollectionNamingStrategy: ${topic} with dots replaced by underscores.
+        routed = _route(config, topic)
+        assert fmt.replace("${topic}", routed.replace(".", "_")) == table
+    for other in ("demo.demo.accounts", "demo.dlq", "other.demo.users"):
+        assert not topics.fullmatch(other)
+
+
+def test_no_secret_value_anywhere(
+    pipeline: Pipeline, ctx: RenderContext, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("CDC_PG_PASSWORD", SECRET)
+    rendered = render_pipeline(pipeline, ctx)
+    blobs = [*rendered.sink_config.values(), rendered.agent_properties, rendered.driver_conf]
+    assert all(SECRET not in blob for blob in blobs)
+    assert rendered.sink_config["connection.password"] == password_placeholder(pipeline, ctx)
+    assert rendered.sink_config["connection.password"].startswith("${file:")
+
+
+def test_every_value_is_a_string(pipeline: Pipeline, ctx: RenderContext) -> None:
+    config = render_sink_config(pipeline, ctx)
+    assert all(isinstance(k, str) and isinstance(v, str) for k, v in config.items())
+    assert list(config) == sorted(config)
+
+
+def test_rendering_is_deterministic_and_hash_tracks_content(
+    pipeline: Pipeline, ctx: RenderContext
+) -> None:
+    a, b = render_sink_config(pipeline, ctx), render_sink_config(pipeline, ctx)
+    assert a == b
+    assert a[HASH_KEY] == config_hash(a)
+    bigger = pipeline.model_copy(
+        update={
+            "spec": pipeline.spec.model_copy(
+                update={"sink": pipeline.spec.sink.model_copy(update={"batch_size": 2000})}
+            )
+        }
+    )
+    c = render_sink_config(bigger, ctx)
+    assert c[HASH_KEY] != a[HASH_KEY]
+    assert c["batch.size"] == "2000"
+    assert c["consumer.override.max.poll.records"] == "2000"
+
+
+def test_ownership(pipeline: Pipeline, ctx: RenderContext) -> None:
+    config = render_sink_config(pipeline, ctx)
+    assert is_owned(config)
+    assert is_owned(config, "demo")
+    assert not is_owned(config, "other")
+    assert not is_owned({"name": "hand-made"})
+
+
+def test_normalise_config() -> None:
+    assert normalise_config({"b": True, "a": 5, "c": None, "d": ["x", "y"], "e": "s"}) == {
+        "a": "5",
+        "b": "true",
+        "d": "x,y",
+        "e": "s",
+    }
+
+
+def test_agent_properties(pipeline: Pipeline, ctx: RenderContext) -> None:
+    props = agent_properties(pipeline, ctx)
+    base = ctx.state_dir / "agent" / "demo"
+    assert props == {
+        "connector.name": "demo-cassandra-agent",
+        "cassandra.node.id": "node1",
+        "topic.prefix": "demo",
+        "cassandra.config": str(ctx.cassandra_config),
+        "cassandra.driver.config.file": str(base / "driver.conf"),
+        "commit.log.relocation.dir": str(base / "relocation"),
+        "offset.backing.store.dir": str(base / "offsets"),
+        "commit.log.post.processing.enabled": "true",
+        "commit.log.real.time.processing.enabled": "true",
+        "commit.log.marked.complete.poll.interval.ms": "1000",
+        "cdc.dir.poll.interval.ms": "1000",
+        "snapshot.mode": "INITIAL",
+        "snapshot.consistency": "QUORUM",
+        "decimal.handling.mode": "string",
+        "varint.handling.mode": "string",
+        "http.port": "8001",
+        "kafka.producer.bootstrap.servers": "127.0.0.1:9092",
+        "kafka.producer.acks": "all",
+        "key.converter": "org.apache.kafka.connect.json.JsonConverter",
+        "key.converter.schemas.enable": "true",
+        "value.converter": "org.apache.kafka.connect.json.JsonConverter",
+        "value.converter.schemas.enable": "true",
+    }
+    text = render_agent_properties(pipeline, ctx)
+    assert text.startswith("# Debezium Cassandra agent for pipeline demo")
+
+
+def test_properties_escaping_round_trips() -> None:
+    tricky = " lead\\back=eq:colon\n#hash ünï"
+    line = f"{escape_property('a key=x', key=True)}={escape_property(tricky)}"
+    assert line.isascii()
+    assert parse_properties(line) == {"a key=x": tricky}
+    assert escape_property(True) == "true"
+
+
+def test_driver_conf(ctx: RenderContext) -> None:
+    text = """\
+apiVersion: cdc.casscdcpg.io/v1
+kind: Pipeline
+metadata: {name: two-nodes}
+spec:
+  source:
+    cassandra:
+      contactPoints: ["10.0.0.1:9042", "10.0.0.2:9042"]
+      localDatacenter: dc-east
+      keyspace: shop
+      tables: [carts]
+  sink:
+    postgres: {user: cdc, passwordSecret: {env: PGPASS}}
+"""
+    pipeline = load_text(text)[0].pipeline
+    conf = render_driver_conf(pipeline, ctx)
+    assert 'contact-points = ["10.0.0.1:9042", "10.0.0.2:9042"]' in conf
+    assert 'load-balancing-policy.local-datacenter = "dc-east"' in conf
+    assert "reconnect-on-init = true" in conf
+    assert conf.count("{") == conf.count("}")
+    sink = render_sink_config(pipeline, ctx)
+    assert sink["collection.name.format"] == "shop.${topic}"
+    assert sink["topics.regex"] == r"two\-nodes\.shop\.(carts)(\.tombstones)?"
+
+
+def test_secrets_path_must_fit_a_placeholder(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="placeholder"):
+        RenderContext(
+            state_dir=tmp_path,
+            secrets_file=Path("C:/secrets.properties"),
+            cassandra_config=tmp_path / "cassandra.yaml",
+        )
