@@ -1,0 +1,106 @@
+package io.casscdcpg.transforms;
+
+import java.io.IOException;
+import java.io.InputStream;
+import java.io.UncheckedIOException;
+import java.nio.charset.StandardCharsets;
+import java.security.MessageDigest;
+import java.security.NoSuchAlgorithmException;
+import java.util.ArrayList;
+import java.util.AbstractMap.SimpleEntry;
+import java.util.List;
+import java.util.Map;
+
+import org.apache.kafka.common.record.TimestampType;
+import org.apache.kafka.connect.data.Field;
+import org.apache.kafka.connect.data.SchemaAndValue;
+import org.apache.kafka.connect.data.Struct;
+import org.apache.kafka.connect.json.JsonConverter;
+import org.apache.kafka.connect.sink.SinkRecord;
+
+import com.fasterxml.jackson.databind.JsonNode;
+import com.fasterxml.jackson.databind.ObjectMapper;
+
+/**
+ * Loads the event fixtures in src/test/resources/events/: one Kafka record per file, as
+ * {"topic": ..., "key": {"schema", "payload"}, "value": {"schema", "payload"} | null}, each part in
+ * Kafka Connect's JsonConverter format with schemas enabled (what the agent's JsonConverter writes).
+ */
+final class Fixtures {
+
+    static final int PARTITION = 0;
+    static final long OFFSET = 42L;
+    static final long TIMESTAMP = 1764080000999L;
+
+    private static final ObjectMapper MAPPER = new ObjectMapper();
+
+    private Fixtures() {
+    }
+
+    static SinkRecord load(String name) {
+        JsonNode doc = readTree(name);
+        String topic = doc.path("topic").asText(null);
+        if (topic == null) {
+            throw new IllegalArgumentException("fixture " + name + " has no topic");
+        }
+        SchemaAndValue key = convert(topic, doc.get("key"), true);
+        SchemaAndValue value = convert(topic, doc.get("value"), false);
+        return new SinkRecord(topic, PARTITION, key.schema(), key.value(), value.schema(), value.value(),
+                OFFSET, TIMESTAMP, TimestampType.CREATE_TIME);
+    }
+
+    private static JsonNode readTree(String name) {
+        String path = "/events/" + name + ".json";
+        try (InputStream in = Fixtures.class.getResourceAsStream(path)) {
+            if (in == null) {
+                throw new IllegalArgumentException("no fixture " + path);
+            }
+            return MAPPER.readTree(in);
+        }
+        catch (IOException e) {
+            throw new UncheckedIOException(e);
+        }
+    }
+
+    private static SchemaAndValue convert(String topic, JsonNode part, boolean isKey) {
+        JsonConverter converter = new JsonConverter();
+        converter.configure(Map.of("schemas.enable", "true"), isKey);
+        try {
+            byte[] bytes = part == null || part.isNull() ? null : MAPPER.writeValueAsBytes(part);
+            return converter.toConnectData(topic, bytes);
+        }
+        catch (IOException e) {
+            throw new UncheckedIOException(e);
+        }
+        finally {
+            converter.close();
+        }
+    }
+
+    /** The struct's fields as ordered (name, value) entries, so one assertEquals checks all of them. */
+    static List<Map.Entry<String, Object>> entries(Struct struct) {
+        List<Map.Entry<String, Object>> out = new ArrayList<>();
+        for (Field f : struct.schema().fields()) {
+            out.add(new SimpleEntry<>(f.name(), struct.get(f)));
+        }
+        return out;
+    }
+
+    static Map.Entry<String, Object> e(String name, Object value) {
+        return new SimpleEntry<>(name, value);
+    }
+
+    static String sha256Hex(String text) {
+        try {
+            byte[] hash = MessageDigest.getInstance("SHA-256").digest(text.getBytes(StandardCharsets.UTF_8));
+            StringBuilder sb = new StringBuilder();
+            for (byte b : hash) {
+                sb.append(String.format("%02x", b));
+            }
+            return sb.toString();
+        }
+        catch (NoSuchAlgorithmException ex) {
+            throw new IllegalStateException(ex);
+        }
+    }
+}
