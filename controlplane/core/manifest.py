@@ -32,8 +32,6 @@ _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 # Unquoted CQL identifiers are lowercased by Cassandra and limited to 48 characters; Debezium
 # names topics after them, so anything else would not match the topics the agent produces.
 _CQL_IDENT = re.compile(r"^[a-z][a-z0-9_]{0,47}$")
-# PostgreSQL identifiers we create are unquoted-safe: lowercase, at most 63 bytes.
-_PG_IDENT = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 # host:port, host may be a name, IPv4 or bracketed IPv6.
 _HOST_PORT = re.compile(r"^(?P<host>\[[0-9a-fA-F:.]+\]|[A-Za-z0-9._-]+):(?P<port>\d{1,5})$")
 # Kafka topic names: legal characters, at most 249.
@@ -205,23 +203,11 @@ class Postgres(_Model):
     host: str = Field(default="127.0.0.1", min_length=1)
     port: int = Field(default=5432, ge=1, le=65535)
     database: str = Field(default="cdc", min_length=1)
-    schema_: str | None = Field(
-        default=None,
-        alias="schema",
-        description="Target schema; defaults to the source keyspace name.",
-    )
     user: str = Field(min_length=1)
     password_secret: SecretRef = Field(
         description="Reference to the password: {env: VAR} | {file: path, key: k} | "
         "{vault: {path: p, key: k}}. Inline passwords are rejected."
     )
-
-    @field_validator("schema_")
-    @classmethod
-    def _schema(cls, value: str | None) -> str | None:
-        if value is not None and not _PG_IDENT.match(value):
-            raise ValueError(f"{value!r} is not a lowercase PostgreSQL identifier")
-        return value
 
 
 class Sink(_Model):
@@ -281,7 +267,7 @@ class Metadata(_Model):
 
 
 class Pipeline(_Model):
-    """One Cassandra keyspace's tables -> one PostgreSQL schema."""
+    """One Cassandra keyspace's tables -> PostgreSQL (schemas named after the keyspace, see ddl)."""
 
     api_version: Literal["cdc.casscdcpg.io/v1"] = Field(alias="apiVersion")
     kind: Literal["Pipeline"]
@@ -307,10 +293,6 @@ class Pipeline(_Model):
     @property
     def dlq_topic(self) -> str:
         return self.spec.options.dlq_topic or f"{self.metadata.name}.dlq"
-
-    @property
-    def target_schema(self) -> str:
-        return self.spec.sink.postgres.schema_ or self.spec.source.cassandra.keyspace
 
     @property
     def keyspace(self) -> str:

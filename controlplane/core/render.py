@@ -26,6 +26,7 @@ from pathlib import Path
 
 import jinja2
 
+from controlplane.core.ddl import RAW_SCHEMA_SUFFIX
 from controlplane.core.manifest import Pipeline
 
 CONNECTORS_DIR = Path(__file__).resolve().parents[2] / "connectors"
@@ -42,6 +43,8 @@ PIPELINE_KEY = "cdcctl.pipeline"
 HASH_KEY = "cdcctl.config-hash"
 MARKER_PREFIX = "cdcctl."
 
+# Row contract (decision 0002): the SMT sends partition/range tombstones to `<topic>` + this.
+TOMBSTONES_SUFFIX = ".tombstones"
 # The JDBC sink's batch.size is capped by the consumer's max.poll.records (default 500).
 _DEFAULT_MAX_POLL_RECORDS = 500
 # ConfigTransformer splits ${provider:path:key} at ':' and ends at '}'.
@@ -119,6 +122,11 @@ def agent_paths(pipeline: Pipeline, ctx: RenderContext) -> AgentPaths:
         relocation_dir=base / "relocation",
         offset_dir=base / "offsets",
     )
+
+
+def sink_schema(pipeline: Pipeline) -> str:
+    """The PostgreSQL schema the sink writes into: core.ddl's raw schema of the keyspace."""
+    return pipeline.keyspace + RAW_SCHEMA_SUFFIX
 
 
 def jdbc_url(pipeline: Pipeline) -> str:
@@ -264,9 +272,11 @@ def render_sink_config(pipeline: Pipeline, ctx: RenderContext) -> dict[str, str]
         batch_size=str(batch_size),
         max_poll_records=str(batch_size) if batch_size > _DEFAULT_MAX_POLL_RECORDS else "",
         # RegexRouters after our SMT leave a bare table name; the sink's ${topic} placeholder
-        # (dots -> underscores, none left) then names `<schema>.<table>` (decision 0010).
-        collection_name_format=f"{pipeline.target_schema}.${{topic}}",
-        tombstone_topic_regex=rf"{topics}\.({tables})\.tombstones",
+        # (dots -> underscores, none left) then names the raw table `<ks>_cdc.<table>` that
+        # core.ddl creates (decision 0010).
+        collection_name_format=f"{sink_schema(pipeline)}.${{topic}}",
+        tombstones_suffix=TOMBSTONES_SUFFIX,
+        tombstone_topic_regex=rf"{topics}\.({tables}){re.escape(TOMBSTONES_SUFFIX)}",
         row_topic_regex=rf"{topics}\.({tables})",
         errors_tolerance=spec.options.errors_tolerance,
         errors_retry_timeout_ms=str(spec.options.errors_retry_timeout_ms),

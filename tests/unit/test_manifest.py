@@ -69,7 +69,6 @@ def test_defaults_are_resolved() -> None:
     p = loaded.pipeline
     assert p.topic_prefix == "demo"
     assert p.dlq_topic == "demo.dlq"
-    assert p.target_schema == "demo"
     assert p.spec.source.cassandra.contact_points == ["127.0.0.1:9042"]
     assert p.spec.source.cassandra.local_datacenter == "datacenter1"
     assert p.spec.source.agent.snapshot_mode == "initial"

@@ -60,7 +60,9 @@ def test_sink_config(pipeline: Pipeline, ctx: RenderContext) -> None:
         "schema.evolution": "none",
         "use.reduction.buffer": "false",
         "batch.size": "500",
-        "collection.name.format": "demo.${topic}",
+        "collection.name.format": "demo_cdc.${topic}",
+        "quote.identifiers": "true",
+        "transforms.cassandraToRow.tombstones.topic.suffix": ".tombstones",
         "transforms": "cassandraToRow,tombstoneTable,rowTable",
         "transforms.cassandraToRow.type": "io.casscdcpg.transforms.CassandraToRow",
         "transforms.tombstoneTable.type": "org.apache.kafka.connect.transforms.RegexRouter",
@@ -96,10 +98,10 @@ def test_topics_and_target_tables(pipeline: Pipeline, ctx: RenderContext) -> Non
     topics = re.compile(config["topics.regex"])
     fmt = config["collection.name.format"]
     cases = {
-        "demo.demo.users": "demo.users",
-        "demo.demo.orders": "demo.orders",
-        "demo.demo.users.tombstones": "demo.users__tombstones",
-        "demo.demo.orders.tombstones": "demo.orders__tombstones",
+        "demo.demo.users": "demo_cdc.users",
+        "demo.demo.orders": "demo_cdc.orders",
+        "demo.demo.users.tombstones": "demo_cdc.users__tombstones",
+        "demo.demo.orders.tombstones": "demo_cdc.orders__tombstones",
     }
     for topic, table in cases.items():
         assert topics.fullmatch(topic), topic
@@ -224,7 +226,7 @@ spec:
     assert "reconnect-on-init = true" in conf
     assert conf.count("{") == conf.count("}")
     sink = render_sink_config(pipeline, ctx)
-    assert sink["collection.name.format"] == "shop.${topic}"
+    assert sink["collection.name.format"] == "shop_cdc.${topic}"
     assert sink["topics.regex"] == r"two\-nodes\.shop\.(carts)(\.tombstones)?"
 
 
