@@ -324,6 +324,8 @@ class ConnectClient:
     ) -> dict[str, ConnectorListing]:
         """``GET /connectors?expand=status&expand=info``."""
         body = self._json(self._request("GET", "/connectors", params={"expand": list(expand)}))
+        if isinstance(body, list):  # no expand: Connect answers with bare names
+            return {str(name): ConnectorListing() for name in body}
         return {name: ConnectorListing.model_validate(entry) for name, entry in body.items()}
 
     def get_connector(self, name: str) -> ConnectorInfo:
