@@ -45,8 +45,34 @@ final class Fixtures {
         }
         SchemaAndValue key = convert(topic, doc.get("key"), true);
         SchemaAndValue value = convert(topic, doc.get("value"), false);
-        return new SinkRecord(topic, PARTITION, key.schema(), key.value(), value.schema(), value.value(),
-                OFFSET, TIMESTAMP, TimestampType.CREATE_TIME);
+        // captured fixtures (scripts/capture_events.py) also carry partition and offset
+        int partition = doc.path("partition").canConvertToInt() ? doc.get("partition").asInt() : PARTITION;
+        long offset = doc.path("offset").canConvertToLong() ? doc.get("offset").asLong() : OFFSET;
+        return new SinkRecord(topic, partition, key.schema(), key.value(), value.schema(), value.value(),
+                offset, TIMESTAMP, TimestampType.CREATE_TIME);
+    }
+
+    /** The fixture's "scenario" (captured fixtures name the CQL step that produced them), or null. */
+    static String scenario(String name) {
+        return readTree(name).path("scenario").asText(null);
+    }
+
+    /** Names (without .json) of the fixtures captured from the real agent: real_*.json. */
+    static List<String> captured() {
+        java.net.URL dir = Fixtures.class.getResource("/events");
+        if (dir == null || !"file".equals(dir.getProtocol())) {
+            return List.of();
+        }
+        try (var files = java.nio.file.Files.list(java.nio.file.Path.of(dir.toURI()))) {
+            return files.map(f -> f.getFileName().toString())
+                    .filter(n -> n.startsWith("real_") && n.endsWith(".json"))
+                    .map(n -> n.substring(0, n.length() - ".json".length()))
+                    .sorted()
+                    .toList();
+        }
+        catch (IOException | java.net.URISyntaxException e) {
+            throw new IllegalStateException(e);
+        }
     }
 
     private static JsonNode readTree(String name) {
