@@ -18,6 +18,11 @@ import psutil
 from controlplane.core.errors import PortInUseError, ServiceStartError
 
 
+# Services outlive the command that started them; keeping their Popen objects lets this process
+# reap the ones that exit while it runs (no zombies, no "still running" warnings at exit).
+_children: dict[int, subprocess.Popen[bytes]] = {}
+
+
 @dataclass(frozen=True)
 class RunAs:
     """Run a child as another user (PostgreSQL refuses to run as root)."""
@@ -60,6 +65,7 @@ def spawn(
                 f"{name} could not be started: {exc}", hint=f"command: {' '.join(argv)}"
             ) from exc
     pid_file.write_text(f"{proc.pid}\n")
+    _children[proc.pid] = proc
     return proc.pid
 
 
@@ -82,6 +88,11 @@ def alive(pid: int | None) -> bool:
 
 def reap(pid: int) -> None:
     """Collect a child that exited, so it does not linger as a zombie of this process."""
+    proc = _children.get(pid)
+    if proc is not None:
+        if proc.poll() is not None:
+            del _children[pid]
+        return
     with contextlib.suppress(ChildProcessError, OSError):
         os.waitpid(pid, os.WNOHANG)
 

@@ -51,6 +51,8 @@ def find_jdk(required: int = 17) -> Jdk:
     for source, java in candidates:
         if not java.exists():
             seen.append(f"{source}: {java} does not exist")
+            if source == "CDC_JAVA_HOME":
+                break  # an explicit choice that is wrong must not be silently overridden
             continue
         major, line = java_major(java)
         if major == required:

@@ -15,7 +15,7 @@ from rich.table import Table
 from controlplane.core.errors import CdcError
 
 console = Console()
-err_console = Console(stderr=True)
+err_console = Console(stderr=True, soft_wrap=True)
 
 
 class OutputFormat(str, Enum):

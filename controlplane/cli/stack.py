@@ -16,7 +16,7 @@ app = typer.Typer(
     "Kafka Connect and the Debezium Cassandra agent.",
     no_args_is_help=True,
 )
-err = Console(stderr=True)
+err = Console(stderr=True, soft_wrap=True)
 
 STATE_DIR = typer.Option(
     None,
