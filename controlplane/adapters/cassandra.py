@@ -31,3 +31,27 @@ def ping(host: str = "127.0.0.1", port: int = 9042) -> str:
         return str(row.release_version)
     finally:
         cluster.shutdown()
+
+
+def table_schemas(
+    session: Session, keyspace: str, tables: list[str]
+) -> dict[str, tuple[bool, list[dict[str, Any]]]]:
+    """For each existing table: (cdc enabled?, its system_schema.columns rows)."""
+    out: dict[str, tuple[bool, list[dict[str, Any]]]] = {}
+    try:
+        for table in tables:
+            meta = session.execute(
+                "SELECT cdc FROM system_schema.tables WHERE keyspace_name = %s AND table_name = %s",
+                (keyspace, table),
+            ).one()
+            if meta is None:
+                continue
+            cols = session.execute(
+                "SELECT column_name, type, kind, position, clustering_order "
+                "FROM system_schema.columns WHERE keyspace_name = %s AND table_name = %s",
+                (keyspace, table),
+            )
+            out[table] = (bool(meta.cdc), [dict(r._asdict()) for r in cols])
+    except Exception as exc:  # the driver has no single base class for request errors
+        raise CassandraError(f"cannot read the schema of keyspace {keyspace}: {exc}") from exc
+    return out

@@ -80,3 +80,9 @@ def _redact(conninfo: str) -> str:
     return " ".join(
         "password=***" if part.startswith("password=") else part for part in conninfo.split()
     )
+
+
+def relation_exists(conninfo: str, qualified_name: str) -> bool:
+    """Whether a (quoted, schema-qualified) table or view exists."""
+    rows = query(conninfo, "SELECT to_regclass(%s) IS NOT NULL", [qualified_name])
+    return bool(rows and rows[0][0])

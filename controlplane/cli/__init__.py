@@ -7,6 +7,7 @@ import sys
 import typer
 
 from controlplane import __version__
+from controlplane.cli.apply import apply
 from controlplane.cli.output import print_error
 from controlplane.cli.stack import app as stack_app
 from controlplane.core.errors import CdcError
@@ -19,6 +20,7 @@ app = typer.Typer(
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 app.add_typer(stack_app, name="stack")
+app.command()(apply)
 
 
 def _version(value: bool) -> None:

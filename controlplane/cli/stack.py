@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shlex
 import time
 from pathlib import Path
 
@@ -79,3 +80,20 @@ def logs(
     """The last lines of a service's log."""
     for line in _stack(state_dir).logs(service, lines):
         typer.echo(line)
+
+
+@app.command()
+def env(state_dir: Path | None = STATE_DIR) -> None:
+    """Shell exports for the local stack's endpoints and throwaway credentials:
+    eval "$(cdcctl stack env)"."""
+    stack = _stack(state_dir)
+    ep = stack.endpoints()
+    values = {
+        "CDC_PG_PASSWORD": stack.postgres_password(),
+        "CDC_PG_DSN": ep.postgres_dsn,
+        "CDC_KAFKA_BOOTSTRAP": ep.kafka_bootstrap,
+        "CDC_CONNECT_URL": ep.connect_url,
+        "CDC_REDIS_URL": ep.redis_url,
+    }
+    for k, v in values.items():
+        typer.echo(f"export {k}={shlex.quote(v)}")

@@ -265,7 +265,9 @@ def render_sink_config(pipeline: Pipeline, ctx: RenderContext) -> dict[str, str]
         connector_name=sink_connector_name(pipeline),
         pipeline_name=pipeline.name,
         tasks_max=str(spec.sink.tasks_max),
-        topics_regex=pipeline.topics_regex,
+        # An explicit list, not a regex: a regex subscription only notices topics created later
+        # (the agent creates them on its first event) after metadata.max.age.ms, five minutes.
+        topics=",".join(pipeline.table_topic(t) for t in pipeline.tables),
         jdbc_url=jdbc_url(pipeline),
         username=spec.sink.postgres.user,
         password_placeholder=password_placeholder(pipeline, ctx),

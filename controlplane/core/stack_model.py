@@ -249,7 +249,7 @@ def connect_command(java: Path, lib: Path, s: StackSettings) -> list[str]:
     ]
 
 
-def agent_command(java: Path, lib: Path, s: StackSettings) -> list[str]:
+def agent_command(java: Path, lib: Path, s: StackSettings, properties: Path) -> list[str]:
     lay = s.layout
     return [
         str(java),
@@ -265,7 +265,7 @@ def agent_command(java: Path, lib: Path, s: StackSettings) -> list[str]:
         "-cp",
         classpath(lib),
         "io.debezium.connector.cassandra.CassandraConnectorTask",
-        str(lay.config_dir / "agent.properties"),
+        str(properties),
     ]
 
 

@@ -458,10 +458,28 @@ class LocalStack:
         url = f"http://127.0.0.1:{self.s.ports.agent_http}"
         self._spawn_and_wait(
             "agent",
-            agent_command(self._java(), self._libs["agent"], self.s),
+            agent_command(
+                self._java(), self._libs["agent"], self.s, self.agent_properties_path()
+            ),
             lambda: httpx.get(f"{url}/health", timeout=3).status_code == 200,
             cwd=adir,
         )
+
+    # The agent's properties: the stack's default until `cdcctl apply` points it at a pipeline's.
+    @property
+    def _agent_pointer(self) -> Path:
+        return self.lay.service_dir("agent") / "active-properties"
+
+    def agent_properties_path(self) -> Path:
+        text = _read_text(self._agent_pointer)
+        return Path(text.strip()) if text else self.lay.config_dir / "agent.properties"
+
+    def use_agent_properties(self, path: Path) -> None:
+        self._agent_pointer.parent.mkdir(parents=True, exist_ok=True)
+        self._agent_pointer.write_text(f"{path}\n")
+
+    def agent_running(self) -> bool:
+        return processes.alive(self._pid("agent"))
 
     def restart_agent(self) -> None:
         """Restart the agent so it picks up new settings (used by `cdcctl apply`)."""
@@ -489,6 +507,13 @@ def _read_properties(path: Path) -> dict[str, str]:
                 k, v = line.split("=", 1)
                 out[k.strip()] = v.strip()
     return out
+
+
+def _read_text(path: Path) -> str | None:
+    try:
+        return path.read_text()
+    except OSError:
+        return None
 
 
 def _write_private(path: Path, text: str) -> None:
