@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import os
 import signal
@@ -17,10 +18,17 @@ import psutil
 
 from controlplane.core.errors import PortInUseError, ServiceStartError
 
-
 # Services outlive the command that started them; keeping their Popen objects lets this process
 # reap the ones that exit while it runs (no zombies, no "still running" warnings at exit).
 _children: dict[int, subprocess.Popen[bytes]] = {}
+
+
+@atexit.register
+def _forget_children() -> None:
+    # Services outlive cdcctl by design; Python would otherwise warn that they still run.
+    for proc in _children.values():
+        if proc.poll() is None:
+            proc.returncode = 0
 
 
 @dataclass(frozen=True)
@@ -48,7 +56,7 @@ def spawn(
         log.write(f"\n--- {time.strftime('%Y-%m-%dT%H:%M:%S')} starting {name}\n".encode())
         log.flush()
         try:
-            proc = subprocess.Popen(  # noqa: S603 - argv is built by the project, not a shell
+            proc = subprocess.Popen(  # argv is built by the project, not a shell
                 list(argv),
                 stdout=log,
                 stderr=subprocess.STDOUT,
@@ -162,8 +170,7 @@ def ensure_port_free(service: str, port: int) -> None:
     if owner:
         raise PortInUseError(
             f"{service} cannot start: port {port} is already in use by {owner}",
-            hint=f"stop that process or give {service} another port "
-            "(see `cdcctl stack up --help`)",
+            hint=f"stop that process or give {service} another port (see `cdcctl stack up --help`)",
         )
 
 
@@ -199,7 +206,7 @@ def wait_until(
         try:
             if ready():
                 return time.monotonic() - start
-        except Exception:  # noqa: S110 - a probe that raises just means "not ready yet"
+        except Exception:  # noqa: S110  # nosec B110 - a probe that raises just means "not ready yet"
             pass
         if pid is not None and not alive(pid):
             reap(pid)
@@ -226,7 +233,7 @@ def run(
     env: Mapping[str, str] | None = None,
 ) -> subprocess.CompletedProcess[str]:
     """Run a short command to completion, capturing its output (never raises on exit status)."""
-    return subprocess.run(  # noqa: S603 - argv is built by the project, not a shell
+    return subprocess.run(  # argv is built by the project, not a shell
         list(argv),
         capture_output=True,
         text=True,

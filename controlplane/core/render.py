@@ -114,7 +114,9 @@ def password_placeholder(pipeline: Pipeline, ctx: RenderContext) -> str:
 
 
 def agent_paths(pipeline: Pipeline, ctx: RenderContext) -> AgentPaths:
-    base = ctx.state_dir / "agent" / pipeline.name
+    # Per node, not per pipeline: one agent reads a node's cdc_raw, and its offsets must survive
+    # whichever pipeline was applied last (decision 0013).
+    base = ctx.state_dir / "agent" / ctx.cassandra_node_id
     return AgentPaths(
         directory=base,
         properties=base / "agent.properties",

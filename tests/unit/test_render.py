@@ -165,7 +165,7 @@ def test_normalise_config() -> None:
 
 def test_agent_properties(pipeline: Pipeline, ctx: RenderContext) -> None:
     props = agent_properties(pipeline, ctx)
-    base = ctx.state_dir / "agent" / "demo"
+    base = ctx.state_dir / "agent" / "node1"
     assert props == {
         "connector.name": "demo-cassandra-agent",
         "cassandra.node.id": "node1",

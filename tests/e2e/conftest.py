@@ -1,0 +1,90 @@
+"""End-to-end fixtures: the real stack plus a pipeline deployed with `cdcctl apply`."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from cassandra.cluster import Cluster, Session
+
+from controlplane.adapters import postgres
+from controlplane.services.stack import Endpoints, LocalStack, settings_for
+from tests.stackfixture import ensure_stack
+
+DEADLINE_S = 90.0
+
+# All pipelines on one node share the agent, hence its topic prefix (decision 0013).
+MANIFEST = """\
+apiVersion: cdc.casscdcpg.io/v1
+kind: Pipeline
+metadata:
+  name: e2e
+spec:
+  source:
+    cassandra:
+      contactPoints: ["127.0.0.1:9042"]
+      keyspace: e2e
+      tables: [items, presnap]
+  kafka:
+    bootstrapServers: ["127.0.0.1:9092"]
+    topicPrefix: demo
+  connect:
+    url: http://127.0.0.1:8083
+  sink:
+    postgres:
+      host: 127.0.0.1
+      port: 5432
+      database: cdc
+      user: cdc
+      passwordSecret:
+        env: CDC_PG_PASSWORD
+"""
+
+
+@pytest.fixture(scope="session")
+def stack() -> Endpoints:
+    return ensure_stack()
+
+
+@pytest.fixture(scope="session")
+def local_stack(stack: Endpoints) -> LocalStack:
+    st = LocalStack(settings_for())
+    os.environ.setdefault("CDC_PG_PASSWORD", st.postgres_password())
+    return st
+
+
+@pytest.fixture(scope="session")
+def cql(stack: Endpoints) -> Iterator[Session]:
+    cluster = Cluster([stack.cassandra_host], port=stack.cassandra_port, protocol_version=5)
+    session = cluster.connect()
+    yield session
+    cluster.shutdown()
+
+
+@pytest.fixture(scope="session")
+def manifest(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("manifests") / "e2e.yaml"
+    path.write_text(MANIFEST)
+    return path
+
+
+def pg_rows(dsn: str, sql: str, params: list[Any] | None = None) -> list[tuple[Any, ...]]:
+    return postgres.query(dsn, sql, params)
+
+
+def wait_for(
+    what: str, probe: Callable[[], Any], expect: Callable[[Any], bool], deadline: float = DEADLINE_S
+) -> Any:
+    """Poll `probe` until `expect(value)` holds; fail with the last value after the deadline."""
+    end = time.monotonic() + deadline
+    value = probe()
+    while not expect(value):
+        if time.monotonic() > end:
+            pytest.fail(f"{what}: not reached within {deadline:.0f}s; last value: {value!r}")
+        time.sleep(0.2)
+        value = probe()
+    return value

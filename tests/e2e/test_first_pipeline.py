@@ -1,0 +1,138 @@
+"""The first pipeline end to end: Cassandra -> agent -> Kafka -> Connect (JDBC sink + our SMT)
+-> PostgreSQL, deployed by `cdcctl apply`, observed on both sides."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import threading
+import uuid
+from pathlib import Path
+
+import httpx
+import pytest
+from cassandra.cluster import Session
+
+from controlplane.adapters import postgres
+from controlplane.services.apply import apply_manifests
+from controlplane.services.stack import Endpoints, LocalStack
+from tests.e2e.conftest import pg_rows, wait_for
+
+pytestmark = pytest.mark.e2e
+
+ROWS_BEFORE = 50
+
+
+@pytest.fixture(scope="module")
+def deployed(
+    cql: Session, local_stack: LocalStack, manifest: Path, stack: Endpoints
+) -> dict[str, object]:
+    cql.execute(
+        "CREATE KEYSPACE IF NOT EXISTS e2e WITH replication = "
+        "{'class': 'SimpleStrategy', 'replication_factor': 1}"
+    )
+    cql.execute("DROP TABLE IF EXISTS e2e.items")
+    cql.execute("DROP TABLE IF EXISTS e2e.presnap")
+    cql.execute(
+        "CREATE TABLE e2e.items (id uuid, seq int, name text, qty int, price decimal, "
+        "PRIMARY KEY (id, seq)) WITH cdc = true"
+    )
+    cql.execute("CREATE TABLE e2e.presnap (id int PRIMARY KEY, v text) WITH cdc = true")
+    for table in ("items", "presnap"):  # a clean PostgreSQL side for this run
+        postgres.execute(
+            stack.postgres_dsn,
+            [
+                f'DROP TABLE IF EXISTS "e2e_cdc"."{table}" CASCADE',
+                f'DROP TABLE IF EXISTS "e2e_cdc"."{table}__tombstones" CASCADE',
+            ],
+        )
+    # Rows that exist before the pipeline is applied must arrive too (agent snapshot).
+    for i in range(ROWS_BEFORE):
+        cql.execute("INSERT INTO e2e.presnap (id, v) VALUES (%s, %s)", (i, f"before-{i}"))
+
+    # ... and rows written while apply runs (and the agent restarts) must not be lost.
+    stop = threading.Event()
+    during: list[int] = []
+
+    def writer() -> None:
+        i = 10_000
+        while not stop.is_set():
+            cql.execute("INSERT INTO e2e.presnap (id, v) VALUES (%s, %s)", (i, f"during-{i}"))
+            during.append(i)
+            i += 1
+            stop.wait(0.05)
+
+    t = threading.Thread(target=writer)
+    t.start()
+    try:
+        result = apply_manifests([manifest], local_stack)
+    finally:
+        stop.set()
+        t.join()
+    return {"result": result, "during": during}
+
+
+def test_rows_before_and_during_apply_arrive(deployed: dict[str, object], stack: Endpoints) -> None:
+    during = deployed["during"]
+    assert isinstance(during, list) and during, "the writer wrote nothing during apply"
+    want = ROWS_BEFORE + len(during)
+    wait_for(
+        "all pre-existing and concurrent rows in PostgreSQL",
+        lambda: pg_rows(stack.postgres_dsn, "SELECT count(*) FROM e2e.presnap")[0][0],
+        lambda n: n == want,
+    )
+    got = dict(pg_rows(stack.postgres_dsn, "SELECT id, v FROM e2e.presnap"))
+    assert got[0] == "before-0"
+    assert got[during[-1]] == f"during-{during[-1]}"
+
+
+def test_insert_update_one_column_and_delete(
+    deployed: dict[str, object], cql: Session, stack: Endpoints
+) -> None:
+    key = uuid.uuid4()
+    cql.execute(
+        "INSERT INTO e2e.items (id, seq, name, qty, price) VALUES (%s, 1, 'widget', 3, 9.99)",
+        (key,),
+    )
+    cql.execute(
+        "INSERT INTO e2e.items (id, seq, name, qty, price) VALUES (%s, 2, 'gadget', 1, 5)", (key,)
+    )
+    q = "SELECT seq, name, qty, price::text FROM e2e.items WHERE id = %s ORDER BY seq"
+    wait_for(
+        "INSERT visible",
+        lambda: pg_rows(stack.postgres_dsn, q, [key]),
+        lambda rows: rows == [(1, "widget", 3, "9.99"), (2, "gadget", 1, "5")],
+    )
+
+    cql.execute("UPDATE e2e.items SET qty = 7 WHERE id = %s AND seq = 1", (key,))
+    wait_for(
+        "UPDATE of one column visible, the others as they were",
+        lambda: pg_rows(stack.postgres_dsn, q, [key]),
+        lambda rows: rows == [(1, "widget", 7, "9.99"), (2, "gadget", 1, "5")],
+    )
+
+    cql.execute("DELETE FROM e2e.items WHERE id = %s AND seq = 2", (key,))
+    wait_for(
+        "row DELETE visible",
+        lambda: pg_rows(stack.postgres_dsn, q, [key]),
+        lambda rows: rows == [(1, "widget", 7, "9.99")],
+    )
+
+
+def test_connector_and_task_running(deployed: dict[str, object], stack: Endpoints) -> None:
+    status = httpx.get(f"{stack.connect_url}/connectors/e2e-jdbc-sink/status", timeout=10).json()
+    assert status["connector"]["state"] == "RUNNING"
+    assert [t["state"] for t in status["tasks"]] == ["RUNNING"]
+
+
+def test_second_apply_changes_nothing(deployed: dict[str, object], manifest: Path) -> None:
+    out = subprocess.run(
+        [sys.executable, "-m", "controlplane", "apply", "-f", str(manifest), "-o", "json"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert out.returncode == 0, out.stderr
+    assert {c["action"] for c in json.loads(out.stdout)} == {"unchanged"}
