@@ -30,7 +30,8 @@ DEADLINE_S = 60
 
 SETUP = [
     f"DROP KEYSPACE IF EXISTS {KS}",
-    f"CREATE KEYSPACE {KS} WITH replication = {{'class': 'SimpleStrategy', 'replication_factor': 1}}",
+    f"CREATE KEYSPACE {KS} WITH replication = "
+    "{'class': 'SimpleStrategy', 'replication_factor': 1}",
     f"CREATE TABLE {KS}.rows (pk int, ck int, a text, b bigint, c uuid, "
     "PRIMARY KEY (pk, ck)) WITH cdc = true",
     f"CREATE TABLE {KS}.simple (id int PRIMARY KEY, name text, score double) WITH cdc = true",
@@ -38,18 +39,34 @@ SETUP = [
 
 # (scenario, table, cql): each step's events are captured separately.
 STEPS: list[tuple[str, str, str]] = [
-    ("insert", "rows", f"INSERT INTO {KS}.rows (pk, ck, a, b, c) VALUES (1, 1, 'one', 10, {uuid.UUID(int=1)})"),
-    ("update_one_column", "rows", f"UPDATE {KS}.rows SET a = 'uno' WHERE pk = 1 AND ck = 1"),
-    ("update_set_null", "rows", f"UPDATE {KS}.rows SET b = null WHERE pk = 1 AND ck = 1"),
+    (
+        "insert",
+        "rows",
+        f"INSERT INTO {KS}.rows (pk, ck, a, b, c) VALUES (1, 1, 'one', 10, {uuid.UUID(int=1)})",  # noqa: S608
+    ),
+    ("update_one_column", "rows", f"UPDATE {KS}.rows SET a = 'uno' WHERE pk = 1 AND ck = 1"),  # noqa: S608
+    ("update_set_null", "rows", f"UPDATE {KS}.rows SET b = null WHERE pk = 1 AND ck = 1"),  # noqa: S608
     ("delete_one_column", "rows", f"DELETE a FROM {KS}.rows WHERE pk = 1 AND ck = 1"),
-    ("insert_using_timestamp", "rows", f"INSERT INTO {KS}.rows (pk, ck, a) VALUES (1, 2, 'old') USING TIMESTAMP 1000"),
-    ("insert_ttl", "rows", f"INSERT INTO {KS}.rows (pk, ck, a, b) VALUES (1, 3, 'ttl', 3) USING TTL 3600"),
-    ("update_ttl", "rows", f"UPDATE {KS}.rows USING TTL 600 SET a = 'short' WHERE pk = 1 AND ck = 4"),
-    ("row_delete", "rows", f"DELETE FROM {KS}.rows WHERE pk = 1 AND ck = 1"),
-    ("range_delete", "rows", f"DELETE FROM {KS}.rows WHERE pk = 1 AND ck > 1 AND ck <= 3"),
-    ("partition_delete", "rows", f"DELETE FROM {KS}.rows WHERE pk = 1"),
-    ("simple_insert", "simple", f"INSERT INTO {KS}.simple (id, name, score) VALUES (7, 'x', 1.5)"),
-    ("simple_delete", "simple", f"DELETE FROM {KS}.simple WHERE id = 7"),
+    (
+        "insert_using_timestamp",
+        "rows",
+        f"INSERT INTO {KS}.rows (pk, ck, a) VALUES (1, 2, 'old') USING TIMESTAMP 1000",  # noqa: S608
+    ),
+    (
+        "insert_ttl",
+        "rows",
+        f"INSERT INTO {KS}.rows (pk, ck, a, b) VALUES (1, 3, 'ttl', 3) USING TTL 3600",  # noqa: S608
+    ),
+    (
+        "update_ttl",
+        "rows",
+        f"UPDATE {KS}.rows USING TTL 600 SET a = 'short' WHERE pk = 1 AND ck = 4",  # noqa: S608
+    ),
+    ("row_delete", "rows", f"DELETE FROM {KS}.rows WHERE pk = 1 AND ck = 1"),  # noqa: S608
+    ("range_delete", "rows", f"DELETE FROM {KS}.rows WHERE pk = 1 AND ck > 1 AND ck <= 3"),  # noqa: S608
+    ("partition_delete", "rows", f"DELETE FROM {KS}.rows WHERE pk = 1"),  # noqa: S608
+    ("simple_insert", "simple", f"INSERT INTO {KS}.simple (id, name, score) VALUES (7, 'x', 1.5)"),  # noqa: S608
+    ("simple_delete", "simple", f"DELETE FROM {KS}.simple WHERE id = 7"),  # noqa: S608
 ]
 
 
@@ -94,9 +111,13 @@ def main() -> int:
     cluster = Cluster(["127.0.0.1"], protocol_version=5)
     session = cluster.connect()
     consumer = Consumer(
-        {"bootstrap.servers": "127.0.0.1:9092", "group.id": f"capture-{uuid.uuid4()}",
-         "enable.auto.commit": False, "auto.offset.reset": "earliest",
-         "topic.metadata.refresh.interval.ms": 500}
+        {
+            "bootstrap.servers": "127.0.0.1:9092",
+            "group.id": f"capture-{uuid.uuid4()}",
+            "enable.auto.commit": False,
+            "auto.offset.reset": "earliest",
+            "topic.metadata.refresh.interval.ms": 500,
+        }
     )
     for stmt in SETUP:
         session.execute(stmt)
@@ -106,7 +127,7 @@ def main() -> int:
 
     # A row that existed before the table had cdc on arrives through the agent's snapshot.
     session.execute(f"CREATE TABLE {KS}.presnap (id int PRIMARY KEY, v text) WITH cdc = false")
-    session.execute(f"INSERT INTO {KS}.presnap (id, v) VALUES (1, 'before cdc')")
+    session.execute(f"INSERT INTO {KS}.presnap (id, v) VALUES (1, 'before cdc')")  # noqa: S608
     session.execute(f"ALTER TABLE {KS}.presnap WITH cdc = true")
     # The agent reads table schemas at start; new tables are captured after a restart (this is
     # what `cdcctl apply` does on the local stack too).

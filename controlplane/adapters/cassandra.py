@@ -9,9 +9,15 @@ from cassandra.cluster import Cluster, NoHostAvailable, Session
 from controlplane.core.errors import CassandraError
 
 
-def connect(host: str = "127.0.0.1", port: int = 9042, *, timeout: float = 10) -> tuple[Any, Session]:
+def connect(
+    host: str = "127.0.0.1", port: int = 9042, *, timeout: float = 10
+) -> tuple[Any, Session]:
     cluster = Cluster(
-        [host], port=port, connect_timeout=timeout, protocol_version=5, control_connection_timeout=timeout
+        [host],
+        port=port,
+        connect_timeout=timeout,
+        protocol_version=5,
+        control_connection_timeout=timeout,
     )
     try:
         return cluster, cluster.connect()

@@ -19,7 +19,8 @@ def ping(bootstrap: str, timeout: float = 3.0) -> int:
 
 def ensure_topics(bootstrap: str, topics: list[str], timeout: float = 30.0) -> list[str]:
     """Create the topics that do not exist yet (broker defaults: 7-day retention); return them."""
-    from confluent_kafka.admin import NewTopic
+    # confluent_kafka.admin re-exports NewTopic from cimpl without marking it public.
+    from confluent_kafka.admin import NewTopic  # type: ignore[attr-defined]
 
     admin = AdminClient({"bootstrap.servers": bootstrap, "log_level": 0})
     try:

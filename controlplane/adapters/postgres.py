@@ -48,7 +48,7 @@ def execute(conninfo: str, statements: Iterable[str | sql.Composable]) -> None:
 def query(conninfo: str, stmt: str, params: Sequence[Any] | None = None) -> list[tuple[Any, ...]]:
     try:
         with connect(conninfo) as conn:
-            return list(conn.execute(stmt, params).fetchall())  # type: ignore[arg-type]
+            return list(conn.execute(stmt, params).fetchall())
     except psycopg.Error as exc:
         raise PostgresError(f"PostgreSQL query failed: {exc}") from exc
 

@@ -206,7 +206,7 @@ def wait_until(
         try:
             if ready():
                 return time.monotonic() - start
-        except Exception:  # noqa: S110  # nosec B110 - a probe that raises just means "not ready yet"
+        except Exception:  # noqa: S110  # nosec B110  # a probe that raises just means "not ready yet"
             pass
         if pid is not None and not alive(pid):
             reap(pid)

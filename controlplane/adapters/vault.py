@@ -21,7 +21,7 @@ def resolve(ref: SecretRef, *, base_dir: Path | None = None) -> str:
         if not value:
             raise SecretError(
                 f"the environment variable {ref.env} (a secret reference) is not set",
-                hint=f"export {ref.env}=... (for the local stack: eval \"$(cdcctl stack env)\")",
+                hint=f'export {ref.env}=... (for the local stack: eval "$(cdcctl stack env)")',
             )
         return value
     if ref.file:

@@ -423,7 +423,7 @@ class _Gen:
                 "  -- created in another open transaction while the tombstone is applied",
                 f"  PERFORM pg_advisory_xact_lock({self.lock});",
                 "  -- each covered row gets a row delete at the tombstone's time, through the gate",
-                f"  UPDATE {self.n.raw_table} AS r SET \"_cdc_op\" = 'd',",  # noqa: S608 - quoted idents
+                f"  UPDATE {self.n.raw_table} AS r SET \"_cdc_op\" = 'd',",  # noqa: S608  # nosec B608  # quoted idents
                 '         "_cdc_writetime" = NEW."_cdc_writetime", "_cdc_set" = NULL,',
                 '         "_cdc_expiry" = NULL, "_cdc_snapshot" = false',
                 f"   WHERE {cond}",
@@ -466,7 +466,7 @@ class _Gen:
             )
         sel = ",\n       ".join(cols)
         return (
-            f"CREATE OR REPLACE VIEW {self.n.live_view} AS\n"
+            f"CREATE OR REPLACE VIEW {self.n.live_view} AS\n"  # nosec B608  # quoted identifiers
             f"SELECT {sel}\n"
             f"  FROM {self.n.raw_table} AS r\n"
             f"  CROSS JOIN (SELECT {_NOW_US} AS now_us) AS n\n"
@@ -500,11 +500,11 @@ class _Gen:
                 "  v_tombs bigint;",
                 "BEGIN",
                 "  v_cut := v_now - (extract(epoch FROM p_grace) * 1000000)::bigint;",
-                f"  DELETE FROM {self.n.raw_table} AS r",  # noqa: S608 - quoted identifiers
+                f"  DELETE FROM {self.n.raw_table} AS r",  # noqa: S608  # nosec B608  # quoted identifiers
                 f"   WHERE NOT ({self.visible('r', 'v_now')})",
                 f"     AND greatest({newest}) < v_cut;",
                 "  GET DIAGNOSTICS v_rows = ROW_COUNT;",
-                f'  DELETE FROM {self.n.tombstones_table} WHERE "_cdc_writetime" < v_cut;',  # noqa: S608
+                f'  DELETE FROM {self.n.tombstones_table} WHERE "_cdc_writetime" < v_cut;',  # noqa: S608  # nosec B608
                 "  GET DIAGNOSTICS v_tombs = ROW_COUNT;",
                 "  RETURN v_rows + v_tombs;",
                 "END",
@@ -566,4 +566,4 @@ def _upsert(target: str, keys: Sequence[str], rest: Sequence[str]) -> str:
     pk = ", ".join(quote_ident(c) for c in keys)
     sets = ", ".join(f"{quote_ident(c)} = EXCLUDED.{quote_ident(c)}" for c in rest)
     # identifiers are quoted by quote_ident, values are placeholders
-    return f"INSERT INTO {target} ({cols}) VALUES ({ph}) ON CONFLICT ({pk}) DO UPDATE SET {sets}"  # noqa: S608
+    return f"INSERT INTO {target} ({cols}) VALUES ({ph}) ON CONFLICT ({pk}) DO UPDATE SET {sets}"  # noqa: S608  # nosec B608

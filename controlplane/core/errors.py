@@ -87,9 +87,7 @@ class ExternalServiceError(CdcError):
 
 
 class ConnectError(ExternalServiceError):
-    def __init__(
-        self, message: str, *, status: int | None = None, hint: str | None = None
-    ) -> None:
+    def __init__(self, message: str, *, status: int | None = None, hint: str | None = None) -> None:
         super().__init__(message, hint=hint)
         self.status = status
 

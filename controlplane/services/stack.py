@@ -278,7 +278,7 @@ class LocalStack:
             loader=jinja2.FileSystemLoader(self.native / "config"),
             undefined=jinja2.StrictUndefined,
             keep_trailing_newline=True,
-            autoescape=False,  # noqa: S701 - renders properties/YAML files, not HTML
+            autoescape=False,  # noqa: S701  # nosec B701  # renders properties/YAML files, not HTML
         )
         ctx = template_context(self.s)
         for tpl in env.list_templates():
@@ -382,9 +382,12 @@ class LocalStack:
         if run_as is None or pgdir.is_symlink() or _traversable_by_others(self.lay.root):
             pgdir.mkdir(parents=True, exist_ok=True)
             return pgdir.resolve()
-        outside = Path("/var/tmp/cass-cdc-pg") / maven.content_key_text(str(self.lay.root))
+        # A fixed /var/tmp path on purpose: it outlives reboots (unlike /tmp), the postgres user can
+        # reach it, and each checkout gets its own subdirectory (keyed by its path).
+        outside = Path("/var/tmp/cass-cdc-pg")  # noqa: S108  # nosec B108
+        outside = outside / maven.content_key_text(str(self.lay.root))
         outside.mkdir(parents=True, exist_ok=True)
-        os.chmod(outside.parent, 0o755)
+        os.chmod(outside.parent, 0o755)  # noqa: S103  # nosec B103  # postgres user must traverse it
         if pgdir.exists():
             shutil.rmtree(pgdir)
         pgdir.symlink_to(outside)
@@ -458,9 +461,7 @@ class LocalStack:
         url = f"http://127.0.0.1:{self.s.ports.agent_http}"
         self._spawn_and_wait(
             "agent",
-            agent_command(
-                self._java(), self._libs["agent"], self.s, self.agent_properties_path()
-            ),
+            agent_command(self._java(), self._libs["agent"], self.s, self.agent_properties_path()),
             lambda: httpx.get(f"{url}/health", timeout=3).status_code == 200,
             cwd=adir,
         )
@@ -551,7 +552,4 @@ def _chown_tree(path: Path, who: processes.RunAs) -> None:
 
 def _traversable_by_others(path: Path) -> bool:
     """Can a non-root user reach `path`? (every ancestor needs o+x)."""
-    for p in [path, *path.parents]:
-        if p.exists() and not (p.stat().st_mode & 0o001):
-            return False
-    return True
+    return not any(p.exists() and not (p.stat().st_mode & 0o001) for p in [path, *path.parents])

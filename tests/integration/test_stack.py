@@ -21,7 +21,7 @@ from confluent_kafka import Consumer, Producer
 from controlplane.adapters import maven, system
 from controlplane.core.errors import ArtifactError, JdkError, ServiceStartError
 from controlplane.core.stack_model import Ports, StackLayout, StackSettings
-from controlplane.services.stack import Endpoints, LocalStack, settings_for
+from controlplane.services.stack import Endpoints, LocalStack
 
 pytestmark = pytest.mark.integration
 
@@ -45,12 +45,15 @@ def test_cassandra_cdc_table_write_and_read(stack: Endpoints) -> None:
             "CREATE KEYSPACE IF NOT EXISTS it_stack WITH replication = "
             "{'class': 'SimpleStrategy', 'replication_factor': 1}"
         )
-        s.execute("CREATE TABLE IF NOT EXISTS it_stack.t (id uuid PRIMARY KEY, v text) WITH cdc = true")
+        s.execute(
+            "CREATE TABLE IF NOT EXISTS it_stack.t (id uuid PRIMARY KEY, v text) WITH cdc = true"
+        )
         key = uuid.uuid4()
         s.execute("INSERT INTO it_stack.t (id, v) VALUES (%s, %s)", (key, "hello"))
         assert s.execute("SELECT v FROM it_stack.t WHERE id = %s", (key,)).one().v == "hello"
         opts = s.execute(
-            "SELECT cdc FROM system_schema.tables WHERE keyspace_name = 'it_stack' AND table_name = 't'"
+            "SELECT cdc FROM system_schema.tables"
+            " WHERE keyspace_name = 'it_stack' AND table_name = 't'"
         ).one()
         assert opts.cdc is True
     finally:
@@ -141,7 +144,7 @@ def test_wrong_jdk_is_refused(tmp_path: Path) -> None:
     home = tmp_path / "jdk21"
     (home / "bin").mkdir(parents=True)
     java = home / "bin" / "java"
-    java.write_text('#!/bin/sh\necho \'openjdk version "21.0.2" 2024-01-16\' >&2\n')
+    java.write_text("#!/bin/sh\necho 'openjdk version \"21.0.2\" 2024-01-16' >&2\n")
     java.chmod(0o755)
     out = cdcctl(
         "stack", "up", "kafka", "--state-dir", str(tmp_path / "s"), env={"CDC_JAVA_HOME": str(home)}
