@@ -41,7 +41,8 @@ def _root(
 def main() -> None:
     """Entry point: run the app; turn every `CdcError` into one red line, a hint and its exit code."""
     try:
-        app(standalone_mode=False)
+        rc = app(standalone_mode=False)
+        sys.exit(rc if isinstance(rc, int) else 0)
     except CdcError as exc:
         print_error(exc)
         sys.exit(exc.exit_code)
