@@ -39,7 +39,7 @@ def _root(
 
 
 def main() -> None:
-    """Entry point: run the app; turn every `CdcError` into one red line, a hint and its exit code."""
+    """Run the app; turn every `CdcError` into one red line, a hint and its exit code."""
     try:
         rc = app(standalone_mode=False)
         sys.exit(rc if isinstance(rc, int) else 0)

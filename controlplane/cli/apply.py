@@ -26,7 +26,8 @@ def apply(
     output: OutputFormat = OUTPUT_OPTION,
 ) -> None:
     """Create the PostgreSQL tables, register the JDBC sink and configure the agent so the
-    pipelines run as their manifests say. Only what differs is changed: a second apply is a no-op."""
+    pipelines run as their manifests say. Only what differs is changed: a second apply is a
+    no-op."""
     stack = LocalStack(settings_for(state_dir))
     result = apply_manifests(filename, stack, report=lambda m: err.print(f"[cyan]apply[/] {m}"))
     emit(

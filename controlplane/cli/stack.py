@@ -45,10 +45,7 @@ def up(
     start = time.monotonic()
     results = _stack(state_dir).up(services or None)
     emit(
-        [
-            {"service": r.name, "action": r.action, "seconds": round(r.seconds, 1)}
-            for r in results
-        ],
+        [{"service": r.name, "action": r.action, "seconds": round(r.seconds, 1)} for r in results],
         output,
         title=f"stack up in {time.monotonic() - start:.1f}s",
     )

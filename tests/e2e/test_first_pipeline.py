@@ -75,7 +75,8 @@ def deployed(
 
 def test_rows_before_and_during_apply_arrive(deployed: dict[str, object], stack: Endpoints) -> None:
     during = deployed["during"]
-    assert isinstance(during, list) and during, "the writer wrote nothing during apply"
+    assert isinstance(during, list)
+    assert during, "the writer wrote nothing during apply"
     want = ROWS_BEFORE + len(during)
     wait_for(
         "all pre-existing and concurrent rows in PostgreSQL",

@@ -15,8 +15,16 @@ runner = CliRunner()
 
 @pytest.mark.parametrize(
     "args",
-    [[], ["stack"], ["stack", "up"], ["stack", "down"], ["stack", "status"], ["stack", "logs"],
-     ["stack", "env"], ["apply"]],
+    [
+        [],
+        ["stack"],
+        ["stack", "up"],
+        ["stack", "down"],
+        ["stack", "status"],
+        ["stack", "logs"],
+        ["stack", "env"],
+        ["apply"],
+    ],
 )
 def test_every_command_has_help(args: list[str]) -> None:
     result = runner.invoke(app, [*args, "--help"])
@@ -28,7 +36,14 @@ def test_status_of_a_stack_never_started_is_json(tmp_path: Path) -> None:
     result = runner.invoke(app, ["stack", "status", "--state-dir", str(tmp_path), "-o", "json"])
     assert result.exit_code == 0, result.output
     rows = json.loads(result.stdout)
-    assert [r["name"] for r in rows] == ["postgres", "redis", "kafka", "cassandra", "connect", "agent"]
+    assert [r["name"] for r in rows] == [
+        "postgres",
+        "redis",
+        "kafka",
+        "cassandra",
+        "connect",
+        "agent",
+    ]
     assert {r["state"] for r in rows} == {"stopped"}
     assert all(r["pid"] is None for r in rows)
 
@@ -44,7 +59,9 @@ def test_status_yaml_and_table(tmp_path: Path) -> None:
 def test_unknown_service_is_a_usage_error(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    monkeypatch.setattr("sys.argv", ["cdcctl", "stack", "logs", "zookeeper", "--state-dir", str(tmp_path)])
+    monkeypatch.setattr(
+        "sys.argv", ["cdcctl", "stack", "logs", "zookeeper", "--state-dir", str(tmp_path)]
+    )
     with pytest.raises(SystemExit) as exc:
         main()
     assert exc.value.code == 2
@@ -57,8 +74,13 @@ def test_invalid_manifest_exits_3_with_location(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     bad = tmp_path / "p.yaml"
-    bad.write_text("apiVersion: cdc.casscdcpg.io/v1\nkind: Pipeline\nmetadata:\n  name: x\nspec:\n  sorce: {}\n")
-    monkeypatch.setattr("sys.argv", ["cdcctl", "apply", "-f", str(bad), "--state-dir", str(tmp_path / "s")])
+    bad.write_text(
+        "apiVersion: cdc.casscdcpg.io/v1\nkind: Pipeline\n"
+        "metadata:\n  name: x\nspec:\n  sorce: {}\n"
+    )
+    monkeypatch.setattr(
+        "sys.argv", ["cdcctl", "apply", "-f", str(bad), "--state-dir", str(tmp_path / "s")]
+    )
     with pytest.raises(SystemExit) as exc:
         main()
     assert exc.value.code == 3

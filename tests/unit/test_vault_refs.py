@@ -20,7 +20,8 @@ def test_env_missing_has_a_hint(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("CDC_TEST_SECRET", raising=False)
     with pytest.raises(SecretError, match="CDC_TEST_SECRET") as exc:
         vault.resolve(SecretRef(env="CDC_TEST_SECRET"))
-    assert exc.value.hint and "export CDC_TEST_SECRET" in exc.value.hint
+    assert exc.value.hint
+    assert "export CDC_TEST_SECRET" in exc.value.hint
 
 
 def test_file_key_relative_to_manifest(tmp_path: Path) -> None:
@@ -39,4 +40,6 @@ def test_unreachable_vault_is_a_secret_error(monkeypatch: pytest.MonkeyPatch) ->
     monkeypatch.setenv("VAULT_ADDR", "http://127.0.0.1:9")  # nothing listens on the discard port
     monkeypatch.setenv("VAULT_TOKEN", "t")
     with pytest.raises(SecretError, match="cannot read secret/cdc from Vault"):
-        vault.resolve(SecretRef.model_validate({"vault": {"path": "secret/cdc", "key": "password"}}))
+        vault.resolve(
+            SecretRef.model_validate({"vault": {"path": "secret/cdc", "key": "password"}})
+        )
