@@ -43,3 +43,45 @@ def ensure_topics(bootstrap: str, topics: list[str], timeout: float = 30.0) -> l
         raise
     except Exception as exc:
         raise KafkaError(f"Kafka at {bootstrap} did not answer: {exc}") from exc
+
+
+def existing_topics(bootstrap: str, timeout: float = 10.0) -> set[str]:
+    """Names of the topics that exist."""
+    admin = AdminClient({"bootstrap.servers": bootstrap, "log_level": 0})
+    try:
+        return set(admin.list_topics(timeout=timeout).topics)
+    except Exception as exc:
+        raise KafkaError(f"Kafka at {bootstrap} did not answer: {exc}") from exc
+
+
+def consumer_lag(bootstrap: str, group: str, timeout: float = 10.0) -> list[dict[str, object]]:
+    """Per partition the group has committed: committed offset, log end offset and lag."""
+    from confluent_kafka import ConsumerGroupTopicPartitions, TopicPartition
+    from confluent_kafka.admin import OffsetSpec
+
+    admin = AdminClient({"bootstrap.servers": bootstrap, "log_level": 0})
+    try:
+        futures = admin.list_consumer_group_offsets(
+            [ConsumerGroupTopicPartitions(group)], request_timeout=timeout
+        )
+        committed = futures[group].result(timeout).topic_partitions or []
+        parts = [tp for tp in committed if tp.error is None]
+        if not parts:
+            return []
+        latest = admin.list_offsets(
+            {TopicPartition(tp.topic, tp.partition): OffsetSpec.latest() for tp in parts},
+            request_timeout=timeout,
+        )
+        ends = {(tp.topic, tp.partition): f.result(timeout).offset for tp, f in latest.items()}
+    except Exception as exc:
+        raise KafkaError(f"cannot read consumer group {group} offsets: {exc}") from exc
+    rows: list[dict[str, object]] = []
+    for tp in sorted(parts, key=lambda t: (t.topic, t.partition)):
+        end = ends.get((tp.topic, tp.partition))
+        offset = tp.offset if tp.offset >= 0 else None
+        lag = None if end is None or offset is None else max(end - offset, 0)
+        rows.append(
+            {"topic": tp.topic, "partition": tp.partition, "committed": offset, "end": end,
+             "lag": lag}
+        )
+    return rows

@@ -86,3 +86,38 @@ def relation_exists(conninfo: str, qualified_name: str) -> bool:
     """Whether a (quoted, schema-qualified) table or view exists."""
     rows = query(conninfo, "SELECT to_regclass(%s) IS NOT NULL", [qualified_name])
     return bool(rows and rows[0][0])
+
+
+def existing_objects(
+    conninfo: str, relations: Sequence[str], functions: Sequence[str]
+) -> set[str]:
+    """Which of the (quoted, schema-qualified) relations and functions exist."""
+    found: set[str] = set()
+    try:
+        with connect(conninfo) as conn:
+            for name in relations:
+                row = conn.execute("SELECT to_regclass(%s) IS NOT NULL", [name]).fetchone()
+                if row and row[0]:
+                    found.add(name)
+            for name in functions:
+                row = conn.execute("SELECT to_regproc(%s) IS NOT NULL", [name]).fetchone()
+                if row and row[0]:
+                    found.add(name)
+    except psycopg.Error as exc:
+        raise PostgresError(f"PostgreSQL query failed: {exc}") from exc
+    return found
+
+
+def relation_comment(conninfo: str, qualified_name: str) -> str | None:
+    """The COMMENT on a table or view, None when it has none or does not exist."""
+    rows = query(
+        conninfo,
+        "SELECT obj_description(to_regclass(%s), 'pg_class')",
+        [qualified_name],
+    )
+    return str(rows[0][0]) if rows and rows[0][0] is not None else None
+
+
+def comment_on_table_sql(qualified_name: str, comment: str) -> sql.Composable:
+    """``COMMENT ON TABLE`` for a quoted, schema-qualified name the DDL generator produced."""
+    return sql.SQL("COMMENT ON TABLE {} IS {}").format(sql.SQL(qualified_name), sql.Literal(comment))

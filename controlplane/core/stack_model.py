@@ -29,6 +29,10 @@ class Ports:
     connect: int = 8083
     agent_http: int = 8001
 
+    def shifted(self, offset: int) -> Ports:
+        """Every port moved by `offset`: a second stack beside the default one (benchmarks)."""
+        return Ports(**{k: v + offset for k, v in vars(self).items()})
+
     def of(self, service: str) -> list[int]:
         """Every port a service listens on, its main port first."""
         return {
@@ -80,10 +84,6 @@ class StackLayout:
     @property
     def plugins_dir(self) -> Path:
         return self.root / "plugins"
-
-    @property
-    def postgres_socket_dir(self) -> Path:
-        return self.root / "run"
 
     @property
     def postgres_secret_file(self) -> Path:
@@ -269,17 +269,17 @@ def agent_command(java: Path, lib: Path, s: StackSettings, properties: Path) -> 
     ]
 
 
-def postgres_command(bindir: Path, s: StackSettings) -> list[str]:
+def postgres_command(bindir: Path, s: StackSettings, data: Path, socket_dir: Path) -> list[str]:
     return [
         str(bindir / "postgres"),
         "-D",
-        str(s.layout.data_dir("postgres")),
+        str(data),
         "-c",
         f"port={s.ports.postgres}",
         "-c",
         "listen_addresses=127.0.0.1",
         "-c",
-        f"unix_socket_directories={s.layout.postgres_socket_dir}",
+        f"unix_socket_directories={socket_dir}",
         "-c",
         "logging_collector=off",
         "-c",

@@ -328,9 +328,10 @@ class LocalStack:
         if bindir is None:
             raise StackError("PostgreSQL is not installed", hint="apt-get install postgresql")
         run_as = _postgres_user() if os.geteuid() == 0 else None
+        # Resolved paths: the postgres user may not be able to traverse the state dir's own path.
         pgdir = self._postgres_dir(run_as)
-        data = self.lay.data_dir("postgres")
-        sock = self.lay.service_dir("postgres") / "run"
+        data = pgdir / "data"
+        sock = pgdir / "run"
         sock.mkdir(parents=True, exist_ok=True)
         if run_as:
             _chown_tree(pgdir, run_as)
@@ -363,10 +364,7 @@ class LocalStack:
             pwfile.unlink(missing_ok=True)
             if out.returncode != 0:
                 raise ServiceStartError(f"initdb failed: {(out.stdout + out.stderr)[-1500:]}")
-        argv = postgres_command(bindir, self.s)
-        argv[argv.index(f"unix_socket_directories={self.lay.postgres_socket_dir}")] = (
-            f"unix_socket_directories={sock}"
-        )
+        argv = postgres_command(bindir, self.s, data, sock)
         admin = postgres.dsn(str(sock), self.s.ports.postgres, "postgres", "postgres")
         self._spawn_and_wait(
             "postgres", argv, lambda: bool(postgres.ping(admin)), run_as=run_as, cwd=pgdir

@@ -1,0 +1,142 @@
+"""End-to-end latency of single writes: Cassandra INSERT acknowledged -> row visible in the
+PostgreSQL live view, p50/p95 over many writes, for the shipped settings and for variants that
+show which setting dominates.
+
+Runs a second stack on shifted ports in a temporary state dir (beside the default one; its load
+adds noise). Writes docs/benchmarks.md#latency.
+
+    python -m pytest tests/performance/test_latency.py -m performance -s
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+import uuid
+from dataclasses import replace
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from controlplane.adapters import cassandra
+from controlplane.core.stack_model import Ports, StackLayout, StackSettings
+from controlplane.services.apply import apply_manifests
+from controlplane.services.stack import LocalStack
+from tests.performance.report import machine, percentile, write_section
+
+pytestmark = pytest.mark.performance
+
+OFFSET = 21000
+WRITES = int(os.environ.get("CDC_BENCH_WRITES", "120"))
+WARMUP = 10
+
+MANIFEST = """\
+apiVersion: cdc.casscdcpg.io/v1
+kind: Pipeline
+metadata:
+  name: lat
+spec:
+  source:
+    cassandra:
+      contactPoints: ["127.0.0.1:{cassandra}"]
+      keyspace: lat
+      tables: [t]
+    agent:
+      pollIntervalMs: {poll}
+  kafka:
+    bootstrapServers: ["127.0.0.1:{kafka}"]
+    topicPrefix: lat
+  connect:
+    url: http://127.0.0.1:{connect}
+  sink:
+    postgres:
+      host: 127.0.0.1
+      port: {postgres}
+      database: cdc
+      user: cdc
+      passwordSecret:
+        env: CDC_BENCH_PG_PASSWORD
+"""
+
+
+def measure(st: LocalStack, tmp: Path, poll_ms: int) -> list[float]:
+    p = st.s.ports
+    manifest = tmp / f"lat-{poll_ms}.yaml"
+    manifest.write_text(
+        MANIFEST.format(
+            cassandra=p.cassandra, kafka=p.kafka, connect=p.connect, postgres=p.postgres,
+            poll=poll_ms,
+        )
+    )
+    os.environ["CDC_BENCH_PG_PASSWORD"] = st.postgres_password()
+    cluster, session = cassandra.connect("127.0.0.1", p.cassandra)
+    try:
+        session.execute(
+            "CREATE KEYSPACE IF NOT EXISTS lat WITH replication = "
+            "{'class': 'SimpleStrategy', 'replication_factor': 1}"
+        )
+        session.execute("CREATE TABLE IF NOT EXISTS lat.t (id uuid PRIMARY KEY, v text) WITH cdc = true")
+        apply_manifests([manifest], st)
+        insert = session.prepare("INSERT INTO lat.t (id, v) VALUES (?, ?)")
+        latencies: list[float] = []
+        with psycopg.connect(st.endpoints().postgres_dsn, autocommit=True) as pg:
+            for i in range(WARMUP + WRITES):
+                key = uuid.uuid4()
+                t0 = time.monotonic()
+                session.execute(insert, (key, f"v{i}"))
+                deadline = t0 + 60
+                while not pg.execute("SELECT 1 FROM lat.t WHERE id = %s", (key,)).fetchone():
+                    if time.monotonic() > deadline:
+                        raise AssertionError(f"write {i} not visible after 60 s")
+                    time.sleep(0.005)
+                if i >= WARMUP:
+                    latencies.append(time.monotonic() - t0)
+        return latencies
+    finally:
+        cluster.shutdown()
+
+
+def run_variant(tmp: Path, name: str, sync_ms: int, polls: list[int]) -> dict[int, list[float]]:
+    root = tmp / name
+    settings = StackSettings(
+        layout=StackLayout(root=root), ports=Ports().shifted(OFFSET), commitlog_sync_period_ms=sync_ms
+    )
+    st = LocalStack(settings)
+    try:
+        st.up()
+        return {poll: measure(st, tmp, poll) for poll in polls}
+    finally:
+        st.down(clean=True)
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def test_latency(tmp_path: Path) -> None:
+    shipped_sync = StackSettings(layout=StackLayout(root=tmp_path)).commitlog_sync_period_ms
+    results: list[tuple[int, int, list[float]]] = []
+    for sync_ms, polls in ((shipped_sync, [1000, 100]), (100, [100])):
+        for poll, lat in run_variant(tmp_path, f"sync{sync_ms}", sync_ms, polls).items():
+            results.append((sync_ms, poll, lat))
+    rows = "\n".join(
+        f"| {sync} ms | {poll} ms | {len(lat)} | {percentile(lat, 50):.2f} s | "
+        f"{percentile(lat, 95):.2f} s | {max(lat):.2f} s |"
+        for sync, poll, lat in results
+    )
+    body = f"""## End-to-end latency of single writes
+
+Command: `python -m pytest tests/performance/test_latency.py -m performance -s` — a second stack on
+ports +{OFFSET}; one INSERT at a time (after {WARMUP} warm-up writes), timed from just before the
+CQL write to the row being visible in the PostgreSQL live view (polled every 5 ms).
+Machine: {machine()}.
+
+| Cassandra `commitlog_sync_period` | agent poll interval (`pollIntervalMs`) | writes | p50 | p95 | max |
+|---|---|---|---|---|---|
+{rows}
+
+The shipped settings are `commitlog_sync_period: {shipped_sync}ms` (compose/native) and the
+manifest's `pollIntervalMs` (default 1000 ms in examples/pipeline.yaml).
+"""
+    write_section("latency", body)
+    print(body)
+    assert all(lat for _, _, lat in results)
