@@ -14,7 +14,6 @@ import os
 import shutil
 import time
 import uuid
-from dataclasses import replace
 from pathlib import Path
 
 import psycopg
@@ -66,7 +65,10 @@ def measure(st: LocalStack, tmp: Path, poll_ms: int) -> list[float]:
     manifest = tmp / f"lat-{poll_ms}.yaml"
     manifest.write_text(
         MANIFEST.format(
-            cassandra=p.cassandra, kafka=p.kafka, connect=p.connect, postgres=p.postgres,
+            cassandra=p.cassandra,
+            kafka=p.kafka,
+            connect=p.connect,
+            postgres=p.postgres,
             poll=poll_ms,
         )
     )
@@ -77,7 +79,9 @@ def measure(st: LocalStack, tmp: Path, poll_ms: int) -> list[float]:
             "CREATE KEYSPACE IF NOT EXISTS lat WITH replication = "
             "{'class': 'SimpleStrategy', 'replication_factor': 1}"
         )
-        session.execute("CREATE TABLE IF NOT EXISTS lat.t (id uuid PRIMARY KEY, v text) WITH cdc = true")
+        session.execute(
+            "CREATE TABLE IF NOT EXISTS lat.t (id uuid PRIMARY KEY, v text) WITH cdc = true"
+        )
         apply_manifests([manifest], st)
         insert = session.prepare("INSERT INTO lat.t (id, v) VALUES (?, ?)")
         latencies: list[float] = []
@@ -101,7 +105,9 @@ def measure(st: LocalStack, tmp: Path, poll_ms: int) -> list[float]:
 def run_variant(tmp: Path, name: str, sync_ms: int, polls: list[int]) -> dict[int, list[float]]:
     root = tmp / name
     settings = StackSettings(
-        layout=StackLayout(root=root), ports=Ports().shifted(OFFSET), commitlog_sync_period_ms=sync_ms
+        layout=StackLayout(root=root),
+        ports=Ports().shifted(OFFSET),
+        commitlog_sync_period_ms=sync_ms,
     )
     st = LocalStack(settings)
     try:
@@ -130,7 +136,7 @@ ports +{OFFSET}; one INSERT at a time (after {WARMUP} warm-up writes), timed fro
 CQL write to the row being visible in the PostgreSQL live view (polled every 5 ms).
 Machine: {machine()}.
 
-| Cassandra `commitlog_sync_period` | agent poll interval (`pollIntervalMs`) | writes | p50 | p95 | max |
+| `commitlog_sync_period` | agent `pollIntervalMs` | writes | p50 | p95 | max |
 |---|---|---|---|---|---|
 {rows}
 

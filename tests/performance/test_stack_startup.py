@@ -66,7 +66,8 @@ build already cached). Machine: {machine()}.
 | warm start (after `down`, data kept) | {warm_s:.1f} s |
 | resident memory, whole stack, after cold start | {sum(rss.values()):.0f} MiB |
 | resident memory, whole stack, after warm start | {rss_warm:.0f} MiB |
-| disk used by the state dir after start | {disk_cold:.0f} MiB (after restart: {disk_warm:.0f} MiB) |
+| disk used by the state dir after start | {disk_cold:.0f} MiB |
+| disk used after the warm restart | {disk_warm:.0f} MiB |
 
 | service | cold start s (to ready) | RSS MiB |
 |---|---|---|
