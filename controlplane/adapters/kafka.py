@@ -57,7 +57,7 @@ def existing_topics(bootstrap: str, timeout: float = 10.0) -> set[str]:
 def consumer_lag(bootstrap: str, group: str, timeout: float = 10.0) -> list[dict[str, object]]:
     """Per partition the group has committed: committed offset, log end offset and lag."""
     from confluent_kafka import ConsumerGroupTopicPartitions, TopicPartition
-    from confluent_kafka.admin import OffsetSpec
+    from confluent_kafka.admin import OffsetSpec  # type: ignore[attr-defined]
 
     admin = AdminClient({"bootstrap.servers": bootstrap, "log_level": 0})
     try:
@@ -68,8 +68,9 @@ def consumer_lag(bootstrap: str, group: str, timeout: float = 10.0) -> list[dict
         parts = [tp for tp in committed if tp.error is None]
         if not parts:
             return []
+        spec = OffsetSpec.latest()  # type: ignore[no-untyped-call]
         latest = admin.list_offsets(
-            {TopicPartition(tp.topic, tp.partition): OffsetSpec.latest() for tp in parts},
+            {TopicPartition(tp.topic, tp.partition): spec for tp in parts},
             request_timeout=timeout,
         )
         ends = {(tp.topic, tp.partition): f.result(timeout).offset for tp, f in latest.items()}
@@ -81,7 +82,12 @@ def consumer_lag(bootstrap: str, group: str, timeout: float = 10.0) -> list[dict
         offset = tp.offset if tp.offset >= 0 else None
         lag = None if end is None or offset is None else max(end - offset, 0)
         rows.append(
-            {"topic": tp.topic, "partition": tp.partition, "committed": offset, "end": end,
-             "lag": lag}
+            {
+                "topic": tp.topic,
+                "partition": tp.partition,
+                "committed": offset,
+                "end": end,
+                "lag": lag,
+            }
         )
     return rows

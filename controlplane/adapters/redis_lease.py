@@ -90,17 +90,21 @@ class HashStore:
         try:
             raw = self._r.hgetall(self.prefix + name)
         except redis.RedisError as exc:
-            raise RedisError(f"Redis at {self.url}: cannot read {self.prefix}{name}: {exc}") from exc
-        return {str(k): str(v) for k, v in dict(raw).items()}  # type: ignore[arg-type]
+            msg = f"Redis at {self.url}: cannot read {self.prefix}{name}: {exc}"
+            raise RedisError(msg) from exc
+        return {str(k): str(v) for k, v in dict(raw).items()}
 
     def put(self, name: str, values: Mapping[str, str]) -> None:
         try:
-            self._r.hset(self.prefix + name, mapping=dict(values))
+            mapping: dict[str | bytes, str | bytes] = dict(values.items())
+            self._r.hset(self.prefix + name, mapping=mapping)  # type: ignore[arg-type]
         except redis.RedisError as exc:
-            raise RedisError(f"Redis at {self.url}: cannot write {self.prefix}{name}: {exc}") from exc
+            msg = f"Redis at {self.url}: cannot write {self.prefix}{name}: {exc}"
+            raise RedisError(msg) from exc
 
     def delete(self, name: str) -> None:
         try:
             self._r.delete(self.prefix + name)
         except redis.RedisError as exc:
-            raise RedisError(f"Redis at {self.url}: cannot delete {self.prefix}{name}: {exc}") from exc
+            msg = f"Redis at {self.url}: cannot delete {self.prefix}{name}: {exc}"
+            raise RedisError(msg) from exc

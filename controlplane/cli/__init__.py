@@ -8,6 +8,7 @@ import typer
 
 from controlplane import __version__
 from controlplane.cli.apply import apply
+from controlplane.cli.control import register as register_control
 from controlplane.cli.output import print_error
 from controlplane.cli.stack import app as stack_app
 from controlplane.core.errors import CdcError
@@ -21,6 +22,7 @@ app = typer.Typer(
 )
 app.add_typer(stack_app, name="stack")
 app.command()(apply)
+register_control(app)
 
 
 def _version(value: bool) -> None:

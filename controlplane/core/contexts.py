@@ -52,7 +52,8 @@ class CdcctlConfig(_Model):
         if name not in self.contexts:
             raise UsageError(
                 f"no context named {name!r}",
-                hint="known: " + (", ".join(sorted(self.contexts)) or "(none)")
+                hint="known: "
+                + (", ".join(sorted(self.contexts)) or "(none)")
                 + "; add one with `cdcctl config set-context NAME --connect-url URL`",
             )
         return CdcctlConfig(current_context=name, contexts=dict(self.contexts))

@@ -28,7 +28,7 @@ CONNECT_ADDED_KEYS = frozenset({"name"})
 # Agent properties that name the agent after whichever pipeline wrote them first. One agent
 # serves a node for every pipeline (decision 0013), so they are not a difference.
 AGENT_IDENTITY_KEYS = frozenset({"connector.name"})
-SECRET_MASK = "(secret)"
+SECRET_MASK = "(secret)"  # noqa: S105  # nosec B105 - a mask shown instead of values
 DDL_HASH_PREFIX = "cdcctl:ddl-sha256="
 
 _CREATE_OBJECT = re.compile(
@@ -242,8 +242,13 @@ def plan_postgres(
             "postgres",
             table,
             "update",
-            (FieldChange("ddl", (marker or "(unknown)").removeprefix(DDL_HASH_PREFIX),
-                         want.removeprefix(DDL_HASH_PREFIX)),),
+            (
+                FieldChange(
+                    "ddl",
+                    (marker or "(unknown)").removeprefix(DDL_HASH_PREFIX),
+                    want.removeprefix(DDL_HASH_PREFIX),
+                ),
+            ),
             "generated DDL changed since the last apply",
         )
     return ResourceChange(pipeline, "postgres", table, "noop")
@@ -252,7 +257,9 @@ def plan_postgres(
 # --- topics, secrets, agent ----------------------------------------------------------------
 
 
-def plan_topics(pipeline: str, topics: Iterable[str], existing: Iterable[str]) -> list[ResourceChange]:
+def plan_topics(
+    pipeline: str, topics: Iterable[str], existing: Iterable[str]
+) -> list[ResourceChange]:
     have = set(existing)
     return [
         ResourceChange(pipeline, "topic", t, "noop" if t in have else "create")

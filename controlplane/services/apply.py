@@ -1,47 +1,105 @@
-"""`cdcctl apply`: make the running pipeline match its manifest, touching only what differs.
+"""`cdcctl plan` and `cdcctl apply`: compute a plan of what differs, then carry out exactly it.
 
-For each pipeline: read the Cassandra tables' schemas (they must exist WITH cdc = true), create
-the PostgreSQL side (raw tables, last-write-wins gate, live views), hand the sink's password to
-Kafka Connect through its secrets file, PUT the JDBC sink config only when it differs from what
-Connect holds, and — on the local stack — write the agent's properties and restart it when they
-changed (the agent reads table schemas at start).
+Planning reads the actual state — the Cassandra tables' schemas (they must exist WITH cdc = true),
+which PostgreSQL objects exist and which DDL version made them, which topics exist, what the
+Connect worker's secrets file holds, each connector's stored config, the agent's files — renders
+the desired state from the manifests, and diffs both with the pure functions of `core.plan`.
+
+Applying runs the plan's non-noop changes in order: PostgreSQL DDL (raw tables, last-write-wins
+gate, live views), topics, the secret, ``PUT`` of connector configs that differ, the agent's
+files, ``DELETE`` of pruned connectors (owned by cdcctl, named by no manifest) — and on the local
+stack restarts the agent when its config changed or new tables appeared (it reads schemas at
+start). A second apply finds nothing to do.
 """
 
 from __future__ import annotations
 
+import fnmatch
 import os
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from controlplane.adapters import cassandra, kafka, postgres, vault
 from controlplane.adapters.connect import ConnectClient
-from controlplane.core.ddl import generate_ddl
+from controlplane.core.contexts import connect_url_for
+from controlplane.core.ddl import TableDdl, generate_ddl
 from controlplane.core.errors import CassandraError
 from controlplane.core.manifest import Pipeline
 from controlplane.core.manifest_loader import LoadedManifest, load_manifests
-from controlplane.core.render import RenderContext, password_key, render_pipeline
+from controlplane.core.plan import (
+    Plan,
+    ResourceChange,
+    ddl_marker,
+    ddl_objects,
+    plan_agent,
+    plan_connector,
+    plan_postgres,
+    plan_prune,
+    plan_secret,
+    plan_topics,
+)
+from controlplane.core.render import (
+    RenderContext,
+    RenderedPipeline,
+    parse_properties,
+    password_key,
+    render_pipeline,
+)
 from controlplane.core.schema_model import TableModel
+from controlplane.services.contexts import load_config
 from controlplane.services.stack import LocalStack
 
 Reporter = Callable[[str], None]
+
+_PAST = {"create": "created", "update": "updated", "delete": "deleted", "noop": "unchanged"}
 
 
 @dataclass
 class Change:
     pipeline: str
-    kind: str  # postgres | secret | connector | agent
+    kind: str  # postgres | topic | secret | connector | agent
     name: str
-    action: str  # created | updated | unchanged | restarted
+    action: str  # created | updated | deleted | unchanged | restarted
 
 
 @dataclass
 class ApplyResult:
     changes: list[Change] = field(default_factory=list)
+    plan: Plan = field(default_factory=Plan)
 
     @property
     def changed(self) -> bool:
         return any(c.action != "unchanged" for c in self.changes)
+
+
+@dataclass(frozen=True)
+class Target:
+    """Command-line overrides of where Kafka Connect is (see core.contexts precedence)."""
+
+    connect_url: str | None = None
+    context: str | None = None
+
+
+@dataclass
+class PipelineDesired:
+    """What apply needs to carry out one pipeline's changes."""
+
+    pipeline: Pipeline
+    password: str
+    dsn: str
+    connect_url: str
+    rendered: RenderedPipeline
+    ddl: dict[str, TableDdl]
+
+
+@dataclass
+class PlannedApply:
+    plan: Plan
+    pipelines: dict[str, PipelineDesired]
+    prune_urls: dict[str, str] = field(default_factory=dict)  # pruned connector -> Connect URL
+    ctx: RenderContext | None = None
 
 
 def render_context(stack: LocalStack) -> RenderContext:
@@ -54,14 +112,39 @@ def render_context(stack: LocalStack) -> RenderContext:
     )
 
 
-def read_tables(pipeline: Pipeline) -> list[TableModel]:
-    src = pipeline.spec.source.cassandra
-    host, _, port = src.contact_points[0].rpartition(":")
-    cluster, session = cassandra.connect(host, int(port))
+def _contact(pipeline: Pipeline) -> tuple[str, int]:
+    host, _, port = pipeline.spec.source.cassandra.contact_points[0].rpartition(":")
+    return host.strip("[]"), int(port)
+
+
+class _Cassandra:
+    """One session per contact point for the whole plan."""
+
+    def __init__(self) -> None:
+        self._sessions: dict[tuple[str, int], tuple[Any, Any]] = {}
+
+    def session(self, pipeline: Pipeline) -> Any:
+        key = _contact(pipeline)
+        if key not in self._sessions:
+            self._sessions[key] = cassandra.connect(*key)
+        return self._sessions[key][1]
+
+    def close(self) -> None:
+        for cluster, _ in self._sessions.values():
+            cluster.shutdown()
+
+
+def read_tables(pipeline: Pipeline, session: Any = None) -> list[TableModel]:
+    """The pipeline's Cassandra tables; each must exist and have ``cdc = true``."""
+    own = None
+    if session is None:
+        own = _Cassandra()
+        session = own.session(pipeline)
     try:
         found = cassandra.table_schemas(session, pipeline.keyspace, pipeline.tables)
     finally:
-        cluster.shutdown()
+        if own is not None:
+            own.close()
     models = []
     for table in pipeline.tables:
         if table not in found:
@@ -81,78 +164,195 @@ def read_tables(pipeline: Pipeline) -> list[TableModel]:
     return models
 
 
+def pipeline_topics(p: Pipeline) -> list[str]:
+    return [p.table_topic(t) for t in p.tables] + [p.dlq_topic]
+
+
+def build_plan(
+    loaded: list[LoadedManifest],
+    stack: LocalStack,
+    *,
+    prune: bool = False,
+    prune_match: str = "*",
+    target: Target | None = None,
+    report: Reporter | None = None,
+) -> PlannedApply:
+    """Gather actual state and diff it against the manifests. Changes nothing."""
+    say = report or (lambda _m: None)
+    target = target or Target()
+    config = load_config()
+    ctx = render_context(stack)
+    plan = Plan()
+    planned = PlannedApply(plan, {}, ctx=ctx)
+    secrets = _read_secrets(ctx.secrets_file)
+    topics_by_bootstrap: dict[str, set[str]] = {}
+    connectors_by_url: dict[str, dict[str, dict[str, str]]] = {}
+    agents_seen: set[Path] = set()
+    cql = _Cassandra()
+    try:
+        for item in loaded:
+            p = item.pipeline
+            base = Path(item.source).parent if item.source not in ("-", "<stdin>") else Path.cwd()
+            password = vault.resolve(p.spec.sink.postgres.password_secret, base_dir=base)
+            say(f"{p.name}: reading Cassandra schema of {p.keyspace}.{{{','.join(p.tables)}}}")
+            tables = read_tables(p, cql.session(p))
+            pg = p.spec.sink.postgres
+            dsn = postgres.dsn(pg.host, pg.port, pg.database, pg.user, password)
+            url = connect_url_for(
+                p, config, override_url=target.connect_url, override_context=target.context
+            )
+            rendered = render_pipeline(p, ctx)
+            desired = PipelineDesired(p, password, dsn, url, rendered, {})
+            planned.pipelines[p.name] = desired
+
+            for t in tables:
+                ddl = generate_ddl(t)
+                desired.ddl[t.table] = ddl
+                objects = ddl_objects(ddl.statements)
+                existing = postgres.existing_objects(
+                    dsn,
+                    [o.name for o in objects if o.kind != "function"],
+                    [o.name for o in objects if o.kind == "function"],
+                )
+                marker = (
+                    postgres.relation_comment(dsn, ddl.names.raw_table)
+                    if ddl.names.raw_table in existing
+                    else None
+                )
+                plan.changes.append(
+                    plan_postgres(p.name, t.qualified_name, ddl.statements, existing, marker)
+                )
+
+            bootstrap = ",".join(p.spec.kafka.bootstrap_servers)
+            if bootstrap not in topics_by_bootstrap:
+                topics_by_bootstrap[bootstrap] = kafka.existing_topics(bootstrap)
+            plan.changes.extend(
+                plan_topics(p.name, pipeline_topics(p), topics_by_bootstrap[bootstrap])
+            )
+
+            key = password_key(p)
+            plan.changes.append(plan_secret(p.name, key, password, secrets.get(key)))
+
+            if url not in connectors_by_url:
+                connectors_by_url[url] = _connector_configs(url)
+            plan.changes.append(
+                plan_connector(
+                    p.name,
+                    rendered.sink_name,
+                    rendered.sink_config,
+                    connectors_by_url[url].get(rendered.sink_name),
+                )
+            )
+
+            paths = rendered.agent_paths
+            if paths.properties not in agents_seen:  # one agent per node (decision 0013)
+                agents_seen.add(paths.properties)
+                text = _read(paths.properties)
+                plan.changes.append(
+                    plan_agent(
+                        p.name,
+                        str(paths.properties),
+                        parse_properties(rendered.agent_properties),
+                        None if text is None else parse_properties(text),
+                        rendered.driver_conf,
+                        _read(paths.driver_conf),
+                        pointer_ok=stack.agent_properties_path() == paths.properties,
+                    )
+                )
+    finally:
+        cql.close()
+
+    if prune:
+        urls = set(connectors_by_url) or {
+            connect_url_for(
+                None, config, override_url=target.connect_url, override_context=target.context
+            )
+        }
+        for url in sorted(urls):
+            if url not in connectors_by_url:
+                connectors_by_url[url] = _connector_configs(url)
+            wanted = {
+                d.rendered.sink_name for d in planned.pipelines.values() if d.connect_url == url
+            }
+            for change in plan_prune(connectors_by_url[url], wanted):
+                if fnmatch.fnmatchcase(change.pipeline, prune_match):
+                    plan.changes.append(change)
+                    planned.prune_urls[change.name] = url
+    return planned
+
+
+def _connector_configs(url: str) -> dict[str, dict[str, str]]:
+    with ConnectClient(url) as connect:
+        listing = connect.list_connectors(expand=("info",))
+    return {name: dict(entry.info.config) if entry.info else {} for name, entry in listing.items()}
+
+
+def plan_manifests(
+    paths: Iterable[str | Path],
+    stack: LocalStack,
+    *,
+    prune: bool = False,
+    prune_match: str = "*",
+    target: Target | None = None,
+    report: Reporter | None = None,
+    read_stdin: Callable[[], str] | None = None,
+) -> PlannedApply:
+    loaded = load_manifests(paths, **({"read_stdin": read_stdin} if read_stdin else {}))
+    return build_plan(
+        loaded, stack, prune=prune, prune_match=prune_match, target=target, report=report
+    )
+
+
 def apply_manifests(
     paths: Iterable[str | Path],
     stack: LocalStack,
     *,
     report: Reporter | None = None,
     read_stdin: Callable[[], str] | None = None,
+    prune: bool = False,
+    prune_match: str = "*",
+    target: Target | None = None,
 ) -> ApplyResult:
     loaded = load_manifests(paths, **({"read_stdin": read_stdin} if read_stdin else {}))
-    return apply_pipelines(loaded, stack, report=report)
+    return apply_pipelines(
+        loaded, stack, report=report, prune=prune, prune_match=prune_match, target=target
+    )
 
 
 def apply_pipelines(
-    loaded: list[LoadedManifest], stack: LocalStack, *, report: Reporter | None = None
+    loaded: list[LoadedManifest],
+    stack: LocalStack,
+    *,
+    report: Reporter | None = None,
+    prune: bool = False,
+    prune_match: str = "*",
+    target: Target | None = None,
 ) -> ApplyResult:
+    planned = build_plan(
+        loaded, stack, prune=prune, prune_match=prune_match, target=target, report=report
+    )
+    return execute_plan(planned, stack, report=report)
+
+
+def execute_plan(
+    planned: PlannedApply, stack: LocalStack, *, report: Reporter | None = None
+) -> ApplyResult:
+    """Carry out exactly the plan's changes, in plan order."""
     say = report or (lambda _m: None)
-    ctx = render_context(stack)
-    result = ApplyResult()
-    agent_changed = False
-    for item in loaded:
-        p = item.pipeline
-        base = Path(item.source).parent if item.source != "-" else Path.cwd()
-        password = vault.resolve(p.spec.sink.postgres.password_secret, base_dir=base)
-
-        say(f"{p.name}: reading Cassandra schema of {p.keyspace}.{{{','.join(p.tables)}}}")
-        tables = read_tables(p)
-
-        pg = p.spec.sink.postgres
-        dsn = postgres.dsn(pg.host, pg.port, pg.database, pg.user, password)
-        for t in tables:
-            ddl = generate_ddl(t)
-            existed = postgres.relation_exists(dsn, ddl.names.raw_table)
-            postgres.execute(dsn, ddl.statements)
-            result.changes.append(
-                Change(p.name, "postgres", t.qualified_name, "unchanged" if existed else "created")
-            )
-
-        rendered = render_pipeline(p, ctx)
-        # Create the topics up front, so the sink is assigned them at once instead of after the
-        # agent's first event.
-        topics = [p.table_topic(t) for t in p.tables] + [p.dlq_topic]
-        created = kafka.ensure_topics(",".join(p.spec.kafka.bootstrap_servers), topics)
-        for topic in topics:
-            action = "created" if topic in created else "unchanged"
-            result.changes.append(Change(p.name, "topic", topic, action))
-        secret_action = _write_secret(ctx.secrets_file, password_key(p), password)
-        result.changes.append(Change(p.name, "secret", password_key(p), secret_action))
-
-        with ConnectClient(p.spec.connect.url) as connect:
-            actual = connect.find_config(rendered.sink_name)
-            desired = {**rendered.sink_config, "name": rendered.sink_name}
-            if actual == desired:
-                action = "unchanged"
-            else:
-                say(f"{p.name}: {'creating' if actual is None else 'updating'} connector")
-                connect.put_config(rendered.sink_name, rendered.sink_config)
-                action = "created" if actual is None else "updated"
-            result.changes.append(Change(p.name, "connector", rendered.sink_name, action))
-
-        paths = rendered.agent_paths
-        before = _read(paths.properties), _read(paths.driver_conf)
-        after = rendered.agent_properties, rendered.driver_conf
-        for d in (paths.directory, paths.relocation_dir, paths.offset_dir):
-            d.mkdir(parents=True, exist_ok=True)
-        paths.properties.write_text(rendered.agent_properties)
-        paths.driver_conf.write_text(rendered.driver_conf)
-        pointer_changed = stack.agent_properties_path() != paths.properties
-        stack.use_agent_properties(paths.properties)
-        a_action = "unchanged" if before == after and not pointer_changed else "updated"
-        agent_changed = agent_changed or a_action != "unchanged" or _tables_new(result, p.name)
-        result.changes.append(Change(p.name, "agent", str(paths.properties), a_action))
-
-    if agent_changed and stack.agent_running():
+    assert planned.ctx is not None
+    ctx = planned.ctx
+    result = ApplyResult(plan=planned.plan)
+    restart_agent = False
+    for change in planned.plan.changes:
+        if change.action != "noop":
+            say(f"{change.pipeline}: {change.symbol} {change.kind} {change.name}")
+            _carry_out(change, planned, ctx, stack)
+            if change.kind == "agent" or (change.kind == "postgres" and change.action == "create"):
+                restart_agent = True
+        result.changes.append(
+            Change(change.pipeline, change.kind, change.name, _PAST[change.action])
+        )
+    if restart_agent and stack.agent_running():
         # The agent reads table schemas when it starts: restart it so new tables are captured
         # (its offsets are kept, so nothing written meanwhile is lost).
         say("restarting the Debezium agent so it picks up the new configuration and tables")
@@ -161,11 +361,34 @@ def apply_pipelines(
     return result
 
 
-def _tables_new(result: ApplyResult, pipeline: str) -> bool:
-    return any(
-        c.pipeline == pipeline and c.kind == "postgres" and c.action == "created"
-        for c in result.changes
-    )
+def _carry_out(
+    change: ResourceChange, planned: PlannedApply, ctx: RenderContext, stack: LocalStack
+) -> None:
+    if change.kind == "connector" and change.action == "delete":
+        with ConnectClient(planned.prune_urls[change.name]) as connect:
+            connect.delete_connector(change.name)
+        return
+    d = planned.pipelines[change.pipeline]
+    p = d.pipeline
+    if change.kind == "postgres":
+        table = change.name.rpartition(".")[2]
+        ddl = d.ddl[table]
+        marker = postgres.comment_on_table_sql(ddl.names.raw_table, ddl_marker(ddl.statements))
+        postgres.execute(d.dsn, [*ddl.statements, marker])
+    elif change.kind == "topic":
+        kafka.ensure_topics(",".join(p.spec.kafka.bootstrap_servers), [change.name])
+    elif change.kind == "secret":
+        _write_secret(ctx.secrets_file, change.name, d.password)
+    elif change.kind == "connector":
+        with ConnectClient(d.connect_url) as connect:
+            connect.put_config(d.rendered.sink_name, d.rendered.sink_config)
+    elif change.kind == "agent":
+        paths = d.rendered.agent_paths
+        for directory in (paths.directory, paths.relocation_dir, paths.offset_dir):
+            directory.mkdir(parents=True, exist_ok=True)
+        paths.properties.write_text(d.rendered.agent_properties)
+        paths.driver_conf.write_text(d.rendered.driver_conf)
+        stack.use_agent_properties(paths.properties)
 
 
 def _read(path: Path) -> str | None:
@@ -175,14 +398,18 @@ def _read(path: Path) -> str | None:
         return None
 
 
-def _write_secret(path: Path, key: str, value: str) -> str:
-    """Set one key of the Connect worker's secrets file (0600); other keys are kept."""
-    lines = _read(path)
+def _read_secrets(path: Path) -> dict[str, str]:
     entries: dict[str, str] = {}
-    for line in (lines or "").splitlines():
+    for line in (_read(path) or "").splitlines():
         k, sep, v = line.partition("=")
         if sep:
             entries[k] = v
+    return entries
+
+
+def _write_secret(path: Path, key: str, value: str) -> str:
+    """Set one key of the Connect worker's secrets file (0600); other keys are kept."""
+    entries = _read_secrets(path)
     if entries.get(key) == value:
         return "unchanged"
     action = "updated" if key in entries else "created"

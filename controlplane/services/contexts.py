@@ -1,4 +1,4 @@
-"""Read and write cdcctl's config file (contexts); see core.contexts for the model and precedence."""
+"""Read and write cdcctl's config file (contexts); core.contexts has the model and precedence."""
 
 from __future__ import annotations
 

@@ -1,0 +1,378 @@
+"""Control-plane commands: manifest schema, validate, plan, get/describe/delete, pause/resume/stop,
+restart, offsets, reconcile and config contexts. Thin: parse, call one service, render.
+
+Services are imported inside the commands so `cdcctl --help` stays fast.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from controlplane.cli.apply import CONNECT_URL, CONTEXT, FILES, PRUNE, PRUNE_MATCH, plan
+from controlplane.cli.output import OUTPUT_OPTION, OutputFormat, emit
+from controlplane.cli.stack import STATE_DIR
+
+manifest_app = typer.Typer(help="Pipeline manifest tools.", no_args_is_help=True)
+get_app = typer.Typer(help="List pipelines or connectors.", no_args_is_help=True)
+describe_app = typer.Typer(help="Show one pipeline in detail.", no_args_is_help=True)
+delete_app = typer.Typer(help="Delete a pipeline.", no_args_is_help=True)
+offsets_app = typer.Typer(help="Read or reset a pipeline's sink offsets.", no_args_is_help=True)
+config_app = typer.Typer(
+    help="cdcctl contexts (named Kafka Connect clusters).", no_args_is_help=True
+)
+
+NAME = typer.Argument(..., help="Pipeline name (its <name>-jdbc-sink connector) or connector name.")
+BOOTSTRAP = typer.Option(
+    "127.0.0.1:9092", "--bootstrap", envvar="CDC_KAFKA_BOOTSTRAP", help="Kafka, for consumer lag."
+)
+
+
+def _where(connect_url: str | None, context: str | None) -> Any:
+    from controlplane.services.pipelines import Where
+
+    return Where(connect_url, context)
+
+
+# --- manifest / validate -------------------------------------------------------------------
+
+
+@manifest_app.command("schema")
+def manifest_schema() -> None:
+    """Print the JSON Schema of pipeline manifests (for editors: yaml-language-server)."""
+    from controlplane.core.manifest import manifest_json_schema
+
+    typer.echo(json.dumps(manifest_json_schema(), indent=2))
+
+
+VALIDATE_FORMATS = ("table", "json", "github")
+
+
+def validate(
+    filename: list[str] = FILES,
+    online: bool = typer.Option(
+        False,
+        "--online",
+        help="Also check against the components: Connect's config validation, Cassandra "
+        "tables with cdc = true, PostgreSQL reachable, secrets resolvable.",
+    ),
+    connect_url: str | None = CONNECT_URL,
+    context: str | None = CONTEXT,
+    state_dir: Path | None = STATE_DIR,
+    output: str = typer.Option(
+        "table", "--output", "-o", help="table, json, or github (Actions annotations)."
+    ),
+) -> None:
+    """Check manifests and report every problem with file:line:column. Exit 0 when valid, 3 on
+    manifest problems, 5 when (with --online) a component check failed."""
+    from controlplane.core.errors import UsageError
+    from controlplane.core.validation import exit_code, github_annotation
+    from controlplane.services.apply import render_context
+    from controlplane.services.stack import LocalStack, settings_for
+    from controlplane.services.validate import validate as run
+
+    if output not in VALIDATE_FORMATS:
+        raise UsageError(f"unknown output {output!r}", hint="use table, json or github")
+    ctx = render_context(LocalStack(settings_for(state_dir))) if online else None
+    loaded, findings = run(
+        filename, online=online, render_ctx=ctx, connect_url=connect_url, context=context
+    )
+    code = exit_code(findings)
+    if output == "json":
+        typer.echo(
+            json.dumps(
+                {
+                    "valid": not findings,
+                    "exit_code": code,
+                    "pipelines": [m.pipeline.name for m in loaded],
+                    "problems": [f.to_dict() for f in findings],
+                },
+                indent=2,
+            )
+        )
+    elif output == "github":
+        for f in findings:
+            typer.echo(github_annotation(f))
+    else:
+        for f in findings:
+            typer.echo(f.text(), err=True)
+        checked = "offline and online" if online else "offline"
+        typer.echo(
+            f"{len(loaded)} pipeline(s), {len(findings)} problem(s) ({checked} checks)", err=True
+        )
+    if code:
+        raise typer.Exit(code)
+
+
+# --- get / describe / delete ---------------------------------------------------------------
+
+
+@get_app.command("pipelines")
+def get_pipelines(
+    connect_url: str | None = CONNECT_URL,
+    context: str | None = CONTEXT,
+    output: OutputFormat = OUTPUT_OPTION,
+) -> None:
+    """Pipelines deployed by cdcctl (connectors carrying its ownership marker)."""
+    from controlplane.services.pipelines import get_pipelines as run
+
+    emit(
+        run(_where(connect_url, context)),
+        output,
+        columns=["pipeline", "connector", "state", "tasks_running", "topics"],
+    )
+
+
+@get_app.command("connectors")
+def get_connectors(
+    connect_url: str | None = CONNECT_URL,
+    context: str | None = CONTEXT,
+    output: OutputFormat = OUTPUT_OPTION,
+) -> None:
+    """Every connector of the Connect cluster, with state and owner."""
+    from controlplane.services.pipelines import get_connectors as run
+
+    emit(
+        run(_where(connect_url, context)),
+        output,
+        columns=["name", "type", "state", "tasks_running", "owned", "pipeline"],
+    )
+
+
+@describe_app.command("pipeline")
+def describe_pipeline(
+    name: str = NAME,
+    bootstrap: str = BOOTSTRAP,
+    connect_url: str | None = CONNECT_URL,
+    context: str | None = CONTEXT,
+    output: OutputFormat = OUTPUT_OPTION,
+) -> None:
+    """Connector and task states, topics, consumer lag of connect-<connector>, last error."""
+    from controlplane.services.pipelines import describe_pipeline as run
+
+    info = run(_where(connect_url, context), name, bootstrap)
+    if output is not OutputFormat.table:
+        emit(info, output)
+        return
+    summary = {k: v for k, v in info.items() if k not in ("tasks", "lag", "last_error")}
+    summary["topics"] = ",".join(info["topics"])
+    summary["active_topics"] = ",".join(info["active_topics"])
+    emit([{"field": k, "value": v} for k, v in summary.items()], output, title=info["connector"])
+    emit(info["tasks"], output, columns=["id", "state", "worker", "error"], title="tasks")
+    if isinstance(info["lag"], list):
+        emit(
+            info["lag"],
+            output,
+            columns=["topic", "partition", "committed", "end", "lag"],
+            title=f"consumer group {info['consumer_group']}",
+        )
+    else:
+        typer.echo(f"lag: {info['lag']}")
+    if info["last_error"]:
+        typer.echo("last error:\n" + str(info["last_error"]))
+
+
+@delete_app.command("pipeline")
+def delete_pipeline(
+    name: str = NAME,
+    drop_data: bool = typer.Option(
+        False, "--drop-data", help="Also drop its PostgreSQL tables, views and functions."
+    ),
+    filename: list[str] = typer.Option(
+        None, "--filename", "-f", help="The pipeline's manifest (needed with --drop-data)."
+    ),
+    connect_url: str | None = CONNECT_URL,
+    context: str | None = CONTEXT,
+    output: OutputFormat = OUTPUT_OPTION,
+) -> None:
+    """Delete the pipeline's connector. PostgreSQL data is kept unless --drop-data."""
+    from controlplane.core.errors import UsageError
+    from controlplane.core.manifest_loader import load_manifests
+    from controlplane.services.pipelines import delete_pipeline as run
+
+    manifest = None
+    if drop_data:
+        if not filename:
+            raise UsageError("--drop-data needs the pipeline's manifest", hint="add -f FILE")
+        found = [m for m in load_manifests(filename) if m.pipeline.name == name]
+        if not found:
+            raise UsageError(f"no manifest for pipeline {name!r} in {', '.join(filename)}")
+        manifest = found[0]
+    emit(
+        run(_where(connect_url, context), name, drop_data=manifest),
+        output,
+        columns=["kind", "name", "action"],
+    )
+
+
+# --- state ---------------------------------------------------------------------------------
+
+
+def _state_command(verb: str, doc: str) -> Any:
+    def command(
+        name: str = NAME,
+        connect_url: str | None = CONNECT_URL,
+        context: str | None = CONTEXT,
+        output: OutputFormat = OUTPUT_OPTION,
+    ) -> None:
+        from controlplane.services.pipelines import set_state
+
+        emit(set_state(_where(connect_url, context), name, verb), output)
+
+    command.__doc__ = doc
+    command.__name__ = verb
+    return command
+
+
+def restart(
+    name: str = NAME,
+    failed: bool = typer.Option(False, "--failed", help="Only the failed connector/tasks."),
+    connect_url: str | None = CONNECT_URL,
+    context: str | None = CONTEXT,
+    output: OutputFormat = OUTPUT_OPTION,
+) -> None:
+    """Restart the connector and its tasks (POST .../restart?includeTasks=true)."""
+    from controlplane.services.pipelines import restart as run
+
+    emit(run(_where(connect_url, context), name, only_failed=failed), output)
+
+
+@offsets_app.command("get")
+def offsets_get(
+    name: str = NAME,
+    connect_url: str | None = CONNECT_URL,
+    context: str | None = CONTEXT,
+    output: OutputFormat = OUTPUT_OPTION,
+) -> None:
+    """The sink's committed offsets per topic partition (GET .../offsets)."""
+    from controlplane.services.pipelines import offsets_get as run
+
+    emit(
+        run(_where(connect_url, context), name),
+        output,
+        columns=["connector", "partition", "offset"],
+    )
+
+
+@offsets_app.command("reset")
+def offsets_reset(
+    name: str = NAME,
+    yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask for confirmation."),
+    connect_url: str | None = CONNECT_URL,
+    context: str | None = CONTEXT,
+    output: OutputFormat = OUTPUT_OPTION,
+) -> None:
+    """Stop the connector, delete its offsets, resume it: the sink re-reads its topics from the
+    start (safe: every write goes through the last-write-wins gate)."""
+    from controlplane.services.pipelines import offsets_reset as run
+
+    if not yes:
+        typer.confirm(f"reset the offsets of {name}?", abort=True)
+    emit(run(_where(connect_url, context), name), output)
+
+
+# --- reconcile -----------------------------------------------------------------------------
+
+
+def reconcile(
+    filename: list[str] = FILES,
+    watch: bool = typer.Option(False, "--watch", help="Keep reconciling every --interval."),
+    interval: float = typer.Option(120.0, "--interval", help="Seconds between reconciles."),
+    redis_url: str = typer.Option(
+        "redis://127.0.0.1:6379/0", "--redis-url", envvar="CDC_REDIS_URL", help="Lease store."
+    ),
+    lease_ttl: float = typer.Option(
+        0.0, "--lease-ttl", help="Lease time-to-live in seconds (default: max(30, 3 x interval))."
+    ),
+    iterations: int | None = typer.Option(None, "--iterations", help="Stop after N rounds."),
+    prune: bool = PRUNE,
+    prune_match: str = PRUNE_MATCH,
+    connect_url: str | None = CONNECT_URL,
+    context: str | None = CONTEXT,
+    state_dir: Path | None = STATE_DIR,
+    output: OutputFormat = OUTPUT_OPTION,
+) -> None:
+    """Plan + apply, restore hand-edited connectors, restart failed ones with Strimzi's backoff,
+    under a Redis lease so two reconcilers never act at once. Logs JSON lines on stderr."""
+    from dataclasses import asdict
+
+    from controlplane.services.apply import Target
+    from controlplane.services.reconcile import Reconciler, configure_logging
+    from controlplane.services.stack import LocalStack, settings_for
+
+    configure_logging()
+    ttl = lease_ttl or max(30.0, 3 * interval)
+    rec = Reconciler(
+        list(filename),
+        LocalStack(settings_for(state_dir)),
+        redis_url=redis_url,
+        lease_ttl_s=ttl,
+        prune=prune,
+        prune_match=prune_match,
+        target=Target(connect_url, context),
+    )
+    if watch:
+        rec.watch(interval, iterations=iterations)
+        return
+    try:
+        outcome = rec.once()
+    finally:
+        if rec.lease.held:
+            rec.lease.release()
+    if output is not OutputFormat.table:
+        emit(asdict(outcome), output)
+        return
+    idle = "in sync" if outcome.acted else "another reconciler holds the lease"
+    emit(outcome.changes or [{"result": idle}], output)
+
+
+# --- config --------------------------------------------------------------------------------
+
+
+@config_app.command("get-contexts")
+def get_contexts(output: OutputFormat = OUTPUT_OPTION) -> None:
+    """Known contexts; the current one is marked."""
+    from controlplane.services.contexts import get_contexts as run
+
+    emit(run(), output, columns=["current", "name", "connect_url"])
+
+
+@config_app.command("use-context")
+def use_context(name: str = typer.Argument(..., help="Context name.")) -> None:
+    """Make NAME the current context."""
+    from controlplane.services.contexts import use_context as run
+
+    typer.echo(f"current context: {name} ({run(name)})")
+
+
+@config_app.command("set-context")
+def set_context(
+    name: str = typer.Argument(..., help="Context name."),
+    connect_url: str = typer.Option(..., "--connect-url", help="Kafka Connect REST URL."),
+) -> None:
+    """Create or update a context (the first one becomes current)."""
+    from controlplane.services.contexts import set_context as run
+
+    typer.echo(f"context {name} -> {connect_url} ({run(name, connect_url)})")
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(manifest_app, name="manifest")
+    app.command()(validate)
+    app.command()(plan)
+    app.add_typer(get_app, name="get")
+    app.add_typer(describe_app, name="describe")
+    app.add_typer(delete_app, name="delete")
+    for verb, doc in (
+        ("pause", "Pause the pipeline's connector (tasks keep their assignment)."),
+        ("resume", "Resume a paused or stopped connector."),
+        ("stop", "Stop the connector and shut its tasks down (offsets may then be edited)."),
+    ):
+        app.command(verb)(_state_command(verb, doc))
+    app.command()(restart)
+    app.add_typer(offsets_app, name="offsets")
+    app.command()(reconcile)
+    app.add_typer(config_app, name="config")

@@ -1,0 +1,141 @@
+"""`cdcctl validate`: every problem of a set of manifests, offline and (``--online``) against the
+components — Connect's config validation per key, Cassandra tables with ``cdc = true``,
+PostgreSQL reachable with the resolved secret, secret references resolvable."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+import yaml
+from yaml.nodes import MappingNode
+
+from controlplane.adapters import cassandra, postgres, vault
+from controlplane.adapters.connect import ConnectClient
+from controlplane.core.errors import CdcError
+from controlplane.core.manifest_loader import LoadedManifest, check_manifests, locate
+from controlplane.core.render import RenderContext, render_sink_config
+from controlplane.core.validation import Finding
+from controlplane.services.contexts import resolve_connect_url
+
+Loc = tuple[str | int, ...]
+
+
+def _position(item: LoadedManifest, loc: Loc) -> str:
+    """``file:line:column`` of `loc` inside the document defining `item` (its name otherwise)."""
+    if not Path(item.source).is_file():
+        return item.location
+    try:
+        roots = list(yaml.compose_all(Path(item.source).read_text(), Loader=yaml.SafeLoader))
+    except (OSError, yaml.YAMLError):
+        return item.location
+    for root in roots:
+        if not isinstance(root, MappingNode):
+            continue
+        name_node, depth = locate(root, ("metadata", "name"))
+        if depth == 2 and getattr(name_node, "value", None) == item.pipeline.name:
+            node, _ = locate(root, loc)
+            mark = node.start_mark
+            return f"{item.source}:{mark.line + 1}:{mark.column + 1}"
+    return item.location
+
+
+def validate(
+    paths: Iterable[str | Path],
+    *,
+    online: bool = False,
+    render_ctx: RenderContext | None = None,
+    connect_url: str | None = None,
+    context: str | None = None,
+    read_stdin: Callable[[], str] = sys.stdin.read,
+) -> tuple[list[LoadedManifest], list[Finding]]:
+    loaded, problems = check_manifests(paths, read_stdin=read_stdin)
+    findings = [Finding("manifest", p.message, p.location, p.hint) for p in problems]
+    if online:
+        for item in loaded:
+            findings.extend(_online(item, render_ctx, connect_url, context))
+    return loaded, findings
+
+
+def _finding(check: Any, item: LoadedManifest, exc: CdcError, loc: Loc) -> Finding:
+    return Finding(check, exc.message, _position(item, loc), exc.hint, pipeline=item.pipeline.name)
+
+
+def _online(
+    item: LoadedManifest,
+    render_ctx: RenderContext | None,
+    connect_url: str | None,
+    context: str | None,
+) -> list[Finding]:
+    p = item.pipeline
+    out: list[Finding] = []
+    pg = p.spec.sink.postgres
+    secret_loc: Loc = ("spec", "sink", "postgres", "passwordSecret")
+    password: str | None = None
+    try:
+        password = vault.resolve(pg.password_secret, base_dir=Path(item.source).parent)
+    except CdcError as exc:
+        out.append(_finding("secret", item, exc, secret_loc))
+    if password is not None:
+        try:
+            postgres.ping(postgres.dsn(pg.host, pg.port, pg.database, pg.user, password))
+        except CdcError as exc:
+            out.append(_finding("postgres", item, exc, ("spec", "sink", "postgres")))
+
+    src = p.spec.source.cassandra
+    host, _, port = src.contact_points[0].rpartition(":")
+    try:
+        cluster, session = cassandra.connect(host.strip("[]"), int(port), timeout=5)
+        try:
+            found = cassandra.table_schemas(session, p.keyspace, p.tables)
+        finally:
+            cluster.shutdown()
+        for i, table in enumerate(p.tables):
+            loc: Loc = ("spec", "source", "cassandra", "tables", i)
+            if table not in found:
+                out.append(
+                    Finding(
+                        "cassandra",
+                        f"table {p.keyspace}.{table} does not exist",
+                        _position(item, loc),
+                        "create it WITH cdc = true, or remove it from spec.source.cassandra.tables",
+                        pipeline=p.name,
+                    )
+                )
+            elif not found[table][0]:
+                out.append(
+                    Finding(
+                        "cassandra",
+                        f"table {p.keyspace}.{table} has cdc = false",
+                        _position(item, loc),
+                        f"ALTER TABLE {p.keyspace}.{table} WITH cdc = true",
+                        pipeline=p.name,
+                    )
+                )
+    except CdcError as exc:
+        out.append(_finding("cassandra", item, exc, ("spec", "source", "cassandra")))
+
+    if render_ctx is not None:
+        config = render_sink_config(p, render_ctx)
+        url = resolve_connect_url(p, override_url=connect_url, override_context=context)
+        try:
+            with ConnectClient(url, timeout=30) as client:
+                result = client.validate_config(config["connector.class"], config)
+        except CdcError as exc:
+            out.append(_finding("connect", item, exc, ("spec", "connect")))
+        else:
+            for key, errors in sorted(result.errors.items()):
+                out.extend(
+                    Finding(
+                        "connect",
+                        error,
+                        _position(item, ("spec", "sink")),
+                        "the rendered connector config is shown by `cdcctl plan`",
+                        pipeline=p.name,
+                        key=key,
+                    )
+                    for error in errors
+                )
+    return out
