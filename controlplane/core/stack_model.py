@@ -27,6 +27,7 @@ class Ports:
     cassandra_storage: int = 7000
     cassandra_jmx: int = 7199
     connect: int = 8083
+    connect_metrics: int = 9404
     agent_http: int = 8001
 
     def shifted(self, offset: int) -> Ports:
@@ -40,7 +41,7 @@ class Ports:
             "redis": [self.redis],
             "kafka": [self.kafka, self.kafka_controller],
             "cassandra": [self.cassandra, self.cassandra_storage, self.cassandra_jmx],
-            "connect": [self.connect],
+            "connect": [self.connect, self.connect_metrics],
             "agent": [self.agent_http],
         }[service]
 
@@ -239,9 +240,13 @@ def kafka_command(java: Path, lib: Path, s: StackSettings) -> list[str]:
     ]
 
 
-def connect_command(java: Path, lib: Path, s: StackSettings) -> list[str]:
+def connect_command(java: Path, lib: Path, s: StackSettings, jmx_exporter: Path) -> list[str]:
+    # The Prometheus JMX exporter serves Connect's JMX metrics (task states, sink rates, consumer
+    # lag) on loopback for Prometheus and the alert rules in dashboards/.
+    exporter = f"{jmx_exporter}=127.0.0.1:{s.ports.connect_metrics}:"
     return [
         *_kafka_jvm(java, s.heaps.connect, s),
+        f"-javaagent:{exporter}{s.layout.config_dir / 'jmx-exporter.yaml'}",
         "-cp",
         classpath(lib),
         "org.apache.kafka.connect.cli.ConnectDistributed",

@@ -443,14 +443,22 @@ class LocalStack:
     def _start_connect(self) -> None:
         url = f"http://127.0.0.1:{self.s.ports.connect}"
 
+        metrics = f"http://127.0.0.1:{self.s.ports.connect_metrics}/metrics"
+        exporter = next(self._libs["plugins"].glob("jmx_prometheus_javaagent-*.jar"), None)
+        if exporter is None:
+            raise StackError(f"the JMX exporter agent jar is missing from {self._libs['plugins']}")
+
         def ready() -> bool:
             r = httpx.get(f"{url}/connector-plugins?connectorsOnly=false", timeout=3)
             names = {p.get("class") for p in r.json()} if r.status_code == 200 else set()
-            return JDBC_SINK_CLASS in names and TRANSFORM_CLASS in names
+            return (
+                JDBC_SINK_CLASS in names
+                and TRANSFORM_CLASS in names
+                and httpx.get(metrics, timeout=3).status_code == 200
+            )
 
-        self._spawn_and_wait(
-            "connect", connect_command(self._java(), self._libs["kafka"], self.s), ready
-        )
+        argv = connect_command(self._java(), self._libs["kafka"], self.s, exporter)
+        self._spawn_and_wait("connect", argv, ready)
 
     def _start_agent(self) -> None:
         adir = self.lay.service_dir("agent")

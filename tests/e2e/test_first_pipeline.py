@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import threading
 import uuid
 from pathlib import Path
 
@@ -14,63 +13,10 @@ import httpx
 import pytest
 from cassandra.cluster import Session
 
-from controlplane.adapters import postgres
-from controlplane.services.apply import apply_manifests
-from controlplane.services.stack import Endpoints, LocalStack
-from tests.e2e.conftest import pg_rows, wait_for
+from controlplane.services.stack import Endpoints
+from tests.e2e.conftest import ROWS_BEFORE, pg_rows, wait_for
 
 pytestmark = pytest.mark.e2e
-
-ROWS_BEFORE = 50
-
-
-@pytest.fixture(scope="module")
-def deployed(
-    cql: Session, local_stack: LocalStack, manifest: Path, stack: Endpoints
-) -> dict[str, object]:
-    cql.execute(
-        "CREATE KEYSPACE IF NOT EXISTS e2e WITH replication = "
-        "{'class': 'SimpleStrategy', 'replication_factor': 1}"
-    )
-    cql.execute("DROP TABLE IF EXISTS e2e.items")
-    cql.execute("DROP TABLE IF EXISTS e2e.presnap")
-    cql.execute(
-        "CREATE TABLE e2e.items (id uuid, seq int, name text, qty int, price decimal, "
-        "PRIMARY KEY (id, seq)) WITH cdc = true"
-    )
-    cql.execute("CREATE TABLE e2e.presnap (id int PRIMARY KEY, v text) WITH cdc = true")
-    for table in ("items", "presnap"):  # a clean PostgreSQL side for this run
-        postgres.execute(
-            stack.postgres_dsn,
-            [
-                f'DROP TABLE IF EXISTS "e2e_cdc"."{table}" CASCADE',
-                f'DROP TABLE IF EXISTS "e2e_cdc"."{table}__tombstones" CASCADE',
-            ],
-        )
-    # Rows that exist before the pipeline is applied must arrive too (agent snapshot).
-    for i in range(ROWS_BEFORE):
-        cql.execute("INSERT INTO e2e.presnap (id, v) VALUES (%s, %s)", (i, f"before-{i}"))
-
-    # ... and rows written while apply runs (and the agent restarts) must not be lost.
-    stop = threading.Event()
-    during: list[int] = []
-
-    def writer() -> None:
-        i = 10_000
-        while not stop.is_set():
-            cql.execute("INSERT INTO e2e.presnap (id, v) VALUES (%s, %s)", (i, f"during-{i}"))
-            during.append(i)
-            i += 1
-            stop.wait(0.05)
-
-    t = threading.Thread(target=writer)
-    t.start()
-    try:
-        result = apply_manifests([manifest], local_stack)
-    finally:
-        stop.set()
-        t.join()
-    return {"result": result, "during": during}
 
 
 def test_rows_before_and_during_apply_arrive(deployed: dict[str, object], stack: Endpoints) -> None:
