@@ -288,6 +288,9 @@ def reconcile(
         0.0, "--lease-ttl", help="Lease time-to-live in seconds (default: max(30, 3 x interval))."
     ),
     iterations: int | None = typer.Option(None, "--iterations", help="Stop after N rounds."),
+    lease_key: str = typer.Option(
+        "cdcctl:reconcile:lease", "--lease-key", help="Redis key of the lease (one per fleet)."
+    ),
     prune: bool = PRUNE,
     prune_match: str = PRUNE_MATCH,
     connect_url: str | None = CONNECT_URL,
@@ -313,6 +316,7 @@ def reconcile(
         prune=prune,
         prune_match=prune_match,
         target=Target(connect_url, context),
+        lease_key=lease_key,
     )
     if watch:
         rec.watch(interval, iterations=iterations)
