@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 from cassandra.cluster import Cluster, NoHostAvailable, Session
@@ -61,3 +62,65 @@ def table_schemas(
     except Exception as exc:  # the driver has no single base class for request errors
         raise CassandraError(f"cannot read the schema of keyspace {keyspace}: {exc}") from exc
     return out
+
+
+# --------------------------------------------------------------------------- full scans (verify)
+
+
+def scan_session(host: str, port: int, *, timeout: float = 30) -> tuple[Any, Session]:
+    """A session whose rows are plain tuples (cheapest to build) and whose requests wait
+    ``timeout`` seconds: a full-table scan reads pages back to back."""
+    from cassandra.query import tuple_factory
+
+    cluster, session = connect(host, port, timeout=10)
+    session.row_factory = tuple_factory
+    session.default_timeout = timeout
+    return cluster, session
+
+
+def ring_tokens(cluster: Any) -> list[int]:
+    """The nodes' tokens from the driver's token map (empty if it has none)."""
+    token_map = getattr(cluster.metadata, "token_map", None)
+    if token_map is None:
+        return []
+    return sorted(int(t.value) for t in token_map.ring)
+
+
+def prepare(session: Session, cql: str, *, consistency: str = "LOCAL_QUORUM") -> Any:
+    from cassandra import ConsistencyLevel
+
+    try:
+        stmt = session.prepare(cql)
+    except Exception as exc:  # the driver has no single base class for request errors
+        raise CassandraError(f"Cassandra refused to prepare {cql!r}: {exc}") from exc
+    stmt.consistency_level = getattr(ConsistencyLevel, consistency)
+    return stmt
+
+
+def stream(
+    session: Session, stmt: Any, params: Sequence[Any], *, fetch_size: int = 1000
+) -> Iterator[tuple[Any, ...]]:
+    """Rows of a prepared statement, fetched page by page (one page in memory at a time)."""
+    try:
+        bound = stmt.bind(params)
+        bound.fetch_size = fetch_size
+        yield from session.execute(bound)
+    except CassandraError:
+        raise
+    except Exception as exc:  # the driver has no single base class for request errors
+        raise CassandraError(f"Cassandra query failed: {exc}", hint="retry; ranges resume") from exc
+
+
+def execute_concurrent(
+    session: Session, stmt: Any, params: Sequence[Sequence[Any]], *, concurrency: int = 64
+) -> list[list[tuple[Any, ...]]]:
+    """Run a prepared statement once per parameter tuple, concurrently; rows per call."""
+    from cassandra.concurrent import execute_concurrent_with_args
+
+    try:
+        results = execute_concurrent_with_args(
+            session, stmt, params, concurrency=concurrency, raise_on_first_error=True
+        )
+    except Exception as exc:  # the driver has no single base class for request errors
+        raise CassandraError(f"Cassandra query failed: {exc}") from exc
+    return [list(r.result_or_exc) for r in results]

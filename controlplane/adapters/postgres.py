@@ -121,3 +121,70 @@ def relation_comment(conninfo: str, qualified_name: str) -> str | None:
 def comment_on_table_sql(qualified_name: str, comment: str) -> sql.Composable:
     """``COMMENT ON TABLE`` for a quoted, schema-qualified name the DDL generator produced."""
     return sql.SQL("COMMENT ON TABLE {} IS {}").format(sql.SQL(qualified_name), sql.Literal(comment))
+
+
+# --------------------------------------------------------------------------- verify
+
+
+class _IsoIntervalLoader(psycopg.adapt.Loader):
+    """``interval`` as ``PgInterval`` (months, days, µs): psycopg's timedelta drops months."""
+
+    def load(self, data: Any) -> Any:
+        from controlplane.core.canonical import parse_pg_interval
+
+        return parse_pg_interval(bytes(data).decode())
+
+
+def verify_connect(conninfo: str) -> psycopg.Connection:
+    """A connection for reading rows to compare: intervals keep months (ISO 8601 style)."""
+    conn = connect(conninfo, autocommit=True)
+    try:
+        conn.execute("SET intervalstyle = 'iso_8601'")
+        conn.execute("SET timezone = 'UTC'")
+    except psycopg.Error as exc:
+        conn.close()
+        raise PostgresError(f"cannot prepare a verify session: {exc}") from exc
+    conn.adapters.register_loader("interval", _IsoIntervalLoader)
+    return conn
+
+
+def stream(
+    conn: psycopg.Connection, stmt: str, params: Sequence[Any], *, itersize: int = 2000
+) -> Iterable[tuple[Any, ...]]:
+    """Rows of a query through a server-side cursor, ``itersize`` rows at a time."""
+    try:
+        with conn.transaction(), conn.cursor(name="cdc_verify_stream") as cur:
+            cur.itersize = itersize
+            cur.execute(stmt, params)
+            yield from cur
+    except psycopg.Error as exc:
+        raise PostgresError(f"PostgreSQL query failed: {exc}") from exc
+
+
+def fetch(conn: psycopg.Connection, stmt: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
+    try:
+        return list(conn.execute(stmt, params).fetchall())
+    except psycopg.Error as exc:
+        raise PostgresError(f"PostgreSQL query failed: {exc}") from exc
+
+
+def execute_many(conn: psycopg.Connection, stmt: str, rows: Sequence[Sequence[Any]]) -> None:
+    """One statement per row, in one transaction."""
+    try:
+        with conn.transaction(), conn.cursor() as cur:
+            cur.executemany(stmt, rows)
+    except psycopg.Error as exc:
+        raise PostgresError(f"PostgreSQL rejected a write: {exc}") from exc
+
+
+def copy_rows(conn: psycopg.Connection, stmt: str, rows: Iterable[Sequence[Any]]) -> int:
+    """``COPY ... FROM STDIN`` of rows, in one transaction; the number of rows copied."""
+    n = 0
+    try:
+        with conn.transaction(), conn.cursor() as cur, cur.copy(stmt) as copy:
+            for row in rows:
+                copy.write_row(row)
+                n += 1
+    except psycopg.Error as exc:
+        raise PostgresError(f"PostgreSQL COPY failed: {exc}") from exc
+    return n

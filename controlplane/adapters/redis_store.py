@@ -1,20 +1,156 @@
-"""Redis: checkpoints and leases; its errors become `RedisError` here."""
+"""Redis: checkpoints and leases; its errors become `RedisError` here.
+
+Layout of a verify run (``<p>`` = the key prefix, ``cdc:verify`` by default):
+
+- ``<p>:runs`` — sorted set of run ids, scored by creation time (``verify runs``);
+- ``<p>:run:<id>`` — hash of the run's metadata (JSON values);
+- ``<p>:run:<id>:ranges`` — hash ``task -> JSON`` (status, counters, owner, times) per range;
+- ``<p>:run:<id>:lease:<task>`` — a lease: ``SET token NX PX ttl``, extended and released by a
+  Lua script that checks the token, so a process can only touch its own lease.
+
+Every command is retried with backoff on connection errors, so a Redis restart in the middle of
+a run only pauses it. Durability is Redis's: see docs/verify.md (AOF, ``appendfsync everysec``).
+"""
 
 from __future__ import annotations
 
+import json
+import time
+from collections.abc import Mapping
+from typing import Any
+
 import redis
+from redis.backoff import ExponentialBackoff
+from redis.retry import Retry
 
 from controlplane.core.errors import RedisError
 
+_EXTEND = """
+if redis.call('get', KEYS[1]) == ARGV[1] then
+  return redis.call('pexpire', KEYS[1], ARGV[2])
+end
+return 0
+"""
+_RELEASE = """
+if redis.call('get', KEYS[1]) == ARGV[1] then
+  return redis.call('del', KEYS[1])
+end
+return 0
+"""
 
-def client(url: str) -> redis.Redis:
-    return redis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=3)
+
+def client(url: str, *, retries: int = 40) -> redis.Redis:
+    """A client that rides out a Redis restart: ~40 retries with backoff capped at 1 s."""
+    return redis.Redis.from_url(
+        url,
+        socket_timeout=5,
+        socket_connect_timeout=3,
+        retry=Retry(ExponentialBackoff(cap=1.0, base=0.05), retries),
+        retry_on_error=[redis.ConnectionError, redis.TimeoutError],
+        decode_responses=True,
+    )
 
 
 def ping(url: str) -> str:
     try:
-        r = client(url)
+        r = redis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=3)
         r.ping()
         return str(r.info("server").get("redis_version", "?"))
     except redis.RedisError as exc:
         raise RedisError(f"Redis at {url} did not answer: {exc}") from exc
+
+
+class CheckpointStore:
+    """Runs, per-range checkpoints and leases of `cdcctl verify` in one Redis."""
+
+    def __init__(self, url: str, *, prefix: str = "cdc:verify") -> None:
+        self.url = url
+        self.prefix = prefix
+        self.r = client(url)
+        self._extend = self.r.register_script(_EXTEND)
+        self._release = self.r.register_script(_RELEASE)
+
+    def _k(self, *parts: str) -> str:
+        return ":".join([self.prefix, *parts])
+
+    def _call(self, what: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except redis.RedisError as exc:
+            raise RedisError(
+                f"Redis at {self.url}: {what} failed: {exc}",
+                hint="is Redis running? checkpoints need it for the whole run",
+            ) from exc
+
+    # -------------------------------------------------------------------- runs
+
+    def create_run(
+        self, run_id: str, meta: Mapping[str, Any], tasks: Mapping[str, Mapping[str, Any]]
+    ) -> bool:
+        """Create the run with its tasks' first records (status NOT_STARTED and what a task
+        needs, e.g. its token range); False, and nothing changed, if the run exists."""
+        key = self._k("run", run_id)
+        if not self._call("create run", self.r.hsetnx, key, "created_at", json.dumps(time.time())):
+            return False
+        pipe: Any = self.r.pipeline(transaction=True)  # redis-py's pipeline stubs are too narrow
+        fields = {k: json.dumps(v) for k, v in meta.items()}
+        pipe.hset(key, mapping=fields)
+        records = {t: json.dumps({"status": "NOT_STARTED", **rec}) for t, rec in tasks.items()}
+        pipe.hset(self._k("run", run_id, "ranges"), mapping=records)
+        pipe.zadd(self._k("runs"), {run_id: time.time()})
+        self._call("create run", pipe.execute)
+        return True
+
+    def run(self, run_id: str) -> dict[str, Any] | None:
+        raw = self._call("read run", self.r.hgetall, self._k("run", run_id))
+        if not raw:
+            return None
+        return {k: json.loads(v) for k, v in raw.items()}
+
+    def update_run(self, run_id: str, **fields: Any) -> None:
+        mapping: dict[str | bytes, str | bytes] = {k: json.dumps(v) for k, v in fields.items()}
+        self._call("update run", self.r.hset, self._k("run", run_id), mapping=mapping)
+
+    def set_run_field_nx(self, run_id: str, field: str, value: Any) -> bool:
+        return bool(
+            self._call(
+                "update run", self.r.hsetnx, self._k("run", run_id), field, json.dumps(value)
+            )
+        )
+
+    def runs(self, limit: int = 50) -> list[str]:
+        ids = self._call("list runs", self.r.zrevrange, self._k("runs"), 0, limit - 1)
+        return [str(i) for i in ids]
+
+    def ranges(self, run_id: str) -> dict[str, dict[str, Any]]:
+        raw = self._call("read ranges", self.r.hgetall, self._k("run", run_id, "ranges"))
+        return {k: json.loads(v) for k, v in raw.items()}
+
+    def range(self, run_id: str, task: str) -> dict[str, Any]:
+        raw = self._call("read range", self.r.hget, self._k("run", run_id, "ranges"), task)
+        return dict(json.loads(raw)) if raw else {"status": "NOT_STARTED"}
+
+    def set_range(self, run_id: str, task: str, record: Mapping[str, Any]) -> None:
+        data = json.dumps({**record, "updated_at": time.time()})
+        self._call("write range", self.r.hset, self._k("run", run_id, "ranges"), task, data)
+
+    # -------------------------------------------------------------------- leases
+
+    def acquire(self, run_id: str, task: str, owner: str, ttl_ms: int) -> bool:
+        key = self._k("run", run_id, "lease", task)
+        return bool(self._call("acquire lease", self.r.set, key, owner, nx=True, px=ttl_ms))
+
+    def extend(self, run_id: str, task: str, owner: str, ttl_ms: int) -> bool:
+        key = self._k("run", run_id, "lease", task)
+        return bool(self._call("extend lease", self._extend, keys=[key], args=[owner, ttl_ms]))
+
+    def release(self, run_id: str, task: str, owner: str) -> bool:
+        key = self._k("run", run_id, "lease", task)
+        return bool(self._call("release lease", self._release, keys=[key], args=[owner]))
+
+    def lease_owner(self, run_id: str, task: str) -> str | None:
+        owner = self._call("read lease", self.r.get, self._k("run", run_id, "lease", task))
+        return str(owner) if owner is not None else None
+
+    def close(self) -> None:
+        self.r.close()

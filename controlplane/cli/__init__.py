@@ -21,6 +21,7 @@ app = typer.Typer(
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 app.add_typer(stack_app, name="stack")
+app.add_typer(__import__("controlplane.cli.verify", fromlist=["app"]).app, name="verify")
 app.command()(apply)
 register_control(app)
 

@@ -1,0 +1,199 @@
+"""`cdcctl verify`: compare PostgreSQL with Cassandra; `verify runs`, `verify show RUN`."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import typer
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+
+from controlplane.cli.output import OUTPUT_OPTION, OutputFormat, emit, err_console
+from controlplane.core.errors import UsageError
+from controlplane.services import verify as svc
+
+app = typer.Typer(
+    help="Prove PostgreSQL matches Cassandra: token ranges in parallel, Redis checkpoints.",
+    no_args_is_help=False,
+    invoke_without_command=True,
+)
+
+REDIS = typer.Option(
+    None, "--redis-url", help="Checkpoint store (env CDC_REDIS_URL, else redis://127.0.0.1:6379/0)."
+)
+
+
+def _redis(url: str | None) -> str:
+    return url or os.environ.get("CDC_REDIS_URL") or "redis://127.0.0.1:6379/0"
+
+
+class _Bar:
+    """A rich progress bar fed by the service's progress events."""
+
+    def __init__(self, enabled: bool) -> None:
+        self.progress = Progress(
+            TextColumn("[cyan]verify[/] {task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[rows]:,} rows  {task.fields[rate]:,.0f} rows/s"),
+            TimeElapsedColumn(),
+            TimeRemainingColumn(),
+            console=err_console,
+            disable=not enabled,
+        )
+        self.task: TaskID | None = None
+        self.rows = 0
+
+    def __call__(self, kind: str, data: Mapping[str, Any]) -> None:
+        if kind == "build":
+            err_console.print(f"[cyan]verify[/] computing partition tokens of {data['table']}")
+        elif kind == "start":
+            self.progress.start()
+            self.task = self.progress.add_task(
+                str(data["run"]), total=data["total"], completed=data["done"], rows=0, rate=0.0
+            )
+        elif kind == "range" and self.task is not None:
+            self.rows += int(data.get("rows", 0))
+            elapsed = self.progress.tasks[0].elapsed or 0.0
+            rate = self.rows / elapsed if elapsed else 0.0
+            self.progress.update(self.task, advance=1, rows=self.rows, rate=rate)
+
+    def stop(self) -> None:
+        self.progress.stop()
+
+
+@app.callback()
+def verify(
+    ctx: typer.Context,
+    filename: list[str] = typer.Option(
+        None, "--filename", "-f", help="The pipeline's manifest (file, or - for stdin)."
+    ),
+    table: str | None = typer.Option(None, "--table", help="Verify only this table."),
+    ranges: int | None = typer.Option(
+        None, "--ranges", min=1, help="Token ranges (default 8 x cores, aligned to the ring)."
+    ),
+    workers: int = typer.Option(0, "--workers", min=0, help="Parallel ranges (0: 2 x cores)."),
+    repair: bool = typer.Option(
+        False, "--repair", help="Write Cassandra's values through the LWW gate."
+    ),
+    delete_extra: bool = typer.Option(
+        False, "--delete-extra", help="With --repair: tombstone rows only PostgreSQL has."
+    ),
+    resume: str | None = typer.Option(
+        None, "--resume", help="Continue run RUN: redo only its unfinished ranges."
+    ),
+    run_id: str | None = typer.Option(
+        None, "--run-id", help="Name the run; processes given the same name share its ranges."
+    ),
+    diff_file: Path | None = typer.Option(
+        None, "--diff-file", help="JSONL of differences (default verify-RUN.jsonl)."
+    ),
+    lag: float = typer.Option(
+        5.0, "--lag", min=0, help="Seconds to wait before re-checking a differing row."
+    ),
+    lease_ttl_ms: int = typer.Option(30_000, "--lease-ttl-ms", min=1000, hidden=True),
+    metrics_port: int | None = typer.Option(
+        None, "--metrics-port", help="Serve Prometheus metrics on this port while running."
+    ),
+    redis_url: str | None = REDIS,
+    progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
+    output: OutputFormat = OUTPUT_OPTION,
+) -> None:
+    """Compare every row of the pipeline's tables in Cassandra with PostgreSQL's live views.
+
+    Exit code 6 while differences remain (missing, extra or mismatched rows)."""
+    if ctx.invoked_subcommand is not None:
+        return
+    if not filename:
+        raise UsageError("verify needs the pipeline's manifest", hint="cdcctl verify -f FILE")
+    if metrics_port:
+        svc.serve_metrics(metrics_port)
+    opts = svc.VerifyOptions(
+        manifests=filename,
+        redis_url=_redis(redis_url),
+        table=table,
+        ranges=ranges,
+        workers=workers,
+        repair=repair,
+        delete_extra=delete_extra,
+        resume=resume,
+        run_id=run_id,
+        diff_file=diff_file,
+        lag_s=lag,
+        lease_ttl_ms=lease_ttl_ms,
+    )
+    bar = _Bar(progress and output is OutputFormat.table)
+    try:
+        summary = svc.run_verify(opts, progress=bar)
+    finally:
+        bar.stop()
+    _emit(summary.as_dict(), output)
+    svc.check(summary)  # exit 6 while differences remain
+
+
+def _emit(data: dict[str, Any], output: OutputFormat) -> None:
+    if output is not OutputFormat.table:
+        emit(data, output)
+        return
+    rows = [{"counter": k, "value": v} for k, v in data["counters"].items()]
+    rows += [{"counter": f"ranges {k}", "value": v} for k, v in data["range_status"].items()]
+    emit(
+        rows, output, columns=["counter", "value"], title=f"verify {data['run']}: {data['status']}"
+    )
+
+
+@app.command("runs")
+def runs(
+    redis_url: str | None = REDIS,
+    limit: int = typer.Option(50, "--limit", min=1, help="Newest runs to list."),
+    output: OutputFormat = OUTPUT_OPTION,
+) -> None:
+    """List verify runs (newest first) with status and counters."""
+    data = svc.list_runs(_redis(redis_url), limit)
+    if output is not OutputFormat.table:
+        emit(data, output)
+        return
+    rows = [
+        {
+            "run": d["run"],
+            "status": d["status"],
+            "tables": ",".join(d["tables"]),
+            "ranges": d["ranges"],
+            "read": d["counters"]["read"],
+            "remaining": d["remaining_differences"],
+        }
+        for d in data
+    ]
+    emit(rows, output, columns=["run", "status", "tables", "ranges", "read", "remaining"])
+
+
+@app.command("show")
+def show(
+    run: str = typer.Argument(..., help="Run id (see `cdcctl verify runs`)."),
+    redis_url: str | None = REDIS,
+    output: OutputFormat = OUTPUT_OPTION,
+) -> None:
+    """One run: its counters and every range's status."""
+    summary, ranges = svc.show_run(_redis(redis_url), run)
+    if output is not OutputFormat.table:
+        emit({**summary, "range_details": ranges}, output)
+        return
+    _emit(summary, output)
+    not_passed = [r for r in ranges if r.get("status") != "PASS"]
+    if not_passed:
+        emit(
+            not_passed,
+            output,
+            columns=["task", "status", "read", "missing", "mismatch", "extra", "error"],
+            title="ranges not passed",
+        )
