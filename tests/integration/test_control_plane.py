@@ -8,6 +8,7 @@ the shared stack are never touched.
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import signal
@@ -377,6 +378,6 @@ def test_two_reconcilers_never_act_at_once(env: dict[str, Any], tmp_path: Path) 
         ):
             spans.append((s["timestamp"], d["timestamp"], s["owner"]))
     spans.sort()
-    for (_, end_a, owner_a), (start_b, _, owner_b) in zip(spans, spans[1:], strict=False):
+    for (_, end_a, owner_a), (start_b, _, owner_b) in itertools.pairwise(spans):
         if owner_a != owner_b:
             assert start_b >= end_a
