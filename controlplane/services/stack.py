@@ -408,9 +408,7 @@ class LocalStack:
         if not (kdir / "data" / "meta.properties").exists():
             cid_file = kdir / "cluster-id"
             if not cid_file.exists():
-                cid_file.write_text(
-                    base64.urlsafe_b64encode(os.urandom(16)).decode().rstrip("=") + "\n"
-                )
+                cid_file.write_text(_kafka_cluster_id() + "\n")
             out = processes.run(
                 kafka_format_command(self._java(), lib, self.s, cid_file.read_text().strip()),
                 timeout=300,
@@ -514,6 +512,15 @@ def _read_properties(path: Path) -> dict[str, str]:
                 k, v = line.split("=", 1)
                 out[k.strip()] = v.strip()
     return out
+
+
+def _kafka_cluster_id() -> str:
+    """16 random bytes, base64url without padding — never starting with '-', which the storage
+    tool's argument parser would take for an option (Kafka's own Uuid.randomUuid skips those)."""
+    while True:
+        cid = base64.urlsafe_b64encode(os.urandom(16)).decode().rstrip("=")
+        if not cid.startswith("-"):
+            return cid
 
 
 def _read_text(path: Path) -> str | None:

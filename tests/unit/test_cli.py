@@ -95,3 +95,11 @@ def test_version(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[
         main()
     assert exc.value.code == 0
     assert capsys.readouterr().out.startswith("cdcctl ")
+
+
+def test_kafka_cluster_ids_never_look_like_options() -> None:
+    from controlplane.services.stack import _kafka_cluster_id
+
+    ids = [_kafka_cluster_id() for _ in range(5000)]  # ~78 would start with '-' if unchecked
+    assert not [i for i in ids if i.startswith("-")]
+    assert all(len(i) == 22 for i in ids)
