@@ -1,0 +1,124 @@
+"""The pure parts of verify: token-ordered merge, repair events, summaries, CLI wiring."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from typer.testing import CliRunner
+
+from controlplane.cli import app
+from controlplane.core.schema_model import Column, TableModel
+from controlplane.services import verify as v
+
+MODEL = TableModel(
+    keyspace="ks",
+    table="t",
+    columns=(
+        Column(name="id", cql_type="int", kind="partition_key", position=0),
+        Column(name="c", cql_type="int", kind="clustering", position=0),
+        Column(name="a", cql_type="text", kind="regular"),
+        Column(name="b", cql_type="bigint", kind="regular"),
+    ),
+)
+
+
+def test_merge_pairs_token_groups_of_both_sides() -> None:
+    cass = [(1, "x"), (1, "y"), (3, "z"), (5, "w")]
+    pg = [(1, "x"), (2, "q"), (5, "w"), (6, "e")]
+    merged = list(v._merge(v._groups(iter(cass)), v._groups(iter(pg))))
+    assert merged == [
+        ([(1, "x"), (1, "y")], [(1, "x")]),
+        ([], [(2, "q")]),
+        ([(3, "z")], []),
+        ([(5, "w")], [(5, "w")]),
+        ([], [(6, "e")]),
+    ]
+
+
+def test_table_statements_read_by_token_and_write_through_the_sink_statement() -> None:
+    t = v.Table(MODEL, "20240101-000000-abcdef")
+    assert 'token("id") > ? AND token("id") <= ?' in t.cql_scan
+    assert 'WRITETIME("a"), TTL("a")' in t.cql_repair
+    assert t.pg_range.startswith('SELECT k."_cdc_token"')
+    assert '"ks"."t" AS v' in t.pg_range
+    assert 'ORDER BY k."_cdc_token"' in t.pg_range
+    assert t.upsert.startswith('INSERT INTO "ks_cdc"."t"')
+    assert t.token_table.startswith("t__vt_")
+    assert len(t.token_table) == 14
+
+
+def _events(c_row: Any, raw: Any) -> list[tuple[Any, ...]]:
+    return v.repair_events(v.Table(MODEL, "r"), [1, 2], c_row, raw, now_us=1_000_000)
+
+
+def test_repair_writes_each_cell_with_its_own_write_time() -> None:
+    # Cassandra: a="x" written at 100, b=7 at 200 with a TTL of 10 s
+    events = _events((1, 2, "x", 7, 100, None, 200, 10), None)
+    assert [(e[4], e[5], json.loads(e[6])) for e in events] == [
+        (100, "u", ["a"]),
+        (200, "u", ["b"]),
+    ]
+    assert events[0][2:4] == ("x", None)
+    assert json.loads(events[1][7]) == {"b": 1_000_000 + 10_000_000}
+
+
+def test_repair_tombstones_a_cell_null_in_cassandra_just_after_postgres_time() -> None:
+    raw = (1, 2, "old", 5, [300, 50], None, None)
+    events = _events((1, 2, None, 5, None, None, 50, None), raw)
+    by_op = [(e[4], e[5], json.loads(e[6]), e[2]) for e in events]
+    assert (301, "u", ["a"], None) in by_op
+    assert (50, "u", ["b"], None) in by_op
+
+
+def test_repair_of_a_key_only_row_inserts_a_row_marker() -> None:
+    events = _events((1, 2, None, None, None, None, None, None), None)
+    assert [(e[4], e[5]) for e in events] == [(1_000_000, "i")]
+
+
+def test_delete_extra_is_a_row_tombstone_newer_than_postgres() -> None:
+    raw = (1, 2, "x", None, [400, None], 450, None)
+    events = _events(None, raw)
+    assert [(e[4], e[5], sorted(json.loads(e[6]))) for e in events] == [(451, "d", ["a", "b"])]
+    assert _events(None, None) == []
+
+
+class FakeStore:
+    def __init__(self, ranges: dict[str, dict[str, Any]]) -> None:
+        self._ranges = ranges
+
+    def run(self, run_id: str) -> dict[str, Any]:
+        return {"tables": ["t"], "diff_file": "d.jsonl"}
+
+    def ranges(self, run_id: str) -> dict[str, dict[str, Any]]:
+        return self._ranges
+
+
+def test_summary_and_exit_codes() -> None:
+    store = FakeStore(
+        {
+            "t:0": {"status": "PASS", "read": 5, "valid": 5},
+            "t:1": {"status": "DIFF", "read": 3, "valid": 1, "missing": 1, "extra": 1},
+        }
+    )
+    s = v.summarize(store, "r")  # type: ignore[arg-type]
+    assert (s.status, s.remaining, s.counters["read"]) == ("DIFF", 2, 8)
+    with pytest.raises(v.DifferencesFoundError) as info:
+        v.check(s)
+    assert info.value.exit_code == 6
+    store._ranges["t:1"] |= {"corrected_missing": 1, "deleted_extra": 1, "status": "PASS"}
+    v.check(v.summarize(store, "r"))  # type: ignore[arg-type]
+    store._ranges["t:2"] = {"status": "STARTED"}
+    s = v.summarize(store, "r")  # type: ignore[arg-type]
+    assert s.status == "INCOMPLETE"
+
+
+def test_cli_verify_needs_a_manifest_and_lists_subcommands() -> None:
+    runner = CliRunner()
+    result = runner.invoke(app, ["verify", "--help"])
+    assert result.exit_code == 0
+    for word in ("--repair", "--delete-extra", "--resume", "--diff-file", "runs", "show"):
+        assert word in result.output
+    result = runner.invoke(app, ["verify"])
+    assert result.exit_code != 0
