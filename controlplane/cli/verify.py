@@ -101,7 +101,12 @@ def verify(
     lag: float = typer.Option(
         5.0, "--lag", min=0, help="Seconds to wait before re-checking a differing row."
     ),
-    lease_ttl_ms: int = typer.Option(30_000, "--lease-ttl-ms", min=1000, hidden=True),
+    lease_ttl_ms: int = typer.Option(
+        30_000, "--lease-ttl-ms", min=1000, help="Lease of a range; a dead process's expires."
+    ),
+    pause_ms: int = typer.Option(
+        0, "--pause-ms", min=0, help="Pause after each range (throttles the load on Cassandra)."
+    ),
     metrics_port: int | None = typer.Option(
         None, "--metrics-port", help="Serve Prometheus metrics on this port while running."
     ),
@@ -131,6 +136,7 @@ def verify(
         diff_file=diff_file,
         lag_s=lag,
         lease_ttl_ms=lease_ttl_ms,
+        pause_ms=pause_ms,
     )
     bar = _Bar(progress and output is OutputFormat.table)
     try:

@@ -24,6 +24,7 @@ Algorithm (docs/verify.md):
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import random
@@ -111,6 +112,7 @@ class VerifyOptions:
     fetch_size: int = 1000
     lease_ttl_ms: int = 30_000
     keep_token_table: bool = False
+    pause_ms: int = 0  # pause after each range: throttles the load on Cassandra
 
 
 @dataclass
@@ -190,7 +192,8 @@ class Table:
         self.part_types = [c.cql_type for c in model.partition_key]
         self.reg = [c.name for c in model.regular]
         self.types: dict[str, CqlType] = {c.name: c.type for c in model.columns}
-        self.token_table = f"{model.table}__vt_{run_id[-8:]}"
+        run_hash = hashlib.sha256(run_id.encode()).hexdigest()[:8]
+        self.token_table = f"{model.table}__vt_{run_hash}"
         q = quote_ident
         ks, tb = q(model.keyspace), q(model.table)
         cols = ", ".join(q(c) for c in self.pk + self.reg)
@@ -301,6 +304,7 @@ class Verifier:
         self.held: set[str] = set()
         self.stop = threading.Event()
         self.local = threading.local()
+        self.conns: list[Any] = []  # every worker thread's PostgreSQL connection
         self.diff_path = opts.diff_file
         self.workers = opts.workers or max(2, 2 * (os.cpu_count() or 1))
         src = pipeline.spec.source.cassandra
@@ -469,6 +473,8 @@ class Verifier:
                 if self.store.range(self.run_id, task).get("status") in FINAL:
                     continue
                 self._do_task(task)
+                if self.o.pause_ms:
+                    time.sleep(self.o.pause_ms / 1000)
             finally:
                 with self.lock:
                     self.held.discard(task)
@@ -533,6 +539,8 @@ class Verifier:
         if conn is None or conn.closed:
             conn = postgres.verify_connect(self.dsn)
             self.local.conn = conn
+            with self.lock:
+                self.conns.append(conn)
         return conn
 
     def verify_range(self, t: Table, rng: TokenRange, task: str) -> dict[str, int]:
@@ -688,8 +696,7 @@ class Verifier:
 
     def close(self) -> None:
         self.stop.set()
-        conn = getattr(self.local, "conn", None)
-        if conn is not None:
+        for conn in self.conns:
             conn.close()
         self.cluster.shutdown()
         self.store.close()
