@@ -145,7 +145,7 @@ of one table each in keyspace `cp_bench`). Machine: {machine()}.
 | `python -m controlplane --help` | {_fmt(help_module)} |
 | `cdcctl --help` (console script) | {_fmt(help_script) if help_script else "n/a"} |
 | `python -c pass` (interpreter floor) | {_fmt(baseline)} |
-| first apply in the run (connectors pre-created STOPPED; tables kept from earlier runs) | {first_s:.1f} s |
+| first apply of the run (connectors pre-created STOPPED) | {first_s:.1f} s |
 | no-op apply of 20 pipelines (nothing PUT) | {_fmt(noop)} |
 | `cdcctl plan` of the same 20 pipelines | {_fmt(plan)} |
 
