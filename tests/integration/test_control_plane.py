@@ -381,3 +381,27 @@ def test_two_reconcilers_never_act_at_once(env: dict[str, Any], tmp_path: Path) 
     for (_, end_a, owner_a), (start_b, _, owner_b) in itertools.pairwise(spans):
         if owner_a != owner_b:
             assert start_b >= end_a
+
+
+def test_validate_online_reports_connect_per_key_errors(
+    env: dict[str, Any], tmp_path: Path
+) -> None:
+    import dataclasses
+    import shutil
+
+    from controlplane.core.render import CONNECTORS_DIR
+    from controlplane.services.apply import render_context
+    from controlplane.services.validate import validate
+
+    templates = tmp_path / "connectors"
+    shutil.copytree(CONNECTORS_DIR, templates)
+    sink = templates / "jdbc-sink.json.j2"
+    sink.write_text(
+        sink.read_text().replace('"tasks.max": {{ tasks_max|tojson }}', '"tasks.max": "zero"')
+    )
+    ctx = dataclasses.replace(render_context(LocalStack(settings_for())), templates_dir=templates)
+    _, findings = validate([env["dir"] / "one"], online=True, render_ctx=ctx)
+    connect = [f for f in findings if f.check == "connect"]
+    assert connect, findings
+    assert {f.key for f in connect} == {"tasks.max"}
+    assert all(f.location and f.location.startswith(str(env["dir"] / "one")) for f in connect)
