@@ -359,14 +359,29 @@ class Verifier:
                 "started_by": self.owner,
                 "diff_file": str(self.diff_path) if self.diff_path else None,
             }
-            self.store.create_run(self.run_id, meta, tasks)  # joins when it exists (run_id)
-            meta = self.store.run(self.run_id) or meta
+            if not self.store.create_run(self.run_id, meta, tasks):
+                meta = self._joined_meta()  # another process created it: join, take its ranges
         if self.diff_path is None:
             saved = meta.get("diff_file")
             self.diff_path = Path(saved) if saved else Path(f"verify-{self.run_id}.jsonl")
             if not saved:
                 self.store.update_run(self.run_id, diff_file=str(self.diff_path))
         return meta
+
+    def _joined_meta(self, timeout_s: float = 30) -> dict[str, Any]:
+        """The metadata of a run another process is creating (it writes it right after)."""
+        end = time.monotonic() + timeout_s
+        while True:
+            meta = self.store.run(self.run_id) or {}
+            if "tables" in meta:
+                if meta.get("pipeline") != self.p.name:
+                    raise UsageError(
+                        f"run {self.run_id} belongs to pipeline {meta.get('pipeline')}"
+                    )
+                return meta
+            if time.monotonic() > end:
+                raise UsageError(f"run {self.run_id} exists but was never completed in Redis")
+            time.sleep(0.1)
 
     def build_token_tables(self) -> None:
         """Each table's side table of (pk, token) for rows visible in PostgreSQL, built once

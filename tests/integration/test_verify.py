@@ -32,12 +32,18 @@ from tests.integration.verify_support import (
     create_tables,
     pg_password,
     row_values,
+    running_stack,
     write_manifest,
 )
 
 pytestmark = pytest.mark.integration
 
 TS0 = 1_700_000_000_000_000
+
+
+@pytest.fixture(scope="module")
+def stack() -> Endpoints:
+    return running_stack()
 
 
 @pytest.fixture(scope="module")
@@ -167,7 +173,8 @@ def test_finds_each_kind_exactly_then_repairs_through_the_gate(
         deleted_at = conn.execute(
             f'SELECT "_cdc_deleted_at" FROM {raw} WHERE id = 100000'
         ).fetchone()
-        assert deleted_at is not None and deleted_at[0] is not None
+        assert deleted_at is not None
+        assert deleted_at[0] is not None
 
     res = cdcctl("verify", *common, "--diff-file", str(tmp_path / "third.jsonl"))
     assert res.returncode == 0, res.stderr
@@ -195,7 +202,8 @@ def test_live_writes_do_not_produce_false_differences(
     sim = Sim(cql, env["dsn"], "live")
     sim.load(n, TS0)
     update = cql.prepare(
-        f"UPDATE {KEYSPACE}.live USING TIMESTAMP ? SET name = ? WHERE id = ? AND region = ? AND c = ?"
+        f"UPDATE {KEYSPACE}.live USING TIMESTAMP ? SET name = ? "
+        "WHERE id = ? AND region = ? AND c = ?"
     )
     inflight: deque[tuple[float, tuple[Any, ...]]] = deque()
     stop = threading.Event()

@@ -19,8 +19,9 @@ from cassandra.concurrent import execute_concurrent_with_args
 
 from controlplane.adapters import postgres
 from controlplane.core.ddl import generate_ddl, sink_upsert_sql
+from controlplane.core.errors import CdcError
 from controlplane.core.schema_model import TableModel
-from controlplane.services.stack import LocalStack, settings_for
+from controlplane.services.stack import Endpoints, LocalStack, settings_for
 
 KEYSPACE = "vf_verify"
 TABLES = ("kinds", "live", "resume", "shared", "restart", "tokens")
@@ -156,3 +157,16 @@ class Sim:
         self.cassandra(rows, ts)
         with psycopg.connect(self.dsn, autocommit=True) as conn:
             self.postgres(conn, rows, ts)
+
+
+def running_stack() -> Endpoints:
+    """The local stack's endpoints, without starting anything: verify needs only Cassandra,
+    PostgreSQL and Redis, and must not restart services other engineers' tests rely on."""
+    stack = LocalStack(settings_for())
+    endpoints = stack.endpoints()
+    try:
+        postgres.ping(endpoints.postgres_dsn)
+    except CdcError:
+        stack.up()  # nothing running yet: bring the stack up once
+        endpoints = stack.endpoints()
+    return endpoints
