@@ -192,6 +192,7 @@ class Table:
         self.part_types = [c.cql_type for c in model.partition_key]
         self.reg = [c.name for c in model.regular]
         self.types: dict[str, CqlType] = {c.name: c.type for c in model.columns}
+        self.pk_raw = [c.cql_type in _RAW_KEY_TYPES for c in model.primary_key]
         run_hash = hashlib.sha256(run_id.encode()).hexdigest()[:8]
         self.token_table = f"{model.table}__vt_{run_hash}"
         q = quote_ident
@@ -238,10 +239,13 @@ class Table:
     def name(self) -> str:
         return self.model.qualified_name
 
-    def key(self, values: Sequence[Any]) -> str:
-        """Canonical primary key (the same for a Cassandra row and its PostgreSQL copy)."""
-        return canonical_json(
-            [canonical_cassandra(self.types[c], v) for c, v in zip(self.pk, values, strict=True)]
+    def key(self, values: Sequence[Any]) -> Any:
+        """A primary key that is equal for a Cassandra row and its PostgreSQL copy: the value
+        itself where both drivers return equal Python values (text, integers, uuid...), the
+        canonical JSON otherwise (timestamps, dates, inet...)."""
+        return tuple(
+            v if raw else canonical_json(canonical_cassandra(self.types[c], v))
+            for c, v, raw in zip(self.pk, values, self.pk_raw, strict=True)
         )
 
     def key_dict(self, values: Sequence[Any]) -> dict[str, Any]:
@@ -254,10 +258,34 @@ class Table:
         n = len(self.pk)
         out: dict[str, Comparison] = {}
         for i, col in enumerate(self.reg, start=n):
-            cmp = compare(self.types[col], c_row[i], p_row[i])
+            a, b = c_row[i], p_row[i]
+            if a is b or (type(a) is type(b) and a == b):
+                continue  # same Python type and equal: the canonical forms are equal too
+            cmp = compare(self.types[col], a, b)
             if not cmp.equal:
                 out[col] = cmp
         return out
+
+
+#: Key types both drivers return as equal, equally hashed Python values (str, int, UUID, bool,
+#: bytes, Decimal; varint: int vs Decimal, equal and same hash).
+_RAW_KEY_TYPES = frozenset(
+    {
+        "ascii",
+        "text",
+        "varchar",
+        "int",
+        "bigint",
+        "smallint",
+        "tinyint",
+        "uuid",
+        "timeuuid",
+        "boolean",
+        "blob",
+        "varint",
+        "decimal",
+    }
+)
 
 
 def _pg_type(cql_type: str) -> str:
@@ -275,7 +303,7 @@ def _pg_type(cql_type: str) -> str:
 class _Suspect:
     kind: str  # missing | extra | mismatch
     pk: tuple[Any, ...]  # Cassandra-side (driver) values when known, else PostgreSQL's
-    key: str
+    key: Any
     signature: str
     columns: dict[str, Comparison] = field(default_factory=dict)
 
@@ -587,7 +615,7 @@ class Verifier:
         return counters
 
     def _classify(
-        self, t: Table, c: Sequence[Any] | None, p: Sequence[Any] | None, key: str
+        self, t: Table, c: Sequence[Any] | None, p: Sequence[Any] | None, key: Any
     ) -> _Suspect | None:
         n = len(t.pk)
         if c is None and p is None:
@@ -652,7 +680,7 @@ class Verifier:
         for s in final:
             counters[s.kind] += 1
             DIFFS.labels(t.name, s.kind).inc()
-        fixed: set[str] = set()
+        fixed: set[Any] = set()
         if self.o.repair and final:
             to_fix = [s for s in final if s.kind != "extra" or self.o.delete_extra]
             if to_fix:
