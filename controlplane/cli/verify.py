@@ -20,7 +20,6 @@ from rich.progress import (
 
 from controlplane.cli.output import OUTPUT_OPTION, OutputFormat, emit, err_console
 from controlplane.core.errors import UsageError
-from controlplane.services import verify as svc
 
 app = typer.Typer(
     help="Prove PostgreSQL matches Cassandra: token ranges in parallel, Redis checkpoints.",
@@ -119,6 +118,8 @@ def verify(
     Exit code 6 while differences remain (missing, extra or mismatched rows)."""
     if ctx.invoked_subcommand is not None:
         return
+    from controlplane.services import verify as svc  # imported here: keeps `--help` fast
+
     if not filename:
         raise UsageError("verify needs the pipeline's manifest", hint="cdcctl verify -f FILE")
     if metrics_port:
@@ -165,6 +166,7 @@ def runs(
     output: OutputFormat = OUTPUT_OPTION,
 ) -> None:
     """List verify runs (newest first) with status and counters."""
+    from controlplane.services import verify as svc
     data = svc.list_runs(_redis(redis_url), limit)
     if output is not OutputFormat.table:
         emit(data, output)
@@ -190,6 +192,7 @@ def show(
     output: OutputFormat = OUTPUT_OPTION,
 ) -> None:
     """One run: its counters and every range's status."""
+    from controlplane.services import verify as svc
     summary, ranges = svc.show_run(_redis(redis_url), run)
     if output is not OutputFormat.table:
         emit({**summary, "range_details": ranges}, output)
