@@ -88,9 +88,7 @@ def relation_exists(conninfo: str, qualified_name: str) -> bool:
     return bool(rows and rows[0][0])
 
 
-def existing_objects(
-    conninfo: str, relations: Sequence[str], functions: Sequence[str]
-) -> set[str]:
+def existing_objects(conninfo: str, relations: Sequence[str], functions: Sequence[str]) -> set[str]:
     """Which of the (quoted, schema-qualified) relations and functions exist."""
     found: set[str] = set()
     try:
@@ -120,7 +118,9 @@ def relation_comment(conninfo: str, qualified_name: str) -> str | None:
 
 def comment_on_table_sql(qualified_name: str, comment: str) -> sql.Composable:
     """``COMMENT ON TABLE`` for a quoted, schema-qualified name the DDL generator produced."""
-    return sql.SQL("COMMENT ON TABLE {} IS {}").format(sql.SQL(qualified_name), sql.Literal(comment))
+    return sql.SQL("COMMENT ON TABLE {} IS {}").format(
+        sql.SQL(qualified_name), sql.Literal(comment)
+    )
 
 
 # --------------------------------------------------------------------------- verify
