@@ -25,8 +25,9 @@ from controlplane.services.stack import LocalStack, settings_for
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "transforms" / "src" / "test" / "resources" / "events"
 KS = "fixtures"
-PREFIX = "cdc"
+PREFIX = "demo"  # the node's one agent uses the pipelines' prefix (decision 0013)
 DEADLINE_S = 60
+NO_EVENT_S = 25
 
 SETUP = [
     f"DROP KEYSPACE IF EXISTS {KS}",
@@ -35,6 +36,27 @@ SETUP = [
     f"CREATE TABLE {KS}.rows (pk int, ck int, a text, b bigint, c uuid, "
     "PRIMARY KEY (pk, ck)) WITH cdc = true",
     f"CREATE TABLE {KS}.simple (id int PRIMARY KEY, name text, score double) WITH cdc = true",
+    f'CREATE TYPE {KS}.addr (street text, "Zip" int)',
+    # every scalar, frozen and non-frozen collections, tuple, frozen UDT, nesting. NOT captured,
+    # because they break the node's one agent for every table (seen 2026-11-25, agent 3.4.1.Final):
+    # a vector<float, n> column (its driver 4.14 cannot parse the type and runs without schema
+    # metadata: "Unable to get KeyValueSchema" for all tables) and a non-frozen UDT column (the
+    # snapshot dies with a ClassCastException in SnapshotProcessor.calculateDeletionTs).
+    f"CREATE TABLE {KS}.types (id int PRIMARY KEY, a ascii, bi bigint, bl blob, bo boolean, "
+    "d date, dc decimal, db double, du duration, f float, ip inet, i int, si smallint, t text, "
+    "tm time, ts timestamp, tu timeuuid, ti tinyint, u uuid, vi varint, "
+    "l list<text>, s set<int>, m map<text, int>, fl frozen<list<text>>, fs frozen<set<int>>, "
+    "fm frozen<map<text, int>>, tup tuple<int, text>, ud frozen<addr>, "
+    "nest frozen<map<text, frozen<list<int>>>>, nl list<frozen<set<int>>>) WITH cdc = true",
+    f"CREATE TABLE {KS}.stat (pk int, ck int, st text STATIC, v text, "
+    "PRIMARY KEY (pk, ck)) WITH cdc = true",
+    # composite partition key, DESC clustering. NOT case-sensitive or reserved-word names: the
+    # agent's snapshot builds its SELECT with CqlIdentifier.fromCql(name), which folds "Tenant"
+    # to tenant and refuses select ("Invalid CQL form [select]: needs double quotes"), and dies,
+    # stopping capture for every table on the node.
+    f"CREATE TABLE {KS}.comp (tenant text, region int, ck int, c2 text, v text, n int, "
+    "PRIMARY KEY ((tenant, region), ck, c2)) "
+    "WITH CLUSTERING ORDER BY (ck DESC, c2 ASC) AND cdc = true",
 ]
 
 # (scenario, table, cql): each step's events are captured separately.
@@ -67,6 +89,50 @@ STEPS: list[tuple[str, str, str]] = [
     ("partition_delete", "rows", f"DELETE FROM {KS}.rows WHERE pk = 1"),  # noqa: S608
     ("simple_insert", "simple", f"INSERT INTO {KS}.simple (id, name, score) VALUES (7, 'x', 1.5)"),  # noqa: S608
     ("simple_delete", "simple", f"DELETE FROM {KS}.simple WHERE id = 7"),  # noqa: S608
+    (
+        "types_insert",
+        "types",
+        f"INSERT INTO {KS}.types (id, a, bi, bl, bo, d, dc, db, du, f, ip, i, si, t, tm, ts, tu, "  # noqa: S608
+        "ti, u, vi, l, s, m, fl, fs, fm, tup, ud, nest, nl) VALUES (1, 'asc', "
+        "-9223372036854775808, 0xcafe, true, '1969-07-20', 123456789012345678901234567890.123456789, "
+        "NaN, 1y2mo3w4d5h6m7s8ms9us10ns, -Infinity, '::1', 2147483647, -32768, 'ünï ☃', "
+        "'23:59:59.123456789', '1900-01-01 00:00:00.001+0000', "
+        "50554d6e-29bb-11e5-b345-feff819cdc9f, -128, 00000000-0000-0000-0000-000000000001, "
+        "-123456789012345678901234567890, ['x', 'y', 'x'], {3, 1, 2}, {'k1': 1, 'k2': 2}, "
+        "['a', 'b'], {5, 4}, {'z': 26}, (7, 'seven'), {street: 'Main', \"Zip\": 12345}, "
+        "{'p': [1, 2], 'q': []}, [{1, 2}, {3}])",
+    ),
+    ("types_list_append", "types", f"UPDATE {KS}.types SET l = l + ['z'] WHERE id = 1"),  # noqa: S608
+    ("types_list_overwrite", "types", f"UPDATE {KS}.types SET l = ['only'] WHERE id = 1"),  # noqa: S608
+    ("types_set_remove", "types", f"UPDATE {KS}.types SET s = s - {{2}} WHERE id = 1"),  # noqa: S608
+    ("types_map_put", "types", f"UPDATE {KS}.types SET m['k3'] = 3 WHERE id = 1"),  # noqa: S608
+    ("types_map_delete_key", "types", f"DELETE m['k1'] FROM {KS}.types WHERE id = 1"),  # noqa: S608
+    ("types_collection_null", "types", f"UPDATE {KS}.types SET s = null, fl = null WHERE id = 1"),  # noqa: S608
+    ("types_empty_frozen", "types", f"UPDATE {KS}.types SET fl = [], fm = {{}} WHERE id = 1"),  # noqa: S608
+    ("static_only", "stat", f"UPDATE {KS}.stat SET st = 's1' WHERE pk = 1"),  # noqa: S608
+    ("static_and_row", "stat", f"INSERT INTO {KS}.stat (pk, ck, st, v) VALUES (1, 1, 's2', 'v')"),  # noqa: S608
+    (
+        "comp_insert",
+        "comp",
+        f"INSERT INTO {KS}.comp (tenant, region, ck, c2, v, n) "  # noqa: S608
+        "VALUES ('acme', 1, 5, 'b', 'v', 9)",
+    ),
+    (
+        "comp_range_delete",
+        "comp",
+        f"DELETE FROM {KS}.comp WHERE tenant = 'acme' AND region = 1 "  # noqa: S608
+        "AND ck = 5 AND c2 >= 'a' AND c2 < 'c'",
+    ),
+    (
+        "comp_range_delete_desc",
+        "comp",
+        f"DELETE FROM {KS}.comp WHERE tenant = 'acme' AND region = 1 AND ck > 2 AND ck <= 7",  # noqa: S608
+    ),
+    (
+        "comp_partition_delete",
+        "comp",
+        f"DELETE FROM {KS}.comp WHERE tenant = 'acme' AND region = 1",  # noqa: S608
+    ),
 ]
 
 
@@ -78,12 +144,14 @@ def end_offsets(consumer: Consumer, topic: str) -> int:
     return int(high)
 
 
-def read_from(consumer: Consumer, topic: str, start: int) -> list[dict[str, Any]]:
+def read_from(
+    consumer: Consumer, topic: str, start: int, deadline_s: float = DEADLINE_S
+) -> list[dict[str, Any]]:
     """Every record of partition 0 of `topic` from offset `start`, waiting until one arrives."""
-    deadline = time.monotonic() + DEADLINE_S
+    deadline = time.monotonic() + deadline_s
     while end_offsets(consumer, topic) <= start:
         if time.monotonic() > deadline:
-            raise SystemExit(f"no event on {topic} after offset {start} within {DEADLINE_S}s")
+            raise SystemExit(f"no event on {topic} after offset {start} within {deadline_s}s")
         time.sleep(0.2)
     time.sleep(1.5)  # one CQL statement can yield several events; let them all land
     high = end_offsets(consumer, topic)
@@ -139,7 +207,12 @@ def main() -> int:
         topic = f"{PREFIX}.{KS}.{table}"
         start = end_offsets(consumer, topic)
         session.execute(cql)
-        write(read_from(consumer, topic, start), scenario, cql)
+        try:
+            events = read_from(consumer, topic, start, deadline_s=NO_EVENT_S)
+        except SystemExit as e:  # the agent emits nothing for some constructs (static rows)
+            print(f"{scenario}: NO EVENT ({e})")
+            continue
+        write(events, scenario, cql)
     consumer.close()
     cluster.shutdown()
     return 0

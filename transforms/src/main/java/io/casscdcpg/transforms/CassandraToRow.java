@@ -223,7 +223,10 @@ public class CassandraToRow<R extends ConnectRecord<R>> implements Transformatio
             if (Boolean.FALSE.equals(cell.get(column.cellSet))) {
                 continue; // explicitly not set
             }
-            out.put(column.outField, adapt(cell.get(column.cellValue), column.outField.schema()));
+            Object cellValue = cell.get(column.cellValue);
+            out.put(column.outField, column.json
+                    ? (cellValue == null ? null : CqlJson.render(cellValue, column.valueSchema))
+                    : adapt(cellValue, column.outField.schema()));
             if (!firstSet) {
                 set.append(',');
             }
@@ -521,7 +524,8 @@ public class CassandraToRow<R extends ConnectRecord<R>> implements Transformatio
                 row.field(f.name(), optional(f.schema()));
             }
             for (Column c : columns) {
-                row.field(c.name, optional(c.valueSchema));
+                // collections, tuples and UDTs become canonical JSON text (PostgreSQL jsonb)
+                row.field(c.name, c.json ? Schema.OPTIONAL_STRING_SCHEMA : optional(c.valueSchema));
             }
             row.field(WRITETIME_FIELD, Schema.INT64_SCHEMA);
             row.field(OP_FIELD, Schema.STRING_SCHEMA);
@@ -593,6 +597,8 @@ public class CassandraToRow<R extends ConnectRecord<R>> implements Transformatio
         final Field cellDeletionTs;
         final Field cellSet;
         final Schema valueSchema;
+        /** An array, map or struct value (collection, tuple, UDT): written as JSON text. */
+        final boolean json;
         Field outField;
 
         private Column(Field afterField, Field cellValue, Field cellDeletionTs, Field cellSet) {
@@ -603,6 +609,8 @@ public class CassandraToRow<R extends ConnectRecord<R>> implements Transformatio
             this.cellDeletionTs = cellDeletionTs;
             this.cellSet = cellSet;
             this.valueSchema = cellValue.schema();
+            Schema.Type type = valueSchema.type();
+            this.json = type == Schema.Type.ARRAY || type == Schema.Type.MAP || type == Schema.Type.STRUCT;
         }
 
         static Column of(Field f) {

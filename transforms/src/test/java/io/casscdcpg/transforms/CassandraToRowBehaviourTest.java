@@ -180,13 +180,13 @@ class CassandraToRowBehaviourTest {
         SinkRecord out = smt(Map.of()).apply(codeEvent("u", "k1", true));
         Schema where = out.valueSchema().field("where").schema();
         assertTrue(where.isOptional());
-        assertEquals("point", where.name());
+        assertEquals(Schema.Type.STRING, where.type()); // a UDT becomes JSON text
         assertEquals("plain.Row", out.valueSchema().name()); // a name without .Envelope is kept whole
         Struct v = (Struct) out.value();
         v.validate();
         assertEquals(List.of(
                 e("id", "k1"),
-                e("where", new Struct(where).put("x", 1).put("y", 2)),
+                e("where", "{\"x\":1,\"y\":2}"),
                 e("weird \"name\"\n", "v"),
                 e("skipped", null),
                 e("_cdc_writetime", 1000L), e("_cdc_op", "u"),

@@ -52,6 +52,11 @@ final class Fixtures {
                 offset, TIMESTAMP, TimestampType.CREATE_TIME);
     }
 
+    /** The fixture's whole JSON document (raw payloads, as the agent wrote them). */
+    static JsonNode raw(String name) {
+        return readTree(name);
+    }
+
     /** The fixture's "scenario" (captured fixtures name the CQL step that produced them), or null. */
     static String scenario(String name) {
         return readTree(name).path("scenario").asText(null);
