@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import fcntl
 import os
 import pwd
 import secrets
 import shutil
 import signal
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -101,7 +102,24 @@ class LocalStack:
         self._libs: dict[str, Path] = {}
 
     # ----------------------------------------------------------------- public verbs
+    @contextlib.contextmanager
+    def _locked(self) -> Iterator[None]:
+        """One stack operation at a time: concurrent `up`s or agent restarts (two applies) would
+        otherwise start a service twice or delete the pid file of the one that runs."""
+        lock = self.lay.root / "run" / "stack.lock"
+        lock.parent.mkdir(parents=True, exist_ok=True)
+        with lock.open("a") as fh:
+            fcntl.flock(fh, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(fh, fcntl.LOCK_UN)
+
     def up(self, services: list[str] | None = None) -> list[StartResult]:
+        with self._locked():
+            return self._up(services)
+
+    def _up(self, services: list[str] | None) -> list[StartResult]:
         wanted = self._select(services)
         results: list[StartResult] = []
         todo = [svc for svc in wanted if not processes.alive(self._pid(svc))]
@@ -488,12 +506,13 @@ class LocalStack:
 
     def restart_agent(self) -> None:
         """Restart the agent so it picks up new settings (used by `cdcctl apply`)."""
-        pid = self._pid("agent")
-        if processes.alive(pid):
-            assert pid is not None
-            processes.stop(pid)
-        self.lay.pid_file("agent").unlink(missing_ok=True)
-        self.up(["agent"])
+        with self._locked():
+            pid = self._pid("agent")
+            if processes.alive(pid):
+                assert pid is not None
+                processes.stop(pid)
+            self.lay.pid_file("agent").unlink(missing_ok=True)
+            self._up(["agent"])
 
 
 def settings_for(state_dir: Path | None = None) -> StackSettings:

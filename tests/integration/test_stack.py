@@ -228,3 +228,25 @@ def test_down_then_up_keeps_data(tmp_path: Path) -> None:
     finally:
         st.down(clean=True)
     assert not (tmp_path / "s").exists()
+
+
+def test_concurrent_ups_start_a_service_once(tmp_path: Path) -> None:
+    import threading
+
+    port = _free_port()
+    settings = StackSettings(layout=StackLayout(root=tmp_path / "s"), ports=Ports(redis=port))
+    results: list[str] = []
+
+    def up() -> None:
+        results.extend(r.action for r in LocalStack(settings).up(["redis"]))
+
+    threads = [threading.Thread(target=up) for _ in range(2)]
+    try:
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+        assert sorted(results) == ["already running", "started"]
+        assert LocalStack(settings).status()[1].state == "running"
+    finally:
+        LocalStack(settings).down(clean=True)
