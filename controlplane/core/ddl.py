@@ -24,8 +24,24 @@ from collections.abc import Sequence
 
 from pydantic import BaseModel, ConfigDict
 
-from controlplane.core.schema_model import Column, SchemaError, TableModel
-from controlplane.core.types import TEXT_PG_TYPES, pg_type
+from controlplane.core.schema_model import Column, CqlCollection, SchemaError, TableModel
+from controlplane.core.types import JSON_PG_TYPE, TEXT_PG_TYPES, pg_type
+
+#: CQL types the raw table stores as the agent sends them, converted in the view: the agent
+#: sends time and duration as integer nanoseconds (duration with months as 30 days) and inet as
+#: Java's InetAddress.toString() (``hostname/address``, usually ``/127.0.0.1``).
+RAW_STORAGE: dict[str, str] = {"time": "bigint", "duration": "bigint", "inet": "text"}
+
+
+def view_expression(cql: str, ref: str) -> str:
+    """SQL turning the raw value ``ref`` of a RAW_STORAGE type into its PostgreSQL type."""
+    if cql == "time":
+        return f"(time '00:00' + ({ref} / 1000) * interval '1 microsecond')"
+    if cql == "duration":
+        return f"justify_interval(({ref} / 1000) * interval '1 microsecond')"
+    if cql == "inet":
+        return f"(regexp_replace({ref}, '^[^/]*/', ''))::inet"
+    return ref
 
 PG_MAX_IDENT_BYTES = 63
 RAW_SCHEMA_SUFFIX = "_cdc"
@@ -125,13 +141,14 @@ def _lock_key(table: TableModel) -> int:
 
 def _check(table: TableModel) -> None:
     where = table.qualified_name
-    if table.static:
-        cols = ", ".join(c.name for c in table.static)
-        raise SchemaError(
-            f"{where}: static column(s) {cols} are not supported",
-            hint="the Debezium Cassandra connector skips static rows; drop the static column "
-            "or exclude the table",
-        )
+    # Static columns are kept in the raw table (the transform sends them, always null: the
+    # agent skips static rows) but not in the view; semantics_checks warns about them.
+    for c in table.primary_key:
+        if pg_type(c, keyspace=table.keyspace, table=table.table) == JSON_PG_TYPE:
+            raise SchemaError(
+                f"{where}.{c.name}: a collection, tuple or UDT in the primary key is not supported",
+                hint="the JDBC sink keys rows by scalar columns; exclude the table",
+            )
     for c in table.columns:
         if c.name.startswith(META_PREFIX):
             raise SchemaError(
@@ -160,23 +177,35 @@ class _Gen:
         self.types = {
             c.name: pg_type(c, keyspace=table.keyspace, table=table.table) for c in table.columns
         }
+        self.raw_types = {
+            c.name: RAW_STORAGE.get(str(c.type), self.types[c.name]) for c in table.columns
+        }
         self.lock = f"{LOCK_CLASS}, {_lock_key(table)}"
 
     def q(self, c: Column) -> str:
         return quote_ident(c.name)
 
     def coldef(self, c: Column) -> str:
-        return f"{self.q(c)} {self.types[c.name]}"
+        return f"{self.q(c)} {self.raw_types[c.name]}"
+
+    def view_col(self, c: Column, ref: str) -> str:
+        return view_expression(str(c.type), ref)
 
     def cmp_collate(self, c: Column) -> str:
         # Cassandra orders text by UTF-8 bytes; COLLATE "C" makes PostgreSQL agree.
-        return ' COLLATE "C"' if self.types[c.name] in TEXT_PG_TYPES else ""
+        return ' COLLATE "C"' if self.raw_types[c.name] in TEXT_PG_TYPES else ""
+
+    def nonfrozen_collections(self) -> list[Column]:
+        return [
+            c for c in self.t.regular if isinstance(c.type, CqlCollection) and not c.type.frozen
+        ]
 
     # ------------------------------------------------------------------ tables
 
     def raw_table(self) -> str:
         cols = [self.coldef(c) + " NOT NULL" for c in self.t.primary_key]
         cols += [self.coldef(c) for c in self.t.regular]
+        cols += [self.coldef(c) for c in self.t.static]
         cols += [f"{quote_ident(n)} {ty}" for n, ty in CONTRACT_COLUMNS + STATE_COLUMNS]
         pk = ", ".join(self.q(c) for c in self.t.primary_key)
         body = ",\n  ".join([*cols, f"PRIMARY KEY ({pk})"])
@@ -209,7 +238,7 @@ class _Gen:
 
         The bound is the JSON of Debezium's ``{method, values: [{name, value, type}]}``; the
         result is -1, 0 (equal on the bound's prefix) or 1."""
-        params = ", ".join(self.types[c.name] for c in self.t.clustering)
+        params = ", ".join(self.raw_types[c.name] for c in self.t.clustering)
         nb = len(self.t.clustering) + 1
         lines = [
             f"CREATE OR REPLACE FUNCTION {self.n.function('__bound_cmp')}({params}, jsonb)",
@@ -226,7 +255,7 @@ class _Gen:
         for i, c in enumerate(self.t.clustering, start=1):
             names = f"{quote_literal(c.name)}, {quote_literal(quote_ident(c.name))}"
             lt, gt = ("1", "-1") if c.clustering_order == "desc" else ("-1", "1")
-            ty = self.types[c.name]
+            ty = self.raw_types[c.name]
             coll = self.cmp_collate(c)
             lines += [
                 "  v := NULL;",
@@ -250,7 +279,7 @@ class _Gen:
         return "\n".join(lines)
 
     def in_range(self) -> str:
-        params = ", ".join(self.types[c.name] for c in self.t.clustering)
+        params = ", ".join(self.raw_types[c.name] for c in self.t.clustering)
         m = len(self.t.clustering)
         args = ", ".join(f"${i}" for i in range(1, m + 1))
         s, e = f"${m + 1}", f"${m + 2}"
@@ -314,6 +343,11 @@ class _Gen:
         a("  END IF;")
         a("  v_set := coalesce(NEW.\"_cdc_set\"::jsonb, '[]'::jsonb);")
         a("  v_xin := coalesce(NEW.\"_cdc_expiry\"::jsonb, '{}'::jsonb);")
+        for c in self.nonfrozen_collections():
+            # an empty non-frozen collection is null in Cassandra (the agent sends [] or {})
+            a(f"  IF NEW.{self.q(c)} IN ('[]'::jsonb, '{{}}'::jsonb) THEN")
+            a(f"    NEW.{self.q(c)} := NULL;")
+            a("  END IF;")
         a("  IF TG_OP = 'UPDATE' THEN")
         a('    v_del := OLD."_cdc_deleted_at";')
         a('    v_wt := OLD."_cdc_wt";')
@@ -458,11 +492,11 @@ class _Gen:
         return "\n     OR ".join(parts)
 
     def view(self) -> str:
-        cols = [f"r.{self.q(c)}" for c in self.t.primary_key]
+        cols = [f"{self.view_col(c, 'r.' + self.q(c))} AS {self.q(c)}" for c in self.t.primary_key]
         for i, c in enumerate(self.t.regular, start=1):
             cols.append(
                 f'CASE WHEN r."_cdc_exp"[{i}] IS NULL OR r."_cdc_exp"[{i}] > n.now_us'
-                f" THEN r.{self.q(c)} END AS {self.q(c)}"
+                f" THEN {self.view_col(c, 'r.' + self.q(c))} END AS {self.q(c)}"
             )
         sel = ",\n       ".join(cols)
         return (
@@ -544,7 +578,11 @@ def sink_upsert_sql(table: TableModel) -> str:
     every column inserted, every non-key column updated from EXCLUDED, no guard."""
     names = pg_names(table)
     keys = [c.name for c in table.primary_key]
-    rest = [c.name for c in table.regular] + [n for n, _ in CONTRACT_COLUMNS]
+    rest = (
+        [c.name for c in table.regular]
+        + [c.name for c in table.static]
+        + [n for n, _ in CONTRACT_COLUMNS]
+    )
     return _upsert(names.raw_table, keys, rest)
 
 

@@ -4,8 +4,11 @@ Scalars map fully. Precision notes (see docs/semantics.md):
 - ``time`` is nanoseconds in Cassandra, microseconds in PostgreSQL: the last three digits are lost.
 - ``timestamp`` is milliseconds in Cassandra; ``timestamptz`` holds it exactly.
 - ``duration`` (months, days, ns) -> ``interval`` (months, days, µs): sub-µs digits are lost.
-Collections, tuples, UDTs, vectors and custom types parse (schema_model) but are not mapped yet;
-counters are never replicated (Debezium skips counter tables).
+Collections (frozen or not, nested), tuples and frozen UDTs -> ``jsonb``: the transform writes
+each such value as canonical JSON (docs/semantics.md, "Types"). Non-frozen collections map too,
+but carry only the elements a mutation touched (`semantics_checks` warns). Refused: counters
+(Debezium skips counter tables), vectors and non-frozen UDTs (they stop the Debezium agent for
+every table on the node, see `semantics_checks`) and custom types.
 """
 
 from __future__ import annotations
@@ -54,18 +57,43 @@ SCALAR_TYPES: dict[str, str] = {
 TEXT_PG_TYPES = frozenset({"text"})
 
 
+#: PostgreSQL type of every collection, tuple and frozen UDT column (canonical JSON).
+JSON_PG_TYPE = "jsonb"
+
+
 def _remedy(t: CqlType) -> str:
     if isinstance(t, CqlScalar) and t.name == "counter":
         return (
             "counter tables are skipped by the Debezium Cassandra connector; remove this table "
             "from the pipeline or copy it with a periodic batch job"
         )
-    if isinstance(t, CqlCollection) and not t.frozen:
+    if isinstance(t, CqlVector):
         return (
-            "non-frozen collections arrive as element deltas without add/remove; "
-            "make the column frozen<...> or exclude it from the pipeline"
+            "the Debezium Cassandra agent cannot parse vector types and then drops the events "
+            "of every table on the node; keep vectors out of CDC-enabled tables"
         )
-    return "collections, tuples, UDTs and vectors are not mapped yet; exclude the column"
+    if isinstance(t, CqlUdt):
+        return (
+            "the Debezium agent's snapshot dies on non-frozen UDTs; use frozen<" + t.name + ">"
+        )
+    return "no PostgreSQL mapping for this type; exclude the table or change the column's type"
+
+
+def _json_ok(t: CqlType) -> bool:
+    """Collections, tuples and frozen UDTs whose parts are all mappable."""
+    if isinstance(t, CqlScalar):
+        return t.name in SCALAR_TYPES
+    if isinstance(t, CqlCollection):
+        return all(_json_ok(a) for a in t.args)
+    if isinstance(t, CqlTuple):
+        return all(_json_ok(a) for a in t.items)
+    if isinstance(t, CqlUdt):
+        return True  # fields are checked by Cassandra; every native field type is carried
+    return False
+
+
+def is_json_type(t: CqlType) -> bool:
+    return isinstance(t, CqlCollection | CqlTuple | CqlUdt)
 
 
 def pg_type(column: Column, *, keyspace: str, table: str) -> str:
@@ -73,6 +101,9 @@ def pg_type(column: Column, *, keyspace: str, table: str) -> str:
     t = column.type
     if isinstance(t, CqlScalar) and t.name in SCALAR_TYPES:
         return SCALAR_TYPES[t.name]
+    top_ok = not (isinstance(t, CqlUdt) and not t.frozen)
+    if is_json_type(t) and top_ok and _json_ok(t):
+        return JSON_PG_TYPE
     kind = {
         CqlScalar: "type",
         CqlCollection: "collection type",

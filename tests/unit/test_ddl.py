@@ -169,11 +169,8 @@ def test_sink_statements_match_the_jdbc_sink_shape() -> None:
     ("columns", "match"),
     [
         (
-            (
-                Column(name="k", cql_type="int", kind="partition_key", position=0),
-                Column(name="s", cql_type="int", kind="static"),
-            ),
-            "ks.t: static column",
+            (Column(name="k", cql_type="frozen<list<int>>", kind="partition_key", position=0),),
+            "ks.t.k: a collection, tuple or UDT in the primary key",
         ),
         (
             (
@@ -221,3 +218,21 @@ def test_model_validation(columns: tuple[Column, ...], match: str) -> None:
 def test_bad_type_string_is_rejected_at_model_build() -> None:
     with pytest.raises(SchemaError, match="cannot parse CQL type"):
         Column(name="v", cql_type="list<", kind="regular")
+
+
+def test_static_columns_stay_in_the_raw_table_not_in_the_view() -> None:
+    t = TableModel(
+        keyspace="ks",
+        table="t",
+        columns=(
+            Column(name="k", cql_type="int", kind="partition_key", position=0),
+            Column(name="c", cql_type="int", kind="clustering", position=0),
+            Column(name="s", cql_type="text", kind="static"),
+            Column(name="v", cql_type="text", kind="regular"),
+        ),
+    )
+    stmts = generate_ddl(t).statements
+    raw = next(s for s in stmts if s.startswith("CREATE TABLE") and '"t"' in s.split("(")[0])
+    view = next(s for s in stmts if s.startswith("CREATE OR REPLACE VIEW"))
+    assert '"s" text' in raw
+    assert '"s"' not in view
