@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import socket
 import subprocess
 import sys
 import threading
@@ -19,6 +20,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import psycopg
 import pytest
 from cassandra.cluster import Cluster, Session
@@ -175,6 +177,18 @@ def test_finds_each_kind_exactly_then_repairs_through_the_gate(
         ).fetchone()
         assert deleted_at is not None
         assert deleted_at[0] is not None
+
+    # Prometheus metrics of this process's runs (served only when asked, nothing pushed)
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    svc.serve_metrics(port)
+    metrics = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
+    assert 'cdc_verify_rows_total{table="vf_verify.kinds"}' in metrics
+    assert (
+        'cdc_verify_differences_total{kind="corrected_mismatch",table="vf_verify.kinds"}' in metrics
+    )
+    assert 'cdc_verify_runs_total{result="PASS"}' in metrics
 
     res = cdcctl("verify", *common, "--diff-file", str(tmp_path / "third.jsonl"))
     assert res.returncode == 0, res.stderr

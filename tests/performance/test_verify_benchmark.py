@@ -42,16 +42,21 @@ KS = "vf_bench"
 TABLE = "rows"
 TS = 1_700_000_000_000_000
 SIZES = [int(x) for x in os.environ.get("VF_BENCH_SIZES", "1000000,4000000").split(",")]
-MODEL = TableModel(
-    keyspace=KS,
-    table=TABLE,
-    columns=(
-        Column(name="id", cql_type="bigint", kind="partition_key", position=0),
-        Column(name="name", cql_type="text", kind="regular"),
-        Column(name="qty", cql_type="bigint", kind="regular"),
-        Column(name="price", cql_type="decimal", kind="regular"),
-    ),
-)
+
+
+def model(table: str = TABLE) -> TableModel:
+    return TableModel(
+        keyspace=KS,
+        table=table,
+        columns=(
+            Column(name="id", cql_type="bigint", kind="partition_key", position=0),
+            Column(name="name", cql_type="text", kind="regular"),
+            Column(name="qty", cql_type="bigint", kind="regular"),
+            Column(name="price", cql_type="decimal", kind="regular"),
+        ),
+    )
+
+
 MANIFEST = f"""\
 apiVersion: cdc.casscdcpg.io/v1
 kind: Pipeline
@@ -111,31 +116,31 @@ def cql() -> Iterator[Session]:
     cluster.shutdown()
 
 
-def _create(cql: Session, dsn: str) -> None:
+def _create(cql: Session, dsn: str, table: str = TABLE) -> None:
     cql.execute(
         f"CREATE KEYSPACE IF NOT EXISTS {KS} WITH replication = "
         "{'class': 'SimpleStrategy', 'replication_factor': 1}"
     )
-    cql.execute(f"DROP TABLE IF EXISTS {KS}.{TABLE}")
+    cql.execute(f"DROP TABLE IF EXISTS {KS}.{table}")
     cql.execute(
-        f"CREATE TABLE {KS}.{TABLE} (id bigint PRIMARY KEY, name text, qty bigint, "
+        f"CREATE TABLE {KS}.{table} (id bigint PRIMARY KEY, name text, qty bigint, "
         "price decimal) WITH cdc = true"
     )
     postgres.execute(
         dsn,
         [
-            f'DROP VIEW IF EXISTS "{KS}"."{TABLE}"',
-            f'DROP TABLE IF EXISTS "{KS}_cdc"."{TABLE}" CASCADE',
-            f'DROP TABLE IF EXISTS "{KS}_cdc"."{TABLE}__tombstones" CASCADE',
+            f'DROP VIEW IF EXISTS "{KS}"."{table}"',
+            f'DROP TABLE IF EXISTS "{KS}_cdc"."{table}" CASCADE',
+            f'DROP TABLE IF EXISTS "{KS}_cdc"."{table}__tombstones" CASCADE',
         ],
     )
-    postgres.execute(dsn, generate_ddl(MODEL).statements)
+    postgres.execute(dsn, generate_ddl(model(table)).statements)
 
 
-def _load(cql: Session, dsn: str, start: int, stop: int) -> float:
+def _load(cql: Session, dsn: str, start: int, stop: int, table: str = TABLE) -> float:
     t0 = time.monotonic()
     ins = cql.prepare(
-        f"INSERT INTO {KS}.{TABLE} (id, name, qty, price) VALUES (?, ?, ?, ?) USING TIMESTAMP {TS}"
+        f"INSERT INTO {KS}.{table} (id, name, qty, price) VALUES (?, ?, ?, ?) USING TIMESTAMP {TS}"
     )
     # unlogged multi-partition batches of 100 through execute_concurrent: ~6x the rows/s of
     # one INSERT per request on this machine (one coordinator, so no extra hops)
@@ -149,7 +154,7 @@ def _load(cql: Session, dsn: str, start: int, stop: int) -> float:
             batches.append((batch, ()))
         for ok, res in execute_concurrent(cql, batches, concurrency=32):
             assert ok, res
-    raw = f'"{KS}_cdc"."{TABLE}"'
+    raw = f'"{KS}_cdc"."{table}"'
     cols = (
         "id, name, price, qty, _cdc_writetime, _cdc_op, _cdc_set, _cdc_wt, _cdc_exp, _cdc_live_ts"
     )
