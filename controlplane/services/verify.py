@@ -204,14 +204,17 @@ class Table:
         self.cql_by_pk = f"SELECT {cols} FROM {ks}.{tb} WHERE {where_pk}"  # noqa: S608  # nosec B608  # quoted identifiers
         meta = "".join(f", WRITETIME({q(c)}), TTL({q(c)})" for c in self.reg)
         self.cql_repair = f"SELECT {cols}{meta} FROM {ks}.{tb} WHERE {where_pk}"  # noqa: S608  # nosec B608  # quoted identifiers
+        # kt: (pk, token) COPYed from the client; tt: the live view's rows with their token,
+        # built from kt by one join, then read per range through its token index.
         tt = f"{q(self.names.raw_schema)}.{q(self.token_table)}"
+        kt = f"{q(self.names.raw_schema)}.{q(f'{model.table}__vk_{run_hash}')}"
         self.pg_token_table = tt
         join = " AND ".join(f"v.{q(c)} = k.{q(c)}" for c in self.pk)
         vcols = ", ".join(f"v.{q(c)}" for c in self.pk + self.reg)
+        tk = q(TOKEN_COL)
         self.pg_range = (
-            f"SELECT k.{q(TOKEN_COL)}, {vcols} FROM {tt} AS k "  # noqa: S608  # nosec B608
-            f"JOIN {self.names.live_view} AS v ON {join} "
-            f"WHERE k.{q(TOKEN_COL)} > %s AND k.{q(TOKEN_COL)} <= %s ORDER BY k.{q(TOKEN_COL)}"
+            f"SELECT {tk}, {cols} FROM {tt} "  # noqa: S608  # nosec B608  # quoted identifiers
+            f"WHERE {tk} > %s AND {tk} <= %s ORDER BY {tk}"
         )
         where_pg = " AND ".join(f"{q(c)} = %s" for c in self.pk)
         self.pg_by_pk = f"SELECT {cols} FROM {self.names.live_view} WHERE {where_pg}"  # noqa: S608  # nosec B608
@@ -224,15 +227,18 @@ class Table:
         pk_defs = ", ".join(f"{q(c.name)} {_pg_type(c.cql_type)}" for c in model.primary_key)
         self.pg_token_ddl = [
             f"DROP TABLE IF EXISTS {tt}",
-            f"CREATE UNLOGGED TABLE {tt} ({pk_defs}, {q(TOKEN_COL)} bigint NOT NULL)",
+            f"DROP TABLE IF EXISTS {kt}",
+            f"CREATE UNLOGGED TABLE {kt} ({pk_defs}, {tk} bigint NOT NULL)",
         ]
-        self.pg_token_copy = (
-            f"COPY {tt} ({', '.join(q(c) for c in self.pk)}, {q(TOKEN_COL)}) FROM STDIN"
-        )
+        self.pg_token_copy = f"COPY {kt} ({', '.join(q(c) for c in self.pk)}, {tk}) FROM STDIN"
         self.pg_token_index = [
-            f"CREATE INDEX ON {tt} ({q(TOKEN_COL)})",
+            f"CREATE UNLOGGED TABLE {tt} AS SELECT k.{tk}, {vcols} "  # noqa: S608  # nosec B608
+            f"FROM {kt} AS k JOIN {self.names.live_view} AS v ON {join}",
+            f"CREATE INDEX ON {tt} ({tk})",
             f"ANALYZE {tt}",
+            f"DROP TABLE {kt}",
         ]
+        self.pg_token_drop = [f"DROP TABLE IF EXISTS {tt}", f"DROP TABLE IF EXISTS {kt}"]
         self.prepared: dict[str, Any] = {}
 
     @property
@@ -452,9 +458,7 @@ class Verifier:
     def drop_token_tables(self) -> None:
         if self.o.keep_token_table:
             return
-        postgres.execute(
-            self.dsn, [f"DROP TABLE IF EXISTS {t.pg_token_table}" for t in self.tables.values()]
-        )
+        postgres.execute(self.dsn, [s for t in self.tables.values() for s in t.pg_token_drop])
 
     # ------------------------------------------------------------------ work loop
 

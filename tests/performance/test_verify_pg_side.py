@@ -88,7 +88,7 @@ def test_pk_lookups_vs_token_side_table(cql: Session) -> None:
                 1 for c in cg if c[1] in by_key and not table.diff(c[1:], by_key[c[1]])
             )
     b_s = time.monotonic() - t0
-    postgres.execute(dsn, [f"DROP TABLE IF EXISTS {table.pg_token_table}"])
+    postgres.execute(dsn, table.pg_token_drop)
     conn.close()
     cluster.shutdown()
     assert matched_a == matched_b == ROWS

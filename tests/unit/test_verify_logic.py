@@ -41,9 +41,9 @@ def test_table_statements_read_by_token_and_write_through_the_sink_statement() -
     t = v.Table(MODEL, "20240101-000000-abcdef")
     assert 'token("id") > ? AND token("id") <= ?' in t.cql_scan
     assert 'WRITETIME("a"), TTL("a")' in t.cql_repair
-    assert t.pg_range.startswith('SELECT k."_cdc_token"')
-    assert '"ks"."t" AS v' in t.pg_range
-    assert 'ORDER BY k."_cdc_token"' in t.pg_range
+    assert t.pg_range.startswith('SELECT "_cdc_token", "id", "c", "a", "b" FROM "ks_cdc"."t__vt_')
+    assert '"ks"."t" AS v' in t.pg_token_index[0]
+    assert 'ORDER BY "_cdc_token"' in t.pg_range
     assert t.upsert.startswith('INSERT INTO "ks_cdc"."t"')
     assert t.token_table.startswith("t__vt_")
     assert len(t.token_table) == 14
