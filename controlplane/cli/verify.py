@@ -167,6 +167,7 @@ def runs(
 ) -> None:
     """List verify runs (newest first) with status and counters."""
     from controlplane.services import verify as svc
+
     data = svc.list_runs(_redis(redis_url), limit)
     if output is not OutputFormat.table:
         emit(data, output)
@@ -193,6 +194,7 @@ def show(
 ) -> None:
     """One run: its counters and every range's status."""
     from controlplane.services import verify as svc
+
     summary, ranges = svc.show_run(_redis(redis_url), run)
     if output is not OutputFormat.table:
         emit({**summary, "range_details": ranges}, output)

@@ -465,10 +465,11 @@ class Verifier:
     def run(self) -> RunSummary:
         started = time.monotonic()
         meta = self.prepare_run()
-        self.build_token_tables()
         records = self.store.ranges(self.run_id)
         mine = [k for k in records if k.split(":")[0] in self.tables]
         todo = [k for k in mine if records[k].get("status") not in FINAL]
+        if todo:
+            self.build_token_tables()
         random.shuffle(todo)  # several processes start on different ranges
         self.say(
             "start",
