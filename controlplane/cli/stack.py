@@ -5,12 +5,15 @@ from __future__ import annotations
 import shlex
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 from rich.console import Console
 
 from controlplane.cli.output import OUTPUT_OPTION, OutputFormat, emit
-from controlplane.services.stack import LocalStack, settings_for, status_rows
+
+if TYPE_CHECKING:
+    from controlplane.services.stack import LocalStack
 
 app = typer.Typer(
     help="Run the local stack natively: PostgreSQL, Redis, Kafka (KRaft), Cassandra, "
@@ -28,6 +31,10 @@ STATE_DIR = typer.Option(
 
 
 def _stack(state_dir: Path | None) -> LocalStack:
+    # Imported here: the stack service pulls in psutil and every adapter, which `--help` of
+    # unrelated commands should not pay for.
+    from controlplane.services.stack import LocalStack, settings_for
+
     def report(service: str, message: str) -> None:
         err.print(f"[cyan]{service:>10}[/] {message}", highlight=False)
 
@@ -64,6 +71,8 @@ def down(
 @app.command()
 def status(state_dir: Path | None = STATE_DIR, output: OutputFormat = OUTPUT_OPTION) -> None:
     """Each service's state, version, port, pid and resident memory."""
+    from controlplane.services.stack import status_rows
+
     rows = status_rows(_stack(state_dir).status())
     emit(rows, output, columns=["name", "state", "version", "port", "pid", "rss_mib"])
 
