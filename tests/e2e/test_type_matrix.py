@@ -3,7 +3,9 @@ equals Cassandra after canonicalisation (controlplane.core.canonical).
 
 Not here because they stop the node's one agent for every table (docs/semantics.md, "What the
 source cannot carry"; `cdcctl validate` refuses them): vector, non-frozen UDT, case-sensitive or
-reserved-word column names.
+reserved-word column names, a set nested in a collection/tuple/UDT (the agent's snapshot dies on
+it: "Invalid Java object for schema with type ARRAY: class java.util.LinkedHashSet"). The
+keyspace is dropped at the end, so later agent restarts do not snapshot it.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from __future__ import annotations
 import datetime as dt
 import decimal
 import uuid
-from pathlib import Path
+from collections.abc import Iterator
 from typing import Any, NamedTuple
 
 import pytest
@@ -32,7 +34,7 @@ COLUMNS = (
     "l list<text>, s set<int>, m map<text, int>, mi map<int, text>, "
     "fl frozen<list<text>>, fs frozen<set<timestamp>>, fm frozen<map<text, int>>, "
     "tup tuple<int, text, double>, ud frozen<addr>, nest frozen<map<text, frozen<list<int>>>>, "
-    "nl list<frozen<set<int>>>, lb list<blob>, su set<uuid>"
+    "nl list<frozen<list<int>>>, lb list<blob>, su set<uuid>"
 )
 NAMES = [c.split()[0] for c in COLUMNS.split(", ") if not c.startswith("id ")]
 NAMES = [n for n in NAMES if n not in ("KEY",)]
@@ -70,7 +72,7 @@ ROWS: dict[int, dict[str, Any]] = {
         "tup": (7, "seven", 0.5),
         "ud": {"street": "Main", "zip": 12345},
         "nest": {"p": [1, 2], "q": []},
-        "nl": [{1, 2}, {3}],
+        "nl": [[1, 2], [3]],
         "lb": [b"", b"\x00\xff"],
         "su": {uuid.UUID(int=2), uuid.UUID(int=1)},
     },
@@ -108,7 +110,7 @@ ROWS: dict[int, dict[str, Any]] = {
         "tup": (None, "", float("-inf")),
         "ud": {"street": "", "zip": None},
         "nest": {"": []},
-        "nl": [set()],
+        "nl": [[]],
         "lb": [b"\x01"],
         "su": {uuid.UUID(int=0)},
     },
@@ -177,6 +179,8 @@ def matrix(
         marks = ", ".join(["?"] * len(cols))
         stmt = cql.prepare(f"INSERT INTO {KS}.matrix ({', '.join(cols)}) VALUES ({marks})")  # noqa: S608
         cql.execute(stmt, [key, *vals.values()])
+    yield
+    cql.execute(f"DROP KEYSPACE IF EXISTS {KS}")
 
 
 def test_every_type_and_edge_value_arrives_equal(
