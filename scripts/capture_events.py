@@ -94,7 +94,8 @@ STEPS: list[tuple[str, str, str]] = [
         "types",
         f"INSERT INTO {KS}.types (id, a, bi, bl, bo, d, dc, db, du, f, ip, i, si, t, tm, ts, tu, "  # noqa: S608
         "ti, u, vi, l, s, m, fl, fs, fm, tup, ud, nest, nl) VALUES (1, 'asc', "
-        "-9223372036854775808, 0xcafe, true, '1969-07-20', 123456789012345678901234567890.123456789, "
+        "-9223372036854775808, 0xcafe, true, '1969-07-20', "
+        "123456789012345678901234567890.123456789, "
         "NaN, 1y2mo3w4d5h6m7s8ms9us10ns, -Infinity, '::1', 2147483647, -32768, 'ünï ☃', "
         "'23:59:59.123456789', '1900-01-01 00:00:00.001+0000', "
         "50554d6e-29bb-11e5-b345-feff819cdc9f, -128, 00000000-0000-0000-0000-000000000001, "
@@ -106,7 +107,7 @@ STEPS: list[tuple[str, str, str]] = [
     ("types_list_overwrite", "types", f"UPDATE {KS}.types SET l = ['only'] WHERE id = 1"),  # noqa: S608
     ("types_set_remove", "types", f"UPDATE {KS}.types SET s = s - {{2}} WHERE id = 1"),  # noqa: S608
     ("types_map_put", "types", f"UPDATE {KS}.types SET m['k3'] = 3 WHERE id = 1"),  # noqa: S608
-    ("types_map_delete_key", "types", f"DELETE m['k1'] FROM {KS}.types WHERE id = 1"),  # noqa: S608
+    ("types_map_delete_key", "types", f"DELETE m['k1'] FROM {KS}.types WHERE id = 1"),
     ("types_collection_null", "types", f"UPDATE {KS}.types SET s = null, fl = null WHERE id = 1"),  # noqa: S608
     ("types_empty_frozen", "types", f"UPDATE {KS}.types SET fl = [], fm = {{}} WHERE id = 1"),  # noqa: S608
     ("static_only", "stat", f"UPDATE {KS}.stat SET st = 's1' WHERE pk = 1"),  # noqa: S608

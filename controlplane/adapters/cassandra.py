@@ -124,3 +124,52 @@ def execute_concurrent(
     except Exception as exc:  # the driver has no single base class for request errors
         raise CassandraError(f"Cassandra query failed: {exc}") from exc
     return [list(r.result_or_exc) for r in results]
+
+
+def table_options(session: Session, keyspace: str, tables: list[str]) -> dict[str, Any]:
+    """For each table: its `semantics_checks.TableOptions` (cdc flag, views, secondary indexes,
+    triggers, default TTL, gc_grace_seconds), read from system_schema. A missing table gets
+    ``exists=False``."""
+    from controlplane.core.semantics_checks import TableOptions
+
+    out: dict[str, Any] = {}
+    try:
+        for table in tables:
+            meta = session.execute(
+                "SELECT cdc, default_time_to_live, gc_grace_seconds FROM system_schema.tables "
+                "WHERE keyspace_name = %s AND table_name = %s",
+                (keyspace, table),
+            ).one()
+            if meta is None:
+                out[table] = TableOptions(cdc=False, exists=False)
+                continue
+            views = session.execute(
+                "SELECT view_name, base_table_name FROM system_schema.views "
+                "WHERE keyspace_name = %s",
+                (keyspace,),
+            )
+            indexes = session.execute(
+                "SELECT index_name FROM system_schema.indexes "
+                "WHERE keyspace_name = %s AND table_name = %s",
+                (keyspace, table),
+            )
+            triggers = session.execute(
+                "SELECT trigger_name FROM system_schema.triggers "
+                "WHERE keyspace_name = %s AND table_name = %s",
+                (keyspace, table),
+            )
+            out[table] = TableOptions(
+                cdc=bool(meta.cdc),
+                materialized_views=tuple(
+                    sorted(v.view_name for v in views if v.base_table_name == table)
+                ),
+                secondary_indexes=tuple(sorted(i.index_name for i in indexes)),
+                triggers=tuple(sorted(t.trigger_name for t in triggers)),
+                default_time_to_live=int(meta.default_time_to_live or 0),
+                gc_grace_seconds=int(meta.gc_grace_seconds or 0),
+            )
+    except Exception as exc:  # the driver has no single base class for request errors
+        raise CassandraError(
+            f"cannot read the table options of keyspace {keyspace}: {exc}"
+        ) from exc
+    return out

@@ -43,6 +43,7 @@ def view_expression(cql: str, ref: str) -> str:
         return f"(regexp_replace({ref}, '^[^/]*/', ''))::inet"
     return ref
 
+
 PG_MAX_IDENT_BYTES = 63
 RAW_SCHEMA_SUFFIX = "_cdc"
 META_PREFIX = "_cdc_"

@@ -25,6 +25,7 @@ docs/semantics.md ("What the source cannot carry"), each backed by a test.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Literal
@@ -90,11 +91,119 @@ def _walk(t: CqlType) -> Iterable[CqlType]:
         yield from _walk(t.element)
 
 
+#: CQL reserved keywords (Cassandra 5 docs, appendix A): the agent's snapshot cannot select a
+#: column named like one of these.
+CQL_RESERVED = frozenset(
+    {
+        "add",
+        "allow",
+        "alter",
+        "and",
+        "apply",
+        "asc",
+        "authorize",
+        "batch",
+        "begin",
+        "by",
+        "columnfamily",
+        "create",
+        "default",
+        "delete",
+        "desc",
+        "describe",
+        "drop",
+        "entries",
+        "execute",
+        "from",
+        "full",
+        "grant",
+        "if",
+        "in",
+        "index",
+        "infinity",
+        "insert",
+        "into",
+        "is",
+        "keyspace",
+        "limit",
+        "mbean",
+        "mbeans",
+        "modify",
+        "nan",
+        "norecursive",
+        "not",
+        "null",
+        "of",
+        "on",
+        "or",
+        "order",
+        "primary",
+        "rename",
+        "replace",
+        "revoke",
+        "schema",
+        "select",
+        "set",
+        "table",
+        "to",
+        "token",
+        "truncate",
+        "unlogged",
+        "unset",
+        "update",
+        "use",
+        "using",
+        "view",
+        "where",
+        "with",
+    }
+)
+_PLAIN_IDENT = re.compile(r"[a-z][a-z0-9_]*")
+
+
+def _nested_set(t: CqlType, top: bool = True) -> bool:
+    """A set anywhere below the top level (inside a collection, tuple or vector)."""
+    if isinstance(t, CqlCollection):
+        if t.kind == "set" and not top:
+            return True
+        return any(_nested_set(a, False) for a in t.args)
+    if isinstance(t, CqlTuple):
+        return any(_nested_set(a, False) for a in t.items)
+    return False
+
+
 def _column_findings(where: str, c: Column) -> list[Finding]:
     out: list[Finding] = []
     t = c.type
     parts = list(_walk(t))
     col = f"{where}.{c.name}"
+    if not _PLAIN_IDENT.fullmatch(c.name) or c.name in CQL_RESERVED:
+        out.append(
+            Finding(
+                "error",
+                where,
+                "identifier-breaks-agent-snapshot",
+                f"{col}: the column name needs quotes in CQL (case-sensitive or a reserved "
+                "word); the agent's snapshot builds its SELECT with unquoted names and dies, "
+                "stopping capture for every table on the node",
+                "rename the column to a lower-case, non-reserved name (PostgreSQL would take "
+                "it: every generated identifier is quoted)",
+                c.name,
+            )
+        )
+    if _nested_set(t):
+        out.append(
+            Finding(
+                "error",
+                where,
+                "nested-set-breaks-agent-snapshot",
+                f"{col} is {c.cql_type}: a set inside a collection or tuple makes the agent's "
+                "snapshot die (Invalid Java object for schema with type ARRAY: LinkedHashSet), "
+                "stopping capture for every table on the node",
+                "use frozen<list<...>> for the inner collection",
+                c.name,
+            )
+        )
     if any(isinstance(p, CqlVector) for p in parts):
         out.append(
             Finding(

@@ -73,9 +73,7 @@ def _remedy(t: CqlType) -> str:
             "of every table on the node; keep vectors out of CDC-enabled tables"
         )
     if isinstance(t, CqlUdt):
-        return (
-            "the Debezium agent's snapshot dies on non-frozen UDTs; use frozen<" + t.name + ">"
-        )
+        return "the Debezium agent's snapshot dies on non-frozen UDTs; use frozen<" + t.name + ">"
     return "no PostgreSQL mapping for this type; exclude the table or change the column's type"
 
 
@@ -87,9 +85,8 @@ def _json_ok(t: CqlType) -> bool:
         return all(_json_ok(a) for a in t.args)
     if isinstance(t, CqlTuple):
         return all(_json_ok(a) for a in t.items)
-    if isinstance(t, CqlUdt):
-        return True  # fields are checked by Cassandra; every native field type is carried
-    return False
+    # a UDT's fields are checked by Cassandra; every native field type is carried
+    return isinstance(t, CqlUdt)
 
 
 def is_json_type(t: CqlType) -> bool:

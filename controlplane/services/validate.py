@@ -17,6 +17,8 @@ from controlplane.adapters.connect import ConnectClient
 from controlplane.core.errors import CdcError
 from controlplane.core.manifest_loader import LoadedManifest, check_manifests, locate
 from controlplane.core.render import RenderContext, render_sink_config
+from controlplane.core.schema_model import TableModel
+from controlplane.core.semantics_checks import check_table
 from controlplane.core.validation import Finding
 from controlplane.services.contexts import resolve_connect_url
 
@@ -90,6 +92,8 @@ def _online(
         cluster, session = cassandra.connect(host.strip("[]"), int(port), timeout=5)
         try:
             found = cassandra.table_schemas(session, p.keyspace, p.tables)
+            existing = [t for t in p.tables if t in found]
+            options = cassandra.table_options(session, p.keyspace, existing)
         finally:
             cluster.shutdown()
         for i, table in enumerate(p.tables):
@@ -113,6 +117,19 @@ def _online(
                         f"ALTER TABLE {p.keyspace}.{table} WITH cdc = true",
                         pipeline=p.name,
                     )
+                )
+            if table in found:  # what the source cannot carry faithfully (issue 4)
+                model = TableModel.from_system_schema(p.keyspace, table, found[table][1])
+                out.extend(
+                    Finding(
+                        "cassandra",
+                        f"{f.severity}: {f.message}",
+                        _position(item, loc),
+                        f.remedy,
+                        pipeline=p.name,
+                    )
+                    for f in check_table(model, options[table])
+                    if f.severity != "info" and f.code not in ("cdc-disabled", "table-missing")
                 )
     except CdcError as exc:
         out.append(_finding("cassandra", item, exc, ("spec", "source", "cassandra")))

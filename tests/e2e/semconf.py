@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import base64
 import contextlib
-import time
 import datetime as dt
+import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -131,7 +131,7 @@ def _from_pg_json(t: CqlType, v: Any) -> Any:
         return v
     if isinstance(t, CqlCollection):
         if t.kind == "map":
-            kt, vt = t.args
+            vt = t.args[1]
             return {k: _from_pg_json(vt, x) for k, x in v.items()}
         return [_from_pg_json(t.args[0], x) for x in v]
     if isinstance(t, CqlTuple):
@@ -156,7 +156,7 @@ def pg_rows(dsn: str, model: TableModel) -> dict[tuple[Any, ...], dict[str, Any]
     with postgres.connect(dsn) as conn:
         conn.execute("SET intervalstyle = 'iso_8601'")
         rows = conn.execute(
-            f'SELECT {sel} FROM "{model.keyspace}"."{model.table}"'  # noqa: S608  # test names
+            f'SELECT {sel} FROM "{model.keyspace}"."{model.table}"'  # test names
         ).fetchall()
     out = {}
     pk = [c.name for c in model.primary_key]
@@ -170,8 +170,7 @@ def cass_rows(cql: Session, model: TableModel) -> dict[tuple[Any, ...], dict[str
     cols = [c for c in model.columns if c.kind != "static"]
     sel = ", ".join(f'"{c.name}"' for c in cols)
     out = {}
-    pk = [c.name for c in model.primary_key]
-    for r in cql.execute(f'SELECT {sel} FROM "{model.keyspace}"."{model.table}"'):  # noqa: S608
+    for r in cql.execute(f'SELECT {sel} FROM "{model.keyspace}"."{model.table}"'):
         d = dict(zip([c.name for c in cols], r, strict=True))
         out[tuple(canonical.canonical_cassandra(c.type, d[c.name]) for c in model.primary_key)] = d
     return out

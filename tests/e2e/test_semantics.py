@@ -11,8 +11,8 @@ event of the table has been applied. Then PostgreSQL's view must equal what Cass
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterator
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -38,7 +38,10 @@ _seq = itertools.count(1)
 
 @pytest.fixture(scope="module")
 def lww(
-    cql: Session, local_stack: LocalStack, stack: Endpoints, tmp_path_factory: pytest.TempPathFactory
+    cql: Session,
+    local_stack: LocalStack,
+    stack: Endpoints,
+    tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[None]:
     deploy(
         cql,
@@ -58,12 +61,12 @@ def settle(cql: Session, dsn: str, table: str) -> None:
     n = next(_seq)
     if table == "ev":
         cql.execute(f"INSERT INTO {KS}.ev (pk, ck, a) VALUES ('sentinel', 0, %s)", (str(n),))
-        sql = f"SELECT a FROM {KS}.ev WHERE pk = 'sentinel' AND ck = 0"  # noqa: S608
+        sql = f"SELECT a FROM {KS}.ev WHERE pk = 'sentinel' AND ck = 0"
     else:
         cql.execute(
             f"INSERT INTO {KS}.cp (t, r, ck, c2, v) VALUES ('sentinel', 0, 0, '', %s)", (str(n),)
         )
-        sql = f"SELECT v FROM {KS}.cp WHERE t = 'sentinel'"  # noqa: S608
+        sql = f"SELECT v FROM {KS}.cp WHERE t = 'sentinel'"
     wait_for(
         f"sentinel {n} on {table}",
         lambda: postgres.query(dsn, sql),
@@ -75,7 +78,7 @@ def view(dsn: str, table: str, where: str, params: list[Any]) -> list[tuple[Any,
     cols = "ck, a, b" if table == "ev" else "ck, c2, v"
     return postgres.query(
         dsn,
-        f"SELECT {cols} FROM {KS}.{table} WHERE {where} ORDER BY 1, 2",  # noqa: S608  # test SQL
+        f"SELECT {cols} FROM {KS}.{table} WHERE {where} ORDER BY 1, 2",  # test SQL
         params,
     )
 
@@ -89,8 +92,12 @@ def test_using_timestamp_out_of_order_last_write_wins_per_column(
     lww: None, cql: Session, stack: Endpoints
 ) -> None:
     dsn = stack.postgres_dsn
-    cql.execute(f"INSERT INTO {KS}.ev (pk, ck, a, b) VALUES ('ooo', 1, 'new', 1) USING TIMESTAMP 2000")
-    cql.execute(f"UPDATE {KS}.ev USING TIMESTAMP 1000 SET a = 'old', b = 2 WHERE pk = 'ooo' AND ck = 1")
+    cql.execute(
+        f"INSERT INTO {KS}.ev (pk, ck, a, b) VALUES ('ooo', 1, 'new', 1) USING TIMESTAMP 2000"
+    )
+    cql.execute(
+        f"UPDATE {KS}.ev USING TIMESTAMP 1000 SET a = 'old', b = 2 WHERE pk = 'ooo' AND ck = 1"
+    )
     cql.execute(f"UPDATE {KS}.ev USING TIMESTAMP 3000 SET b = 3 WHERE pk = 'ooo' AND ck = 1")
     cql.execute(f"UPDATE {KS}.ev USING TIMESTAMP 2500 SET b = 4 WHERE pk = 'ooo' AND ck = 1")
     settle(cql, dsn, "ev")
@@ -172,7 +179,8 @@ def test_range_delete_on_desc_clustering_and_composite_partition_key(
     cql.execute(f"INSERT INTO {KS}.cp (t, r, ck, c2, v) VALUES ('acme', 2, 3, 'a', 'other')")
     # DESC column: ck in (2, 5]; then within ck = 7, c2 in [a, c)
     cql.execute(
-        f"DELETE FROM {KS}.cp USING TIMESTAMP 3000 WHERE t = 'acme' AND r = 1 AND ck > 2 AND ck <= 5"
+        f"DELETE FROM {KS}.cp USING TIMESTAMP 3000 WHERE t = 'acme' AND r = 1 "
+        "AND ck > 2 AND ck <= 5"
     )
     cql.execute(
         f"DELETE FROM {KS}.cp USING TIMESTAMP 3000 WHERE t = 'acme' AND r = 1 AND ck = 7 "
@@ -204,7 +212,7 @@ def test_static_column_is_not_carried(lww: None, cql: Session, stack: Endpoints)
     cql.execute(f"INSERT INTO {KS}.cp (t, r, ck, c2, v, st) VALUES ('st', 1, 1, 'a', 'v', 's')")
     settle(cql, dsn, "cp")
     assert view(dsn, "cp", "t = %s", ["st"]) == [(1, "a", "v")]
-    raw = postgres.query(dsn, f"SELECT st FROM {KS}_cdc.cp WHERE t = 'st'")  # noqa: S608
+    raw = postgres.query(dsn, f"SELECT st FROM {KS}_cdc.cp WHERE t = 'st'")
     assert raw == [(None,)]
 
 
@@ -240,8 +248,8 @@ def test_replaying_the_whole_topic_changes_nothing(
 
     dsn = stack.postgres_dsn
     settle(cql, dsn, "ev")
-    before = postgres.query(dsn, f"SELECT * FROM {KS}.ev ORDER BY pk, ck")  # noqa: S608
-    versions = f"SELECT pk, ck, xmin::text FROM {KS}_cdc.ev WHERE pk <> 'sentinel' ORDER BY 1, 2"  # noqa: S608
+    before = postgres.query(dsn, f"SELECT * FROM {KS}.ev ORDER BY pk, ck")
+    versions = f"SELECT pk, ck, xmin::text FROM {KS}_cdc.ev WHERE pk <> 'sentinel' ORDER BY 1, 2"
     raw_before = postgres.query(dsn, versions)
     url = f"{stack.connect_url}/connectors/sem-lww-jdbc-sink"
     httpx.put(f"{url}/stop", timeout=30).raise_for_status()
@@ -258,7 +266,7 @@ def test_replaying_the_whole_topic_changes_nothing(
         lambda: _lag("connect-sem-lww-jdbc-sink", f"demo.{KS}.ev"),
         lambda lag: lag == 0,
     )
-    after = postgres.query(dsn, f"SELECT * FROM {KS}.ev ORDER BY pk, ck")  # noqa: S608
+    after = postgres.query(dsn, f"SELECT * FROM {KS}.ev ORDER BY pk, ck")
     assert [r for r in after if r[0] != "sentinel"] == [r for r in before if r[0] != "sentinel"]
     # not one new row version: the gate turned every replayed event into a no-op
     assert postgres.query(dsn, versions) == raw_before

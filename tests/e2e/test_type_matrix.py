@@ -13,7 +13,6 @@ from __future__ import annotations
 import datetime as dt
 import decimal
 import uuid
-from collections.abc import Iterator
 from typing import Any, NamedTuple
 
 import pytest
@@ -123,7 +122,7 @@ ROWS: dict[int, dict[str, Any]] = {
         "db": float("-inf"),
         "du": Duration(-1, -2, -3000),
         "f": float("-inf"),
-        "ip": "0.0.0.0",
+        "ip": "0.0.0.0",  # noqa: S104  # an inet value, not a bind address
         "i": -(2**31),
         "si": -(2**15),
         "t": "x" * 10000,
@@ -177,7 +176,7 @@ def matrix(
             vals["ud"] = Addr(**vals["ud"])
         cols = ["id", *vals]
         marks = ", ".join(["?"] * len(cols))
-        stmt = cql.prepare(f"INSERT INTO {KS}.matrix ({', '.join(cols)}) VALUES ({marks})")  # noqa: S608
+        stmt = cql.prepare(f"INSERT INTO {KS}.matrix ({', '.join(cols)}) VALUES ({marks})")
         cql.execute(stmt, [key, *vals.values()])
     yield
     cql.execute(f"DROP KEYSPACE IF EXISTS {KS}")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from controlplane.core.ddl import generate_ddl
+from controlplane.core.ddl import RAW_STORAGE, generate_ddl
 from controlplane.core.errors import CdcError
 from controlplane.core.schema_model import (
     Column,
@@ -18,7 +18,6 @@ from controlplane.core.schema_model import (
     TableModel,
     parse_cql_type,
 )
-from controlplane.core.ddl import RAW_STORAGE
 from controlplane.core.types import UnsupportedTypeError, pg_type
 
 

@@ -1,0 +1,82 @@
+"""The Cassandra adapter's table options and `cdcctl validate --online` semantics findings,
+against the real local Cassandra (tables with cdc = false, so the shared agent never sees them)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from cassandra.cluster import Cluster, Session
+
+from controlplane.adapters import cassandra
+from controlplane.services.validate import validate
+from tests.stackfixture import ensure_stack
+
+pytestmark = pytest.mark.integration
+KS = "sem_opts"
+
+
+@pytest.fixture(scope="module")
+def session() -> Iterator[Session]:
+    ensure_stack()
+    cluster = Cluster(["127.0.0.1"], protocol_version=5)
+    s = cluster.connect()
+    s.execute(f"DROP KEYSPACE IF EXISTS {KS}")
+    s.execute(
+        f"CREATE KEYSPACE {KS} WITH replication = "
+        "{'class': 'SimpleStrategy', 'replication_factor': 1}"
+    )
+    s.execute(
+        f"CREATE TABLE {KS}.t (id int PRIMARY KEY, v text, l list<int>) "
+        "WITH cdc = false AND default_time_to_live = 60"
+    )
+    s.execute(f"CREATE INDEX t_v_idx ON {KS}.t (v)")
+    s.execute(f"CREATE TABLE {KS}.c (id int PRIMARY KEY, n counter)")
+    yield s
+    s.execute(f"DROP KEYSPACE IF EXISTS {KS}")
+    cluster.shutdown()
+
+
+def test_table_options(session: Session) -> None:
+    got = cassandra.table_options(session, KS, ["t", "nope"])
+    assert got["t"].cdc is False
+    assert got["t"].secondary_indexes == ("t_v_idx",)
+    assert got["t"].default_time_to_live == 60
+    assert got["nope"].exists is False
+
+
+def test_validate_online_reports_semantics(session: Session, tmp_path: Path) -> None:
+    manifest = tmp_path / "m.yaml"
+    manifest.write_text(
+        f"""\
+apiVersion: cdc.casscdcpg.io/v1
+kind: Pipeline
+metadata:
+  name: sem-opts
+spec:
+  source:
+    cassandra:
+      contactPoints: ["127.0.0.1:9042"]
+      keyspace: {KS}
+      tables: [t, c]
+  kafka:
+    bootstrapServers: ["127.0.0.1:9092"]
+    topicPrefix: demo
+  connect:
+    url: http://127.0.0.1:8083
+  sink:
+    postgres:
+      host: 127.0.0.1
+      port: 5432
+      database: cdc
+      user: cdc
+      passwordSecret:
+        env: CDC_PG_PASSWORD
+"""
+    )
+    _, findings = validate([manifest], online=True)
+    messages = [f.message for f in findings if f.check == "cassandra"]
+    assert any("has cdc = false" in m for m in messages)
+    assert any(m.startswith("warning: ") and "non-frozen list" in m for m in messages)
+    assert any(m.startswith("error: ") and "counter" in m for m in messages)

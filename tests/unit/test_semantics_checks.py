@@ -1,0 +1,73 @@
+"""semantics_checks: what `cdcctl validate` says the source cannot capture faithfully."""
+
+from __future__ import annotations
+
+import pytest
+
+from controlplane.core.schema_model import Column, TableModel
+from controlplane.core.semantics_checks import TableOptions, check_table, has_errors
+
+
+def table(*cols: tuple[str, str, str]) -> TableModel:
+    columns = [Column(name="id", cql_type="int", kind="partition_key", position=0)]
+    columns += [Column(name=n, cql_type=t, kind=k) for n, t, k in cols]  # type: ignore[arg-type]
+    return TableModel(keyspace="ks", table="t", columns=tuple(columns))
+
+
+def codes(t: TableModel, opts: TableOptions | None = None) -> list[tuple[str, str]]:
+    return [(f.severity, f.code) for f in check_table(t, opts or TableOptions(cdc=True))]
+
+
+def test_a_plain_table_has_no_findings() -> None:
+    assert codes(table(("v", "text", "regular"), ("f", "frozen<list<int>>", "regular"))) == []
+
+
+@pytest.mark.parametrize(
+    ("col", "expected"),
+    [
+        (("c", "counter", "regular"), ("error", "counter-table")),
+        (("v", "vector<float, 3>", "regular"), ("error", "vector-breaks-agent")),
+        (("u", "addr", "regular"), ("error", "nonfrozen-udt-breaks-agent")),
+        (("l", "list<frozen<set<int>>>", "regular"), ("error", "nested-set-breaks-agent-snapshot")),
+        (("Name", "text", "regular"), ("error", "identifier-breaks-agent-snapshot")),
+        (("select", "text", "regular"), ("error", "identifier-breaks-agent-snapshot")),
+        (("l", "list<int>", "regular"), ("warning", "nonfrozen-collection")),
+        (("m", "map<text, int>", "regular"), ("warning", "nonfrozen-collection")),
+        (("s", "text", "static"), ("warning", "static-column")),
+        (("t", "time", "regular"), ("info", "nanoseconds-truncated")),
+    ],
+)
+def test_column_findings(col: tuple[str, str, str], expected: tuple[str, str]) -> None:
+    found = check_table(table(col), TableOptions(cdc=True))
+    assert expected in [(f.severity, f.code) for f in found]
+    f = next(f for f in found if f.code == expected[1])
+    assert f.column == col[0]
+    assert f.message.startswith("ks.t")
+    assert f.remedy
+
+
+def test_table_options() -> None:
+    opts = TableOptions(
+        cdc=False,
+        materialized_views=("by_v",),
+        secondary_indexes=("t_v_idx",),
+        triggers=("audit",),
+        default_time_to_live=60,
+    )
+    got = codes(table(("v", "text", "regular")), opts)
+    assert got[0] == ("error", "cdc-disabled")  # errors first
+    assert set(got) == {
+        ("error", "cdc-disabled"),
+        ("info", "materialized-view-skipped"),
+        ("info", "secondary-index-skipped"),
+        ("warning", "trigger-unsupported"),
+        ("info", "default-ttl"),
+    }
+
+
+def test_missing_table_and_has_errors() -> None:
+    found = check_table(table(), TableOptions(cdc=False, exists=False))
+    assert [f.code for f in found] == ["table-missing"]
+    assert has_errors(found)
+    assert not has_errors(check_table(table(("l", "list<int>", "regular")), TableOptions(cdc=True)))
+    assert found[0].as_dict()["severity"] == "error"
