@@ -176,10 +176,13 @@ def cass_rows(cql: Session, model: TableModel) -> dict[tuple[Any, ...], dict[str
     return out
 
 
-def differences(cql: Session, dsn: str, model: TableModel) -> list[str]:
-    """Every difference between Cassandra and the PostgreSQL view, canonicalised."""
+def differences(
+    cql: Session, dsn: str, model: TableModel, *, cassandra_model: TableModel | None = None
+) -> list[str]:
+    """Every difference between Cassandra (``cassandra_model``, default ``model``) and the
+    PostgreSQL view of ``model``, canonicalised."""
     types = {c.name: c.type for c in model.columns if c.kind != "static"}
-    c_rows = cass_rows(cql, model)
+    c_rows = cass_rows(cql, cassandra_model or model)
     p_raw = pg_rows(dsn, model)
     p_rows = {
         tuple(canonical.canonical_postgres(c.type, row[c.name]) for c in model.primary_key): row
