@@ -65,6 +65,7 @@ COUNTERS = (
     "deleted_extra",
     "skipped",
     "error",
+    "rechecked",  # rows that differed at first and matched when read again after the lag
 )
 FINAL = frozenset({"PASS", "DIFF"})
 TOKEN_COL = "_cdc_token"  # noqa: S105  # nosec B105  # a column name, not a secret
@@ -666,6 +667,7 @@ class Verifier:
             for old, new in zip(pending, now, strict=True):
                 if new is None:
                     counters["valid"] += 1
+                    counters["rechecked"] += 1
                 elif new.signature == old.signature:
                     final.append(new)
                 else:

@@ -273,3 +273,4 @@ def test_live_writes_do_not_produce_false_differences(
     assert summary.remaining == 0, summary.as_dict()
     assert summary.status == "PASS"
     assert summary.counters["read"] >= n
+    assert summary.counters["rechecked"] > 0, "rows in flight were seen and re-checked"
