@@ -1,0 +1,117 @@
+"""Schema evolution of one table, pure: compare the Cassandra table with its PostgreSQL raw table
+and produce the migration (``cdcctl schema plan|apply``).
+
+The gate keeps per-column write times and expiries in arrays whose slot *i* is the *i*-th regular
+column by name (decision 0003), so adding or dropping a column shifts slots. The migration runs in
+one transaction, holding the raw table's ACCESS EXCLUSIVE lock (the sink waits, nothing is lost):
+ALTER TABLE, then every row's ``_cdc_wt``/``_cdc_exp`` rebuilt in the new slot order with the
+gate trigger disabled (the rebuild is not an event), then the gate functions and the view
+regenerated. A changed column type is incompatible: that table is reported and left alone.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Literal
+
+from controlplane.core.ddl import generate_ddl, pg_names, quote_ident
+from controlplane.core.schema_model import TableModel
+
+Action = Literal["create", "alter", "incompatible", "unchanged"]
+
+#: What ``format_type()`` reports for the types core.ddl writes.
+PG_TYPE_NAMES: dict[str, str] = {
+    "timestamptz": "timestamp with time zone",
+    "time": "time without time zone",
+}
+
+
+@dataclass(frozen=True)
+class TableMigration:
+    table: str
+    action: Action
+    added: tuple[str, ...] = ()
+    dropped: tuple[str, ...] = ()
+    changed: tuple[str, ...] = ()
+    statements: tuple[str, ...] = field(default=(), repr=False)
+
+    @property
+    def summary(self) -> str:
+        parts = [f"+{c}" for c in self.added] + [f"-{c}" for c in self.dropped]
+        parts += [f"~{c}" for c in self.changed]
+        return ", ".join(parts) or "-"
+
+
+def plan_table(model: TableModel, actual: Mapping[str, str] | None) -> TableMigration:
+    """``actual``: the raw table's columns ({name: format_type}), None if it does not exist."""
+    ddl = generate_ddl(model)
+    name = model.qualified_name
+    if actual is None:
+        return TableMigration(name, "create", statements=ddl.statements)
+    gen_types = _raw_types(model)
+    data_actual = {c: t for c, t in actual.items() if not c.startswith("_cdc_")}
+    added = tuple(sorted(c for c in gen_types if c not in data_actual))
+    dropped = tuple(sorted(c for c in data_actual if c not in gen_types))
+    changed = tuple(
+        sorted(
+            c
+            for c, t in gen_types.items()
+            if c in data_actual and PG_TYPE_NAMES.get(t, t) != data_actual[c]
+        )
+    )
+    if changed:
+        return TableMigration(name, "incompatible", added, dropped, changed)
+    if not added and not dropped:
+        return TableMigration(name, "unchanged")
+    return TableMigration(
+        name, "alter", added, dropped, statements=_alter(model, list(data_actual), added, dropped)
+    )
+
+
+def _raw_types(model: TableModel) -> dict[str, str]:
+    ddl = generate_ddl(model)
+    raw = ddl.statements[2]  # CREATE TABLE of the raw table (see ddl._Gen.statements)
+    out: dict[str, str] = {}
+    cols = {c.name for c in model.columns}
+    for line in raw.splitlines()[1:]:
+        line = line.strip().rstrip(",")
+        if not line.startswith('"'):
+            continue
+        end = line.index('"', 1)
+        while line[end + 1 : end + 2] == '"':  # doubled quote inside the name
+            end = line.index('"', end + 2)
+        col = line[1:end].replace('""', '"')
+        if col in cols:
+            out[col] = line[end + 2 :].removesuffix(" NOT NULL").strip()
+    return out
+
+
+def _alter(
+    model: TableModel, old_cols: list[str], added: tuple[str, ...], dropped: tuple[str, ...]
+) -> tuple[str, ...]:
+    names = pg_names(model)
+    raw = names.raw_table
+    types = _raw_types(model)
+    keys = {c.name for c in model.primary_key}
+    static = {c.name for c in model.static}
+    old_regular = sorted(c for c in old_cols if c not in keys and c not in static)
+    new_regular = [c.name for c in model.regular]
+    slot = {c: i for i, c in enumerate(old_regular, start=1)}
+
+    def remap(arr: str) -> str:
+        items = [f'"{arr}"[{slot[c]}]' if c in slot else "NULL::bigint" for c in new_regular]
+        return f"ARRAY[{', '.join(items)}]::bigint[]" if items else "'{}'::bigint[]"
+
+    out = [f"LOCK TABLE {raw} IN ACCESS EXCLUSIVE MODE"]
+    out += [f"ALTER TABLE {raw} ADD COLUMN {quote_ident(c)} {types[c]}" for c in added]
+    out += [f"ALTER TABLE {raw} DROP COLUMN {quote_ident(c)} CASCADE" for c in dropped]
+    out += [
+        f'ALTER TABLE {raw} DISABLE TRIGGER "cdc_lww"',
+        f'UPDATE {raw} SET "_cdc_wt" = {remap("_cdc_wt")}, '  # noqa: S608  # nosec B608  # quoted idents
+        f'"_cdc_exp" = {remap("_cdc_exp")}',
+        f'ALTER TABLE {raw} ENABLE TRIGGER "cdc_lww"',
+        f"DROP VIEW IF EXISTS {names.live_view}",
+        *generate_ddl(model).statements,
+    ]
+    return tuple(out)
