@@ -313,6 +313,7 @@ class _Suspect:
     key: Any
     signature: str
     columns: dict[str, Comparison] = field(default_factory=dict)
+    newest_write_us: int | None = None  # Cassandra's newest WRITETIME of the row, when read
 
 
 class Verifier:
@@ -638,17 +639,23 @@ class Verifier:
         return _Suspect("mismatch", tuple(c[:n]), key, sig, cols)
 
     def _observe(self, t: Table, suspects: list[_Suspect]) -> list[_Suspect | None]:
-        """Read each suspect's row again on both sides (by primary key)."""
+        """Read each suspect's row again on both sides (by primary key), with Cassandra's
+        write times so a recent write can be told from a settled difference."""
         c_res = cassandra.execute_concurrent(
-            self.session, t.prepared["by_pk"], [[_to_cql(v) for v in s.pk] for s in suspects]
+            self.session, t.prepared["repair"], [[_to_cql(v) for v in s.pk] for s in suspects]
         )
+        width = len(t.pk) + len(t.reg)
         out: list[_Suspect | None] = []
         conn = self._pg()
         for s, c_rows in zip(suspects, c_res, strict=True):
             p_rows = postgres.fetch(conn, t.pg_by_pk, [_to_pg(v) for v in s.pk])
             c = c_rows[0] if c_rows else None
             p = p_rows[0] if p_rows else None
-            out.append(self._classify(t, c, p, s.key))
+            new = self._classify(t, c[:width] if c else None, p, s.key)
+            if new is not None and c is not None:
+                times = [w for w in c[width::2] if w is not None]
+                new.newest_write_us = max(times, default=None)
+            out.append(new)
         return out
 
     def _recheck(
@@ -664,12 +671,15 @@ class Verifier:
                 time.sleep(delay)
             now = self._observe(t, pending)
             still: list[_Suspect] = []
+            settled_before = int((time.time() - self.o.lag_s) * 1_000_000)
             for old, new in zip(pending, now, strict=True):
                 if new is None:
                     counters["valid"] += 1
                     counters["rechecked"] += 1
-                elif new.signature == old.signature:
-                    final.append(new)
+                elif new.signature == old.signature and (
+                    new.newest_write_us is None or new.newest_write_us < settled_before
+                ):
+                    final.append(new)  # the same twice, and no write of the last lag: settled
                 else:
                     still.append(new)
             pending = still

@@ -26,6 +26,10 @@ from tests.integration.verify_support import pg_password, running_stack
 pytestmark = pytest.mark.integration
 
 ROWS = 2000
+WRITE_FOR_S = 10.0
+# Above the pipeline's lag on a loaded 2-core machine shared with other test suites: one run
+# saw writes still in flight after 16 s (load average ~10). --lag must exceed the real lag.
+LAG_S = 20.0
 MANIFEST = """\
 apiVersion: cdc.casscdcpg.io/v1
 kind: Pipeline
@@ -111,6 +115,8 @@ def test_real_pipeline_with_writes_during_verify(
 
     thread = threading.Thread(target=writer)
     thread.start()
+    # the writer keeps going through the first ranges of the run, then stops
+    threading.Timer(WRITE_FOR_S, stop.set).start()
     try:
         time.sleep(1.0)
         summary = svc.run_verify(
@@ -118,7 +124,7 @@ def test_real_pipeline_with_writes_during_verify(
                 manifests=[str(manifest)],
                 redis_url=os.environ.get("CDC_REDIS_URL", stack.redis_url),
                 ranges=32,
-                lag_s=6.0,
+                lag_s=LAG_S,
                 rechecks=4,
                 diff_file=tmp_path / "live.jsonl",
             )
