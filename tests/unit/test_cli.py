@@ -103,3 +103,22 @@ def test_kafka_cluster_ids_never_look_like_options() -> None:
     ids = [_kafka_cluster_id() for _ in range(5000)]  # ~78 would start with '-' if unchecked
     assert not [i for i in ids if i.startswith("-")]
     assert all(len(i) == 22 for i in ids)
+
+
+@pytest.mark.parametrize(
+    ("argv", "needle"),
+    [(["stack", "logs"], "Missing"), (["--bogus"], "No such option"), (["nosuchcmd"], "No such")],
+)
+def test_usage_errors_exit_2_without_traceback(
+    argv: list[str],
+    needle: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.setattr("sys.argv", ["cdcctl", *argv])
+    with pytest.raises(SystemExit) as exc:
+        main()
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert needle in err
+    assert "Traceback" not in err
