@@ -15,36 +15,12 @@ from cassandra.cluster import Cluster, Session
 from controlplane.adapters import postgres
 from controlplane.services.apply import apply_manifests
 from controlplane.services.stack import Endpoints, LocalStack, settings_for
+from tests.manifests import local_pipeline
 from tests.stackfixture import ensure_stack
 
 DEADLINE_S = 90.0
 
-# All pipelines on one node share the agent, hence its topic prefix (decision 0013).
-MANIFEST = """\
-apiVersion: cdc.casscdcpg.io/v1
-kind: Pipeline
-metadata:
-  name: e2e
-spec:
-  source:
-    cassandra:
-      contactPoints: ["127.0.0.1:9042"]
-      keyspace: e2e
-      tables: [items, presnap]
-  kafka:
-    bootstrapServers: ["127.0.0.1:9092"]
-    topicPrefix: demo
-  connect:
-    url: http://127.0.0.1:8083
-  sink:
-    postgres:
-      host: 127.0.0.1
-      port: 5432
-      database: cdc
-      user: cdc
-      passwordSecret:
-        env: CDC_PG_PASSWORD
-"""
+MANIFEST = local_pipeline("e2e", "e2e", ["items", "presnap"])
 
 
 @pytest.fixture(scope="session")

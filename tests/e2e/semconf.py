@@ -27,32 +27,7 @@ from controlplane.core.schema_model import (
 )
 from controlplane.services.apply import apply_manifests
 from controlplane.services.stack import LocalStack
-
-MANIFEST = """\
-apiVersion: cdc.casscdcpg.io/v1
-kind: Pipeline
-metadata:
-  name: {name}
-spec:
-  source:
-    cassandra:
-      contactPoints: ["127.0.0.1:9042"]
-      keyspace: {keyspace}
-      tables: [{tables}]
-  kafka:
-    bootstrapServers: ["127.0.0.1:9092"]
-    topicPrefix: demo
-  connect:
-    url: http://127.0.0.1:8083
-  sink:
-    postgres:
-      host: 127.0.0.1
-      port: 5432
-      database: cdc
-      user: cdc
-      passwordSecret:
-        env: CDC_PG_PASSWORD
-"""
+from tests.manifests import local_pipeline
 
 
 def deploy(
@@ -87,7 +62,7 @@ def deploy(
         ],
     )
     path = tmp / f"{name}.yaml"
-    path.write_text(MANIFEST.format(name=name, keyspace=keyspace, tables=", ".join(tables.keys())))
+    path.write_text(local_pipeline(name, keyspace, tables.keys()))
     apply_manifests([path], stack)
 
 

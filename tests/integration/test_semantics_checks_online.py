@@ -11,6 +11,7 @@ from cassandra.cluster import Cluster, Session
 
 from controlplane.adapters import cassandra
 from controlplane.services.validate import validate
+from tests.manifests import local_pipeline
 from tests.stackfixture import ensure_stack
 
 pytestmark = pytest.mark.integration
@@ -48,33 +49,7 @@ def test_table_options(session: Session) -> None:
 
 def test_validate_online_reports_semantics(session: Session, tmp_path: Path) -> None:
     manifest = tmp_path / "m.yaml"
-    manifest.write_text(
-        f"""\
-apiVersion: cdc.casscdcpg.io/v1
-kind: Pipeline
-metadata:
-  name: sem-opts
-spec:
-  source:
-    cassandra:
-      contactPoints: ["127.0.0.1:9042"]
-      keyspace: {KS}
-      tables: [t, c]
-  kafka:
-    bootstrapServers: ["127.0.0.1:9092"]
-    topicPrefix: demo
-  connect:
-    url: http://127.0.0.1:8083
-  sink:
-    postgres:
-      host: 127.0.0.1
-      port: 5432
-      database: cdc
-      user: cdc
-      passwordSecret:
-        env: CDC_PG_PASSWORD
-"""
-    )
+    manifest.write_text(local_pipeline("sem-opts", KS, ["t", "c"]))
     _, findings = validate([manifest], online=True)
     messages = [f.message for f in findings if f.check == "cassandra"]
     assert any("has cdc = false" in m for m in messages)

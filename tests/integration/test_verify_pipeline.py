@@ -22,6 +22,7 @@ from controlplane.services import verify as svc
 from controlplane.services.apply import apply_manifests
 from controlplane.services.stack import Endpoints, LocalStack, settings_for
 from tests.integration.verify_support import pg_password, running_stack
+from tests.manifests import local_pipeline
 
 pytestmark = pytest.mark.integration
 
@@ -30,31 +31,7 @@ WRITE_FOR_S = 10.0
 # Above the pipeline's lag on a loaded 2-core machine shared with other test suites: one run
 # saw writes still in flight after 16 s (load average ~10). --lag must exceed the real lag.
 LAG_S = 20.0
-MANIFEST = """\
-apiVersion: cdc.casscdcpg.io/v1
-kind: Pipeline
-metadata:
-  name: vf-live
-spec:
-  source:
-    cassandra:
-      contactPoints: ["127.0.0.1:9042"]
-      keyspace: vf_live
-      tables: [events]
-  kafka:
-    bootstrapServers: ["127.0.0.1:9092"]
-    topicPrefix: demo
-  connect:
-    url: http://127.0.0.1:8083
-  sink:
-    postgres:
-      host: 127.0.0.1
-      port: 5432
-      database: cdc
-      user: cdc
-      passwordSecret:
-        env: CDC_PG_PASSWORD
-"""
+MANIFEST = local_pipeline("vf-live", "vf_live", ["events"])
 
 
 @pytest.fixture(scope="module")

@@ -22,36 +22,13 @@ from controlplane.core.ddl import generate_ddl, sink_upsert_sql
 from controlplane.core.errors import CdcError
 from controlplane.core.schema_model import TableModel
 from controlplane.services.stack import Endpoints, LocalStack, settings_for
+from tests.manifests import local_pipeline
 
 KEYSPACE = "vf_verify"
 TABLES = ("kinds", "live", "resume", "shared", "restart", "tokens")
 REGULAR = ("at", "name", "price", "qty", "u")  # sorted: the gate's slot order
 
-MANIFEST = f"""\
-apiVersion: cdc.casscdcpg.io/v1
-kind: Pipeline
-metadata:
-  name: vf-verify
-spec:
-  source:
-    cassandra:
-      contactPoints: ["127.0.0.1:9042"]
-      keyspace: {KEYSPACE}
-      tables: [{", ".join(TABLES)}]
-  kafka:
-    bootstrapServers: ["127.0.0.1:9092"]
-    topicPrefix: demo
-  connect:
-    url: http://127.0.0.1:8083
-  sink:
-    postgres:
-      host: 127.0.0.1
-      port: 5432
-      database: cdc
-      user: cdc
-      passwordSecret:
-        env: CDC_PG_PASSWORD
-"""
+MANIFEST = local_pipeline("vf-verify", KEYSPACE, TABLES)
 
 CQL_TABLE = (
     "CREATE TABLE {ks}.{t} (id int, region text, c int, name text, qty bigint, price decimal, "

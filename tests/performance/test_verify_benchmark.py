@@ -34,6 +34,7 @@ from controlplane.adapters import postgres
 from controlplane.core.ddl import generate_ddl
 from controlplane.core.schema_model import Column, TableModel
 from tests.integration.verify_support import pg_password, running_stack
+from tests.manifests import local_pipeline
 from tests.performance.report import machine, write_section
 
 pytestmark = pytest.mark.performance
@@ -57,31 +58,7 @@ def model(table: str = TABLE) -> TableModel:
     )
 
 
-MANIFEST = f"""\
-apiVersion: cdc.casscdcpg.io/v1
-kind: Pipeline
-metadata:
-  name: vf-bench
-spec:
-  source:
-    cassandra:
-      contactPoints: ["127.0.0.1:9042"]
-      keyspace: {KS}
-      tables: [{TABLE}]
-  kafka:
-    bootstrapServers: ["127.0.0.1:9092"]
-    topicPrefix: demo
-  connect:
-    url: http://127.0.0.1:8083
-  sink:
-    postgres:
-      host: 127.0.0.1
-      port: 5432
-      database: cdc
-      user: cdc
-      passwordSecret:
-        env: CDC_PG_PASSWORD
-"""
+MANIFEST = local_pipeline("vf-bench", KS, [TABLE])
 
 # The raw scan: the same driver settings as verify (protocol 5, tuple rows, fetch size 1000,
 # LOCAL_QUORUM, same ranges from the same split, same number of worker threads).
