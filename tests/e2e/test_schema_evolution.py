@@ -17,7 +17,8 @@ from cassandra.cluster import Session
 
 from controlplane.services.stack import Endpoints, LocalStack
 from tests.e2e.conftest import wait_for
-from tests.e2e.semconf import MANIFEST, deploy, differences, table_model
+from tests.e2e.semconf import deploy, differences, table_model
+from tests.manifests import local_pipeline
 
 pytestmark = pytest.mark.e2e
 KS = "sem_evo"
@@ -92,7 +93,7 @@ def test_add_drop_and_new_table_lose_nothing(evo: Path, cql: Session, stack: End
         cdcctl("schema", "apply", "-f", str(evo))
         # a new table in the captured keyspace, added to the manifest
         cql.execute(f"CREATE TABLE {KS}.t2 (id int PRIMARY KEY, v text) WITH cdc = true")
-        evo.write_text(MANIFEST.format(name="sem-evo", keyspace=KS, tables="t, t2"))
+        evo.write_text(local_pipeline("sem-evo", KS, ["t", "t2"]))
         planned = cdcctl("schema", "plan", "-f", str(evo))
         assert {(p["table"], p["action"]) for p in planned} == {
             (f"{KS}.t", "unchanged"),
