@@ -22,7 +22,7 @@ from typing import Any, Protocol
 import structlog
 
 from controlplane.adapters.connect import ConnectClient
-from controlplane.adapters.redis_lease import HashStore, Lease
+from controlplane.adapters.redis_store import HashStore, Lease
 from controlplane.core.manifest_loader import load_manifests
 from controlplane.core.plan import backoff_should_reset, restart_backoff_minutes, restart_due
 from controlplane.services.apply import Target, build_plan, execute_plan
