@@ -64,6 +64,17 @@ def table_schemas(
     return out
 
 
+def table_ids(session: Session, keyspace: str) -> dict[str, str]:
+    """{table: id} of a keyspace. DROP + CREATE of a table gives it a new id."""
+    try:
+        rows = session.execute(
+            "SELECT table_name, id FROM system_schema.tables WHERE keyspace_name = %s", (keyspace,)
+        )
+        return {str(r.table_name): str(r.id) for r in rows}
+    except Exception as exc:  # the driver has no single base class for request errors
+        raise CassandraError(f"cannot read the tables of keyspace {keyspace}: {exc}") from exc
+
+
 # --------------------------------------------------------------------------- full scans (verify)
 
 

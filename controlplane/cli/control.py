@@ -122,7 +122,7 @@ def get_pipelines(
     emit(
         run(_where(connect_url, context)),
         output,
-        columns=["pipeline", "connector", "state", "tasks_running", "topics"],
+        columns=["pipeline", "connector", "state", "tasks_running", "topics", "stopped"],
     )
 
 
@@ -157,11 +157,12 @@ def describe_pipeline(
     if output is not OutputFormat.table:
         emit(info, output)
         return
-    summary = {k: v for k, v in info.items() if k not in ("tasks", "lag", "last_error")}
+    summary = {k: v for k, v in info.items() if k not in ("tasks", "tables", "lag", "last_error")}
     summary["topics"] = ",".join(info["topics"])
     summary["active_topics"] = ",".join(info["active_topics"])
     emit([{"field": k, "value": v} for k, v in summary.items()], output, title=info["connector"])
     emit(info["tasks"], output, columns=["id", "state", "worker", "error"], title="tasks")
+    emit(info["tables"], output, columns=["table", "state", "reason"], title="tables")
     if isinstance(info["lag"], list):
         emit(
             info["lag"],

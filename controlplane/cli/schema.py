@@ -11,12 +11,22 @@ from controlplane.cli.output import OUTPUT_OPTION, OutputFormat, emit
 from controlplane.cli.stack import STATE_DIR
 
 app = typer.Typer(help="Carry Cassandra schema changes (ADD/DROP column, new table) to PostgreSQL.")
-COLUMNS = ["pipeline", "table", "action", "columns", "result"]
+COLUMNS = ["pipeline", "table", "action", "columns", "result", "reason"]
+
+REBUILD = typer.Option(
+    [],
+    "--rebuild",
+    metavar="TABLE",
+    help="Drop the PostgreSQL tables of this stopped table (KEYSPACE.TABLE or TABLE) and recreate "
+    "them with the new schema; its waiting events then arrive. Repeatable.",
+)
+YES = typer.Option(False, "--yes", "-y", help="Do not ask before --rebuild drops tables.")
 
 
 @app.command("plan")
 def plan(filename: list[str] = FILES, output: OutputFormat = OUTPUT_OPTION) -> None:
-    """Per table: create, alter (+added -dropped columns), incompatible (~changed) or unchanged."""
+    """Per table: create, alter (+added -dropped columns), incompatible (~changed type or primary
+    key: apply stops that table) or unchanged."""
     from controlplane.services.schema import plan_schema_files
 
     emit([c.as_row() for c in plan_schema_files(filename)], output, columns=COLUMNS)
@@ -25,12 +35,21 @@ def plan(filename: list[str] = FILES, output: OutputFormat = OUTPUT_OPTION) -> N
 @app.command("apply")
 def apply(
     filename: list[str] = FILES,
+    rebuild: list[str] = REBUILD,
+    yes: bool = YES,
     state_dir: Path | None = STATE_DIR,
     output: OutputFormat = OUTPUT_OPTION,
 ) -> None:
-    """Migrate each changed table in one transaction, then apply the pipelines."""
+    """Migrate each changed table in one transaction, then apply the pipelines. A table changed
+    incompatibly is stopped, the rest goes ahead, and the command exits 7."""
     from controlplane.services.schema import apply_schema
     from controlplane.services.stack import LocalStack, settings_for
 
-    changes = apply_schema(filename, LocalStack(settings_for(state_dir)))
+    if rebuild and not yes:
+        typer.confirm(
+            f"Drop the PostgreSQL tables of {', '.join(rebuild)} and rebuild them from the "
+            "events waiting in Kafka?",
+            abort=True,
+        )
+    changes = apply_schema(filename, LocalStack(settings_for(state_dir)), rebuild=rebuild)
     emit([c.as_row() for c in changes], output, columns=COLUMNS)

@@ -21,7 +21,9 @@ handler that prints message and hint and exits with ``exit_code`` — never a tr
     │   ├── KafkaError
     │   ├── RedisError
     │   └── SecretError                      Vault/OpenBao or a secret reference
-    └── DifferencesFoundError        exit 6  verification found differences (not a crash)
+    ├── DifferencesFoundError        exit 6  verification found differences (not a crash)
+    └── IncompatibleSchemaError      exit 7  a table's schema changed incompatibly: that table
+                                             was stopped, everything else was applied
 
 `temporary` marks errors a retry may cure (kopf's TemporaryError/PermanentError idea): callers
 that retry look at it instead of matching classes.
@@ -118,3 +120,10 @@ class SecretError(ExternalServiceError):
 
 class DifferencesFoundError(CdcError):
     exit_code = 6
+
+
+class IncompatibleSchemaError(CdcError):
+    """A Cassandra table changed in a way PostgreSQL cannot follow in place (a column's type or
+    the primary key): that table was stopped, the rest of the work was done."""
+
+    exit_code = 7

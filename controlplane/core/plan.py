@@ -67,9 +67,20 @@ class ResourceChange:
         return out
 
 
+@dataclass(frozen=True)
+class StoppedTable:
+    """A table whose Cassandra schema changed incompatibly (decision 0050): its PostgreSQL tables
+    are left alone and its topic stays out of the sink until they are rebuilt."""
+
+    pipeline: str
+    table: str  # keyspace.table
+    reason: str
+
+
 @dataclass
 class Plan:
     changes: list[ResourceChange] = field(default_factory=list)
+    stopped: list[StoppedTable] = field(default_factory=list)
 
     @property
     def pending(self) -> list[ResourceChange]:
@@ -89,11 +100,16 @@ class Plan:
         return counts
 
     def to_dict(self) -> dict[str, Any]:
-        return {"summary": self.summary(), "changes": [c.to_dict() for c in self.changes]}
+        return {
+            "summary": self.summary(),
+            "changes": [c.to_dict() for c in self.changes],
+            "stopped": [asdict(s) for s in self.stopped],
+        }
 
     def lines(self, *, show_noop: bool = False) -> list[str]:
-        """Terraform-like text: one line per resource, indented key lines under updates."""
-        out: list[str] = []
+        """Terraform-like text: one line per resource, indented key lines under updates; a
+        ``!`` line per stopped table first."""
+        out = [f"! stop table {s.table} [{s.pipeline}]  ({s.reason})" for s in self.stopped]
         for c in self.changes:
             if c.action == "noop" and not show_noop:
                 continue
@@ -107,9 +123,10 @@ class Plan:
                 else:
                     out.append(f"    ~ {f.key}: {f.before} -> {f.after}")
         s = self.summary()
+        stopped = f" {len(self.stopped)} table(s) stopped." if self.stopped else ""
         out.append(
             f"Plan: {s['create']} to create, {s['update']} to update, {s['delete']} to delete, "
-            f"{s['noop']} unchanged."
+            f"{s['noop']} unchanged.{stopped}"
         )
         return out
 
@@ -316,6 +333,31 @@ def plan_agent(
     if fields:
         return ResourceChange(pipeline, "agent", path, "update", tuple(fields), "agent config")
     return ResourceChange(pipeline, "agent", path, "noop")
+
+
+def recreated_tables(
+    recorded: Mapping[str, str], current: Mapping[str, str]
+) -> dict[str, tuple[str, str]]:
+    """Tables ({keyspace.table: id}) whose Cassandra id differs from the one recorded when the
+    agent last started: dropped and recreated since, so the agent does not capture them (it
+    knows tables by id from its start). Tables never recorded are not reported."""
+    return {
+        t: (recorded[t], tid) for t, tid in current.items() if t in recorded and recorded[t] != tid
+    }
+
+
+def with_recreated_tables(
+    change: ResourceChange, recreated: Mapping[str, tuple[str, str]]
+) -> ResourceChange:
+    """The agent's change, made an update (a restart) when tables were recreated."""
+    if not recreated:
+        return change
+    fields = change.fields + tuple(
+        FieldChange(f"table-id {t}", old, new) for t, (old, new) in sorted(recreated.items())
+    )
+    action: Action = "create" if change.action == "create" else "update"
+    reason = ", ".join(x for x in (change.reason, "tables recreated in Cassandra") if x)
+    return ResourceChange(change.pipeline, change.kind, change.name, action, fields, reason)
 
 
 # --- restarts (Strimzi) --------------------------------------------------------------------

@@ -19,7 +19,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -41,7 +41,13 @@ OWNER_KEY = "cdcctl.owner"
 OWNER_VALUE = "cdcctl"
 PIPELINE_KEY = "cdcctl.pipeline"
 HASH_KEY = "cdcctl.config-hash"
+# Tables stopped by an incompatible schema change (decision 0050): JSON {table: reason}. Their
+# topics are left out of `topics`; `describe` shows them as STOPPED with the reason.
+STOPPED_KEY = "cdcctl.stopped-tables"
 MARKER_PREFIX = "cdcctl."
+# `topics` when every table of a pipeline is stopped: Connect needs one of topics/topics.regex,
+# and a pattern that matches no topic keeps the connector (and its offsets) alive doing nothing.
+NO_TOPIC_REGEX = "(?!)"
 
 # Row contract (decision 0002): the SMT sends partition/range tombstones to `<topic>` + this.
 TOMBSTONES_SUFFIX = ".tombstones"
@@ -236,6 +242,16 @@ def parse_properties(text: str) -> dict[str, str]:
     return props
 
 
+def without_properties(text: str, keys: Iterable[str]) -> str:
+    """A .properties text without the entries whose (unescaped) key is in ``keys``."""
+    doomed = set(keys)
+    return "".join(
+        line
+        for line in text.splitlines(keepends=True)
+        if not (set(parse_properties(line)) & doomed)
+    )
+
+
 @lru_cache(maxsize=8)
 def _environment(templates_dir: Path) -> jinja2.Environment:
     env = jinja2.Environment(
@@ -255,8 +271,14 @@ def _render(ctx: RenderContext, template: str, **values: object) -> str:
 # --- renderers -----------------------------------------------------------------------------
 
 
-def render_sink_config(pipeline: Pipeline, ctx: RenderContext) -> dict[str, str]:
-    """The JDBC sink connector config, normalised, with ownership markers and config hash."""
+def render_sink_config(
+    pipeline: Pipeline, ctx: RenderContext, stopped: Mapping[str, str] | None = None
+) -> dict[str, str]:
+    """The JDBC sink connector config, normalised, with ownership markers and config hash.
+
+    ``stopped``: {table: reason} of tables stopped by an incompatible schema change; their topics
+    are not consumed (the committed offsets stay, so consumption resumes there once rebuilt)."""
+    stopped = stopped or {}
     spec = pipeline.spec
     topics = rf"{re.escape(pipeline.topic_prefix)}\.{re.escape(pipeline.keyspace)}"
     tables = "|".join(re.escape(t) for t in pipeline.tables)
@@ -269,7 +291,7 @@ def render_sink_config(pipeline: Pipeline, ctx: RenderContext) -> dict[str, str]
         tasks_max=str(spec.sink.tasks_max),
         # An explicit list, not a regex: a regex subscription only notices topics created later
         # (the agent creates them on its first event) after metadata.max.age.ms, five minutes.
-        topics=",".join(pipeline.table_topic(t) for t in pipeline.tables),
+        topics=",".join(pipeline.table_topic(t) for t in pipeline.tables if t not in stopped),
         jdbc_url=jdbc_url(pipeline),
         username=spec.sink.postgres.user,
         password_placeholder=password_placeholder(pipeline, ctx),
@@ -289,8 +311,22 @@ def render_sink_config(pipeline: Pipeline, ctx: RenderContext) -> dict[str, str]
         dlq_replication_factor=str(spec.options.dlq_replication_factor),
     )
     config = normalise_config(json.loads(text))
+    if stopped:
+        config[STOPPED_KEY] = json.dumps(dict(sorted(stopped.items())), separators=(",", ":"))
+        if not config["topics"]:
+            del config["topics"]
+            config["topics.regex"] = NO_TOPIC_REGEX
     config[HASH_KEY] = config_hash(config)
     return dict(sorted(config.items()))
+
+
+def stopped_tables(config: Mapping[str, str]) -> dict[str, str]:
+    """{table: reason} a sink config records as stopped (empty when none or unreadable)."""
+    try:
+        value = json.loads(config.get(STOPPED_KEY) or "{}")
+    except ValueError:
+        return {}
+    return {str(k): str(v) for k, v in value.items()} if isinstance(value, dict) else {}
 
 
 def render_agent_properties(pipeline: Pipeline, ctx: RenderContext) -> str:
@@ -336,10 +372,12 @@ def render_driver_conf(pipeline: Pipeline, ctx: RenderContext) -> str:
     )
 
 
-def render_pipeline(pipeline: Pipeline, ctx: RenderContext) -> RenderedPipeline:
+def render_pipeline(
+    pipeline: Pipeline, ctx: RenderContext, stopped: Mapping[str, str] | None = None
+) -> RenderedPipeline:
     return RenderedPipeline(
         sink_name=sink_connector_name(pipeline),
-        sink_config=render_sink_config(pipeline, ctx),
+        sink_config=render_sink_config(pipeline, ctx, stopped),
         agent_properties=render_agent_properties(pipeline, ctx),
         driver_conf=render_driver_conf(pipeline, ctx),
         agent_paths=agent_paths(pipeline, ctx),

@@ -6,16 +6,22 @@ column by name (decision 0003), so adding or dropping a column shifts slots. The
 one transaction, holding the raw table's ACCESS EXCLUSIVE lock (the sink waits, nothing is lost):
 ALTER TABLE, then every row's ``_cdc_wt``/``_cdc_exp`` rebuilt in the new slot order with the
 gate trigger disabled (the rebuild is not an event), then the gate functions and the view
-regenerated. A changed column type is incompatible: that table is reported and left alone.
+regenerated.
+
+A changed column type or primary key is *incompatible* (Cassandra 5 allows neither in place, so it
+comes from DROP TABLE + CREATE TABLE, which deletes the table's data there): that table is left
+alone and stopped — its topic leaves the sink — until its PostgreSQL tables are rebuilt
+(decision 0050). `stop_reason` and `incompatible_error` word what the user reads.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
 from controlplane.core.ddl import generate_ddl, pg_names, quote_ident
+from controlplane.core.errors import IncompatibleSchemaError
 from controlplane.core.schema_model import TableModel
 
 Action = Literal["create", "alter", "incompatible", "unchanged"]
@@ -28,6 +34,32 @@ PG_TYPE_NAMES: dict[str, str] = {
 
 
 @dataclass(frozen=True)
+class KeyShape:
+    """A table's primary key: partition key columns, then the whole key (partition + clustering),
+    in order. PostgreSQL's side is read from the raw table's and the tombstone table's keys."""
+
+    partition: tuple[str, ...]
+    primary: tuple[str, ...]
+
+    @classmethod
+    def of(cls, model: TableModel) -> KeyShape:
+        return cls(
+            tuple(c.name for c in model.partition_key), tuple(c.name for c in model.primary_key)
+        )
+
+    def __str__(self) -> str:
+        rest = self.primary[len(self.partition) :]
+        return f"(({', '.join(self.partition)}){''.join(', ' + c for c in rest)})"
+
+
+@dataclass(frozen=True)
+class TypeChange:
+    column: str
+    before: str  # PostgreSQL's type of the column (format_type)
+    after: str  # the type core.ddl maps the column's new Cassandra type to
+
+
+@dataclass(frozen=True)
 class TableMigration:
     table: str
     action: Action
@@ -35,16 +67,28 @@ class TableMigration:
     dropped: tuple[str, ...] = ()
     changed: tuple[str, ...] = ()
     statements: tuple[str, ...] = field(default=(), repr=False)
+    type_changes: tuple[TypeChange, ...] = ()
+    key_change: tuple[KeyShape, KeyShape] | None = None  # (PostgreSQL's, Cassandra's)
 
     @property
     def summary(self) -> str:
         parts = [f"+{c}" for c in self.added] + [f"-{c}" for c in self.dropped]
         parts += [f"~{c}" for c in self.changed]
+        if self.key_change:
+            parts.append("~PRIMARY KEY")
         return ", ".join(parts) or "-"
 
+    @property
+    def reason(self) -> str:
+        """Why the table is incompatible, in the user's words ("" when it is not)."""
+        return stop_reason(self)
 
-def plan_table(model: TableModel, actual: Mapping[str, str] | None) -> TableMigration:
-    """``actual``: the raw table's columns ({name: format_type}), None if it does not exist."""
+
+def plan_table(
+    model: TableModel, actual: Mapping[str, str] | None, key: KeyShape | None = None
+) -> TableMigration:
+    """``actual``: the raw table's columns ({name: format_type}), None if it does not exist;
+    ``key``: its primary key as PostgreSQL has it (None: not known, not compared)."""
     ddl = generate_ddl(model)
     name = model.qualified_name
     if actual is None:
@@ -60,8 +104,22 @@ def plan_table(model: TableModel, actual: Mapping[str, str] | None) -> TableMigr
             if c in data_actual and PG_TYPE_NAMES.get(t, t) != data_actual[c]
         )
     )
-    if changed:
-        return TableMigration(name, "incompatible", added, dropped, changed)
+    want_key = KeyShape.of(model)
+    key_change = (key, want_key) if key is not None and key != want_key else None
+    if changed or key_change:
+        types = tuple(
+            TypeChange(c, data_actual[c], PG_TYPE_NAMES.get(gen_types[c], gen_types[c]))
+            for c in changed
+        )
+        return TableMigration(
+            name,
+            "incompatible",
+            added,
+            dropped,
+            changed,
+            type_changes=types,
+            key_change=key_change,
+        )
     if not added and not dropped:
         return TableMigration(name, "unchanged")
     return TableMigration(
@@ -115,3 +173,28 @@ def _alter(
         *generate_ddl(model).statements,
     ]
     return tuple(out)
+
+
+def stop_reason(m: TableMigration) -> str:
+    """One line: what changed incompatibly (``""`` for a compatible migration)."""
+    parts = [f"column {t.column} changed type {t.before} -> {t.after}" for t in m.type_changes]
+    if m.key_change:
+        before, after = m.key_change
+        parts.append(f"primary key changed {before} -> {after}")
+    return "; ".join(parts)
+
+
+def incompatible_error(stopped: Sequence[tuple[str, str, str]]) -> IncompatibleSchemaError:
+    """The error `apply` ends with when tables were stopped: (pipeline, table, reason) each."""
+    tables = "; ".join(f"{table} of pipeline {pipeline}: {why}" for pipeline, table, why in stopped)
+    first = stopped[0][1] if stopped else "KEYSPACE.TABLE"
+    return IncompatibleSchemaError(
+        f"incompatible schema change, table stopped: {tables}. Its PostgreSQL tables were left "
+        "as they were and its topic was taken out of the sink; its new events wait in Kafka. "
+        "Every other table was applied and keeps flowing",
+        hint="the table was dropped and recreated in Cassandra, which deleted its data there: "
+        "rebuild it in PostgreSQL with `cdcctl schema apply -f MANIFEST --rebuild "
+        f"{first} --yes` (drops its PostgreSQL tables and view, recreates them with the new "
+        "schema and puts the topic back; the waiting events then arrive). To keep the old copy, "
+        "rename its PostgreSQL tables first",
+    )

@@ -8,13 +8,21 @@ the desired state from the manifests, and diffs both with the pure functions of 
 Applying runs the plan's non-noop changes in order: PostgreSQL DDL (raw tables, last-write-wins
 gate, live views), topics, the secret, ``PUT`` of connector configs that differ, the agent's
 files, ``DELETE`` of pruned connectors (owned by cdcctl, named by no manifest) — and on the local
-stack restarts the agent when its config changed or new tables appeared (it reads schemas at
-start). A second apply finds nothing to do.
+stack restarts the agent when its config changed, new tables appeared or a table was dropped and
+recreated (it knows tables by id from its start; the ids it was started with are kept beside its
+offsets). A second apply finds nothing to do.
+
+A table whose Cassandra schema changed incompatibly (a column's type, the primary key:
+core.schema_evolution) is *stopped* (decision 0050): its PostgreSQL objects are left alone, its
+topic is left out of the sink's topic list (recorded in the config as ``cdcctl.stopped-tables``),
+everything else is applied, the sink's failed tasks are restarted, and apply ends with
+`IncompatibleSchemaError` (exit 7) naming the table and the change.
 """
 
 from __future__ import annotations
 
 import fnmatch
+import json
 import os
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -24,13 +32,14 @@ from typing import Any
 from controlplane.adapters import cassandra, kafka, postgres, vault
 from controlplane.adapters.connect import ConnectClient
 from controlplane.core.contexts import connect_url_for
-from controlplane.core.ddl import TableDdl, generate_ddl
+from controlplane.core.ddl import PgNames, TableDdl, generate_ddl
 from controlplane.core.errors import CassandraError
 from controlplane.core.manifest import Pipeline
 from controlplane.core.manifest_loader import LoadedManifest, load_manifests
 from controlplane.core.plan import (
     Plan,
     ResourceChange,
+    StoppedTable,
     ddl_marker,
     ddl_objects,
     plan_agent,
@@ -39,19 +48,28 @@ from controlplane.core.plan import (
     plan_prune,
     plan_secret,
     plan_topics,
+    recreated_tables,
+    with_recreated_tables,
 )
 from controlplane.core.render import (
+    AgentPaths,
     RenderContext,
     RenderedPipeline,
     parse_properties,
     password_key,
     render_pipeline,
+    without_properties,
 )
+from controlplane.core.schema_evolution import KeyShape, incompatible_error, plan_table
 from controlplane.core.schema_model import TableModel
 from controlplane.services.contexts import load_config
 from controlplane.services.stack import LocalStack
 
 Reporter = Callable[[str], None]
+
+#: Beside the agent's offsets: {keyspace.table: Cassandra table id} as of the agent's last start.
+TABLE_IDS_FILE = "table-ids.json"
+SNAPSHOT_OFFSETS_FILE = "snapshot_offset.properties"
 
 _PAST = {"create": "created", "update": "updated", "delete": "deleted", "noop": "unchanged"}
 
@@ -100,6 +118,9 @@ class PlannedApply:
     pipelines: dict[str, PipelineDesired]
     prune_urls: dict[str, str] = field(default_factory=dict)  # pruned connector -> Connect URL
     ctx: RenderContext | None = None
+    table_ids: dict[str, str] = field(default_factory=dict)  # keyspace.table -> Cassandra id
+    recreated: dict[str, tuple[str, str]] = field(default_factory=dict)  # -> (recorded, now)
+    agent: AgentPaths | None = None  # the node's agent (one per node, decision 0013)
 
 
 def render_context(stack: LocalStack) -> RenderContext:
@@ -164,6 +185,37 @@ def read_tables(pipeline: Pipeline, session: Any = None) -> list[TableModel]:
     return models
 
 
+def raw_table_shape(dsn: str, names: PgNames) -> tuple[dict[str, str] | None, KeyShape | None]:
+    """The raw table's columns ({name: format_type}; None when it does not exist) and its key
+    (None when it or the tombstone table, whose columns are the partition key, is missing)."""
+    rows = postgres.query(
+        dsn,
+        "SELECT a.attname, format_type(a.atttypid, a.atttypmod) FROM pg_attribute a "
+        "WHERE a.attrelid = to_regclass(%s) AND a.attnum > 0 AND NOT a.attisdropped",
+        [names.raw_table],
+    )
+    columns = {str(n): str(t) for n, t in rows} or None
+    if columns is None:
+        return None, None
+    primary = postgres.query(
+        dsn,
+        "SELECT a.attname FROM pg_index i JOIN pg_attribute a "
+        "ON a.attrelid = i.indrelid AND a.attnum = ANY(i.indkey) "
+        "WHERE i.indrelid = to_regclass(%s) AND i.indisprimary "
+        "ORDER BY array_position(i.indkey::int2[], a.attnum)",
+        [names.raw_table],
+    )
+    partition = postgres.query(
+        dsn,
+        "SELECT attname FROM pg_attribute WHERE attrelid = to_regclass(%s) AND attnum > 0 "
+        "AND NOT attisdropped AND left(attname, 5) <> '_cdc_' ORDER BY attnum",
+        [names.tombstones_table],
+    )
+    if not primary or not partition:
+        return columns, None
+    return columns, KeyShape(tuple(str(r[0]) for r in partition), tuple(str(r[0]) for r in primary))
+
+
 def pipeline_topics(p: Pipeline) -> list[str]:
     return [p.table_topic(t) for t in p.tables] + [p.dlq_topic]
 
@@ -188,6 +240,7 @@ def build_plan(
     topics_by_bootstrap: dict[str, set[str]] = {}
     connectors_by_url: dict[str, dict[str, dict[str, str]]] = {}
     agents_seen: set[Path] = set()
+    agent_index: int | None = None
     cql = _Cassandra()
     try:
         for item in loaded:
@@ -196,18 +249,25 @@ def build_plan(
             password = vault.resolve(p.spec.sink.postgres.password_secret, base_dir=base)
             say(f"{p.name}: reading Cassandra schema of {p.keyspace}.{{{','.join(p.tables)}}}")
             tables = read_tables(p, cql.session(p))
+            ids = cassandra.table_ids(cql.session(p), p.keyspace)
+            planned.table_ids.update({f"{p.keyspace}.{t}": ids[t] for t in p.tables if t in ids})
             pg = p.spec.sink.postgres
             dsn = postgres.dsn(pg.host, pg.port, pg.database, pg.user, password)
             url = connect_url_for(
                 p, config, override_url=target.connect_url, override_context=target.context
             )
-            rendered = render_pipeline(p, ctx)
-            desired = PipelineDesired(p, password, dsn, url, rendered, {})
-            planned.pipelines[p.name] = desired
-
+            stopped: dict[str, str] = {}
+            ddls: dict[str, TableDdl] = {}
             for t in tables:
                 ddl = generate_ddl(t)
-                desired.ddl[t.table] = ddl
+                columns, pk = raw_table_shape(dsn, ddl.names)
+                migration = plan_table(t, columns, pk)
+                if migration.action == "incompatible":
+                    # leave its PostgreSQL objects alone; its topic leaves the sink (below)
+                    stopped[t.table] = migration.reason
+                    plan.stopped.append(StoppedTable(p.name, t.qualified_name, migration.reason))
+                    continue
+                ddls[t.table] = ddl
                 objects = ddl_objects(ddl.statements)
                 existing = postgres.existing_objects(
                     dsn,
@@ -222,6 +282,9 @@ def build_plan(
                 plan.changes.append(
                     plan_postgres(p.name, t.qualified_name, ddl.statements, existing, marker)
                 )
+            rendered = render_pipeline(p, ctx, stopped)
+            desired = PipelineDesired(p, password, dsn, url, rendered, ddls)
+            planned.pipelines[p.name] = desired
 
             bootstrap = ",".join(p.spec.kafka.bootstrap_servers)
             if bootstrap not in topics_by_bootstrap:
@@ -247,6 +310,8 @@ def build_plan(
             paths = rendered.agent_paths
             if paths.properties not in agents_seen:  # one agent per node (decision 0013)
                 agents_seen.add(paths.properties)
+                planned.agent = paths
+                agent_index = len(plan.changes)
                 text = _read(paths.properties)
                 plan.changes.append(
                     plan_agent(
@@ -261,6 +326,14 @@ def build_plan(
                 )
     finally:
         cql.close()
+
+    if planned.agent is not None and agent_index is not None:
+        planned.recreated = recreated_tables(
+            _read_table_ids(planned.agent.directory), planned.table_ids
+        )
+        plan.changes[agent_index] = with_recreated_tables(
+            plan.changes[agent_index], planned.recreated
+        )
 
     if prune:
         urls = set(connectors_by_url) or {
@@ -331,7 +404,26 @@ def apply_pipelines(
     planned = build_plan(
         loaded, stack, prune=prune, prune_match=prune_match, target=target, report=report
     )
-    return execute_plan(planned, stack, report=report)
+    result = execute_plan(planned, stack, report=report)
+    if planned.plan.stopped:
+        say = report or (lambda _m: None)
+        for s in planned.plan.stopped:
+            say(f"{s.pipeline}: ! stopped table {s.table}: {s.reason}")
+        # the sink may have failed on an event of the new schema before its topic was taken out
+        restart_failed_sinks(planned, {s.pipeline for s in planned.plan.stopped})
+        raise incompatible_error([(s.pipeline, s.table, s.reason) for s in planned.plan.stopped])
+    return result
+
+
+def restart_failed_sinks(planned: PlannedApply, pipelines: Iterable[str]) -> None:
+    """Restart the failed tasks of these pipelines' sink connectors (where they exist)."""
+    for name in sorted(set(pipelines)):
+        d = planned.pipelines.get(name)
+        if d is None:
+            continue
+        with ConnectClient(d.connect_url) as connect:
+            if connect.find_config(d.rendered.sink_name) is not None:
+                connect.restart(d.rendered.sink_name, include_tasks=True, only_failed=True)
 
 
 def execute_plan(
@@ -356,9 +448,42 @@ def execute_plan(
         # The agent reads table schemas when it starts: restart it so new tables are captured
         # (its offsets are kept, so nothing written meanwhile is lost).
         say("restarting the Debezium agent so it picks up the new configuration and tables")
-        stack.restart_agent()
+        stack.restart_agent(before_start=lambda: _forget_snapshots(planned))
         result.changes.append(Change("*", "agent", "restart", "restarted"))
+    elif not stack.agent_running():
+        _forget_snapshots(planned)  # it captures the recreated tables when it starts
+    _record_table_ids(planned)
     return result
+
+
+def _read_table_ids(agent_dir: Path) -> dict[str, str]:
+    try:
+        value = json.loads(_read(agent_dir / TABLE_IDS_FILE) or "{}")
+    except ValueError:
+        return {}
+    return {str(k): str(v) for k, v in value.items()} if isinstance(value, dict) else {}
+
+
+def _record_table_ids(planned: PlannedApply) -> None:
+    """Remember the ids the (restarted or running) agent captures, keeping other pipelines'."""
+    if planned.agent is None or not planned.table_ids:
+        return
+    directory = planned.agent.directory
+    ids = _read_table_ids(directory) | planned.table_ids
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / TABLE_IDS_FILE).write_text(json.dumps(ids, indent=1, sort_keys=True))
+
+
+def _forget_snapshots(planned: PlannedApply) -> None:
+    """While the agent is stopped: drop recreated tables from its snapshot offsets, so it
+    snapshots them when it starts — rows written to them before it captured their new id (it
+    skipped those) arrive that way. The old rows are gone: Cassandra deleted them on DROP."""
+    if planned.agent is None or not planned.recreated:
+        return
+    path = planned.agent.offset_dir / SNAPSHOT_OFFSETS_FILE
+    text = _read(path)
+    if text is not None:
+        path.write_text(without_properties(text, planned.recreated))
 
 
 def _carry_out(

@@ -15,7 +15,7 @@ from controlplane.core.ddl import generate_ddl
 from controlplane.core.errors import ConnectError, UsageError
 from controlplane.core.manifest_loader import LoadedManifest
 from controlplane.core.plan import ddl_objects
-from controlplane.core.render import OWNER_KEY, OWNER_VALUE, PIPELINE_KEY
+from controlplane.core.render import OWNER_KEY, OWNER_VALUE, PIPELINE_KEY, stopped_tables
 from controlplane.services.apply import read_tables
 from controlplane.services.contexts import resolve_connect_url
 
@@ -88,6 +88,7 @@ def get_pipelines(where: Where) -> list[dict[str, Any]]:
                 "state": entry.status.connector.state if entry.status else None,
                 "tasks_running": _tasks(entry.status),
                 "topics": config.get("topics", config.get("topics.regex", "")),
+                "stopped": ",".join(stopped_tables(config)),
             }
         )
     return rows
@@ -116,6 +117,11 @@ def describe_pipeline(
     total: int | None = None
     if isinstance(lag, list):
         total = sum(v for r in lag if isinstance(v := r.get("lag"), int))
+    topics = [t for t in config.get("topics", "").split(",") if t]
+    tables = [{"table": t.rpartition(".")[2], "state": "RUNNING", "reason": ""} for t in topics]
+    tables += [
+        {"table": t, "state": "STOPPED", "reason": why} for t, why in stopped_tables(config).items()
+    ]
     return {
         "pipeline": config.get(PIPELINE_KEY, name),
         "connector": connector,
@@ -126,7 +132,8 @@ def describe_pipeline(
             {"id": t.id, "state": t.state, "worker": t.worker_id, "error": _first_line(t.trace)}
             for t in status.tasks
         ],
-        "topics": [t for t in config.get("topics", "").split(",") if t],
+        "topics": topics,
+        "tables": sorted(tables, key=lambda r: r["table"]),
         "active_topics": active_topics,
         "consumer_group": f"connect-{connector}",
         "lag_total": total,

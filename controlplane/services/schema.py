@@ -5,37 +5,36 @@ plan: per table, compare Cassandra's schema with the raw table (core.schema_evol
 apply: run each table's migration in its own transaction (the raw table is locked meanwhile; the
 sink waits and retries, events stay in Kafka), then the ordinary `apply` for what remains (new
 tables: DDL, topics, the sink's topic list, the agent restart that makes it read new schemas).
-A table whose column types changed is *incompatible*: it is reported with an error and left
-alone; the other tables and pipelines go ahead, but `apply` is skipped for that pipeline so its
-connector is not touched.
+A table whose column types or primary key changed is *incompatible*: the ordinary apply stops it
+(its topic leaves the sink, its PostgreSQL tables stay as they were; decision 0050) and ends with
+exit 7; every other table goes ahead. ``--rebuild TABLE`` is the remedy: it drops that table's
+PostgreSQL objects first, so the apply recreates them with the new schema and the topic returns.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from controlplane.adapters import postgres, vault
 from controlplane.adapters.connect import ConnectClient
-from controlplane.core.ddl import pg_names
-from controlplane.core.errors import CdcError
+from controlplane.core.ddl import generate_ddl
+from controlplane.core.errors import UsageError
 from controlplane.core.manifest_loader import LoadedManifest, load_manifests
+from controlplane.core.plan import ddl_objects
 from controlplane.core.render import sink_connector_name
 from controlplane.core.schema_evolution import TableMigration, plan_table
-from controlplane.services.apply import apply_pipelines, read_tables
+from controlplane.core.schema_model import TableModel
+from controlplane.services.apply import apply_pipelines, raw_table_shape, read_tables
 from controlplane.services.stack import LocalStack
-
-
-class IncompatibleSchemaError(CdcError):
-    """A column's type changed: the table cannot be migrated in place."""
 
 
 @dataclass
 class SchemaChange:
     pipeline: str
     migration: TableMigration
-    result: str = "planned"  # planned | applied | skipped | failed
+    result: str = "planned"  # planned | applied | unchanged | stopped | rebuilt
 
     def as_row(self) -> dict[str, str]:
         return {
@@ -44,6 +43,7 @@ class SchemaChange:
             "action": self.migration.action,
             "columns": self.migration.summary,
             "result": self.result,
+            "reason": self.migration.reason,
         }
 
 
@@ -54,62 +54,88 @@ def _dsn(item: LoadedManifest) -> str:
     return postgres.dsn(pg.host, pg.port, pg.database, pg.user, password)
 
 
-def _raw_columns(dsn: str, qualified: str) -> dict[str, str] | None:
-    rows = postgres.query(
-        dsn,
-        "SELECT a.attname, format_type(a.atttypid, a.atttypmod) FROM pg_attribute a "
-        "WHERE a.attrelid = to_regclass(%s) AND a.attnum > 0 AND NOT a.attisdropped",
-        [qualified],
-    )
-    return {str(n): str(t) for n, t in rows} or None
-
-
-def plan_schema(loaded: list[LoadedManifest]) -> list[SchemaChange]:
-    out: list[SchemaChange] = []
+def _plan(
+    loaded: list[LoadedManifest],
+) -> list[tuple[LoadedManifest, TableModel, TableMigration]]:
+    out = []
     for item in loaded:
         dsn = _dsn(item)
         for model in read_tables(item.pipeline):
-            actual = _raw_columns(dsn, pg_names(model).raw_table)
-            out.append(SchemaChange(item.pipeline.name, plan_table(model, actual)))
+            columns, key = raw_table_shape(dsn, generate_ddl(model).names)
+            out.append((item, model, plan_table(model, columns, key)))
     return out
+
+
+def plan_schema(loaded: list[LoadedManifest]) -> list[SchemaChange]:
+    return [SchemaChange(item.pipeline.name, m) for item, _, m in _plan(loaded)]
 
 
 def plan_schema_files(paths: Iterable[str | Path]) -> list[SchemaChange]:
     return plan_schema(load_manifests(paths))
 
 
-def apply_schema(paths: Iterable[str | Path], stack: LocalStack) -> list[SchemaChange]:
+def drop_statements(model: TableModel) -> list[str]:
+    """DROP of a table's PostgreSQL objects: live view, raw and tombstone tables, gate functions."""
+    objects = ddl_objects(generate_ddl(model).statements)
+    return [
+        f"DROP {kind.upper()} IF EXISTS {o.name} CASCADE"
+        for kind in ("view", "table", "function")
+        for o in objects
+        if o.kind == kind
+    ]
+
+
+def _rebuild(
+    planned: list[tuple[LoadedManifest, TableModel, TableMigration]], tables: Sequence[str]
+) -> set[str]:
+    """Drop the PostgreSQL objects of the named stopped tables; returns their qualified names."""
+    done: set[str] = set()
+    for name in tables:
+        hits = [
+            (item, model, m)
+            for item, model, m in planned
+            if name in (m.table, model.table) and m.action == "incompatible"
+        ]
+        if not hits:
+            known = sorted(m.table for _, _, m in planned if m.action == "incompatible")
+            raise UsageError(
+                f"--rebuild {name}: not a table stopped by an incompatible schema change "
+                f"(stopped: {', '.join(known) or 'none'})",
+                hint="only a stopped table is rebuilt: any other table's rows were consumed "
+                "from Kafka already and would be lost",
+            )
+        for item, model, m in hits:
+            postgres.execute(_dsn(item), drop_statements(model))
+            done.add(m.table)
+    return done
+
+
+def apply_schema(
+    paths: Iterable[str | Path], stack: LocalStack, *, rebuild: Sequence[str] = ()
+) -> list[SchemaChange]:
     loaded = load_manifests(paths)
+    rebuilt = _rebuild(_plan(loaded), rebuild) if rebuild else set()
     changes = plan_schema(loaded)
-    blocked = {c.pipeline for c in changes if c.migration.action == "incompatible"}
     by_name = {item.pipeline.name: item for item in loaded}
     for c in changes:
         if c.migration.action == "alter":
             postgres.execute(_dsn(by_name[c.pipeline]), c.migration.statements)
             c.result = "applied"
         elif c.migration.action == "incompatible":
-            c.result = "failed"
+            c.result = "stopped"  # by the apply below
         elif c.migration.action == "create":
-            c.result = "skipped" if c.pipeline in blocked else "applied"
+            c.result = "rebuilt" if c.migration.table in rebuilt else "applied"
         else:
             c.result = "unchanged"
-    rest = [item for item in loaded if item.pipeline.name not in blocked]
-    if rest:
-        apply_pipelines(rest, stack)
-    for item in rest:
-        # a sink task that met an event of the new schema before the migration failed on it;
-        # the event is still in Kafka (offsets are committed only after a write): restart it
-        with ConnectClient(item.pipeline.spec.connect.url) as connect:
-            name = sink_connector_name(item.pipeline)
-            if connect.find_config(name) is not None:
-                connect.restart(name, include_tasks=True, only_failed=True)
-    bad = [c for c in changes if c.result == "failed"]
-    if bad:
-        names = ", ".join(f"{c.migration.table} ({c.migration.summary})" for c in bad)
-        raise IncompatibleSchemaError(
-            f"incompatible column type change in {names}: those tables were left as they were "
-            "and their pipelines were not applied; everything else was",
-            hint="give the column a new name in Cassandra (ADD the new type, backfill, DROP the "
-            "old), or drop and recreate the PostgreSQL tables and re-snapshot",
-        )
+    try:
+        # stops incompatible tables and raises IncompatibleSchemaError (exit 7) after the rest
+        apply_pipelines(loaded, stack)
+    finally:
+        for item in loaded:
+            # a sink task that met an event of the new schema before the migration failed on it;
+            # the event is still in Kafka (offsets are committed only after a write): restart it
+            with ConnectClient(item.pipeline.spec.connect.url) as connect:
+                name = sink_connector_name(item.pipeline)
+                if connect.find_config(name) is not None:
+                    connect.restart(name, include_tasks=True, only_failed=True)
     return changes

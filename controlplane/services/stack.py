@@ -504,14 +504,17 @@ class LocalStack:
     def agent_running(self) -> bool:
         return processes.alive(self._pid("agent"))
 
-    def restart_agent(self) -> None:
-        """Restart the agent so it picks up new settings (used by `cdcctl apply`)."""
+    def restart_agent(self, before_start: Callable[[], None] | None = None) -> None:
+        """Restart the agent so it picks up new settings (used by `cdcctl apply`);
+        ``before_start`` runs while it is stopped (e.g. to edit its offset files)."""
         with self._locked():
             pid = self._pid("agent")
             if processes.alive(pid):
                 assert pid is not None
                 processes.stop(pid)
             self.lay.pid_file("agent").unlink(missing_ok=True)
+            if before_start is not None:
+                before_start()
             self._up(["agent"])
 
 
