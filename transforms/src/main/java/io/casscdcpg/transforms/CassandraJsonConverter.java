@@ -1,132 +1,350 @@
 package io.casscdcpg.transforms;
 
 import java.io.IOException;
-import java.nio.charset.StandardCharsets;
+import java.util.ArrayList;
+import java.util.Arrays;
+import java.util.Collections;
+import java.util.HashMap;
+import java.util.Iterator;
+import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
 
+import org.apache.kafka.connect.data.Date;
+import org.apache.kafka.connect.data.Decimal;
 import org.apache.kafka.connect.data.Field;
 import org.apache.kafka.connect.data.Schema;
 import org.apache.kafka.connect.data.SchemaAndValue;
 import org.apache.kafka.connect.data.Struct;
+import org.apache.kafka.connect.data.Time;
+import org.apache.kafka.connect.data.Timestamp;
 import org.apache.kafka.connect.errors.DataException;
 import org.apache.kafka.connect.json.JsonConverter;
+import org.apache.kafka.connect.json.JsonConverterConfig;
 
+import com.fasterxml.jackson.core.JsonParser;
+import com.fasterxml.jackson.core.JsonToken;
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
 
 /**
- * Kafka's {@link JsonConverter} with one fix: a float or double written as {@code "NaN"},
- * {@code "Infinity"} or {@code "-Infinity"} (how the agent's JsonConverter/Jackson writes
- * non-finite numbers) is read back as that value. The stock converter reads such a text node
- * with {@code JsonNode.doubleValue()}, which is {@code 0.0}: a silent corruption that the type
- * matrix test (tests/e2e/test_type_matrix.py) caught. Everything else is the stock converter.
+ * Kafka's {@link JsonConverter} for the agent's records ({@code {"schema": ..., "payload": ...}}),
+ * with two differences:
+ * <ul>
+ * <li>a float or double written as {@code "NaN"}, {@code "Infinity"} or {@code "-Infinity"} (how the
+ * agent's Jackson writes non-finite numbers) is read as that value; the stock converter reads
+ * {@code 0.0}, a silent corruption the type matrix test (tests/e2e/test_type_matrix.py) caught;</li>
+ * <li>speed: the stock converter parses every record's ~3 KB schema into a tree and looks it up in
+ * its cache by deep hash and deep equality, for every record. Here the schema's bytes are the cache
+ * key (one pass over a byte range) and only the payload is parsed into a tree. This halved the
+ * worker's CPU per record (docs/decisions/0040-sink-throughput.md).</li>
+ * </ul>
+ * Anything that is not such an envelope (schemas disabled, a fixed {@code schema.content}, a null
+ * record, other fields) goes to the stock converter, so its behaviour and messages stay. The values
+ * produced are those of the stock converter (CassandraJsonConverterTest compares them on every
+ * captured event) except that a JSON value of the wrong kind (text in an int field) is an error
+ * instead of a silent 0.
  */
 public class CassandraJsonConverter extends JsonConverter {
 
     private static final ObjectMapper MAPPER = new ObjectMapper();
-    private static final byte[][] MARKERS = {
-        "\"NaN\"".getBytes(StandardCharsets.UTF_8),
-        "Infinity\"".getBytes(StandardCharsets.UTF_8),
-    };
+
+    private boolean envelope;
+    private boolean replaceNullWithDefault = JsonConverterConfig.REPLACE_NULL_WITH_DEFAULT_DEFAULT;
+    private Map<SchemaBytes, Schema> schemas = Collections.emptyMap();
+
+    @Override
+    public void configure(Map<String, ?> configs) {
+        super.configure(configs);
+        JsonConverterConfig config = new JsonConverterConfig(configs);
+        envelope = config.schemasEnabled() && config.schemaContent() == null;
+        replaceNullWithDefault = config.replaceNullWithDefault();
+        int capacity = config.schemaCacheSize();
+        schemas = Collections.synchronizedMap(new LinkedHashMap<>(64, 0.75f, true) {
+            @Override
+            protected boolean removeEldestEntry(Map.Entry<SchemaBytes, Schema> eldest) {
+                return size() > capacity;
+            }
+        });
+    }
 
     @Override
     public SchemaAndValue toConnectData(String topic, byte[] value) {
-        SchemaAndValue out = super.toConnectData(topic, value);
-        if (value == null || out.value() == null || out.schema() == null || !mayHold(value)) {
-            return out;
+        if (!envelope || value == null) {
+            return super.toConnectData(topic, value);
         }
-        JsonNode root;
-        try {
-            root = MAPPER.readTree(value);
+        Envelope env = split(value);
+        if (env == null) {
+            return super.toConnectData(topic, value); // not the envelope: the stock error message
         }
-        catch (IOException e) {
-            throw new DataException("cannot re-read JSON for non-finite numbers", e);
+        Schema schema = schemaOf(value, env);
+        if (schema == null) {
+            return super.toConnectData(topic, value);
         }
-        JsonNode payload = root.has("payload") && root.has("schema") ? root.get("payload") : root;
-        Object fixed = patch(out.schema(), out.value(), payload);
-        return new SchemaAndValue(out.schema(), fixed);
+        return new SchemaAndValue(schema, convert(schema, env.payload, ""));
     }
 
-    private static boolean mayHold(byte[] value) {
-        for (byte[] marker : MARKERS) {
-            outer:
-            for (int i = 0; i <= value.length - marker.length; i++) {
-                for (int j = 0; j < marker.length; j++) {
-                    if (value[i + j] != marker[j]) {
-                        continue outer;
-                    }
-                }
-                return true;
-            }
-        }
-        return false;
-    }
-
-    static Object nonFinite(Schema schema, JsonNode json) {
-        if (json == null || !json.isTextual()) {
-            return null;
-        }
-        double d;
-        switch (json.textValue()) {
-            case "NaN" -> d = Double.NaN;
-            case "Infinity" -> d = Double.POSITIVE_INFINITY;
-            case "-Infinity" -> d = Double.NEGATIVE_INFINITY;
-            default -> {
+    /** Where the schema's bytes are, and the payload as a tree; null when not exactly an envelope. */
+    private static Envelope split(byte[] value) {
+        try (JsonParser p = MAPPER.getFactory().createParser(value)) {
+            if (p.nextToken() != JsonToken.START_OBJECT) {
                 return null;
             }
+            int start = -1;
+            int end = -1;
+            JsonNode payload = null;
+            boolean sawPayload = false;
+            for (JsonToken t = p.nextToken(); t == JsonToken.FIELD_NAME; t = p.nextToken()) {
+                String name = p.currentName();
+                JsonToken v = p.nextToken();
+                if ("schema".equals(name) && start < 0 && v == JsonToken.START_OBJECT) {
+                    start = (int) p.currentTokenLocation().getByteOffset();
+                    p.skipChildren();
+                    end = (int) p.currentTokenLocation().getByteOffset() + 1; // past the '}'
+                }
+                else if ("payload".equals(name) && !sawPayload) {
+                    sawPayload = true;
+                    payload = MAPPER.readTree(p);
+                }
+                else {
+                    return null;
+                }
+            }
+            if (start < 0 || !sawPayload || p.currentToken() != JsonToken.END_OBJECT || p.nextToken() != null) {
+                return null;
+            }
+            return new Envelope(start, end, payload);
         }
-        return schema.type() == Schema.Type.FLOAT32 ? (Object) (float) d : (Object) d;
+        catch (IOException e) {
+            throw new DataException("Converting byte[] to Kafka Connect data failed: invalid JSON", e);
+        }
     }
 
-    @SuppressWarnings("unchecked")
-    static Object patch(Schema schema, Object value, JsonNode json) {
-        if (value == null || json == null || json.isNull()) {
-            return value;
+    private Schema schemaOf(byte[] value, Envelope env) {
+        SchemaBytes probe = new SchemaBytes(value, env.start, env.end);
+        Schema schema = schemas.get(probe);
+        if (schema == null) {
+            JsonNode node;
+            try {
+                node = MAPPER.readTree(value, env.start, env.end - env.start);
+            }
+            catch (IOException e) {
+                throw new DataException("Converting byte[] to Kafka Connect data failed: invalid schema JSON", e);
+            }
+            schema = asConnectSchema(node);
+            if (schema == null) {
+                return null;
+            }
+            schemas.put(probe.copy(), schema);
+        }
+        return schema;
+    }
+
+    private Object convert(Schema schema, JsonNode json, String path) {
+        if (json == null || json.isNull()) {
+            if (schema.defaultValue() != null && replaceNullWithDefault) {
+                return schema.defaultValue();
+            }
+            if (schema.isOptional()) {
+                return null;
+            }
+            throw new DataException("Invalid null value for required " + schema.type() + " field " + where(path));
+        }
+        String logical = schema.name();
+        if (logical != null) {
+            switch (logical) {
+                case Decimal.LOGICAL_NAME -> {
+                    // decimal.format=NUMERIC writes a number, BASE64 (the default) the unscaled bytes
+                    return json.isNumber() ? json.decimalValue() : Decimal.toLogical(schema, bytes(json, path));
+                }
+                case Date.LOGICAL_NAME -> {
+                    return Date.toLogical(schema, (int) integral(json, path, schema));
+                }
+                case Time.LOGICAL_NAME -> {
+                    return Time.toLogical(schema, (int) integral(json, path, schema));
+                }
+                case Timestamp.LOGICAL_NAME -> {
+                    return Timestamp.toLogical(schema, integral(json, path, schema));
+                }
+                default -> {
+                    // a plain Connect type carrying a name (io.debezium.*): converted by its type
+                }
+            }
         }
         switch (schema.type()) {
-            case FLOAT32, FLOAT64 -> {
-                Object v = nonFinite(schema, json);
-                return v == null ? value : v;
-            }
-            case STRUCT -> {
-                Struct struct = (Struct) value;
-                for (Field f : schema.fields()) {
-                    Object child = struct.get(f);
-                    Object fixed = patch(f.schema(), child, json.get(f.name()));
-                    if (fixed != child) {
-                        struct.put(f, fixed);
-                    }
+            case BOOLEAN -> {
+                if (!json.isBoolean()) {
+                    throw wrongKind(schema, json, path);
                 }
-                return struct;
+                return json.booleanValue();
+            }
+            case INT8 -> {
+                return (byte) integral(json, path, schema);
+            }
+            case INT16 -> {
+                return (short) integral(json, path, schema);
+            }
+            case INT32 -> {
+                return (int) integral(json, path, schema);
+            }
+            case INT64 -> {
+                return integral(json, path, schema);
+            }
+            case FLOAT32 -> {
+                return (float) floating(json, path, schema);
+            }
+            case FLOAT64 -> {
+                return floating(json, path, schema);
+            }
+            case STRING -> {
+                if (!json.isTextual()) {
+                    throw wrongKind(schema, json, path);
+                }
+                return json.textValue();
+            }
+            case BYTES -> {
+                return bytes(json, path);
             }
             case ARRAY -> {
-                List<Object> list = (List<Object>) value;
-                for (int i = 0; i < list.size() && i < json.size(); i++) {
-                    Object child = list.get(i);
-                    Object fixed = patch(schema.valueSchema(), child, json.get(i));
-                    if (fixed != child) {
-                        list.set(i, fixed);
-                    }
+                if (!json.isArray()) {
+                    throw wrongKind(schema, json, path);
+                }
+                List<Object> list = new ArrayList<>(json.size());
+                for (int i = 0; i < json.size(); i++) {
+                    list.add(convert(schema.valueSchema(), json.get(i), path + "[" + i + "]"));
                 }
                 return list;
             }
             case MAP -> {
+                return map(schema, json, path);
+            }
+            case STRUCT -> {
                 if (!json.isObject()) {
-                    return value; // maps with non-string keys are arrays of pairs: left as they are
+                    throw wrongKind(schema, json, path);
                 }
-                Map<Object, Object> map = (Map<Object, Object>) value;
-                for (Map.Entry<Object, Object> e : map.entrySet()) {
-                    Object fixed = patch(schema.valueSchema(), e.getValue(), json.get(String.valueOf(e.getKey())));
-                    if (fixed != e.getValue()) {
-                        e.setValue(fixed);
-                    }
+                Struct struct = new Struct(schema);
+                for (Field f : schema.fields()) {
+                    struct.put(f, convert(f.schema(), json.get(f.name()), path.isEmpty() ? f.name() : path + "." + f.name()));
                 }
-                return map;
+                return struct;
             }
-            default -> {
-                return value;
+            default -> throw new DataException("Unsupported schema type " + schema.type() + " at " + where(path));
+        }
+    }
+
+    private Map<Object, Object> map(Schema schema, JsonNode json, String path) {
+        Map<Object, Object> out = new HashMap<>();
+        if (schema.keySchema().type() == Schema.Type.STRING) {
+            // string keys: a JSON object
+            if (!json.isObject()) {
+                throw wrongKind(schema, json, path);
             }
+            for (Iterator<Map.Entry<String, JsonNode>> it = json.fields(); it.hasNext();) {
+                Map.Entry<String, JsonNode> e = it.next();
+                out.put(e.getKey(), convert(schema.valueSchema(), e.getValue(), path + "[" + e.getKey() + "]"));
+            }
+            return out;
+        }
+        // other keys: an array of [key, value] pairs
+        if (!json.isArray()) {
+            throw wrongKind(schema, json, path);
+        }
+        for (JsonNode pair : json) {
+            if (!pair.isArray() || pair.size() != 2) {
+                throw new DataException("Found invalid map entry at " + where(path) + ": expected a [key, value] array");
+            }
+            out.put(convert(schema.keySchema(), pair.get(0), path + ".key"),
+                    convert(schema.valueSchema(), pair.get(1), path + ".value"));
+        }
+        return out;
+    }
+
+    private static long integral(JsonNode json, String path, Schema schema) {
+        if (!json.isIntegralNumber()) {
+            throw wrongKind(schema, json, path);
+        }
+        return json.longValue();
+    }
+
+    private static double floating(JsonNode json, String path, Schema schema) {
+        if (json.isNumber()) {
+            return json.doubleValue();
+        }
+        if (json.isTextual()) {
+            switch (json.textValue()) {
+                case "NaN" -> {
+                    return Double.NaN;
+                }
+                case "Infinity" -> {
+                    return Double.POSITIVE_INFINITY;
+                }
+                case "-Infinity" -> {
+                    return Double.NEGATIVE_INFINITY;
+                }
+                default -> {
+                    // falls through to the error below
+                }
+            }
+        }
+        throw wrongKind(schema, json, path);
+    }
+
+    private static byte[] bytes(JsonNode json, String path) {
+        try {
+            byte[] out = json.binaryValue(); // base64 text, as JsonConverter writes bytes
+            if (out == null) {
+                throw new DataException("Invalid bytes field at " + where(path) + ": not base64 text");
+            }
+            return out;
+        }
+        catch (IOException e) {
+            throw new DataException("Invalid bytes field at " + where(path), e);
+        }
+    }
+
+    private static DataException wrongKind(Schema schema, JsonNode json, String path) {
+        return new DataException("Expected " + schema.type() + " at " + where(path) + " but found JSON "
+                + json.getNodeType());
+    }
+
+    private static String where(String path) {
+        return path.isEmpty() ? "the payload" : "payload." + path;
+    }
+
+    private record Envelope(int start, int end, JsonNode payload) {
+    }
+
+    /** A byte range of a record used as a map key; {@link #copy()} detaches it from the record. */
+    private static final class SchemaBytes {
+        private final byte[] bytes;
+        private final int from;
+        private final int to;
+        private final int hash;
+
+        SchemaBytes(byte[] bytes, int from, int to) {
+            this.bytes = bytes;
+            this.from = from;
+            this.to = to;
+            int h = 1;
+            for (int i = from; i < to; i++) {
+                h = 31 * h + bytes[i];
+            }
+            this.hash = h;
+        }
+
+        SchemaBytes copy() {
+            return new SchemaBytes(Arrays.copyOfRange(bytes, from, to), 0, to - from);
+        }
+
+        @Override
+        public int hashCode() {
+            return hash;
+        }
+
+        @Override
+        public boolean equals(Object o) {
+            return o instanceof SchemaBytes other && hash == other.hash
+                    && Arrays.equals(bytes, from, to, other.bytes, other.from, other.to);
         }
     }
 }

@@ -1,18 +1,36 @@
 package io.casscdcpg.transforms;
 
 import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertFalse;
+import static org.junit.jupiter.api.Assertions.assertNotSame;
+import static org.junit.jupiter.api.Assertions.assertSame;
+import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
+import java.io.IOException;
+import java.io.UncheckedIOException;
+import java.math.BigDecimal;
 import java.nio.charset.StandardCharsets;
 import java.util.List;
 import java.util.Map;
+import java.util.stream.Stream;
 
+import org.apache.kafka.connect.data.Field;
+import org.apache.kafka.connect.data.Schema;
 import org.apache.kafka.connect.data.SchemaAndValue;
 import org.apache.kafka.connect.data.Struct;
+import org.apache.kafka.connect.errors.DataException;
 import org.apache.kafka.connect.json.JsonConverter;
+import org.junit.jupiter.api.DynamicTest;
 import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.TestFactory;
+
+import com.fasterxml.jackson.databind.JsonNode;
+import com.fasterxml.jackson.databind.ObjectMapper;
 
 class CassandraJsonConverterTest {
+
+    private static final ObjectMapper MAPPER = new ObjectMapper();
 
     private static final String EVENT = """
             {"schema": {"type": "struct", "fields": [
@@ -29,18 +47,43 @@ class CassandraJsonConverterTest {
                          "m": {"a": "-Infinity"}, "s": "NaN", "ok": 2.5}}
             """;
 
-    @Test
-    void nonFiniteNumbersSurviveWhereTheStockConverterReadsZero() {
-        byte[] bytes = EVENT.getBytes(StandardCharsets.UTF_8);
-        JsonConverter stock = new JsonConverter();
-        stock.configure(Map.of("schemas.enable", "true"), false);
-        assertEquals(0.0, ((Struct) stock.toConnectData("t", bytes).value()).getFloat64("db"),
-                "the stock converter's bug this class exists for");
+    /** Kafka's logical types, a map with non-string keys, a default, bytes: what the agent never sends. */
+    private static final String KAFKA_TYPES = """
+            {"schema": {"type": "struct", "name": "k", "fields": [
+               {"field": "dec", "type": "bytes", "optional": true, "name": "org.apache.kafka.connect.data.Decimal", "version": 1, "parameters": {"scale": "3"}},
+               {"field": "day", "type": "int32", "optional": true, "name": "org.apache.kafka.connect.data.Date", "version": 1},
+               {"field": "tod", "type": "int32", "optional": true, "name": "org.apache.kafka.connect.data.Time", "version": 1},
+               {"field": "ts", "type": "int64", "optional": true, "name": "org.apache.kafka.connect.data.Timestamp", "version": 1},
+               {"field": "im", "type": "map", "optional": true, "keys": {"type": "int32"}, "values": {"type": "string", "optional": true}},
+               {"field": "dflt", "type": "int32", "optional": true, "default": 7},
+               {"field": "bin", "type": "bytes", "optional": true},
+               {"field": "i8", "type": "int8", "optional": true},
+               {"field": "i16", "type": "int16", "optional": true},
+               {"field": "b", "type": "boolean", "optional": false},
+               {"field": "nested", "type": "array", "optional": true, "items": {"type": "array", "items": {"type": "int64"}}}]},
+             "payload": {"dec": "AeJA", "day": -25567, "tod": 86399999, "ts": -2208988800000,
+                         "im": [[2, "two"], [1, null]], "dflt": null, "bin": "", "i8": -128, "i16": 32767, "b": false,
+                         "nested": [[1, 9223372036854775807], []]}}
+            """;
 
+    private static CassandraJsonConverter ours() {
         CassandraJsonConverter conv = new CassandraJsonConverter();
         conv.configure(Map.of("schemas.enable", "true"), false);
-        SchemaAndValue out = conv.toConnectData("t", bytes);
-        Struct v = (Struct) out.value();
+        return conv;
+    }
+
+    private static byte[] bytes(String json) {
+        return json.getBytes(StandardCharsets.UTF_8);
+    }
+
+    @Test
+    void nonFiniteNumbersSurviveWhereTheStockConverterReadsZero() {
+        JsonConverter stock = new JsonConverter();
+        stock.configure(Map.of("schemas.enable", "true"), false);
+        assertEquals(0.0, ((Struct) stock.toConnectData("t", bytes(EVENT)).value()).getFloat64("db"),
+                "the stock converter's bug this class exists for");
+
+        Struct v = (Struct) ours().toConnectData("t", bytes(EVENT)).value();
         assertTrue(Double.isNaN(v.getFloat64("db")));
         assertEquals(Float.NEGATIVE_INFINITY, v.getFloat32("f"));
         assertEquals(List.of(1.5, Double.POSITIVE_INFINITY), v.getArray("l"));
@@ -50,5 +93,180 @@ class CassandraJsonConverterTest {
         assertEquals("NaN", v.getString("s"));
         assertEquals(2.5, v.getFloat64("ok"));
         v.validate();
+    }
+
+    /** Every fixture (captured from the real agent or written by hand): same schema and value as the
+     *  stock converter, apart from the non-finite numbers it reads as 0. */
+    @TestFactory
+    Stream<DynamicTest> sameResultAsTheStockConverterOnEveryFixture() {
+        CassandraJsonConverter conv = ours();
+        return Fixtures.all().stream().flatMap(name -> Stream.of("key", "value").map(part -> DynamicTest.dynamicTest(
+                name + " " + part, () -> {
+                    JsonNode node = Fixtures.raw(name).get(part);
+                    byte[] bytes = node == null || node.isNull() ? null : MAPPER.writeValueAsBytes(node);
+                    assertSameAsStock(conv, bytes, part.equals("key"));
+                })));
+    }
+
+    @Test
+    void kafkaLogicalTypesNonStringMapKeysAndDefaultsAsTheStockConverter() {
+        SchemaAndValue out = assertSameAsStock(ours(), bytes(KAFKA_TYPES), false);
+        Struct v = (Struct) out.value();
+        assertEquals(new BigDecimal("123.456"), v.get("dec"));
+        assertEquals(7, v.get("dflt"), "a null with a default gives the default, as the stock converter");
+        assertEquals(Map.of(2, "two"), Map.of(2, v.getMap("im").get(2)));
+        assertTrue(v.getMap("im").containsKey(1));
+        assertEquals(0, v.getBytes("bin").length);
+        Struct numeric = (Struct) assertSameAsStock(ours(), bytes(KAFKA_TYPES.replace("\"AeJA\"", "123.456")), false)
+                .value();
+        assertEquals(new BigDecimal("123.456"), numeric.get("dec"), "decimal.format=NUMERIC input");
+    }
+
+    @Test
+    void theSchemaCacheHitsOnEqualBytesAndMissesOnOtherSchemas() {
+        CassandraJsonConverter conv = ours();
+        String other = EVENT.replace("\"field\": \"ok\", \"type\": \"double\"", "\"field\": \"ok\", \"type\": \"float\"");
+        Schema a = conv.toConnectData("t", bytes(EVENT)).schema();
+        Schema again = conv.toConnectData("t", bytes(EVENT.replace("\"ok\": 2.5", "\"ok\": 3.5"))).schema();
+        Schema b = conv.toConnectData("t", bytes(other)).schema();
+        assertSame(a, again, "same schema bytes: the cached schema");
+        assertNotSame(a, b);
+        assertEquals(Schema.Type.FLOAT32, b.field("ok").schema().type());
+        assertEquals(3.5f, (float) ((Struct) conv.toConnectData("t", bytes(other.replace("\"ok\": 2.5", "\"ok\": 3.5")))
+                .value()).getFloat32("ok"));
+    }
+
+    @Test
+    void fieldOrderPayloadFirstStillWorks() {
+        JsonNode doc = readTree(EVENT);
+        String flipped = "{\"payload\":" + doc.get("payload") + ",\"schema\":" + doc.get("schema") + "}";
+        assertEquals(ours().toConnectData("t", bytes(EVENT)).value().toString(),
+                ours().toConnectData("t", bytes(flipped)).value().toString());
+    }
+
+    @Test
+    void notAnEnvelopeGetsTheStockErrorAndNullStaysNull() {
+        DataException e = assertThrows(DataException.class,
+                () -> ours().toConnectData("t", bytes("{\"schema\": {\"type\": \"int32\"}, \"payload\": 1, \"x\": 2}")));
+        assertTrue(e.getMessage().contains("requires \"schema\" and \"payload\""), e.getMessage());
+        assertThrows(DataException.class, () -> ours().toConnectData("t", bytes("{\"payload\": 1}")));
+        assertEquals(SchemaAndValue.NULL, ours().toConnectData("t", null));
+        assertThrows(DataException.class, () -> ours().toConnectData("t", bytes("{\"schema\": ")));
+    }
+
+    @Test
+    void aValueOfTheWrongKindIsAnErrorNamingTheField() {
+        String bad = EVENT.replace("\"ok\": 2.5", "\"ok\": \"x\"");
+        DataException e = assertThrows(DataException.class, () -> ours().toConnectData("t", bytes(bad)));
+        assertTrue(e.getMessage().contains("payload.ok"), e.getMessage());
+        String required = "{\"schema\": {\"type\": \"struct\", \"fields\": [{\"field\": \"r\", \"type\": \"int32\"}]},"
+                + " \"payload\": {\"r\": null}}";
+        DataException r = assertThrows(DataException.class, () -> ours().toConnectData("t", bytes(required)));
+        assertTrue(r.getMessage().contains("required INT32 field payload.r"), r.getMessage());
+    }
+
+    @Test
+    void schemasDisabledIsTheStockConverter() {
+        CassandraJsonConverter conv = new CassandraJsonConverter();
+        conv.configure(Map.of("schemas.enable", "false"), false);
+        SchemaAndValue out = conv.toConnectData("t", bytes("{\"a\": 1}"));
+        assertEquals(null, out.schema());
+        assertEquals(Map.of("a", 1L), out.value());
+    }
+
+    private static SchemaAndValue assertSameAsStock(CassandraJsonConverter conv, byte[] bytes, boolean isKey) {
+        JsonConverter stock = new JsonConverter();
+        stock.configure(Map.of("schemas.enable", "true"), isKey);
+        SchemaAndValue expected = stock.toConnectData("t", bytes);
+        SchemaAndValue actual = conv.toConnectData("t", bytes);
+        assertEquals(expected.schema(), actual.schema());
+        if (bytes != null) {
+            JsonNode payload = readTree(new String(bytes, StandardCharsets.UTF_8)).get("payload");
+            boolean nonFinite = patchNonFinite(expected.schema(), expected.value(), payload);
+            assertEquals(expected.value(), actual.value(), nonFinite ? "non-finite numbers patched in the expectation" : "");
+        }
+        else {
+            assertFalse(actual.value() != null);
+        }
+        return actual;
+    }
+
+    /** Puts NaN/±Infinity where the stock converter read 0 from "NaN"/"Infinity"/"-Infinity" text. */
+    @SuppressWarnings("unchecked")
+    private static boolean patchNonFinite(Schema schema, Object value, JsonNode json) {
+        if (schema == null || value == null || json == null || json.isNull()) {
+            return false;
+        }
+        boolean any = false;
+        switch (schema.type()) {
+            case STRUCT -> {
+                Struct s = (Struct) value;
+                for (Field f : schema.fields()) {
+                    Object child = s.get(f);
+                    Object fixed = nonFinite(f.schema(), json.get(f.name()));
+                    if (fixed != null) {
+                        s.put(f, fixed);
+                        any = true;
+                    }
+                    else {
+                        any |= patchNonFinite(f.schema(), child, json.get(f.name()));
+                    }
+                }
+            }
+            case ARRAY -> {
+                List<Object> l = (List<Object>) value;
+                for (int i = 0; i < l.size(); i++) {
+                    Object fixed = nonFinite(schema.valueSchema(), json.get(i));
+                    if (fixed != null) {
+                        l.set(i, fixed);
+                        any = true;
+                    }
+                    else {
+                        any |= patchNonFinite(schema.valueSchema(), l.get(i), json.get(i));
+                    }
+                }
+            }
+            case MAP -> {
+                if (json.isObject()) {
+                    for (Map.Entry<Object, Object> e : ((Map<Object, Object>) value).entrySet()) {
+                        JsonNode child = json.get(String.valueOf(e.getKey()));
+                        Object fixed = nonFinite(schema.valueSchema(), child);
+                        if (fixed != null) {
+                            e.setValue(fixed);
+                            any = true;
+                        }
+                        else {
+                            any |= patchNonFinite(schema.valueSchema(), e.getValue(), child);
+                        }
+                    }
+                }
+            }
+            default -> {
+            }
+        }
+        return any;
+    }
+
+    private static Object nonFinite(Schema schema, JsonNode json) {
+        if (json == null || !json.isTextual()
+                || (schema.type() != Schema.Type.FLOAT32 && schema.type() != Schema.Type.FLOAT64)) {
+            return null;
+        }
+        double d = switch (json.textValue()) {
+            case "NaN" -> Double.NaN;
+            case "Infinity" -> Double.POSITIVE_INFINITY;
+            case "-Infinity" -> Double.NEGATIVE_INFINITY;
+            default -> 0.0;
+        };
+        return schema.type() == Schema.Type.FLOAT32 ? (Object) (float) d : (Object) d;
+    }
+
+    private static JsonNode readTree(String json) {
+        try {
+            return MAPPER.readTree(json);
+        }
+        catch (IOException e) {
+            throw new UncheckedIOException(e);
+        }
     }
 }

@@ -64,13 +64,22 @@ final class Fixtures {
 
     /** Names (without .json) of the fixtures captured from the real agent: real_*.json. */
     static List<String> captured() {
+        return names("real_");
+    }
+
+    /** Names (without .json) of every fixture, captured or written by hand. */
+    static List<String> all() {
+        return names("");
+    }
+
+    private static List<String> names(String prefix) {
         java.net.URL dir = Fixtures.class.getResource("/events");
         if (dir == null || !"file".equals(dir.getProtocol())) {
             return List.of();
         }
         try (var files = java.nio.file.Files.list(java.nio.file.Path.of(dir.toURI()))) {
             return files.map(f -> f.getFileName().toString())
-                    .filter(n -> n.startsWith("real_") && n.endsWith(".json"))
+                    .filter(n -> n.startsWith(prefix) && n.endsWith(".json"))
                     .map(n -> n.substring(0, n.length() - ".json".length()))
                     .sorted()
                     .toList();
