@@ -8,6 +8,7 @@ Kafka, and both tables equal Cassandra."""
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 import uuid
@@ -154,7 +155,7 @@ def test_incompatible_change_stops_only_that_table(
     # a second apply stops it again and changes nothing else
     again = cdcctl("apply", "-f", f)
     assert again.returncode == 7, again.stderr
-    assert "no changes" in again.stdout, again.stdout
+    assert not re.search(rf"apply {PIPELINE}: [-+~] ", again.stderr), again.stderr
 
     # the remedy: rebuild t1 in PostgreSQL; the events that waited in Kafka arrive
     rebuilt = cdcctl("schema", "apply", "-f", f, "--rebuild", f"{KS}.t1", "--yes", "-o", "json")

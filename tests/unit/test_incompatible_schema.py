@@ -177,3 +177,15 @@ def test_snapshot_offsets_forget_only_the_recreated_table() -> None:
     assert without_properties(text, {"ks.t1"}) == (
         "#Wed Nov 25 20:31:33 UTC 2026\nks.t10=\\:-1\nother.t1=\\:-1\n"
     )
+
+
+def test_rebuild_asks_before_dropping_tables(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from controlplane.cli import app
+
+    args = ["schema", "apply", "-f", str(tmp_path / "none.yaml"), "--rebuild", "ks.t1"]
+    result = CliRunner().invoke(app, args, input="n\n")
+    assert result.exit_code != 0
+    assert "Drop the PostgreSQL tables of ks.t1" in result.output
+    assert "Aborted" in result.output
