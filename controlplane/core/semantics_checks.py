@@ -172,6 +172,109 @@ def _nested_set(t: CqlType, top: bool = True) -> bool:
     return False
 
 
+#: Types the agent leaves as Cassandra's Java objects below its one converted level; the Kafka
+#: record then fails validation and the agent stops (timestamp: java.util.Date for an INT64).
+_UNCONVERTED_BREAK = frozenset(
+    {"timestamp", "uuid", "timeuuid", "inet", "decimal", "varint", "duration"}
+)
+
+
+def _inner_collections(t: CqlType, in_collection: bool = False) -> Iterable[CqlCollection]:
+    """Collections that are an element, key or value of another collection. The agent converts
+    one level of a collection value; a tuple's fields are converted one by one (a fresh start)."""
+    if isinstance(t, CqlCollection):
+        if in_collection:
+            yield t
+            return
+        for a in t.args:
+            yield from _inner_collections(a, True)
+    elif isinstance(t, CqlTuple):
+        for a in t.items:
+            yield from _inner_collections(a, False)
+
+
+def _unconverted(t: CqlType) -> tuple[set[str], set[str]]:
+    """(types that stop the agent, types silently wrong) below a collection in a collection.
+    Sets are left to `_nested_set`."""
+    breaks: set[str] = set()
+    wrong: set[str] = set()
+    for inner in _inner_collections(t):
+        for part in _walk(inner):
+            if isinstance(part, CqlScalar) and part.name in _UNCONVERTED_BREAK:
+                breaks.add(part.name)
+            elif isinstance(part, CqlScalar) and part.name == "date":
+                wrong.add("date")
+            elif isinstance(part, CqlTuple | CqlUdt):
+                breaks.add("tuple" if isinstance(part, CqlTuple) else "UDT")
+    return breaks, wrong
+
+
+def _blob_in_shared_buffer(t: CqlType) -> bool:
+    """A blob that is a slice of an enclosing serialized value: anywhere in a frozen collection
+    or a tuple, or below the elements of a non-frozen collection. Only a top-level blob and the
+    direct elements/keys/values of a non-frozen collection have buffers of their own."""
+    if isinstance(t, CqlCollection) and not t.frozen:
+        return any(
+            any(isinstance(p, CqlScalar) and p.name == "blob" for p in _walk(a))
+            for a in t.args
+            if not (isinstance(a, CqlScalar) and a.name == "blob")
+        )
+    if isinstance(t, CqlCollection | CqlTuple):
+        return any(isinstance(p, CqlScalar) and p.name == "blob" for p in _walk(t))
+    return False
+
+
+def _nested_value_findings(where: str, c: Column) -> list[Finding]:
+    col = f"{where}.{c.name}"
+    out: list[Finding] = []
+    breaks, wrong = _unconverted(c.type)
+    if breaks:
+        out.append(
+            Finding(
+                "error",
+                where,
+                "nested-collection-breaks-agent",
+                f"{col} is {c.cql_type}: the agent converts one level of a collection, so "
+                f"{', '.join(sorted(breaks))} values in a collection inside a collection reach "
+                "Kafka as raw Java objects; the record fails (e.g. 'Invalid Java object for "
+                "schema io.debezium.time.Timestamp ... java.util.Date') and the agent stops "
+                "capturing every table on the node",
+                "wrap the inner value in a tuple (frozen<list<frozen<tuple<frozen<list<T>>>>>>: "
+                "tuple fields are converted one by one) or store it as text",
+                c.name,
+            )
+        )
+    if wrong:
+        out.append(
+            Finding(
+                "error",
+                where,
+                "nested-date-shifted",
+                f"{col} is {c.cql_type}: a date in a collection inside a collection reaches "
+                "Kafka unconverted, as Cassandra's raw day number (epoch + 2^31), so PostgreSQL "
+                "holds a date about 5.9 million years off",
+                "wrap the inner collection in a tuple, or store the date as text or int",
+                c.name,
+            )
+        )
+    if _blob_in_shared_buffer(c.type):
+        out.append(
+            Finding(
+                "error",
+                where,
+                "nested-blob-wrong-bytes",
+                f"{col} is {c.cql_type}: a blob inside a frozen collection or a tuple is a "
+                "slice of the enclosing value, and the agent's JsonConverter writes a "
+                "ByteBuffer's whole backing array, so PostgreSQL holds the bytes of the whole "
+                "enclosing value instead of the blob",
+                "use a non-frozen list/set/map of blob (its elements are carried exactly), a "
+                "top-level blob column, or hex/base64 text",
+                c.name,
+            )
+        )
+    return out
+
+
 def _column_findings(where: str, c: Column) -> list[Finding]:
     out: list[Finding] = []
     t = c.type
@@ -204,6 +307,7 @@ def _column_findings(where: str, c: Column) -> list[Finding]:
                 c.name,
             )
         )
+    out.extend(_nested_value_findings(where, c))
     if any(isinstance(p, CqlVector) for p in parts):
         out.append(
             Finding(

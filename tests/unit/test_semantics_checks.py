@@ -29,6 +29,22 @@ def test_a_plain_table_has_no_findings() -> None:
         (("v", "vector<float, 3>", "regular"), ("error", "vector-breaks-agent")),
         (("u", "addr", "regular"), ("error", "nonfrozen-udt-breaks-agent")),
         (("l", "list<frozen<set<int>>>", "regular"), ("error", "nested-set-breaks-agent-snapshot")),
+        (
+            ("n", "frozen<list<frozen<map<timestamp, int>>>>", "regular"),
+            ("error", "nested-collection-breaks-agent"),
+        ),
+        (
+            ("n", "map<text, frozen<list<decimal>>>", "regular"),
+            ("error", "nested-collection-breaks-agent"),
+        ),
+        (
+            ("n", "list<frozen<list<frozen<tuple<int>>>>>", "regular"),
+            ("error", "nested-collection-breaks-agent"),
+        ),
+        (("n", "list<frozen<list<date>>>", "regular"), ("error", "nested-date-shifted")),
+        (("b", "frozen<set<blob>>", "regular"), ("error", "nested-blob-wrong-bytes")),
+        (("b", "tuple<int, blob>", "regular"), ("error", "nested-blob-wrong-bytes")),
+        (("b", "list<frozen<list<blob>>>", "regular"), ("error", "nested-blob-wrong-bytes")),
         (("Name", "text", "regular"), ("error", "identifier-breaks-agent-snapshot")),
         (("select", "text", "regular"), ("error", "identifier-breaks-agent-snapshot")),
         (("l", "list<int>", "regular"), ("warning", "nonfrozen-collection")),
@@ -44,6 +60,27 @@ def test_column_findings(col: tuple[str, str, str], expected: tuple[str, str]) -
     assert f.column == col[0]
     assert f.message.startswith("ks.t")
     assert f.remedy
+
+
+@pytest.mark.parametrize(
+    "cql",
+    [
+        "list<frozen<list<int>>>",  # ints, text, floats, booleans, time: nothing to convert
+        "frozen<map<text, frozen<list<double>>>>",
+        "frozen<list<frozen<tuple<timestamp, frozen<list<decimal>>>>>>",  # a tuple starts over
+        "list<timestamp>",
+        "map<timestamp, blob>",  # non-frozen: each element its own buffer
+        "list<blob>",
+        "blob",
+    ],
+)
+def test_nested_values_the_agent_carries(cql: str) -> None:
+    found = {f.code for f in check_table(table(("n", cql, "regular")), TableOptions(cdc=True))}
+    assert not found & {
+        "nested-collection-breaks-agent",
+        "nested-date-shifted",
+        "nested-blob-wrong-bytes",
+    }
 
 
 def test_table_options() -> None:
