@@ -43,31 +43,84 @@ class CapturedEventsTest {
     private static final com.fasterxml.jackson.databind.ObjectMapper MAPPER =
             new com.fasterxml.jackson.databind.ObjectMapper();
 
-    /** The agent's JSON of a collection/tuple/UDT value with tuples (field1..n objects) as arrays. */
-    private static com.fasterxml.jackson.databind.JsonNode expectedJson(com.fasterxml.jackson.databind.JsonNode n) {
-        if (n.isObject()) {
-            boolean tuple = n.size() > 0;
-            var names = n.fieldNames();
-            while (names.hasNext()) {
-                tuple &= names.next().matches("field[0-9]+");
-            }
-            if (tuple) {
+    /**
+     * What the transform must write for a collection/tuple/UDT value, read from the agent's JSON
+     * and its schema: tuples (field1..n) as arrays, map keys as text, timestamps as ISO-8601 UTC,
+     * dates as yyyy-mm-dd, bytes as "0x" hex (docs/transform.md, "Values inside collections").
+     */
+    private static com.fasterxml.jackson.databind.JsonNode expectedJson(
+            com.fasterxml.jackson.databind.JsonNode schema, com.fasterxml.jackson.databind.JsonNode n) {
+        var f = MAPPER.getNodeFactory();
+        if (n == null || n.isNull()) {
+            return f.nullNode();
+        }
+        String type = schema.path("type").asText();
+        String name = schema.path("name").asText("");
+        switch (type) {
+            case "array" -> {
                 var arr = MAPPER.createArrayNode();
-                for (int i = 1; i <= n.size(); i++) {
-                    arr.add(expectedJson(n.get("field" + i)));
-                }
+                n.forEach(x -> arr.add(expectedJson(schema.get("items"), x)));
                 return arr;
             }
-            var obj = MAPPER.createObjectNode();
-            n.fields().forEachRemaining(e -> obj.set(e.getKey(), expectedJson(e.getValue())));
-            return obj;
+            case "map" -> {
+                var obj = MAPPER.createObjectNode();
+                var keys = schema.get("keys");
+                if (n.isObject()) {  // string keys
+                    n.fields().forEachRemaining(e -> obj.set(e.getKey(), expectedJson(schema.get("values"), e.getValue())));
+                }
+                else {  // [[key, value], ...]
+                    for (var pair : n) {
+                        var k = expectedJson(keys, pair.get(0));
+                        obj.set(k.isTextual() ? k.textValue() : k.toString(), expectedJson(schema.get("values"), pair.get(1)));
+                    }
+                }
+                return obj;
+            }
+            case "struct" -> {
+                var fields = schema.get("fields");
+                boolean tuple = fields.size() > 0;
+                for (var fs : fields) {
+                    tuple &= fs.get("field").asText().matches("field[0-9]+");
+                }
+                if (tuple) {
+                    var arr = MAPPER.createArrayNode();
+                    fields.forEach(fs -> arr.add(expectedJson(fs, n.get(fs.get("field").asText()))));
+                    return arr;
+                }
+                var obj = MAPPER.createObjectNode();
+                fields.forEach(fs -> obj.set(fs.get("field").asText(), expectedJson(fs, n.get(fs.get("field").asText()))));
+                return obj;
+            }
+            case "int64" -> {
+                return CqlJson.TIMESTAMP.equals(name) ? f.textNode(java.time.Instant.ofEpochMilli(n.longValue()).toString()) : n;
+            }
+            case "int32" -> {
+                return CqlJson.DATE.equals(name) ? f.textNode(java.time.LocalDate.ofEpochDay(n.longValue()).toString()) : n;
+            }
+            case "bytes" -> {
+                return f.textNode("0x" + java.util.HexFormat.of().formatHex(java.util.Base64.getDecoder().decode(n.textValue())));
+            }
+            default -> {
+                return n;
+            }
         }
-        if (n.isArray()) {
-            var arr = MAPPER.createArrayNode();
-            n.forEach(x -> arr.add(expectedJson(x)));
-            return arr;
+    }
+
+    private static com.fasterxml.jackson.databind.JsonNode cellSchema(String name, String column) {
+        for (var part : Fixtures.raw(name).path("value").path("schema").path("fields")) {
+            if ("after".equals(part.path("field").asText())) {
+                for (var col : part.path("fields")) {
+                    if (column.equals(col.path("field").asText())) {
+                        for (var cf : col.path("fields")) {
+                            if ("value".equals(cf.path("field").asText())) {
+                                return cf;
+                            }
+                        }
+                    }
+                }
+            }
         }
-        return n;
+        throw new AssertionError("no schema for " + column + " in " + name);
     }
 
     @TestFactory
@@ -127,7 +180,8 @@ class CapturedEventsTest {
                     }
                     else {
                         try {
-                            assertEquals(expectedJson(rawValue), MAPPER.readTree(o.getString(f.name())), f.name());
+                            assertEquals(expectedJson(cellSchema(name, f.name()), rawValue),
+                                    MAPPER.readTree(o.getString(f.name())), f.name());
                         }
                         catch (java.io.IOException e) {
                             throw new AssertionError(f.name() + ": not JSON: " + o.get(f.name()), e);
@@ -152,6 +206,15 @@ class CapturedEventsTest {
                 assertEquals("{\"street\":\"Main\",\"Zip\":12345}", o.getString("ud"));
                 assertEquals("{\"p\":[1,2],\"q\":[]}", o.getString("nest"));
                 assertEquals("[[1,2],[3]]", o.getString("nl"));
+            }
+            if ("nested_insert".equals(scenario)) {
+                assertEquals("[\"0001-01-01T00:00:00Z\",\"1969-12-31T23:59:59.999Z\",\"1970-01-01T00:00:00Z\","
+                        + "\"9999-12-31T23:59:59.999Z\"]", o.getString("lts"));
+                assertEquals("[\"-5877641-06-23\",\"0001-01-01\",\"1969-12-31\",\"+5881580-07-11\"]", o.getString("ld"));
+                assertEquals("[\"0x\",\"0x00ff\",\"0xcafe\"]", o.getString("lbl"));
+                assertEquals("{\"NaN\":1,\"-Infinity\":2,\"0.5\":3}".length(), o.getString("mdb").length());
+                assertEquals("[[\"1969-12-31T23:59:59.999Z\",[\"0.0\",\"-1.5\"]],[\"9999-12-31T23:59:59.999Z\",[]]]",
+                        o.getString("deep"));
             }
             if ("types_map_delete_key".equals(scenario)) {
                 assertEquals("{\"k1\":null}", o.getString("m"), "a removed map key looks like a key set to null");

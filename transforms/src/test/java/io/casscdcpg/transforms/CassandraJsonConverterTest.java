@@ -183,7 +183,13 @@ class CassandraJsonConverterTest {
         if (bytes != null) {
             JsonNode payload = readTree(new String(bytes, StandardCharsets.UTF_8)).get("payload");
             boolean nonFinite = patchNonFinite(expected.schema(), expected.value(), payload);
-            assertEquals(expected.value(), actual.value(), nonFinite ? "non-finite numbers patched in the expectation" : "");
+            // rendered, so byte[] inside lists and maps compare by content, not identity
+            assertEquals(Json.appendValue(new StringBuilder(), expected.value()).toString(),
+                    Json.appendValue(new StringBuilder(), actual.value()).toString(),
+                    nonFinite ? "non-finite numbers patched in the expectation" : "");
+            if (!nonFinite) {
+                assertEquals(expected.value().getClass(), actual.value().getClass());
+            }
         }
         else {
             assertFalse(actual.value() != null);
@@ -227,7 +233,17 @@ class CassandraJsonConverterTest {
                 }
             }
             case MAP -> {
-                if (json.isObject()) {
+                if (json.isArray() && isFloat(schema.keySchema())) {
+                    // [[key, value], ...]: the stock converter reads "NaN" and "-Infinity" keys as
+                    // 0.0, so keys collapse; rebuild the map from the pairs (primitive values)
+                    Map<Object, Object> m = (Map<Object, Object>) value;
+                    m.clear();
+                    for (JsonNode pair : json) {
+                        m.put(number(schema.keySchema(), pair.get(0)), primitive(schema.valueSchema(), pair.get(1)));
+                    }
+                    any = true;
+                }
+                else if (json.isObject()) {
                     for (Map.Entry<Object, Object> e : ((Map<Object, Object>) value).entrySet()) {
                         JsonNode child = json.get(String.valueOf(e.getKey()));
                         Object fixed = nonFinite(schema.valueSchema(), child);
@@ -247,9 +263,40 @@ class CassandraJsonConverterTest {
         return any;
     }
 
+    private static boolean isFloat(Schema schema) {
+        return schema.type() == Schema.Type.FLOAT32 || schema.type() == Schema.Type.FLOAT64;
+    }
+
+    private static Object number(Schema schema, JsonNode json) {
+        Object fixed = nonFinite(schema, json);
+        double d = json.doubleValue();
+        return fixed != null ? fixed : schema.type() == Schema.Type.FLOAT32 ? (Object) (float) d : (Object) d;
+    }
+
+    private static Object primitive(Schema schema, JsonNode json) {
+        if (json == null || json.isNull()) {
+            return null;
+        }
+        return switch (schema.type()) {
+            case INT8 -> (byte) json.intValue();
+            case INT16 -> (short) json.intValue();
+            case INT32 -> json.intValue();
+            case INT64 -> json.longValue();
+            case FLOAT32, FLOAT64 -> number(schema, json);
+            case BOOLEAN -> json.booleanValue();
+            case STRING -> json.textValue();
+            default -> throw new AssertionError("map value of type " + schema.type() + " not rebuilt here");
+        };
+    }
+
+    /** The value the stock converter gets wrong for a float/double: NaN/±Infinity written as text
+     *  (read as 0.0), and -0.0 (read through BigDecimal, which has no negative zero). */
     private static Object nonFinite(Schema schema, JsonNode json) {
-        if (json == null || !json.isTextual()
-                || (schema.type() != Schema.Type.FLOAT32 && schema.type() != Schema.Type.FLOAT64)) {
+        if (json != null && json.isNumber() && isFloat(schema)
+                && Double.doubleToRawLongBits(json.doubleValue()) == Long.MIN_VALUE) {
+            return schema.type() == Schema.Type.FLOAT32 ? (Object) (-0.0f) : (Object) (-0.0);
+        }
+        if (json == null || !json.isTextual() || !isFloat(schema)) {
             return null;
         }
         double d = switch (json.textValue()) {
