@@ -4,8 +4,16 @@ equals Cassandra after canonicalisation (controlplane.core.canonical).
 Not here because they stop the node's one agent for every table (docs/semantics.md, "What the
 source cannot carry"; `cdcctl validate` refuses them): vector, non-frozen UDT, case-sensitive or
 reserved-word column names, a set nested in a collection/tuple/UDT (the agent's snapshot dies on
-it: "Invalid Java object for schema with type ARRAY: class java.util.LinkedHashSet"). The
-keyspace is dropped at the end, so later agent restarts do not snapshot it.
+it: "Invalid Java object for schema with type ARRAY: class java.util.LinkedHashSet"), and a
+timestamp/uuid/inet/decimal/varint/duration/tuple/UDT in a collection inside a collection (the
+agent converts one level; `nested-collection-breaks-agent`). The keyspace is dropped at the end,
+so later agent restarts do not snapshot it.
+
+Table `nested` puts every scalar inside lists, sets, maps (keys and values), a tuple, a frozen
+UDT, a list of UDTs and a tuple inside a frozen list, and compares them the way `cdcctl verify`
+does: PostgreSQL's jsonb as psycopg returns it, straight into canonical.compare (with the UDT
+field types from the driver's metadata, and without them, inferred). Table `unfaithful` holds
+what the agent does not carry faithfully; canonical must call each of those a mismatch.
 """
 
 from __future__ import annotations
@@ -13,12 +21,15 @@ from __future__ import annotations
 import datetime as dt
 import decimal
 import uuid
+from collections.abc import Iterator
 from typing import Any, NamedTuple
 
 import pytest
 from cassandra.cluster import Session
-from cassandra.util import Duration
+from cassandra.util import Date, Duration, Time
 
+from controlplane.adapters import postgres
+from controlplane.core import canonical
 from controlplane.services.stack import Endpoints, LocalStack
 from tests.e2e.conftest import wait_for
 from tests.e2e.semconf import deploy, differences, pg_rows, table_model
@@ -145,6 +156,147 @@ ROWS: dict[int, dict[str, Any]] = {
 }
 
 
+# Every scalar nested. No blob in the tuple or UDT and no collection in a collection beyond
+# ints: those are in `unfaithful` (nested-blob-wrong-bytes) or stop the agent.
+ALLT = (
+    "ts timestamp, d date, tm time, du duration, u uuid, tu timeuuid, ip inet, dc decimal, "
+    "vi varint, f float, db double, bi bigint, ti tinyint, si smallint, bo boolean, a ascii, "
+    "t text"
+)
+NESTED = (
+    "id int PRIMARY KEY, lts list<timestamp>, lbl list<blob>, ld list<date>, ltm list<time>, "
+    "ldu list<duration>, lu list<uuid>, ltu list<timeuuid>, lip list<inet>, ldc list<decimal>, "
+    "lvi list<varint>, lf list<float>, ldb list<double>, sts set<timestamp>, sdc set<decimal>, "
+    "sip set<inet>, fts frozen<list<timestamp>>, fdc frozen<set<decimal>>, "
+    "mts map<timestamp, blob>, mdi map<date, inet>, mdc frozen<map<decimal, varint>>, "
+    "mdb map<double, time>, mu map<uuid, duration>, mfl map<float, date>, "
+    "tup tuple<timestamp, date, time, duration, uuid, inet, decimal, varint, float, double>, "
+    "ud frozen<allt>, lud list<frozen<allt>>, "
+    "deep frozen<list<frozen<tuple<timestamp, frozen<list<decimal>>>>>>"
+)
+UTC_MIN = dt.datetime(1, 1, 1, tzinfo=UTC)
+UTC_MAX = dt.datetime(9999, 12, 31, 23, 59, 59, 999000, tzinfo=UTC)
+BIG = 2**200
+HUGE_DC = decimal.Decimal("123456789012345678901234567890.123456789012345678901234567890")
+NAN, INF = float("nan"), float("inf")
+DAY_NS = 86_400 * 10**9
+
+
+class AllT(NamedTuple):
+    """The frozen<allt> UDT as the driver writes it."""
+
+    ts: dt.datetime | None = None
+    d: Any = None
+    tm: Any = None
+    du: Duration | None = None
+    u: uuid.UUID | None = None
+    tu: uuid.UUID | None = None
+    ip: str | None = None
+    dc: decimal.Decimal | None = None
+    vi: int | None = None
+    f: float | None = None
+    db: float | None = None
+    bi: int | None = None
+    ti: int | None = None
+    si: int | None = None
+    bo: bool | None = None
+    a: str | None = None
+    t: str | None = None
+
+
+ALL_EDGES = AllT(
+    dt.datetime(1969, 12, 31, 23, 59, 59, 999000, tzinfo=UTC),
+    Date(-(2**31)),
+    Time(DAY_NS - 1),
+    Duration(-1, -29, -(DAY_NS - 1)),
+    uuid.UUID(int=2**128 - 1),
+    uuid.UUID("50554d6e-29bb-11e5-b345-feff819cdc9f"),
+    "2001:db8::ff00:42:8329",
+    HUGE_DC,
+    -BIG,
+    -INF,
+    NAN,
+    -(2**63),
+    -128,
+    2**15 - 1,
+    False,
+    "",
+    "ünï 𝄞 \"'\\",
+)
+NESTED_ROWS: dict[int, dict[str, Any]] = {
+    1: {  # edges: year 1 / 1969 / 9999 timestamps, empty blob, NaN/±Infinity, huge numbers
+        "lts": [UTC_MIN, dt.datetime(1969, 12, 31, 23, 59, 59, 999000, tzinfo=UTC), UTC_MAX],
+        "lbl": [b"", b"\x00\xff", bytes(range(256))],
+        "ld": [Date(-(2**31)), dt.date(1, 1, 1), dt.date(1969, 12, 31), Date(2**31 - 1)],
+        "ltm": [Time(0), Time(1), Time(DAY_NS - 1)],
+        # exact while days < 30 and the time part < 24 h (months are 30 days in the agent's ns)
+        "ldu": [Duration(0, 29, DAY_NS - 1), Duration(1, 0, 0), Duration(-14, -3, -1)],
+        "lu": [uuid.UUID(int=0), uuid.UUID(int=2**128 - 1)],
+        "ltu": [uuid.UUID("ffffffff-ffff-1fff-bfff-ffffffffffff")],
+        "lip": ["10.0.0.1", "::1", "2001:db8::ff00:42:8329", "0.0.0.0"],  # noqa: S104
+        "ldc": [decimal.Decimal("-1E-30"), HUGE_DC, decimal.Decimal("1.50")],
+        "lvi": [BIG, -BIG, 0],
+        "lf": [NAN, INF, -INF, 1.1, 3.4028234663852886e38],
+        "ldb": [NAN, INF, -INF, 0.1, 1e308, 5e-324],
+        "sts": {UTC_MIN, UTC_MAX},
+        "sdc": {decimal.Decimal("2.50"), decimal.Decimal("-0.001")},
+        "sip": {"::1", "192.168.0.1"},
+        "fts": [dt.datetime(1900, 1, 1, 0, 0, 0, 1000, tzinfo=UTC)],
+        "fdc": {HUGE_DC},
+        "mts": {UTC_MIN: b"", dt.datetime(1970, 1, 1, tzinfo=UTC): b"\xff"},
+        "mdi": {Date(-(2**31)): "::1", dt.date(9999, 12, 31): "1.2.3.4"},
+        "mdc": {decimal.Decimal("1.50"): -BIG, HUGE_DC: BIG},
+        "mdb": {NAN: Time(1), -INF: Time(2), INF: Time(3), 0.5: Time(DAY_NS - 1)},
+        "mu": {uuid.UUID(int=1): Duration(0, 0, 1)},
+        "mfl": {1.1: dt.date(1, 1, 1), NAN: Date(2**31 - 1)},
+        "tup": (
+            UTC_MAX,
+            Date(0),
+            Time(1),
+            Duration(1, 2, 3),
+            uuid.UUID(int=5),
+            "::1",
+            decimal.Decimal("-0.000"),
+            BIG,
+            NAN,
+            -INF,
+        ),
+        "ud": ALL_EDGES,
+        "lud": [ALL_EDGES, AllT(a="x")],
+        "deep": [(UTC_MIN, [decimal.Decimal("0.0"), HUGE_DC]), (UTC_MAX, [])],
+    },
+    2: {  # nulls inside values, single elements
+        "lts": [dt.datetime(2024, 2, 29, 12, 0, 0, 1000, tzinfo=UTC)],
+        "lbl": [b""],
+        "tup": (None, None, None, None, None, None, None, None, None, None),
+        "ud": AllT(),
+        "mdc": {decimal.Decimal("0"): 0},
+        "deep": [(None, None)],
+    },
+    3: {},  # every nested column null
+}
+
+# Carried, but not faithfully (docs: nested-blob-wrong-bytes, nested-date-shifted, durations of
+# 30+ days or 24+ h): canonical.compare must report each as a mismatch. `ok` is the control.
+UNFAITHFUL = (
+    "id int PRIMARY KEY, sb frozen<set<blob>>, tb tuple<int, blob>, ub frozen<withblob>, "
+    "nd frozen<list<frozen<list<date>>>>, du list<duration>, ok list<frozen<list<int>>>"
+)
+UNFAITHFUL_ROW: dict[str, Any] = {
+    "sb": {b"\x01", b"\x02\x03"},
+    "tb": (1, b"\xca\xfe"),
+    "ub": None,  # set in the fixture: needs the registered WithBlob
+    "nd": [[dt.date(2024, 1, 1)]],
+    "du": [Duration(0, 45, 0), Duration(0, 0, 25 * 3600 * 10**9)],
+    "ok": [[1, 2], []],
+}
+
+
+class WithBlob(NamedTuple):
+    b: bytes | None
+    n: int | None
+
+
 class Addr(NamedTuple):
     """The frozen<addr> UDT as the driver writes and reads it."""
 
@@ -158,7 +310,7 @@ def matrix(
     local_stack: LocalStack,
     stack: Endpoints,
     tmp_path_factory: pytest.TempPathFactory,
-) -> None:
+) -> Iterator[None]:
     deploy(
         cql,
         local_stack,
@@ -166,10 +318,23 @@ def matrix(
         tmp_path_factory.mktemp("sem_types"),
         name="sem-types",
         keyspace=KS,
-        prelude=(f"CREATE TYPE {KS}.addr (street text, zip int)",),
-        tables={"matrix": f"CREATE TABLE {KS}.matrix ({COLUMNS}) WITH cdc = true"},
+        prelude=(
+            f"CREATE TYPE {KS}.addr (street text, zip int)",
+            f"CREATE TYPE {KS}.allt ({ALLT})",
+            f"CREATE TYPE {KS}.withblob (b blob, n int)",
+        ),
+        tables={
+            "matrix": f"CREATE TABLE {KS}.matrix ({COLUMNS}) WITH cdc = true",
+            "nested": f"CREATE TABLE {KS}.nested ({NESTED}) WITH cdc = true",
+            "unfaithful": f"CREATE TABLE {KS}.unfaithful ({UNFAITHFUL}) WITH cdc = true",
+        },
     )
     cql.cluster.register_user_type(KS, "addr", Addr)
+    cql.cluster.register_user_type(KS, "allt", AllT)
+    cql.cluster.register_user_type(KS, "withblob", WithBlob)
+    for key, values in NESTED_ROWS.items():
+        _insert(cql, "nested", key, values)
+    _insert(cql, "unfaithful", 1, {**UNFAITHFUL_ROW, "ub": WithBlob(b"\xca\xfe", 7)})
     for key, values in ROWS.items():
         vals = {k: v for k, v in values.items() if k in NAMES}
         if "ud" in vals:
@@ -180,6 +345,78 @@ def matrix(
         cql.execute(stmt, [key, *vals.values()])
     yield
     cql.execute(f"DROP KEYSPACE IF EXISTS {KS}")
+
+
+def _insert(cql: Session, table: str, key: int, values: dict[str, Any]) -> None:
+    cols = ["id", *values]
+    marks = ", ".join(["?"] * len(cols))
+    stmt = cql.prepare(f"INSERT INTO {KS}.{table} ({', '.join(cols)}) VALUES ({marks})")
+    cql.execute(stmt, [key, *values.values()])
+
+
+def _udts(cql: Session) -> dict[str, dict[str, str]]:
+    """UDT field types from the driver's schema metadata, as `cdcctl verify` can read them."""
+    types = cql.cluster.metadata.keyspaces[KS].user_types
+    return {name: dict(zip(u.field_names, u.field_types, strict=True)) for name, u in types.items()}
+
+
+def _compare_like_verify(
+    cql: Session, dsn: str, table: str, udts: canonical.UdtFields | None
+) -> dict[int, dict[str, canonical.Comparison]]:
+    """Per key, the columns that differ: Cassandra through the driver, PostgreSQL's view
+    through verify's connection (jsonb as psycopg parses it), compared by canonical.compare."""
+    model = table_model(cql, KS, table)
+    types = {c.name: c.type for c in model.columns if c.name != "id"}
+    names = ", ".join(f'"{n}"' for n in types)
+    c_rows = {r[0]: r[1:] for r in cql.execute(f"SELECT id, {names} FROM {KS}.{table}")}
+    with postgres.verify_connect(dsn) as conn:
+        p_rows = {
+            r[0]: r[1:]
+            for r in conn.execute(f'SELECT id, {names} FROM "{KS}"."{table}"').fetchall()
+        }
+    assert sorted(c_rows) == sorted(p_rows)
+    out = {}
+    for key, c_vals in c_rows.items():
+        diff = canonical.compare_row(
+            types,
+            dict(zip(types, c_vals, strict=True)),
+            dict(zip(types, p_rows[key], strict=True)),
+            udts=udts,
+        )
+        if diff:
+            out[key] = diff
+    return out
+
+
+def _wait_rows(stack: Endpoints, table: str, n: int) -> None:
+    wait_for(
+        f"{n} rows of {table} in PostgreSQL",
+        lambda: postgres.query(stack.postgres_dsn, f'SELECT count(*) FROM "{KS}"."{table}"')[0][0],
+        lambda count: count == n,
+    )
+
+
+@pytest.mark.parametrize("typed_udts", [True, False], ids=["udt-metadata", "udt-inferred"])
+def test_every_type_nested_in_collections_tuples_and_udts_arrives_equal(
+    matrix: None, cql: Session, stack: Endpoints, typed_udts: bool
+) -> None:
+    _wait_rows(stack, "nested", len(NESTED_ROWS))
+    diffs = _compare_like_verify(
+        cql, stack.postgres_dsn, "nested", _udts(cql) if typed_udts else None
+    )
+    assert diffs == {}, "\n".join(
+        f"{k} {col}: cassandra={c.cassandra!r} postgres={c.postgres!r}"
+        for k, cols in diffs.items()
+        for col, c in cols.items()
+    )
+
+
+def test_values_the_agent_does_not_carry_faithfully_are_mismatches(
+    matrix: None, cql: Session, stack: Endpoints
+) -> None:
+    _wait_rows(stack, "unfaithful", 1)
+    diffs = _compare_like_verify(cql, stack.postgres_dsn, "unfaithful", _udts(cql))
+    assert sorted(diffs.get(1, {})) == ["du", "nd", "sb", "tb", "ub"], diffs
 
 
 def test_every_type_and_edge_value_arrives_equal(
