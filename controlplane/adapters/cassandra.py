@@ -75,6 +75,21 @@ def table_ids(session: Session, keyspace: str) -> dict[str, str]:
         raise CassandraError(f"cannot read the tables of keyspace {keyspace}: {exc}") from exc
 
 
+def udt_fields(session: Session, keyspace: str) -> dict[str, dict[str, str]]:
+    """{UDT name: {field: CQL type}} of a keyspace, fields in declaration order."""
+    try:
+        rows = session.execute(
+            "SELECT type_name, field_names, field_types FROM system_schema.types "
+            "WHERE keyspace_name = %s",
+            (keyspace,),
+        )
+        return {
+            str(r.type_name): dict(zip(r.field_names, r.field_types, strict=True)) for r in rows
+        }
+    except Exception as exc:  # the driver has no single base class for request errors
+        raise CassandraError(f"cannot read the types of keyspace {keyspace}: {exc}") from exc
+
+
 # --------------------------------------------------------------------------- full scans (verify)
 
 

@@ -41,7 +41,13 @@ from prometheus_client import CollectorRegistry, Counter, start_http_server
 
 from controlplane.adapters import cassandra, postgres, vault
 from controlplane.adapters.redis_store import CheckpointStore
-from controlplane.core.canonical import Comparison, canonical_cassandra, canonical_json, compare
+from controlplane.core.canonical import (
+    Comparison,
+    UdtFields,
+    canonical_cassandra,
+    canonical_json,
+    compare,
+)
 from controlplane.core.ddl import pg_names, quote_ident, sink_upsert_sql
 from controlplane.core.errors import CdcError, DifferencesFoundError, UsageError
 from controlplane.core.manifest import Pipeline
@@ -241,6 +247,8 @@ class Table:
         ]
         self.pg_token_drop = [f"DROP TABLE IF EXISTS {tt}", f"DROP TABLE IF EXISTS {kt}"]
         self.prepared: dict[str, Any] = {}
+        #: UDT field types of the keyspace (set once connected): compare reads jsonb by them
+        self.udts: UdtFields = {}
 
     @property
     def name(self) -> str:
@@ -268,7 +276,7 @@ class Table:
             a, b = c_row[i], p_row[i]
             if a is b or (type(a) is type(b) and a == b):
                 continue  # same Python type and equal: the canonical forms are equal too
-            cmp = compare(self.types[col], a, b)
+            cmp = compare(self.types[col], a, b, udts=self.udts)
             if not cmp.equal:
                 out[col] = cmp
         return out
@@ -346,7 +354,9 @@ class Verifier:
         src = pipeline.spec.source.cassandra
         host, _, port = src.contact_points[0].rpartition(":")
         self.cluster, self.session = cassandra.scan_session(host, int(port))
+        udts = cassandra.udt_fields(self.session, pipeline.keyspace)
         for t in self.tables.values():
+            t.udts = udts
             t.prepared = {
                 "scan": cassandra.prepare(self.session, t.cql_scan),
                 "by_pk": cassandra.prepare(self.session, t.cql_by_pk),

@@ -274,3 +274,23 @@ def test_live_writes_do_not_produce_false_differences(
     assert summary.status == "PASS"
     assert summary.counters["read"] >= n
     assert summary.counters["rechecked"] > 0, "rows in flight were seen and re-checked"
+
+
+def test_udt_field_types_come_from_the_schema_tables(cql: Session) -> None:
+    """verify compares jsonb UDT values by their declared field types, read at connect time."""
+    from controlplane.adapters import cassandra
+
+    cql.execute(
+        "CREATE KEYSPACE IF NOT EXISTS vf_udt WITH replication = "
+        "{'class': 'SimpleStrategy', 'replication_factor': 1}"
+    )
+    cql.execute("DROP TYPE IF EXISTS vf_udt.point")
+    cql.execute("CREATE TYPE vf_udt.point (x float, at timestamp, tags frozen<list<blob>>)")
+    try:
+        assert cassandra.udt_fields(cql, "vf_udt") == {
+            "point": {"x": "float", "at": "timestamp", "tags": "frozen<list<blob>>"}
+        }
+        assert list(cassandra.udt_fields(cql, "vf_udt")["point"]) == ["x", "at", "tags"]
+        assert cassandra.udt_fields(cql, "vf_no_such_keyspace") == {}
+    finally:
+        cql.execute("DROP KEYSPACE vf_udt")
