@@ -15,14 +15,17 @@ consumer lag 0. Writes docs/benchmarks.md, section "Sink throughput".
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import os
 import random
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
+import psutil
 import pytest
 from cassandra.cluster import Session
 from confluent_kafka import Producer
@@ -43,6 +46,8 @@ FIXTURE = (
 )
 TABLE = "(pk int, ck int, a text, b bigint, c uuid, PRIMARY KEY (pk, ck)) WITH cdc = true"
 CONNECT = "http://127.0.0.1:8083"
+#: batch.size (and max.poll.records) for both connectors; empty: as `cdcctl apply` renders it
+BATCH = os.environ.get("CDC_BENCH_BATCH", "")
 
 
 def events(n: int, topic_ks: str) -> tuple[list[bytes], list[bytes]]:
@@ -93,20 +98,63 @@ def wait_state(name: str, state: str) -> None:
     raise AssertionError(f"{name} not {state}")
 
 
-def run(name: str, topic: str, n: int) -> float:
+@dataclass
+class Run:
+    """One connector draining the topic: overall and steady-state rate, CPU per event."""
+
+    rate: float  # events/s from resume to consumer lag 0 (task start included)
+    steady: float  # events/s while the lag fell from 80 % to 20 % of the events
+    connect_us: float  # Connect worker CPU per event, µs
+    postgres_us: float  # PostgreSQL CPU (all its processes) per event, µs
+
+
+def cpu_seconds(pids: list[int]) -> dict[int, float]:
+    out: dict[int, float] = {}
+    for pid in pids:
+        with contextlib.suppress(OSError):
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            out[pid] = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime+stime
+    return out
+
+
+def stack_cpu() -> tuple[dict[int, float], dict[int, float]]:
+    """CPU seconds so far of the Connect worker and of every PostgreSQL process, by pid."""
+    connect, pg = [], []
+    for proc in psutil.process_iter(["pid", "cmdline", "username"]):
+        cmd = " ".join(proc.info["cmdline"] or ())
+        if "ConnectDistributed" in cmd:
+            connect.append(proc.info["pid"])
+        elif proc.info["username"] == "postgres":
+            pg.append(proc.info["pid"])
+    return cpu_seconds(connect), cpu_seconds(pg)
+
+
+def used(before: dict[int, float], after: dict[int, float]) -> float:
+    # the sink's PostgreSQL backend starts with its task: absent before, counted from zero
+    return sum(v - before.get(pid, 0.0) for pid, v in after.items())
+
+
+def run(name: str, topic: str, n: int) -> Run:
     group = f"connect-{name}"
+    c0, p0 = stack_cpu()
     httpx.put(f"{CONNECT}/connectors/{name}/resume", timeout=30).raise_for_status()
     t0 = time.monotonic()
+    samples: list[tuple[float, int]] = []
     while True:
         remaining = lag(group, topic)
+        samples.append((time.monotonic() - t0, remaining))
         if remaining == 0:
             break
         status = httpx.get(f"{CONNECT}/connectors/{name}/status", timeout=10).json()
         assert all(t["state"] == "RUNNING" for t in status["tasks"]), status
         time.sleep(1)
     elapsed = time.monotonic() - t0
+    c1, p1 = stack_cpu()  # before the stop: the sink's backend is still there
     httpx.put(f"{CONNECT}/connectors/{name}/stop", timeout=30)
-    return n / elapsed
+    a = next(s for s in samples if s[1] <= 0.8 * n)
+    b = next(s for s in samples if s[1] <= 0.2 * n)
+    steady = (a[1] - b[1]) / (b[0] - a[0]) if b[0] > a[0] else float("nan")
+    return Run(n / elapsed, steady, used(c0, c1) / n * 1e6, used(p0, p1) / n * 1e6)
 
 
 def test_sink_throughput_gate_vs_plain_upsert(
@@ -146,6 +194,12 @@ def test_sink_throughput_gate_vs_plain_upsert(
         cfg[k] = cfg[k].replace("sem_bench_plain", "sem_bench")
     httpx.put(f"{CONNECT}/connectors/{plain}/config", json=cfg, timeout=30).raise_for_status()
     for name in ("sem-bench-jdbc-sink", plain):
+        cfg = httpx.get(f"{CONNECT}/connectors/{name}/config", timeout=10).json()
+        if BATCH:
+            cfg["batch.size"] = cfg["consumer.override.max.poll.records"] = BATCH
+            r = httpx.put(f"{CONNECT}/connectors/{name}/config", json=cfg, timeout=30)
+            r.raise_for_status()
+        batch = cfg["batch.size"]
         httpx.put(f"{CONNECT}/connectors/{name}/stop", timeout=30).raise_for_status()
         wait_state(name, "STOPPED")
 
@@ -160,10 +214,10 @@ def test_sink_throughput_gate_vs_plain_upsert(
             "queue.buffering.max.kbytes": 1 << 20,
         }
     )
-    for k, v in zip(keys, values, strict=True):
+    for key, v in zip(keys, values, strict=True):
         while True:
             try:
-                producer.produce(topic, key=k, value=v)
+                producer.produce(topic, key=key, value=v)
                 break
             except BufferError:
                 producer.poll(0.1)
@@ -172,39 +226,50 @@ def test_sink_throughput_gate_vs_plain_upsert(
     fill_s = time.monotonic() - t0
 
     gated = run("sem-bench-jdbc-sink", topic, N)
-    plain_rate = run(plain, topic, N)
-    ratio = gated / plain_rate
+    plain_run = run(plain, topic, N)
+    ratio = gated.rate / plain_run.rate
     rows = postgres.query(dsn, 'SELECT count(*) FROM "sem_bench_cdc"."rows"')[0][0]
-    print(f"gate {gated:,.0f}/s plain {plain_rate:,.0f}/s ratio {ratio:.2f} rows {rows}")
+    print(f"gate {gated} plain {plain_run} ratio {ratio:.2f} rows {rows}")
     cmd = (
         f"CDC_BENCH_EVENTS={N} python -m pytest tests/performance/test_sink_throughput.py "
         "-m performance -s"
     )
+    if BATCH:
+        cmd = f"CDC_BENCH_BATCH={BATCH} {cmd}"
     verdict = (
         "met"
-        if gated >= 10000 and ratio >= 0.7
+        if gated.rate >= 10000 and ratio >= 0.7
         else "NOT met: see docs/decisions/0040-sink-throughput.md"
     )
+
+    def row(label: str, r: Run) -> str:
+        return (
+            f"| {label} | {r.rate:,.0f} | {r.steady:,.0f} | {r.connect_us:.0f} | "
+            f"{r.postgres_us:.0f} |"
+        )
+
     write_section(
         "sink-throughput",
         f"""## Sink throughput
 
 Command: `{cmd}`
-on the shared local stack (Kafka, Connect, PostgreSQL, Cassandra on the same machine; other
-sessions' pipelines may have run meanwhile). {N:,} events in the captured agent shape
+on the shared local stack (Kafka, Connect, PostgreSQL, Cassandra and the agent on the same
+machine; other sessions' work may have run meanwhile). {N:,} events in the captured agent shape
 (JsonConverter with schemas, ~4.5 KB each; 70 % one/two-column updates, 20 % inserts, 10 % row
 deletes over 100,000 keys, reordered write times) pre-filled in one topic partition (filled in
-{fill_s:.0f} s); one sink task each (stock Debezium JDBC sink 3.6.0 + CassandraToRow, batch.size
-as rendered), timed from resume to consumer lag 0, one after the other.
+{fill_s:.0f} s); one sink task each (stock Debezium JDBC sink 3.6.0 + the project's
+CassandraJsonConverter and CassandraToRow, batch.size {batch}), timed from resume to consumer
+lag 0 (task start and the first inserts of new rows included), one after the other. "Steady" is
+the rate while the lag fell from 80 % to 20 %; CPU per event is read from /proc for the Connect
+worker and for all PostgreSQL processes over the whole run.
 Machine: {machine()}.
 
-| variant | events/s per task |
-|---|---|
-| JDBC sink + transform + LWW gate trigger | {gated:,.0f} |
-| same sink + transform, gate trigger disabled (plain unconditional upsert) | {plain_rate:,.0f} |
-| ratio gate / plain | {ratio:.2f} |
+| variant | events/s per task | steady events/s | Connect CPU µs/event | PostgreSQL CPU µs/event |
+|---|---|---|---|---|
+{row("JDBC sink + transform + LWW gate trigger", gated)}
+{row("same sink + transform, gate trigger disabled (plain unconditional upsert)", plain_run)}
 
-Bar: >= 10,000 events/s per task and ratio >= 0.7
-({verdict}).
+Ratio gate / plain: {ratio:.2f}.
+Bar: >= 10,000 events/s per task and ratio >= 0.7 ({verdict}).
 """,
     )
