@@ -98,11 +98,13 @@ def test_compatible_migration_has_no_reason() -> None:
 
 def test_error_message_names_table_column_and_remedy() -> None:
     err = incompatible_error([("p", "ks.t1", "column b changed type integer -> text")])
-    assert isinstance(err, IncompatibleSchemaError) and isinstance(err, CdcError)
+    assert isinstance(err, IncompatibleSchemaError)
+    assert isinstance(err, CdcError)
     assert err.exit_code == 7
     assert "ks.t1 of pipeline p: column b changed type integer -> text" in err.message
     assert "Every other table was applied" in err.message
-    assert err.hint is not None and "--rebuild ks.t1 --yes" in err.hint
+    assert err.hint is not None
+    assert "--rebuild ks.t1 --yes" in err.hint
 
 
 # --- rendering -----------------------------------------------------------------------------
