@@ -154,11 +154,14 @@ def execute_concurrent(
 
 def table_options(session: Session, keyspace: str, tables: list[str]) -> dict[str, Any]:
     """For each table: its `semantics_checks.TableOptions` (cdc flag, views, secondary indexes,
-    triggers, default TTL, gc_grace_seconds), read from system_schema. A missing table gets
-    ``exists=False``."""
+    triggers, default TTL, gc_grace_seconds, the keyspace's UDTs), read from system_schema. A
+    missing table gets ``exists=False``."""
     from controlplane.core.semantics_checks import TableOptions
 
     out: dict[str, Any] = {}
+    udts = tuple(
+        (name, tuple(fields.items())) for name, fields in udt_fields(session, keyspace).items()
+    )
     try:
         for table in tables:
             meta = session.execute(
@@ -193,6 +196,7 @@ def table_options(session: Session, keyspace: str, tables: list[str]) -> dict[st
                 triggers=tuple(sorted(t.trigger_name for t in triggers)),
                 default_time_to_live=int(meta.default_time_to_live or 0),
                 gc_grace_seconds=int(meta.gc_grace_seconds or 0),
+                udts=udts,
             )
     except Exception as exc:  # the driver has no single base class for request errors
         raise CassandraError(

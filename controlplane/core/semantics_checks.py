@@ -40,6 +40,7 @@ from controlplane.core.schema_model import (
     CqlUdt,
     CqlVector,
     TableModel,
+    parse_cql_type,
 )
 
 Severity = Literal["error", "warning", "info"]
@@ -57,6 +58,33 @@ class TableOptions:
     default_time_to_live: int = 0
     gc_grace_seconds: int = 864000
     exists: bool = True
+    #: the keyspace's UDTs: (name, ((field, CQL type), ...)), so checks can look inside them
+    udts: tuple[tuple[str, tuple[tuple[str, str], ...]], ...] = ()
+
+
+@dataclass(frozen=True)
+class _UdtAsTuple(CqlTuple):
+    """A UDT with its field types known: converted and serialized like a tuple by the agent."""
+
+    udt: str = ""
+
+
+def _expand_udts(
+    t: CqlType, udts: dict[str, tuple[tuple[str, str], ...]], depth: int = 0
+) -> CqlType:
+    """``t`` with every UDT whose fields are known replaced by a tuple of its field types."""
+    if depth > 32:  # Cassandra refuses recursive UDTs; this only guards against bad input
+        return t
+    if isinstance(t, CqlUdt) and t.name in udts:
+        items = tuple(_expand_udts(parse_cql_type(ft), udts, depth + 1) for _, ft in udts[t.name])
+        return _UdtAsTuple(items=items, frozen=t.frozen, udt=t.name)
+    if isinstance(t, CqlCollection):
+        return CqlCollection(
+            t.kind, tuple(_expand_udts(a, udts, depth + 1) for a in t.args), t.frozen
+        )
+    if isinstance(t, CqlTuple):
+        return CqlTuple(tuple(_expand_udts(a, udts, depth + 1) for a in t.items), t.frozen)
+    return t
 
 
 @dataclass(frozen=True)
@@ -205,7 +233,8 @@ def _unconverted(t: CqlType) -> tuple[set[str], set[str]]:
             elif isinstance(part, CqlScalar) and part.name == "date":
                 wrong.add("date")
             elif isinstance(part, CqlTuple | CqlUdt):
-                breaks.add("tuple" if isinstance(part, CqlTuple) else "UDT")
+                tuple_only = isinstance(part, CqlTuple) and not isinstance(part, _UdtAsTuple)
+                breaks.add("tuple" if tuple_only else "UDT")
     return breaks, wrong
 
 
@@ -224,10 +253,11 @@ def _blob_in_shared_buffer(t: CqlType) -> bool:
     return False
 
 
-def _nested_value_findings(where: str, c: Column) -> list[Finding]:
+def _nested_value_findings(where: str, c: Column, t: CqlType) -> list[Finding]:
+    """``t``: the column's type with known UDTs expanded into their fields."""
     col = f"{where}.{c.name}"
     out: list[Finding] = []
-    breaks, wrong = _unconverted(c.type)
+    breaks, wrong = _unconverted(t)
     if breaks:
         out.append(
             Finding(
@@ -257,7 +287,7 @@ def _nested_value_findings(where: str, c: Column) -> list[Finding]:
                 c.name,
             )
         )
-    if _blob_in_shared_buffer(c.type):
+    if _blob_in_shared_buffer(t):
         out.append(
             Finding(
                 "error",
@@ -275,9 +305,12 @@ def _nested_value_findings(where: str, c: Column) -> list[Finding]:
     return out
 
 
-def _column_findings(where: str, c: Column) -> list[Finding]:
+def _column_findings(
+    where: str, c: Column, udts: dict[str, tuple[tuple[str, str], ...]]
+) -> list[Finding]:
     out: list[Finding] = []
     t = c.type
+    expanded = _expand_udts(t, udts)
     parts = list(_walk(t))
     col = f"{where}.{c.name}"
     if not _PLAIN_IDENT.fullmatch(c.name) or c.name in CQL_RESERVED:
@@ -294,7 +327,7 @@ def _column_findings(where: str, c: Column) -> list[Finding]:
                 c.name,
             )
         )
-    if _nested_set(t):
+    if _nested_set(expanded):
         out.append(
             Finding(
                 "error",
@@ -307,7 +340,7 @@ def _column_findings(where: str, c: Column) -> list[Finding]:
                 c.name,
             )
         )
-    out.extend(_nested_value_findings(where, c))
+    out.extend(_nested_value_findings(where, c, expanded))
     if any(isinstance(p, CqlVector) for p in parts):
         out.append(
             Finding(
@@ -468,8 +501,9 @@ def check_table(table: TableModel, options: TableOptions) -> list[Finding]:
                 "schedule the table's __purge function",
             )
         )
+    udts = dict(options.udts)
     for c in table.columns:
-        out.extend(_column_findings(where, c))
+        out.extend(_column_findings(where, c, udts))
     return sorted(out, key=lambda f: (_ORDER[f.severity], f.code, f.column or ""))
 
 

@@ -108,3 +108,43 @@ def test_missing_table_and_has_errors() -> None:
     assert has_errors(found)
     assert not has_errors(check_table(table(("l", "list<int>", "regular")), TableOptions(cdc=True)))
     assert found[0].as_dict()["severity"] == "error"
+
+
+ADDR = ("addr", (("street", "text"), ("photo", "blob")))
+POINT = ("point", (("at", "timestamp"), ("tags", "frozen<set<text>>")))
+PLAIN = ("plain", (("n", "int"), ("s", "text")))
+
+
+@pytest.mark.parametrize(
+    ("cql", "udts", "expected"),
+    [
+        # a blob field is a slice of the UDT's serialized value, like a blob in a tuple
+        ("frozen<addr>", (ADDR,), {"nested-blob-wrong-bytes"}),
+        # a UDT inside a collection inside a collection: its fields are not converted
+        ("frozen<list<frozen<list<frozen<plain>>>>>", (PLAIN,), {"nested-collection-breaks-agent"}),
+        # a set inside a UDT is a nested set, as inside a tuple
+        ("frozen<point>", (POINT,), {"nested-set-breaks-agent-snapshot"}),
+        # nothing wrong inside: no finding, with or without the field types
+        ("frozen<plain>", (PLAIN,), set()),
+        ("frozen<addr>", (), set()),  # field types unknown (offline): nothing can be said
+    ],
+)
+def test_udt_fields_are_looked_into_when_known(
+    cql: str, udts: tuple[tuple[str, tuple[tuple[str, str], ...]], ...], expected: set[str]
+) -> None:
+    opts = TableOptions(cdc=True, udts=udts)
+    found = {f.code for f in check_table(table(("u", cql, "regular")), opts)}
+    nested = {
+        "nested-blob-wrong-bytes",
+        "nested-collection-breaks-agent",
+        "nested-set-breaks-agent-snapshot",
+        "nested-date-shifted",
+    }
+    assert found & nested == expected
+
+
+def test_a_udt_in_a_collection_in_a_collection_is_named_udt() -> None:
+    opts = TableOptions(cdc=True, udts=(PLAIN,))
+    t = table(("u", "frozen<list<frozen<list<frozen<plain>>>>>", "regular"))
+    f = next(f for f in check_table(t, opts) if f.code == "nested-collection-breaks-agent")
+    assert "UDT values" in f.message
