@@ -329,9 +329,15 @@ def reconcile(
             rec.lease.release()
     if output is not OutputFormat.table:
         emit(asdict(outcome), output)
-        return
-    idle = "in sync" if outcome.acted else "another reconciler holds the lease"
-    emit(outcome.changes or [{"result": idle}], output)
+    else:
+        idle = "in sync" if outcome.acted else "another reconciler holds the lease"
+        emit(outcome.changes or [{"result": idle}], output)
+    if outcome.stopped:  # everything else was reconciled; exit 7 as apply does
+        from controlplane.core.schema_evolution import incompatible_error
+
+        raise incompatible_error(
+            [(s["pipeline"], s["table"], s["reason"]) for s in outcome.stopped]
+        )
 
 
 # --- config --------------------------------------------------------------------------------

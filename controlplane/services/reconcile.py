@@ -57,6 +57,7 @@ class Outcome:
     owner: str
     changes: list[dict[str, Any]] = field(default_factory=list)
     restarts: list[dict[str, Any]] = field(default_factory=list)
+    stopped: list[dict[str, str]] = field(default_factory=list)  # tables stopped (0050)
 
 
 def restart_failed(
@@ -147,8 +148,15 @@ class Reconciler:
                         {"key": f.key, "actual": f.before, "desired": f.after} for f in c.fields
                     ],
                 )
+        for st in planned.plan.stopped:
+            # logged every pass while it lasts: a stopped table needs a human (decision 0050)
+            self.log.error("table_stopped", pipeline=st.pipeline, table=st.table, reason=st.reason)
         result = execute_plan(planned, self.stack)
         outcome = Outcome(True, self.lease.token)
+        outcome.stopped = [
+            {"pipeline": st.pipeline, "table": st.table, "reason": st.reason}
+            for st in planned.plan.stopped
+        ]
         for ch in result.changes:
             if ch.action != "unchanged":
                 entry = {

@@ -157,6 +157,14 @@ def test_incompatible_change_stops_only_that_table(
     again = cdcctl("apply", "-f", f)
     assert again.returncode == 7, again.stderr
     assert not re.search(rf"apply {PIPELINE}: [-+~] ", again.stderr), again.stderr
+    # reconcile reports the stop as its own JSON log event and exits 7 like apply
+    rec = cdcctl("reconcile", "-f", f, "-o", "json")
+    assert rec.returncode == 7, rec.stderr
+    assert json.loads(rec.stdout)["stopped"] == [
+        {"pipeline": PIPELINE, "table": f"{KS}.t1", "reason": tables["t1"]["reason"]}
+    ]
+    events = [json.loads(line) for line in rec.stderr.splitlines() if line.startswith("{")]
+    assert any(e.get("event") == "table_stopped" and e["table"] == f"{KS}.t1" for e in events)
 
     # the remedy: rebuild t1 in PostgreSQL; the events that waited in Kafka arrive
     rebuilt = cdcctl("schema", "apply", "-f", f, "--rebuild", f"{KS}.t1", "--yes", "-o", "json")
