@@ -82,6 +82,33 @@ def wait_for(what: str, probe: Callable[[], Any], ok: Callable[[Any], bool], dea
     return value
 
 
+class Observer:
+    """`KafkaConnect` calls retried while the worker answers "a rebalance is expected" (409 or
+    500 RebalanceNeededException, e.g. right after a config PUT): the observer must not fail on
+    what Connect documents as transient (cdcctl's own client retries them too)."""
+
+    def __init__(self, client: KafkaConnect, deadline: float = 30) -> None:
+        self._client = client
+        self._deadline = deadline
+
+    def __getattr__(self, name: str) -> Callable[..., Any]:
+        method = getattr(self._client, name)
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            end = time.monotonic() + self._deadline
+            while True:
+                try:
+                    return method(*args, **kwargs)
+                except requests.HTTPError as exc:
+                    r = exc.response
+                    transient = r is not None and r.status_code in (409, 500)
+                    if not transient or "rebalance" not in r.text or time.monotonic() > end:
+                        raise
+                    time.sleep(0.2)
+
+        return call
+
+
 @pytest.fixture(scope="module")
 def env(stack: Endpoints, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     os.environ.setdefault("CDC_PG_PASSWORD", LocalStack(settings_for()).postgres_password())
@@ -100,7 +127,7 @@ def env(stack: Endpoints, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
     (d / "both").mkdir()
     (d / "both" / "cp-it.yaml").write_text(manifest("cp-it", ["t1"]))
     (d / "both" / "cp-it2.yaml").write_text(manifest("cp-it2", ["t2"]))
-    kc = KafkaConnect(stack.connect_url)
+    kc = Observer(KafkaConnect(stack.connect_url))
     yield {"dir": d, "kc": kc, "stack": stack}
     for name in (SINK, SINK2, HAND):
         requests.delete(f"{stack.connect_url}/connectors/{name}", timeout=10)
