@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import redis
@@ -61,12 +61,24 @@ def ping(url: str) -> str:
         raise RedisError(f"Redis at {url} did not answer: {exc}") from exc
 
 
-class CheckpointStore:
-    """Runs, per-range checkpoints and leases of `cdcctl verify` in one Redis."""
+#: A verify run's keys live this long after its last write (`cdcctl verify --keep-days`).
+DEFAULT_RUN_RETENTION_S = 30 * 24 * 3600
 
-    def __init__(self, url: str, *, prefix: str = "cdc:verify") -> None:
+
+class CheckpointStore:
+    """Runs, per-range checkpoints and leases of `cdcctl verify` in one Redis.
+
+    Every write to a run pushes the expiry of its two keys (the run hash and its ranges hash) to
+    ``retention_s`` from now, so a run disappears that long after it was last touched — finished
+    or abandoned — and Redis does not grow with every verify ever run. The runs index (a sorted
+    set) forgets runs whose keys expired when it is listed."""
+
+    def __init__(
+        self, url: str, *, prefix: str = "cdc:verify", retention_s: int = DEFAULT_RUN_RETENTION_S
+    ) -> None:
         self.url = url
         self.prefix = prefix
+        self.retention_s = retention_s
         self.r = client(url)
         self._extend = self.r.register_script(_EXTEND)
         self._release = self.r.register_script(_RELEASE)
@@ -99,8 +111,20 @@ class CheckpointStore:
         records = {t: json.dumps({"status": "NOT_STARTED", **rec}) for t, rec in tasks.items()}
         pipe.hset(self._k("run", run_id, "ranges"), mapping=records)
         pipe.zadd(self._k("runs"), {run_id: time.time()})
+        self._expire(pipe, run_id)
         self._call("create run", pipe.execute)
         return True
+
+    def _expire(self, pipe: Any, run_id: str) -> None:
+        for key in (self._k("run", run_id), self._k("run", run_id, "ranges")):
+            pipe.expire(key, self.retention_s)
+
+    def _write(self, what: str, run_id: str, op: Callable[[Any], Any]) -> Any:
+        """One write to a run plus the refresh of its expiry, in one round trip."""
+        pipe: Any = self.r.pipeline(transaction=True)
+        op(pipe)
+        self._expire(pipe, run_id)
+        return self._call(what, pipe.execute)[0]
 
     def run(self, run_id: str) -> dict[str, Any] | None:
         raw = self._call("read run", self.r.hgetall, self._k("run", run_id))
@@ -109,19 +133,27 @@ class CheckpointStore:
         return {k: json.loads(v) for k, v in raw.items()}
 
     def update_run(self, run_id: str, **fields: Any) -> None:
-        mapping: dict[str | bytes, str | bytes] = {k: json.dumps(v) for k, v in fields.items()}
-        self._call("update run", self.r.hset, self._k("run", run_id), mapping=mapping)
+        mapping = {k: json.dumps(v) for k, v in fields.items()}
+        self._write("update run", run_id, lambda p: p.hset(self._k("run", run_id), mapping=mapping))
 
     def set_run_field_nx(self, run_id: str, field: str, value: Any) -> bool:
+        key = self._k("run", run_id)
         return bool(
-            self._call(
-                "update run", self.r.hsetnx, self._k("run", run_id), field, json.dumps(value)
-            )
+            self._write("update run", run_id, lambda p: p.hsetnx(key, field, json.dumps(value)))
         )
 
     def runs(self, limit: int = 50) -> list[str]:
-        ids = self._call("list runs", self.r.zrevrange, self._k("runs"), 0, limit - 1)
-        return [str(i) for i in ids]
+        ids = [str(i) for i in self._call("list runs", self.r.zrevrange, self._k("runs"), 0, -1)]
+        if not ids:
+            return []
+        pipe: Any = self.r.pipeline(transaction=False)
+        for run_id in ids:
+            pipe.exists(self._k("run", run_id))
+        alive = self._call("list runs", pipe.execute)
+        gone = [run_id for run_id, n in zip(ids, alive, strict=True) if not n]
+        if gone:  # expired: drop them from the index too
+            self._call("list runs", self.r.zrem, self._k("runs"), *gone)
+        return [run_id for run_id, n in zip(ids, alive, strict=True) if n][:limit]
 
     def ranges(self, run_id: str) -> dict[str, dict[str, Any]]:
         raw = self._call("read ranges", self.r.hgetall, self._k("run", run_id, "ranges"))
@@ -133,7 +165,8 @@ class CheckpointStore:
 
     def set_range(self, run_id: str, task: str, record: Mapping[str, Any]) -> None:
         data = json.dumps({**record, "updated_at": time.time()})
-        self._call("write range", self.r.hset, self._k("run", run_id, "ranges"), task, data)
+        key = self._k("run", run_id, "ranges")
+        self._write("write range", run_id, lambda p: p.hset(key, task, data))
 
     # -------------------------------------------------------------------- leases
 

@@ -109,6 +109,9 @@ def verify(
     metrics_port: int | None = typer.Option(
         None, "--metrics-port", help="Serve Prometheus metrics on this port while running."
     ),
+    keep_days: float = typer.Option(
+        30.0, "--keep-days", min=0.001, help="Keep the run in Redis this long after its last write."
+    ),
     redis_url: str | None = REDIS,
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
     output: OutputFormat = OUTPUT_OPTION,
@@ -127,6 +130,7 @@ def verify(
     opts = svc.VerifyOptions(
         manifests=filename,
         redis_url=_redis(redis_url),
+        keep_s=max(1, round(keep_days * 86400)),
         table=table,
         ranges=ranges,
         workers=workers,

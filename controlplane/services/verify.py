@@ -40,7 +40,7 @@ from typing import Any
 from prometheus_client import CollectorRegistry, Counter, start_http_server
 
 from controlplane.adapters import cassandra, postgres, vault
-from controlplane.adapters.redis_store import CheckpointStore
+from controlplane.adapters.redis_store import DEFAULT_RUN_RETENTION_S, CheckpointStore
 from controlplane.core.canonical import (
     Comparison,
     UdtFields,
@@ -120,6 +120,7 @@ class VerifyOptions:
     lease_ttl_ms: int = 30_000
     keep_token_table: bool = False
     pause_ms: int = 0  # pause after each range: throttles the load on Cassandra
+    keep_s: int = DEFAULT_RUN_RETENTION_S  # the run's keys expire this long after its last write
 
 
 @dataclass
@@ -340,7 +341,7 @@ class Verifier:
         self.p = pipeline
         self.dsn = dsn
         self.say = progress or (lambda _kind, _data: None)
-        self.store = CheckpointStore(opts.redis_url)
+        self.store = CheckpointStore(opts.redis_url, retention_s=opts.keep_s)
         self.owner = f"{os.uname().nodename}:{os.getpid()}:{secrets.token_hex(4)}"
         self.run_id = opts.resume or opts.run_id or _new_run_id()
         self.tables = {m.table: Table(m, self.run_id) for m in models}
