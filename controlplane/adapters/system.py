@@ -80,12 +80,21 @@ def redis_server() -> Path | None:
     return Path(path) if path else None
 
 
+def prometheus_server() -> Path | None:
+    path = shutil.which("prometheus") or (
+        "/usr/bin/prometheus" if Path("/usr/bin/prometheus").exists() else None
+    )
+    return Path(path) if path else None
+
+
 def missing_debian_packages() -> list[str]:
     missing = []
     if postgres_bindir() is None:
         missing.append("postgresql")
     if redis_server() is None:
         missing.append("redis-server")
+    if prometheus_server() is None:
+        missing.append("prometheus")
     return missing
 
 

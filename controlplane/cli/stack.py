@@ -17,7 +17,7 @@ if TYPE_CHECKING:
 
 app = typer.Typer(
     help="Run the local stack natively: PostgreSQL, Redis, Kafka (KRaft), Cassandra, "
-    "Kafka Connect and the Debezium Cassandra agent.",
+    "Kafka Connect, the Debezium Cassandra agent and Prometheus.",
     no_args_is_help=True,
 )
 err = Console(stderr=True, soft_wrap=True)
@@ -79,7 +79,9 @@ def status(state_dir: Path | None = STATE_DIR, output: OutputFormat = OUTPUT_OPT
 
 @app.command()
 def logs(
-    service: str = typer.Argument(..., help="postgres, redis, kafka, cassandra, connect or agent."),
+    service: str = typer.Argument(
+        ..., help="postgres, redis, kafka, cassandra, connect, agent or prometheus."
+    ),
     lines: int = typer.Option(50, "--lines", "-n", help="How many of the last lines."),
     state_dir: Path | None = STATE_DIR,
 ) -> None:
@@ -100,6 +102,7 @@ def env(state_dir: Path | None = STATE_DIR) -> None:
         "CDC_KAFKA_BOOTSTRAP": ep.kafka_bootstrap,
         "CDC_CONNECT_URL": ep.connect_url,
         "CDC_REDIS_URL": ep.redis_url,
+        "CDC_PROMETHEUS_URL": ep.prometheus_url,
     }
     for k, v in values.items():
         typer.echo(f"export {k}={shlex.quote(v)}")

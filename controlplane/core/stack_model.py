@@ -6,12 +6,22 @@ service writes lives under one state directory (`StackLayout.root`).
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
 # Start order: each service needs the ones before it (the agent produces to Kafka and reads the
-# Cassandra node's commit log; Connect needs Kafka for its internal topics).
-SERVICE_ORDER: tuple[str, ...] = ("postgres", "redis", "kafka", "cassandra", "connect", "agent")
+# Cassandra node's commit log; Connect needs Kafka for its internal topics). Prometheus comes last:
+# it scrapes Connect's exporter, and nothing in the pipeline waits on it.
+SERVICE_ORDER: tuple[str, ...] = (
+    "postgres",
+    "redis",
+    "kafka",
+    "cassandra",
+    "connect",
+    "agent",
+    "prometheus",
+)
 JVM_SERVICES: frozenset[str] = frozenset({"kafka", "cassandra", "connect", "agent"})
 
 
@@ -29,6 +39,7 @@ class Ports:
     connect: int = 8083
     connect_metrics: int = 9404
     agent_http: int = 8001
+    prometheus: int = 9090
 
     def shifted(self, offset: int) -> Ports:
         """Every port moved by `offset`: a second stack beside the default one (benchmarks)."""
@@ -43,6 +54,7 @@ class Ports:
             "cassandra": [self.cassandra, self.cassandra_storage, self.cassandra_jmx],
             "connect": [self.connect, self.connect_metrics],
             "agent": [self.agent_http],
+            "prometheus": [self.prometheus],
         }[service]
 
 
@@ -103,6 +115,9 @@ class StackSettings:
     postgres_user: str = "cdc"
     # The agent's topic.prefix: topics are <prefix>.<keyspace>.<table>.
     topic_prefix: str = "cdc"
+    # A local Prometheus needs hours of history, not weeks: 2 days keeps its disk and memory small.
+    prometheus_retention: str = "2d"
+    prometheus_scrape_interval: str = "15s"
 
 
 def template_context(s: StackSettings) -> dict[str, object]:
@@ -128,6 +143,11 @@ def template_context(s: StackSettings) -> dict[str, object]:
         "kafka": {"port": s.ports.kafka, "controller_port": s.ports.kafka_controller},
         "connect": {"port": s.ports.connect},
         "redis": {"port": s.ports.redis},
+        "prometheus": {
+            "port": s.ports.prometheus,
+            "connect_metrics_port": s.ports.connect_metrics,
+            "scrape_interval": s.prometheus_scrape_interval,
+        },
         "agent": {
             "http_port": s.ports.agent_http,
             "topic_prefix": s.topic_prefix,
@@ -300,6 +320,30 @@ def postgres_command(bindir: Path, s: StackSettings, data: Path, socket_dir: Pat
 
 def redis_command(redis_server: Path, s: StackSettings) -> list[str]:
     return [str(redis_server), str(s.layout.config_dir / "redis.conf")]
+
+
+def prometheus_command(binary: Path, s: StackSettings) -> list[str]:
+    lay = s.layout
+    return [
+        str(binary),
+        f"--config.file={lay.config_dir / 'prometheus.yml'}",
+        f"--web.listen-address=127.0.0.1:{s.ports.prometheus}",
+        f"--storage.tsdb.path={lay.data_dir('prometheus')}",
+        f"--storage.tsdb.retention.time={s.prometheus_retention}",
+        # A second bound: a noisy exporter must not fill the laptop's disk within the 2 days.
+        "--storage.tsdb.retention.size=512MB",
+        # Few users and small queries locally: fewer concurrent queries, less peak memory.
+        "--query.max-concurrency=4",
+    ]
+
+
+_PROMETHEUS_VERSION = re.compile(r"prometheus, version (\d+\.\d+\.\d+)")
+
+
+def prometheus_version(version_output: str) -> str:
+    """'2.42.0' from `prometheus --version` ('prometheus, version 2.42.0+ds (branch: …)')."""
+    m = _PROMETHEUS_VERSION.search(version_output)
+    return m.group(1) if m else "?"
 
 
 def pom_properties(pom_text: str) -> dict[str, str]:

@@ -10,6 +10,7 @@ import pwd
 import secrets
 import shutil
 import signal
+import subprocess  # nosec B404  # only for TimeoutExpired of processes.run
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
@@ -32,6 +33,8 @@ from controlplane.core.stack_model import (
     kafka_format_command,
     pom_properties,
     postgres_command,
+    prometheus_command,
+    prometheus_version,
     redis_command,
     template_context,
 )
@@ -46,7 +49,10 @@ READY_TIMEOUT = {
     "cassandra": 240,
     "connect": 240,
     "agent": 180,
+    "prometheus": 60,
 }
+# Services installed from Debian packages (apt) rather than resolved by Maven.
+DEBIAN_SERVICES = frozenset({"postgres", "redis", "prometheus"})
 JDBC_SINK_CLASS = "io.debezium.connector.jdbc.JdbcSinkConnector"
 TRANSFORM_CLASS = "io.casscdcpg.transforms.CassandraToRow"
 
@@ -89,6 +95,7 @@ class Endpoints:
     cassandra_port: int
     connect_url: str
     agent_url: str
+    prometheus_url: str
 
 
 class LocalStack:
@@ -196,11 +203,13 @@ class LocalStack:
             cassandra_port=p.cassandra,
             connect_url=f"http://127.0.0.1:{p.connect}",
             agent_url=f"http://127.0.0.1:{p.agent_http}",
+            prometheus_url=f"http://127.0.0.1:{p.prometheus}",
         )
 
     def versions(self) -> dict[str, str]:
         props = pom_properties((self.native / "pom.xml").read_text())
         pg = system.postgres_bindir()
+        prom = system.prometheus_server()
         return {
             "postgres": pg.parent.name if pg else "not installed",
             "redis": "debian",
@@ -208,6 +217,7 @@ class LocalStack:
             "connect": props.get("version.kafka", "?"),
             "cassandra": props.get("version.cassandra", "?"),
             "agent": props.get("version.debezium.cassandra", "?"),
+            "prometheus": _prometheus_version(prom) if prom else "not installed",
         }
 
     def postgres_password(self) -> str:
@@ -234,7 +244,7 @@ class LocalStack:
             (self.lay.root / d).mkdir(parents=True, exist_ok=True)
         os.chmod(self.lay.secrets_dir, 0o700)
         missing = system.missing_debian_packages()
-        if missing and {"postgres", "redis"} & set(todo):
+        if missing and DEBIAN_SERVICES & set(todo):
             self._report("stack", f"installing Debian packages: {', '.join(missing)}")
             system.install_debian_packages(missing, self.lay.log_file("apt"))
         if JVM_SERVICES & set(todo):
@@ -306,6 +316,8 @@ class LocalStack:
                 (self.lay.config_dir / tpl.removesuffix(".j2")).write_text(text)
             else:
                 shutil.copy2(src, self.lay.config_dir / tpl)
+        # Prometheus evaluates the project's own alert rules, the ones promtool checks.
+        shutil.copy2(self.root / "dashboards" / "alerts.yml", self.lay.config_dir / "alerts.yml")
 
     # ----------------------------------------------------------------- start one service
     def _start(self, svc: str) -> float:
@@ -488,6 +500,21 @@ class LocalStack:
             cwd=adir,
         )
 
+    def _start_prometheus(self) -> None:
+        server = system.prometheus_server()
+        if server is None:
+            raise StackError("prometheus is not installed", hint="apt-get install prometheus")
+        data = self.lay.data_dir("prometheus")
+        data.mkdir(parents=True, exist_ok=True)
+        url = f"http://127.0.0.1:{self.s.ports.prometheus}"
+        self._spawn_and_wait(
+            "prometheus",
+            prometheus_command(server, self.s),
+            # Ready = TSDB open (WAL replayed) and config with its rule files loaded.
+            lambda: httpx.get(f"{url}/-/ready", timeout=3).status_code == 200,
+            cwd=self.lay.service_dir("prometheus"),
+        )
+
     # The agent's properties: the stack's default until `cdcctl apply` points it at a pipeline's.
     @property
     def _agent_pointer(self) -> Path:
@@ -534,6 +561,14 @@ def _read_properties(path: Path) -> dict[str, str]:
                 k, v = line.split("=", 1)
                 out[k.strip()] = v.strip()
     return out
+
+
+def _prometheus_version(server: Path) -> str:
+    try:
+        out = processes.run([str(server), "--version"], timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        return "?"
+    return prometheus_version(out.stdout + out.stderr)
 
 
 def _kafka_cluster_id() -> str:

@@ -12,13 +12,14 @@ import uuid
 from pathlib import Path
 
 import httpx
+import psutil
 import psycopg
 import pytest
 import redis
 from cassandra.cluster import Cluster
 from confluent_kafka import Consumer, Producer
 
-from controlplane.adapters import maven, system
+from controlplane.adapters import maven, processes, system
 from controlplane.core.errors import ArtifactError, JdkError, ServiceStartError
 from controlplane.core.stack_model import Ports, StackLayout, StackSettings
 from controlplane.services.stack import Endpoints, LocalStack
@@ -117,13 +118,30 @@ def test_status_json_and_up_twice_is_a_noop(stack: Endpoints) -> None:
     out = cdcctl("stack", "status", "-o", "json")
     assert out.returncode == 0, out.stderr
     rows = {r["name"]: r for r in json.loads(out.stdout)}
-    assert set(rows) == {"postgres", "redis", "kafka", "cassandra", "connect", "agent"}
+    assert set(rows) == {
+        "postgres",
+        "redis",
+        "kafka",
+        "cassandra",
+        "connect",
+        "agent",
+        "prometheus",
+    }
     for row in rows.values():
         assert row["state"] == "running"
         assert row["pid"] > 0
         assert row["rss_mib"] > 1
     assert rows["cassandra"]["version"].startswith("5.0")
     assert rows["kafka"]["port"] == 9092
+    assert rows["prometheus"]["port"] == 9090
+    assert rows["prometheus"]["version"][0].isdigit()
+
+
+def test_prometheus_answers_on_loopback(stack: Endpoints) -> None:
+    assert stack.prometheus_url == "http://127.0.0.1:9090"
+    assert httpx.get(f"{stack.prometheus_url}/-/ready", timeout=10).status_code == 200
+    out = cdcctl("stack", "env")
+    assert f"export CDC_PROMETHEUS_URL={stack.prometheus_url}" in out.stdout.splitlines()
 
 
 def test_logs_shows_the_service_log(stack: Endpoints) -> None:
@@ -228,6 +246,46 @@ def test_down_then_up_keeps_data(tmp_path: Path) -> None:
     finally:
         st.down(clean=True)
     assert not (tmp_path / "s").exists()
+
+
+def test_prometheus_joins_a_running_stack_and_leaves_with_it(tmp_path: Path) -> None:
+    # A second stack on shifted ports: Redis stands for "the stack engineers already use"; `up`
+    # then starts only the missing Prometheus, a second `up` is a no-op, `down` stops both.
+    ports = Ports().shifted(23000)
+    st = LocalStack(StackSettings(layout=StackLayout(root=tmp_path / "s"), ports=ports))
+    try:
+        st.up(["redis"])
+        redis_pid = processes.read_pid(st.lay.pid_file("redis"))
+        first = {r.name: r.action for r in st.up(["redis", "prometheus"])}
+        assert first == {"redis": "already running", "prometheus": "started"}
+        assert processes.read_pid(st.lay.pid_file("redis")) == redis_pid
+        again = {r.name: r.action for r in st.up(["redis", "prometheus"])}
+        assert again == {"redis": "already running", "prometheus": "already running"}
+
+        prom = {s.name: s for s in st.status()}["prometheus"]
+        assert prom.state == "running"
+        assert prom.port == ports.prometheus
+        assert prom.pid is not None
+        assert prom.rss_mib is not None
+        url = st.endpoints().prometheus_url
+        assert httpx.get(f"{url}/-/ready", timeout=10).status_code == 200
+        # Bound to loopback only: the port is not open on the machine's other addresses.
+        listen = {
+            c.laddr.ip
+            for c in psutil.Process(prom.pid).net_connections(kind="inet")
+            if c.status == psutil.CONN_LISTEN
+        }
+        assert listen == {"127.0.0.1"}
+        assert (tmp_path / "s" / "config" / "alerts.yml").is_file()
+        out = cdcctl("stack", "logs", "prometheus", "--state-dir", str(tmp_path / "s"))
+        assert out.returncode == 0, out.stderr
+        assert "Server is ready to receive web requests" in out.stdout
+
+        assert st.down() == ["prometheus", "redis"]
+        assert {s.name: s.state for s in st.status()}["prometheus"] == "stopped"
+        assert not processes.alive(prom.pid)
+    finally:
+        st.down(clean=True)
 
 
 def test_concurrent_ups_start_a_service_once(tmp_path: Path) -> None:

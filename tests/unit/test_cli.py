@@ -43,6 +43,7 @@ def test_status_of_a_stack_never_started_is_json(tmp_path: Path) -> None:
         "cassandra",
         "connect",
         "agent",
+        "prometheus",
     ]
     assert {r["state"] for r in rows} == {"stopped"}
     assert all(r["pid"] is None for r in rows)
