@@ -142,7 +142,16 @@ def jdbc_url(pipeline: Pipeline) -> str:
     host = f"[{pg.host}]" if ":" in pg.host and not pg.host.startswith("[") else pg.host
     # stringtype=unspecified: text parameters are typed by the server, so strings from the
     # transform land in uuid/inet/numeric/timestamptz columns without explicit casts.
-    return f"jdbc:postgresql://{host}:{pg.port}/{pg.database}?stringtype=unspecified"
+    # ApplicationName: the sink's sessions are findable in pg_stat_activity by pipeline.
+    return (
+        f"jdbc:postgresql://{host}:{pg.port}/{pg.database}?stringtype=unspecified"
+        f"&ApplicationName={sink_application_name(pipeline)}"
+    )
+
+
+def sink_application_name(pipeline: Pipeline) -> str:
+    """``application_name`` of the sink's PostgreSQL sessions (pipeline names are URL-safe)."""
+    return f"cdc-sink-{pipeline.name}"
 
 
 # --- normalisation -------------------------------------------------------------------------

@@ -73,6 +73,16 @@ def test_connector_and_task_running(deployed: dict[str, object], stack: Endpoint
     assert [t["state"] for t in status["tasks"]] == ["RUNNING"]
 
 
+def test_the_sink_holds_few_named_postgres_sessions(
+    deployed: dict[str, object], stack: Endpoints
+) -> None:
+    """A sink task's pool keeps 1..4 connections (the Debezium default of 5..32 per task let
+    20 pipelines exhaust max_connections=100), named after the pipeline in pg_stat_activity."""
+    q = "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'cdc-sink-e2e'"
+    n = wait_for("the sink's sessions", lambda: pg_rows(stack.postgres_dsn, q)[0][0], bool)
+    assert 1 <= n <= 4
+
+
 def test_second_apply_changes_nothing(deployed: dict[str, object], manifest: Path) -> None:
     out = subprocess.run(
         [sys.executable, "-m", "controlplane", "apply", "-f", str(manifest), "-o", "json"],

@@ -50,9 +50,15 @@ def test_sink_config(pipeline: Pipeline, ctx: RenderContext) -> None:
         "name": "demo-jdbc-sink",
         "connector.class": "io.debezium.connector.jdbc.JdbcSinkConnector",
         "tasks.max": "1",
-        "connection.url": "jdbc:postgresql://127.0.0.1:5432/cdc?stringtype=unspecified",
+        "connection.url": (
+            "jdbc:postgresql://127.0.0.1:5432/cdc?stringtype=unspecified"
+            "&ApplicationName=cdc-sink-demo"
+        ),
         "connection.username": "cdc",
         "connection.password": f"${{file:{ctx.secrets_file}:demo.postgres.password}}",
+        "connection.pool.min_size": "1",
+        "connection.pool.max_size": "4",
+        "connection.pool.acquire_increment": "1",
         "insert.mode": "upsert",
         "primary.key.mode": "record_key",
         "delete.enabled": "false",
