@@ -1,0 +1,198 @@
+"""`cdcctl dlq ls|show|replay`: the dead-letter records of each pipeline's sink connector.
+
+Reading never commits (the adapter assigns partitions and stops at the high watermark). Replay
+progress is the consumer group ``cdcctl-dlq-replay-<pipeline>``: its offsets are committed only
+after every replayed record was acknowledged by Kafka, so a crash in between replays a record
+twice (a no-op behind the LWW gate), never loses one. See docs/dlq.md.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from controlplane.adapters import kafka
+from controlplane.core.dlq import (
+    DlqRecord,
+    ReplayPlan,
+    parse_record,
+    parse_selectors,
+    plan_replay,
+    replay_group,
+)
+from controlplane.core.errors import UsageError
+from controlplane.core.manifest import Pipeline
+from controlplane.core.manifest_loader import load_manifests
+
+DEFAULT_TIMEOUT_S = 30.0
+
+
+@dataclass(frozen=True)
+class Target:
+    """One pipeline's DLQ and the Kafka it lives in."""
+
+    pipeline: str
+    bootstrap: str
+    topic: str
+
+    @classmethod
+    def of(cls, p: Pipeline) -> Target:
+        return cls(p.name, ",".join(p.spec.kafka.bootstrap_servers), p.dlq_topic)
+
+    @property
+    def group(self) -> str:
+        return replay_group(self.pipeline)
+
+
+def targets(paths: Iterable[str | Path], pipeline: str | None = None) -> list[Target]:
+    found = [Target.of(item.pipeline) for item in load_manifests(paths)]
+    if pipeline is None:
+        return found
+    chosen = [t for t in found if t.pipeline == pipeline]
+    if not chosen:
+        raise UsageError(
+            f"no pipeline named {pipeline!r} in the manifests",
+            hint=f"pipelines: {', '.join(t.pipeline for t in found) or 'none'}",
+        )
+    return chosen
+
+
+def one_target(paths: Iterable[str | Path], pipeline: str | None) -> Target:
+    found = targets(paths, pipeline)
+    if len(found) != 1:
+        raise UsageError(
+            "PARTITION:OFFSET needs one pipeline; the manifests define "
+            + ", ".join(t.pipeline for t in found),
+            hint="name it with --pipeline NAME",
+        )
+    return found[0]
+
+
+def read(
+    target: Target, *, tail: int | None = None, timeout: float = DEFAULT_TIMEOUT_S
+) -> list[DlqRecord]:
+    raw = kafka.read_topic(target.bootstrap, target.topic, tail=tail, deadline_s=timeout)
+    return [parse_record(r) for r in raw]
+
+
+def list_records(
+    found: Sequence[Target], *, limit: int | None = None, timeout: float = DEFAULT_TIMEOUT_S
+) -> list[dict[str, Any]]:
+    """`dlq ls`: per pipeline its DLQ records (the newest `limit` if given), oldest first, with
+    whether `dlq replay` has gone past each one."""
+    rows: list[dict[str, Any]] = []
+    for t in found:
+        records = read(t, tail=limit, timeout=timeout)
+        if limit is not None:  # the tail of each partition, then the newest overall
+            records = sorted(records, key=lambda r: (r.raw.timestamp_ms or 0, r.raw.offset))
+            records = records[-limit:] if limit else []
+        done = kafka.committed_offsets(t.bootstrap, t.group, t.topic) if records else {}
+        for r in records:
+            row = {"pipeline": t.pipeline, "dlq": t.topic, **r.summary()}
+            row["replayed"] = r.raw.offset < done.get(r.raw.partition, 0)
+            rows.append(row)
+    return rows
+
+
+def show_record(
+    target: Target, selector: str, *, timeout: float = DEFAULT_TIMEOUT_S
+) -> dict[str, Any]:
+    """`dlq show`: one record in full."""
+    ((p, o),) = parse_selectors([selector])
+    raw = kafka.read_topic(
+        target.bootstrap, target.topic, start={p: o}, partitions=[p], deadline_s=timeout
+    )
+    hit = next((r for r in raw if r.offset == o), None)
+    if hit is None:
+        raise UsageError(
+            f"no record {p}:{o} in the DLQ {target.topic} of pipeline {target.pipeline}",
+            hint="`cdcctl dlq ls` lists the records (retention may have deleted older ones)",
+        )
+    return {"pipeline": target.pipeline, "dlq": target.topic, **parse_record(hit).detail()}
+
+
+@dataclass
+class PlannedReplay:
+    target: Target
+    plan: ReplayPlan
+    explicit: bool  # records named with --offset: the replay group is left alone
+
+
+def plan_replays(
+    found: Sequence[Target], selectors: Sequence[str] = (), *, timeout: float = DEFAULT_TIMEOUT_S
+) -> list[PlannedReplay]:
+    if selectors and len(found) != 1:
+        raise UsageError(
+            "--offset needs one pipeline; the manifests define "
+            + ", ".join(t.pipeline for t in found),
+            hint="name it with --pipeline NAME",
+        )
+    selected = parse_selectors(selectors)
+    out = []
+    for t in found:
+        if selected:
+            parts = {p for p, _ in selected}
+            start = {p: min(o for q, o in selected if q == p) for p in parts}
+            raw = kafka.read_topic(
+                t.bootstrap, t.topic, start=start, partitions=parts, deadline_s=timeout
+            )
+            committed: dict[int, int] = {}
+        else:
+            committed = kafka.committed_offsets(t.bootstrap, t.group, t.topic)
+            raw = kafka.read_topic(t.bootstrap, t.topic, start=committed, deadline_s=timeout)
+        records = [parse_record(r) for r in raw]
+        plan = plan_replay(records, t.topic, selected=selected, committed=committed)
+        out.append(PlannedReplay(t, plan, explicit=bool(selected)))
+    return out
+
+
+def execute_replays(
+    planned: Sequence[PlannedReplay], *, on_delivered: Callable[[int], None] | None = None
+) -> None:
+    """Produce each pipeline's messages, flush, then (only then) commit the replay group."""
+    sent = 0
+    for item in planned:
+        base = sent
+
+        def delivered(n: int, base: int = base) -> None:
+            if on_delivered is not None:
+                on_delivered(base + n)
+
+        out = [
+            kafka.OutgoingRecord(m.topic, m.partition, m.key, m.value, m.headers)
+            for m in item.plan.messages
+        ]
+        if out:
+            kafka.produce(item.target.bootstrap, out, on_delivered=delivered)
+        sent += len(out)
+        if not item.explicit:
+            t = item.target
+            kafka.commit_offsets(t.bootstrap, t.group, t.topic, item.plan.commit)
+
+
+def replay_rows(planned: Sequence[PlannedReplay], *, done: bool) -> list[dict[str, Any]]:
+    """One row per record considered: replayed (or `would replay` in a dry run) or skipped."""
+    rows: list[dict[str, Any]] = []
+    for item in planned:
+        for m in item.plan.messages:
+            rows.append(
+                _row(item, m.source, "replayed" if done else "would replay", None)
+                | {"to": f"{m.topic}/{m.partition}"}
+            )
+        for s in item.plan.skipped:
+            rows.append(_row(item, s.source, "skipped", s.reason) | {"to": None})
+    rows.sort(key=lambda r: (r["pipeline"], r["partition"], r["offset"]))
+    return rows
+
+
+def _row(item: PlannedReplay, r: DlqRecord, action: str, reason: str | None) -> dict[str, Any]:
+    return {
+        "pipeline": item.target.pipeline,
+        "dlq": item.target.topic,
+        "partition": r.raw.partition,
+        "offset": r.raw.offset,
+        "action": action,
+        "reason": reason,
+    }
