@@ -24,9 +24,7 @@ LS_COLUMNS = [
     "partition",
     "offset",
     "timestamp",
-    "topic",
-    "topic_partition",
-    "topic_offset",
+    "from",
     "stage",
     "exception",
     "message",
@@ -56,9 +54,22 @@ def ls(
     from controlplane.services import dlq as svc
 
     rows = svc.list_records(svc.targets(filename, pipeline), limit=limit, timeout=timeout)
-    if output is OutputFormat.table:
-        rows = [r | {"message": _short(r["message"])} for r in rows]
-    emit(rows, output, columns=LS_COLUMNS)
+    if output is not OutputFormat.table:
+        emit(rows, output)
+        return
+    # A terminal is narrow: the original coordinates in one cell, short class names.
+    table = [
+        r
+        | {
+            "from": f"{r['topic']}/{r['topic_partition']}/{r['topic_offset']}"
+            if r["topic"]
+            else "",
+            "exception": (r["exception"] or "").rpartition(".")[2],
+            "message": _short(r["message"]),
+        }
+        for r in rows
+    ]
+    emit(table, output, columns=LS_COLUMNS)
 
 
 @app.command("show")
