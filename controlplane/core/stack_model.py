@@ -102,6 +102,23 @@ class StackLayout:
     def postgres_secret_file(self) -> Path:
         return self.secrets_dir / "postgres.properties"
 
+    @property
+    def postgres_ca_file(self) -> Path:
+        """The local stack's CA (PEM), what clients verify PostgreSQL's certificate with."""
+        return self.secrets_dir / "postgres-ca.crt"
+
+    @property
+    def postgres_ca_key(self) -> Path:
+        return self.secrets_dir / "postgres-ca.key"
+
+    @property
+    def postgres_server_cert(self) -> Path:
+        return self.secrets_dir / "postgres-server.crt"
+
+    @property
+    def postgres_server_key(self) -> Path:
+        return self.secrets_dir / "postgres-server.key"
+
 
 @dataclass(frozen=True)
 class StackSettings:
@@ -295,7 +312,15 @@ def agent_command(java: Path, lib: Path, s: StackSettings, properties: Path) -> 
     ]
 
 
-def postgres_command(bindir: Path, s: StackSettings, data: Path, socket_dir: Path) -> list[str]:
+# The names the local server certificate is valid for (clients verify-full against them).
+POSTGRES_CERT_NAMES = ("DNS:localhost", "IP:127.0.0.1", "IP:::1")
+
+
+def postgres_command(
+    bindir: Path, s: StackSettings, data: Path, socket_dir: Path, conf_dir: Path
+) -> list[str]:
+    """``conf_dir`` holds ``pg_hba.conf`` and the server's ``server.crt``/``server.key``, owned by
+    the user PostgreSQL runs as (it refuses a key others can read)."""
     return [
         str(bindir / "postgres"),
         "-D",
@@ -306,6 +331,17 @@ def postgres_command(bindir: Path, s: StackSettings, data: Path, socket_dir: Pat
         "listen_addresses=127.0.0.1",
         "-c",
         f"unix_socket_directories={socket_dir}",
+        # TLS on every TCP connection: pg_hba.conf accepts TCP only as hostssl (decision 0060).
+        "-c",
+        "ssl=on",
+        "-c",
+        f"ssl_cert_file={conf_dir / 'server.crt'}",
+        "-c",
+        f"ssl_key_file={conf_dir / 'server.key'}",
+        "-c",
+        "ssl_min_protocol_version=TLSv1.2",
+        "-c",
+        f"hba_file={conf_dir / 'pg_hba.conf'}",
         "-c",
         "logging_collector=off",
         "-c",
@@ -316,6 +352,85 @@ def postgres_command(bindir: Path, s: StackSettings, data: Path, socket_dir: Pat
         "-c",
         "synchronous_commit=off",
     ]
+
+
+def openssl_ca_command(key: Path, cert: Path, days: int = 3650) -> list[str]:
+    """A self-signed CA (ECDSA P-256) for the local stack."""
+    return [
+        "openssl",
+        "req",
+        "-x509",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+        "-keyout",
+        str(key),
+        "-out",
+        str(cert),
+        "-days",
+        str(days),
+        "-subj",
+        "/O=cass-cdc-pg/CN=cass-cdc-pg local stack CA",
+        "-addext",
+        "basicConstraints=critical,CA:TRUE",
+        "-addext",
+        "keyUsage=critical,keyCertSign,cRLSign",
+    ]
+
+
+def openssl_csr_command(key: Path, csr: Path) -> list[str]:
+    return [
+        "openssl",
+        "req",
+        "-new",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+        "-keyout",
+        str(key),
+        "-out",
+        str(csr),
+        "-subj",
+        "/O=cass-cdc-pg/CN=localhost",
+    ]
+
+
+def openssl_sign_command(
+    csr: Path, ca_cert: Path, ca_key: Path, cert: Path, extfile: Path, days: int = 825
+) -> list[str]:
+    return [
+        "openssl",
+        "x509",
+        "-req",
+        "-in",
+        str(csr),
+        "-CA",
+        str(ca_cert),
+        "-CAkey",
+        str(ca_key),
+        "-set_serial",
+        "0x" + "01" * 8,
+        "-days",
+        str(days),
+        "-sha256",
+        "-extfile",
+        str(extfile),
+        "-out",
+        str(cert),
+    ]
+
+
+def server_cert_extensions() -> str:
+    return (
+        "basicConstraints=critical,CA:FALSE\n"
+        "keyUsage=critical,digitalSignature,keyEncipherment\n"
+        "extendedKeyUsage=serverAuth\n"
+        f"subjectAltName={','.join(POSTGRES_CERT_NAMES)}\n"
+    )
 
 
 def redis_command(redis_server: Path, s: StackSettings) -> list[str]:

@@ -31,11 +31,15 @@ from controlplane.core.stack_model import (
     connect_command,
     kafka_command,
     kafka_format_command,
+    openssl_ca_command,
+    openssl_csr_command,
+    openssl_sign_command,
     pom_properties,
     postgres_command,
     prometheus_command,
     prometheus_version,
     redis_command,
+    server_cert_extensions,
     template_context,
 )
 
@@ -300,6 +304,37 @@ class LocalStack:
         admin = self.lay.secrets_dir / "postgres-admin.properties"
         if not admin.exists():
             _write_private(admin, f"user=postgres\npassword={secrets.token_urlsafe(24)}\n")
+        self._write_postgres_tls()
+
+    def _write_postgres_tls(self) -> None:
+        """A throwaway CA and a server certificate for localhost/127.0.0.1/::1, generated once
+        with the openssl CLI; private keys 0600 (decision 0060)."""
+        lay = self.lay
+        if not (lay.postgres_ca_file.exists() and lay.postgres_ca_key.exists()):
+            self._report("postgres", "generating a local CA for TLS")
+            _openssl(openssl_ca_command(lay.postgres_ca_key, lay.postgres_ca_file))
+            lay.postgres_server_cert.unlink(missing_ok=True)  # signed by the old CA, if any
+        if not (lay.postgres_server_cert.exists() and lay.postgres_server_key.exists()):
+            self._report("postgres", "generating its TLS server certificate")
+            csr = lay.secrets_dir / "postgres-server.csr"
+            ext = lay.secrets_dir / "postgres-server.ext"
+            ext.write_text(server_cert_extensions())
+            try:
+                _openssl(openssl_csr_command(lay.postgres_server_key, csr))
+                _openssl(
+                    openssl_sign_command(
+                        csr,
+                        lay.postgres_ca_file,
+                        lay.postgres_ca_key,
+                        lay.postgres_server_cert,
+                        ext,
+                    )
+                )
+            finally:
+                csr.unlink(missing_ok=True)
+                ext.unlink(missing_ok=True)
+        for key in (lay.postgres_ca_key, lay.postgres_server_key):
+            os.chmod(key, 0o600)
 
     def _render_configs(self) -> None:
         env = jinja2.Environment(
@@ -394,7 +429,8 @@ class LocalStack:
             pwfile.unlink(missing_ok=True)
             if out.returncode != 0:
                 raise ServiceStartError(f"initdb failed: {(out.stdout + out.stderr)[-1500:]}")
-        argv = postgres_command(bindir, self.s, data, sock)
+        conf = self._postgres_conf(pgdir, run_as)
+        argv = postgres_command(bindir, self.s, data, sock, conf)
         admin = postgres.dsn(str(sock), self.s.ports.postgres, "postgres", "postgres")
         self._spawn_and_wait(
             "postgres", argv, lambda: bool(postgres.ping(admin)), run_as=run_as, cwd=pgdir
@@ -402,6 +438,30 @@ class LocalStack:
         postgres.ensure_role_and_database(
             admin, self.s.postgres_user, self.postgres_password(), self.s.postgres_database
         )
+
+    def _postgres_conf(self, pgdir: Path, run_as: processes.RunAs | None) -> Path:
+        """pg_hba.conf and the server's certificate and key where PostgreSQL can read them: the
+        secrets dir (0700) is not reachable by the postgres user, so they are copied at each start,
+        owned by that user, the key 0600 (PostgreSQL refuses a key others can read)."""
+        conf = pgdir / "conf"
+        conf.mkdir(exist_ok=True)
+        os.chmod(conf, 0o700)
+        copies = {
+            "pg_hba.conf": (self.lay.config_dir / "pg_hba.conf", 0o600),
+            "server.crt": (self.lay.postgres_server_cert, 0o644),
+            "server.key": (self.lay.postgres_server_key, 0o600),
+        }
+        for name, (src, mode) in copies.items():
+            dst = conf / name
+            dst.unlink(missing_ok=True)
+            fd = os.open(dst, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(src.read_bytes())
+            if run_as:
+                os.chown(dst, run_as.uid, run_as.gid)
+        if run_as:
+            os.chown(conf, run_as.uid, run_as.gid)
+        return conf
 
     def _postgres_dir(self, run_as: processes.RunAs | None) -> Path:
         """PostgreSQL's state; when the checkout is not reachable by the postgres user (e.g. under
@@ -601,6 +661,22 @@ def _replace_symlink(link: Path, target: Path) -> None:
         else:
             link.unlink()
     link.symlink_to(target)
+
+
+def _openssl(argv: list[str]) -> None:
+    try:
+        out = processes.run(argv, timeout=60)
+    except FileNotFoundError as exc:
+        raise StackError(
+            "the openssl command is needed to create the local PostgreSQL TLS certificates",
+            hint="apt-get install openssl",
+        ) from exc
+    if out.returncode != 0:
+        raise StackError(
+            f"openssl failed creating the PostgreSQL TLS certificates: "
+            f"{(out.stdout + out.stderr)[-800:]}",
+            hint="remove .stack/secrets/postgres-* and run `cdcctl stack up` again",
+        )
 
 
 def _postgres_user() -> processes.RunAs:
