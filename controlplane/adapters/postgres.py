@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -9,13 +10,47 @@ import psycopg
 from psycopg import sql
 
 from controlplane.core.errors import PostgresError
+from controlplane.core.manifest import Postgres
 
 
-def dsn(host: str, port: int, dbname: str, user: str, password: str | None = None) -> str:
-    parts = [f"host={host}", f"port={port}", f"dbname={dbname}", f"user={user}"]
+def dsn(
+    host: str,
+    port: int,
+    dbname: str,
+    user: str,
+    password: str | None = None,
+    *,
+    sslmode: str | None = None,
+    sslrootcert: str | None = None,
+) -> str:
+    """A libpq conninfo string; values are quoted when they need it (spaces, quotes)."""
+    params: dict[str, object] = {"host": host, "port": port, "dbname": dbname, "user": user}
     if password:
-        parts.append(f"password={password}")
-    return " ".join(parts)
+        params["password"] = password
+    if sslmode:
+        params["sslmode"] = sslmode
+    if sslrootcert:
+        params["sslrootcert"] = sslrootcert
+    return " ".join(f"{k}={_conninfo_value(str(v))}" for k, v in params.items())
+
+
+def pipeline_dsn(pg: Postgres, password: str | None) -> str:
+    """The DSN of a pipeline's sink database, with the manifest's TLS settings (decision 0060)."""
+    return dsn(
+        pg.host,
+        pg.port,
+        pg.database,
+        pg.user,
+        password,
+        sslmode=pg.tls.effective_mode,
+        sslrootcert=pg.tls.ca_file,
+    )
+
+
+def _conninfo_value(value: str) -> str:
+    if value and not re.search(r"[\s'\\]", value):
+        return value
+    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
 def connect(conninfo: str, *, autocommit: bool = True, timeout: int = 10) -> psycopg.Connection:
@@ -24,8 +59,29 @@ def connect(conninfo: str, *, autocommit: bool = True, timeout: int = 10) -> psy
     except psycopg.Error as exc:
         raise PostgresError(
             f"cannot connect to PostgreSQL ({_redact(conninfo)}): {exc}".strip(),
-            hint="is it running? try `cdcctl stack status`",
+            hint=_connect_hint(str(exc)),
         ) from exc
+
+
+def _connect_hint(message: str) -> str:
+    """What to do about a failed connection, TLS problems first (decision 0060)."""
+    text = message.lower()
+    if "certificate verify failed" in text or "root certificate" in text:
+        return (
+            "the server's certificate is not signed by the CA in sslrootcert "
+            "(spec.sink.postgres.tls.caFile); the local stack's CA is "
+            ".stack/secrets/postgres-ca.crt"
+        )
+    if "does not match host name" in text or "server certificate for" in text:
+        return (
+            "the server's certificate does not name the host connected to; connect by a name it "
+            "holds or use tls.mode verify-ca"
+        )
+    if "no encryption" in text or "hostnossl" in text:
+        return "the server accepts only TLS connections: use sslmode=require or stronger"
+    if "ssl" in text and ("not support" in text or "unsupported" in text):
+        return "the server does not offer TLS; restart it with TLS on (`cdcctl stack down && up`)"
+    return "is it running? try `cdcctl stack status`"
 
 
 def ping(conninfo: str) -> str:
@@ -77,9 +133,7 @@ def ensure_role_and_database(admin_conninfo: str, user: str, password: str, data
 
 
 def _redact(conninfo: str) -> str:
-    return " ".join(
-        "password=***" if part.startswith("password=") else part for part in conninfo.split()
-    )
+    return re.sub(r"password=('(?:[^'\\]|\\.)*'|\S+)", "password=***", conninfo)
 
 
 def relation_exists(conninfo: str, qualified_name: str) -> bool:

@@ -99,6 +99,9 @@ def env(state_dir: Path | None = STATE_DIR) -> None:
     values = {
         "CDC_PG_PASSWORD": stack.postgres_password(),
         "CDC_PG_DSN": ep.postgres_dsn,
+        # libpq's own variable too, so psql/psycopg verify the local server (decision 0060).
+        "CDC_PG_CA_FILE": str(stack.lay.postgres_ca_file),
+        "PGSSLROOTCERT": str(stack.lay.postgres_ca_file),
         "CDC_KAFKA_BOOTSTRAP": ep.kafka_bootstrap,
         "CDC_CONNECT_URL": ep.connect_url,
         "CDC_REDIS_URL": ep.redis_url,

@@ -11,7 +11,9 @@ Loading from files (with ``file:line:column`` locations) lives in `manifest_load
 
 from __future__ import annotations
 
+import os
 import re
+from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -19,6 +21,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -200,6 +203,56 @@ class ConnectCluster(_Model):
         return value.rstrip("/")
 
 
+PostgresTlsMode = Literal["require", "verify-ca", "verify-full"]
+
+
+class PostgresTls(_Model):
+    """TLS of every connection to the sink database: the sink's (pgjdbc) and cdcctl's (psycopg).
+
+    There is no mode without TLS. Without `caFile` the default is `require` (encrypted, server not
+    authenticated); with it `verify-full` (CA and host name checked). Decision 0060."""
+
+    mode: PostgresTlsMode | None = Field(
+        default=None,
+        description="require | verify-ca | verify-full; default verify-full with caFile, "
+        "else require.",
+    )
+    ca_file: str | None = Field(
+        default=None,
+        min_length=1,
+        description="PEM file of the CA that signed the server's certificate, relative to the "
+        "manifest; read by cdcctl and by the Kafka Connect worker (same host).",
+    )
+
+    @model_validator(mode="after")
+    def _mode_and_ca(self) -> PostgresTls:
+        if self.mode in ("verify-ca", "verify-full") and self.ca_file is None:
+            raise ValueError(f"mode {self.mode} needs caFile (the CA to verify the server with)")
+        if self.mode == "require" and self.ca_file is not None:
+            raise ValueError(
+                "caFile is only used to verify the server: use mode verify-full (or verify-ca), "
+                "or drop caFile"
+            )
+        return self
+
+    @field_validator("ca_file")
+    @classmethod
+    def _absolute_ca_file(cls, value: str | None, info: ValidationInfo) -> str | None:
+        # Relative to the manifest's folder (the loader passes it), like file secret references:
+        # the JDBC URL needs an absolute path, the Connect worker runs in another directory.
+        if value is None or Path(value).is_absolute():
+            return value
+        ctx = info.context if isinstance(info.context, dict) else {}
+        base = Path(ctx.get("base_dir") or Path.cwd())
+        return os.path.abspath(base / value)
+
+    @property
+    def effective_mode(self) -> PostgresTlsMode:
+        if self.mode is not None:
+            return self.mode
+        return "verify-full" if self.ca_file is not None else "require"
+
+
 class Postgres(_Model):
     host: str = Field(default="127.0.0.1", min_length=1)
     port: int = Field(default=5432, ge=1, le=65535)
@@ -208,6 +261,10 @@ class Postgres(_Model):
     password_secret: SecretRef = Field(
         description="Reference to the password: {env: VAR} | {file: path, key: k} | "
         "{vault: {path: p, key: k}}. Inline passwords are rejected."
+    )
+    tls: PostgresTls = Field(
+        default_factory=PostgresTls,
+        description="TLS of the connections to this database (always on; default mode require).",
     )
 
 

@@ -269,13 +269,18 @@ def check_text(
             continue
         data = yaml.SafeLoader("").construct_document(root)
         try:
-            pipeline = Pipeline.model_validate(data)
+            # File references (tls.caFile) are relative to the manifest's folder.
+            pipeline = Pipeline.model_validate(data, context={"base_dir": _base_dir(source)})
         except ValidationError as exc:
             problems.extend(_problem_from_error(e, root, source) for e in exc.errors())
             continue
         name_node, _ = locate(root, ("metadata", "name"))
         loaded.append(LoadedManifest(pipeline, source, _fmt(source, name_node)))
     return loaded, problems
+
+
+def _base_dir(source: str) -> Path:
+    return Path.cwd() if source == STDIN else Path(source).parent
 
 
 def check_across(manifests: Sequence[LoadedManifest]) -> list[ManifestProblem]:

@@ -19,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import urllib.parse
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -143,10 +144,15 @@ def jdbc_url(pipeline: Pipeline) -> str:
     # stringtype=unspecified: text parameters are typed by the server, so strings from the
     # transform land in uuid/inet/numeric/timestamptz columns without explicit casts.
     # ApplicationName: the sink's sessions are findable in pg_stat_activity by pipeline.
-    return (
+    # sslmode/sslrootcert: TLS always (decision 0060); the worker reads the CA file locally.
+    url = (
         f"jdbc:postgresql://{host}:{pg.port}/{pg.database}?stringtype=unspecified"
         f"&ApplicationName={sink_application_name(pipeline)}"
+        f"&sslmode={pg.tls.effective_mode}"
     )
+    if pg.tls.ca_file is not None:
+        url += f"&sslrootcert={urllib.parse.quote(pg.tls.ca_file, safe='/')}"
+    return url
 
 
 def sink_application_name(pipeline: Pipeline) -> str:

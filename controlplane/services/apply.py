@@ -252,7 +252,7 @@ def build_plan(
             ids = cassandra.table_ids(cql.session(p), p.keyspace)
             planned.table_ids.update({f"{p.keyspace}.{t}": ids[t] for t in p.tables if t in ids})
             pg = p.spec.sink.postgres
-            dsn = postgres.dsn(pg.host, pg.port, pg.database, pg.user, password)
+            dsn = postgres.pipeline_dsn(pg, password)
             url = connect_url_for(
                 p, config, override_url=target.connect_url, override_context=target.context
             )

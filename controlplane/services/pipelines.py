@@ -162,7 +162,7 @@ def delete_pipeline(
 
     pg = p.spec.sink.postgres
     password = vault.resolve(pg.password_secret, base_dir=Path(drop_data.source).parent)
-    dsn = postgres.dsn(pg.host, pg.port, pg.database, pg.user, password)
+    dsn = postgres.pipeline_dsn(pg, password)
     statements: list[str] = []
     for table in read_tables(p):
         objects = ddl_objects(generate_ddl(table).statements)

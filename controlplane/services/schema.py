@@ -51,7 +51,7 @@ def _dsn(item: LoadedManifest) -> str:
     pg = item.pipeline.spec.sink.postgres
     base = Path(item.source).parent if item.source != "-" else Path.cwd()
     password = vault.resolve(pg.password_secret, base_dir=base)
-    return postgres.dsn(pg.host, pg.port, pg.database, pg.user, password)
+    return postgres.pipeline_dsn(pg, password)
 
 
 def _plan(

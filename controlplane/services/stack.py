@@ -194,13 +194,7 @@ class LocalStack:
     def endpoints(self) -> Endpoints:
         p = self.s.ports
         return Endpoints(
-            postgres_dsn=postgres.dsn(
-                "127.0.0.1",
-                p.postgres,
-                self.s.postgres_database,
-                self.s.postgres_user,
-                self.postgres_password(),
-            ),
+            postgres_dsn=self.postgres_dsn(),
             redis_url=f"redis://127.0.0.1:{p.redis}/0",
             kafka_bootstrap=f"127.0.0.1:{p.kafka}",
             cassandra_host="127.0.0.1",
@@ -223,6 +217,26 @@ class LocalStack:
             "agent": props.get("version.debezium.cassandra", "?"),
             "prometheus": _prometheus_version(prom) if prom else "not installed",
         }
+
+    def postgres_dsn(self) -> str:
+        """The application DSN, verifying the server with the stack's CA (sslmode=verify-full).
+        A PostgreSQL last started before TLS (no ``postgres/conf/server.crt``) gets libpq's
+        default (prefer) until its next start."""
+        ca = self.lay.postgres_ca_file
+        tls = ca.exists() and self.postgres_tls_started()
+        return postgres.dsn(
+            "127.0.0.1",
+            self.s.ports.postgres,
+            self.s.postgres_database,
+            self.s.postgres_user,
+            self.postgres_password(),
+            sslmode="verify-full" if tls else None,
+            sslrootcert=str(ca) if tls else None,
+        )
+
+    def postgres_tls_started(self) -> bool:
+        """Whether PostgreSQL was (last) started with TLS: its start copies the certificate."""
+        return (self.lay.service_dir("postgres") / "conf" / "server.crt").exists()
 
     def postgres_password(self) -> str:
         return _read_properties(self.lay.postgres_secret_file).get("password", "")
@@ -255,6 +269,8 @@ class LocalStack:
             self._jdk = system.find_jdk(17)
             self._resolve_artifacts(todo)
         self._write_secrets()
+        if "postgres" in todo:
+            self._write_postgres_tls()
         self._render_configs()
 
     def _resolve_artifacts(self, todo: list[str]) -> None:
@@ -304,7 +320,6 @@ class LocalStack:
         admin = self.lay.secrets_dir / "postgres-admin.properties"
         if not admin.exists():
             _write_private(admin, f"user=postgres\npassword={secrets.token_urlsafe(24)}\n")
-        self._write_postgres_tls()
 
     def _write_postgres_tls(self) -> None:
         """A throwaway CA and a server certificate for localhost/127.0.0.1/::1, generated once

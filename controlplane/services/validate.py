@@ -82,7 +82,7 @@ def _online(
         out.append(_finding("secret", item, exc, secret_loc))
     if password is not None:
         try:
-            postgres.ping(postgres.dsn(pg.host, pg.port, pg.database, pg.user, password))
+            postgres.ping(postgres.pipeline_dsn(pg, password))
         except CdcError as exc:
             out.append(_finding("postgres", item, exc, ("spec", "sink", "postgres")))
 

@@ -947,7 +947,7 @@ def run_verify(opts: VerifyOptions, *, progress: Progress | None = None) -> RunS
         raise UsageError(f"table {opts.table} is not in pipeline {pipeline.name}")
     pg = pipeline.spec.sink.postgres
     password = vault.resolve(pg.password_secret, base_dir=base)
-    dsn = postgres.dsn(pg.host, pg.port, pg.database, pg.user, password)
+    dsn = postgres.pipeline_dsn(pg, password)
     models = [m for m in read_tables(pipeline) if opts.table in (None, m.table)]
     verifier = Verifier(opts, pipeline, models, dsn, progress=progress)
     try:

@@ -7,7 +7,13 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from psycopg.conninfo import conninfo_to_dict
 
+from controlplane.adapters.postgres import pipeline_dsn
+from controlplane.core.errors import ManifestError
+from controlplane.core.manifest import Pipeline
+from controlplane.core.manifest_loader import load_manifests, load_text
+from controlplane.core.render import RenderContext, jdbc_url, render_sink_config
 from controlplane.core.stack_model import (
     POSTGRES_CERT_NAMES,
     Ports,
@@ -96,3 +102,127 @@ def test_tls_files_live_in_the_secrets_dir(tmp_path: Path, name: str) -> None:
     }
     assert lay.secrets_dir / name in files
     assert all(f.parent == lay.secrets_dir for f in files)
+
+
+# --- manifest: spec.sink.postgres.tls --------------------------------------------------------
+
+
+def manifest(tls: str = "") -> str:
+    from tests.manifests import local_pipeline
+
+    text = local_pipeline("tls-demo", "tlsks", ["t1"])
+    return text + "".join(f"      {line}\n" for line in tls.splitlines()) if tls else text
+
+
+def load(text: str, source: str = "dir/p.yaml") -> Pipeline:
+    return load_text(text, source)[0].pipeline
+
+
+def test_existing_manifests_get_tls_require_without_edits() -> None:
+    tls = load(manifest()).spec.sink.postgres.tls
+    assert tls.effective_mode == "require"
+    assert tls.ca_file is None
+    example = load_manifests([REPO / "examples" / "pipeline.yaml"])[0].pipeline
+    assert example.spec.sink.postgres.tls.effective_mode == "require"
+
+
+def test_ca_file_defaults_to_verify_full_and_is_relative_to_the_manifest(tmp_path: Path) -> None:
+    (tmp_path / "m.yaml").write_text(manifest("tls:\n  caFile: certs/ca.pem"))
+    tls = load_manifests([tmp_path / "m.yaml"])[0].pipeline.spec.sink.postgres.tls
+    assert tls.effective_mode == "verify-full"
+    assert tls.ca_file == str(tmp_path / "certs" / "ca.pem")
+
+
+def test_absolute_ca_file_is_kept_and_verify_ca_accepted() -> None:
+    tls = load(manifest("tls:\n  mode: verify-ca\n  caFile: /etc/ca.pem")).spec.sink.postgres.tls
+    assert (tls.effective_mode, tls.ca_file) == ("verify-ca", "/etc/ca.pem")
+
+
+@pytest.mark.parametrize(
+    ("tls", "location", "expected"),
+    [
+        ("tls:\n  mode: verify-full", "25:9", "mode verify-full needs caFile"),
+        ("tls:\n  mode: verify-ca", "25:9", "mode verify-ca needs caFile"),
+        ("tls:\n  mode: require\n  caFile: c.pem", "25:9", "caFile is only used to verify the"),
+        (
+            "tls:\n  mode: disable",
+            "25:15",
+            "should be 'require', 'verify-ca' or 'verify-full'",
+        ),
+        ("tls:\n  mode: require\n  sslMode: x", "26:9", "unknown key 'sslMode'"),
+    ],
+)
+def test_tls_errors_have_file_line(tls: str, location: str, expected: str) -> None:
+    # the manifest's `tls:` is line 24; its keys start in column 9
+    with pytest.raises(ManifestError) as info:
+        load(manifest(tls), "dir/p.yaml")
+    assert expected in info.value.message
+    assert "spec.sink.postgres.tls" in info.value.message
+    assert info.value.location == f"dir/p.yaml:{location}"
+    assert info.value.exit_code == 3
+
+
+# --- rendering: JDBC URL and psycopg DSNs ----------------------------------------------------
+
+
+def test_jdbc_url_require_by_default() -> None:
+    url = jdbc_url(load(manifest()))
+    assert url.endswith("&ApplicationName=cdc-sink-tls-demo&sslmode=require")
+    assert "sslrootcert" not in url
+
+
+def test_jdbc_url_verify_full_with_absolute_quoted_ca(tmp_path: Path) -> None:
+    (tmp_path / "a dir").mkdir()
+    (tmp_path / "a dir" / "m.yaml").write_text(manifest("tls:\n  caFile: ca.pem"))
+    p = load_manifests([tmp_path / "a dir" / "m.yaml"])[0].pipeline
+    url = jdbc_url(p)
+    assert "&sslmode=verify-full&sslrootcert=" in url
+    assert url.endswith("/a%20dir/ca.pem")
+    assert url.split("sslrootcert=")[1].startswith("/")
+
+
+def test_sink_config_carries_the_tls_url(tmp_path: Path) -> None:
+    ctx = RenderContext(
+        state_dir=tmp_path, secrets_file=tmp_path / "s.properties", cassandra_config=tmp_path
+    )
+    p = load(manifest("tls:\n  caFile: /etc/ca.pem"))
+    config = render_sink_config(p, ctx)
+    assert config["connection.url"].endswith("&sslmode=verify-full&sslrootcert=/etc/ca.pem")
+
+
+def test_pipeline_dsn_has_the_same_tls_settings() -> None:
+    p = load(manifest("tls:\n  mode: verify-ca\n  caFile: /c a/ca.pem"))
+    parsed = conninfo_to_dict(pipeline_dsn(p.spec.sink.postgres, "pw'd x"))
+    assert parsed["sslmode"] == "verify-ca"
+    assert parsed["sslrootcert"] == "/c a/ca.pem"
+    assert parsed["password"] == "pw'd x"
+    assert conninfo_to_dict(pipeline_dsn(load(manifest()).spec.sink.postgres, None)) == {
+        "host": "127.0.0.1",
+        "port": "5432",
+        "dbname": "cdc",
+        "user": "cdc",
+        "sslmode": "require",
+    }
+
+
+def test_stack_dsn_verifies_with_the_stacks_ca_once_it_exists(tmp_path: Path) -> None:
+    from controlplane.services.stack import LocalStack
+
+    st = LocalStack(StackSettings(layout=StackLayout(root=tmp_path)))
+    assert "sslmode" not in conninfo_to_dict(st.postgres_dsn())  # a stack from before TLS
+    st.lay.secrets_dir.mkdir()
+    st.lay.postgres_ca_file.write_text("x")
+    assert "sslmode" not in conninfo_to_dict(st.postgres_dsn())  # a server not restarted yet
+    (st.lay.service_dir("postgres") / "conf").mkdir(parents=True)
+    (st.lay.service_dir("postgres") / "conf" / "server.crt").write_text("x")
+    parsed = conninfo_to_dict(st.postgres_dsn())
+    assert parsed["sslmode"] == "verify-full"
+    assert parsed["sslrootcert"] == str(st.lay.postgres_ca_file)
+
+
+def test_redacted_dsn_hides_quoted_passwords() -> None:
+    from controlplane.adapters.postgres import _redact, dsn
+
+    text = _redact(dsn("h", 1, "d", "u", "a b'c", sslmode="require"))
+    assert "a b" not in text
+    assert text.endswith("password=*** sslmode=require")

@@ -52,7 +52,7 @@ def test_sink_config(pipeline: Pipeline, ctx: RenderContext) -> None:
         "tasks.max": "1",
         "connection.url": (
             "jdbc:postgresql://127.0.0.1:5432/cdc?stringtype=unspecified"
-            "&ApplicationName=cdc-sink-demo"
+            "&ApplicationName=cdc-sink-demo&sslmode=require"
         ),
         "connection.username": "cdc",
         "connection.password": f"${{file:{ctx.secrets_file}:demo.postgres.password}}",
