@@ -138,6 +138,12 @@ class LocalStack:
             self._prepare(todo)
         for svc in wanted:
             if processes.alive(self._pid(svc)):
+                if svc == "postgres" and not self.postgres_tls_started():
+                    self._report(
+                        svc,
+                        "running from before TLS (plain TCP accepted): "
+                        "`cdcctl stack down && cdcctl stack up` restarts it with TLS only",
+                    )
                 results.append(StartResult(svc, "already running", 0.0))
                 continue
             self._report(svc, "starting")

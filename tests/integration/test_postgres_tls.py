@@ -248,3 +248,17 @@ def test_a_stack_without_certificates_gets_them_at_its_next_start(second: LocalS
     second.up(["postgres"])
     assert lay.postgres_ca_file.exists()
     assert own_ssl(second.endpoints().postgres_dsn)[0]
+
+
+def test_up_warns_about_a_postgres_running_from_before_tls(second: LocalStack) -> None:
+    said: list[tuple[str, str]] = []
+    same = LocalStack(second.s, report=lambda svc, msg: said.append((svc, msg)))
+    marker = second.lay.service_dir("postgres").resolve() / "conf" / "server.crt"
+    kept = marker.read_bytes()
+    marker.unlink()  # as if this server had been started by a cdcctl from before TLS
+    try:
+        [result] = same.up(["postgres"])
+    finally:
+        marker.write_bytes(kept)
+    assert result.action == "already running"
+    assert any(svc == "postgres" and "before TLS" in msg for svc, msg in said), said
