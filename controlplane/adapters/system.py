@@ -95,6 +95,8 @@ def missing_debian_packages() -> list[str]:
         missing.append("redis-server")
     if prometheus_server() is None:
         missing.append("prometheus")
+    if shutil.which("openssl") is None:  # the local PostgreSQL's TLS certificates (0060)
+        missing.append("openssl")
     return missing
 
 
