@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import subprocess  # nosec B404  # the CLI under test
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -37,6 +35,7 @@ from controlplane.core.dlq import (
     replay_group,
 )
 from controlplane.services.stack import Endpoints, LocalStack
+from tests.cli import cdcctl_json
 from tests.e2e.conftest import wait_for
 from tests.e2e.semconf import deploy, differences, table_model
 
@@ -78,16 +77,7 @@ def pipeline(
 
 
 def cdcctl(*args: str) -> Any:
-    """Run the CLI as a user would; JSON output parsed."""
-    done = subprocess.run(  # nosec B603  # fixed argv
-        [sys.executable, "-m", "controlplane", *args, "-o", "json"],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert done.returncode == 0, f"cdcctl {' '.join(args)}: {done.returncode} {done.stderr}"
-    return json.loads(done.stdout)
+    return cdcctl_json(*args, timeout=120)
 
 
 def dlq_records() -> list[DlqRecord]:

@@ -5,9 +5,6 @@ write times still make late older writes lose."""
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,6 +13,7 @@ import pytest
 from cassandra.cluster import Session
 
 from controlplane.services.stack import Endpoints, LocalStack
+from tests.cli import cdcctl_json
 from tests.e2e.conftest import wait_for
 from tests.e2e.semconf import deploy, differences, table_model
 from tests.manifests import local_pipeline
@@ -25,15 +23,7 @@ KS = "sem_evo"
 
 
 def cdcctl(*args: str) -> list[dict[str, str]]:
-    out = subprocess.run(
-        [sys.executable, "-m", "controlplane", *args, "-o", "json"],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
-    assert out.returncode == 0, out.stderr
-    return list(json.loads(out.stdout))
+    return list(cdcctl_json(*args))
 
 
 @pytest.fixture(scope="module")

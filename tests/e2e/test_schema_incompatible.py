@@ -9,40 +9,22 @@ from __future__ import annotations
 
 import json
 import re
-import subprocess
-import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 from cassandra.cluster import Session
 from confluent_kafka import Consumer
 
 from controlplane.services.stack import Endpoints, LocalStack
+from tests.cli import cdcctl, cdcctl_json
 from tests.e2e.conftest import wait_for
 from tests.e2e.semconf import deploy, differences, pg_rows, table_model
 
 pytestmark = pytest.mark.e2e
 KS = "evo_incompat"
 PIPELINE = "evo-incompat"
-
-
-def cdcctl(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "controlplane", *args],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
-
-
-def cdcctl_json(*args: str) -> Any:
-    out = cdcctl(*args, "-o", "json")
-    assert out.returncode == 0, out.stderr
-    return json.loads(out.stdout)
 
 
 def connector_healthy() -> bool:

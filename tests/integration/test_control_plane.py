@@ -27,6 +27,7 @@ from kafka_connect import KafkaConnect
 
 from controlplane.adapters import postgres
 from controlplane.services.stack import Endpoints, LocalStack, settings_for
+from tests.cli import cdcctl
 
 pytestmark = pytest.mark.integration
 
@@ -58,17 +59,6 @@ spec:
       passwordSecret:
         env: CDC_PG_PASSWORD
 """
-
-
-def cdcctl(*args: str, timeout: float = 180, env: dict[str, str] | None = None) -> Any:
-    return subprocess.run(
-        [sys.executable, "-m", "controlplane", *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-        env={**os.environ, **(env or {})},
-    )
 
 
 def wait_for(what: str, probe: Callable[[], Any], ok: Callable[[Any], bool], deadline: float = 60):

@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import json
-import os
 import socket
-import subprocess
-import sys
 import time
 import uuid
 from pathlib import Path
@@ -23,19 +20,9 @@ from controlplane.adapters import maven, processes, system
 from controlplane.core.errors import ArtifactError, JdkError, ServiceStartError
 from controlplane.core.stack_model import Ports, StackLayout, StackSettings
 from controlplane.services.stack import Endpoints, LocalStack
+from tests.cli import cdcctl
 
 pytestmark = pytest.mark.integration
-
-
-def cdcctl(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "controlplane", *args],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env={**os.environ, **(env or {})},
-        check=False,
-    )
 
 
 def test_cassandra_cdc_table_write_and_read(stack: Endpoints) -> None:

@@ -8,11 +8,9 @@ repair it through the gate, and a second verify must be clean."""
 from __future__ import annotations
 
 import json
-import os
 import random
 import socket
 import subprocess
-import sys
 import threading
 import time
 from collections import deque
@@ -28,6 +26,7 @@ from cassandra.cluster import Cluster, Session
 from controlplane.core.token_ranges import partition_token
 from controlplane.services import verify as svc
 from controlplane.services.stack import Endpoints
+from tests.cli import cdcctl as run_cdcctl
 from tests.integration.verify_support import (
     KEYSPACE,
     Sim,
@@ -81,13 +80,7 @@ def opts(env: dict[str, Any], table: str, tmp_path: Path, **kw: Any) -> svc.Veri
 
 
 def cdcctl(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "controlplane", *args],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env={**os.environ, "CDC_PG_PASSWORD": pg_password()},
-    )
+    return run_cdcctl(*args, env={"CDC_PG_PASSWORD": pg_password()})
 
 
 def test_postgres_side_tokens_equal_cassandra_tokens(cql: Session, env: dict[str, Any]) -> None:
