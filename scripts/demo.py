@@ -19,7 +19,9 @@ from rich.table import Table
 from controlplane.adapters import cassandra, postgres
 from controlplane.core.errors import CdcError
 from controlplane.services.apply import apply_manifests
+from controlplane.services.local_agents import LocalAgents
 from controlplane.services.stack import LocalStack, settings_for
+from controlplane.services.targets import local_target
 
 ROOT = Path(__file__).resolve().parents[1]
 console = Console()
@@ -46,7 +48,12 @@ def main() -> int:
         console.print("examples/demo.cql applied (keyspace demo, tables users and orders)")
 
         console.rule("2. cdcctl apply -f examples/pipeline.yaml")
-        result = apply_manifests([ROOT / "examples" / "pipeline.yaml"], stack, report=console.print)
+        result = apply_manifests(
+            [ROOT / "examples" / "pipeline.yaml"],
+            local_target(stack.lay.root),
+            agents=LocalAgents(stack.s),
+            report=console.print,
+        )
         for c in result.changes:
             console.print(f"  {c.kind:<9} {c.name:<40} {c.action}")
 

@@ -11,22 +11,41 @@ from controlplane.core.errors import CassandraError
 
 
 def connect(
-    host: str = "127.0.0.1", port: int = 9042, *, timeout: float = 10
+    contact_points: str | Sequence[str] = "127.0.0.1",
+    port: int = 9042,
+    *,
+    local_datacenter: str | None = None,
+    timeout: float = 10,
+    hint: str | None = None,
 ) -> tuple[Any, Session]:
+    """A session over every contact point (``host``, ``host:port``, ``[v6]:port``; ``port`` for
+    those without one), routed to ``local_datacenter`` when given."""
+    from cassandra.policies import DCAwareRoundRobinPolicy, TokenAwarePolicy
+
+    from controlplane.core.target import split_host_port
+
+    points = [contact_points] if isinstance(contact_points, str) else list(contact_points)
+    hosts = [split_host_port(p, port) for p in points]
+    where = ", ".join(f"[{h}]:{p}" if ":" in h else f"{h}:{p}" for h, p in hosts)
+    policy = (
+        TokenAwarePolicy(DCAwareRoundRobinPolicy(local_dc=local_datacenter))
+        if local_datacenter
+        else None
+    )
     cluster = Cluster(
-        [host],
-        port=port,
+        contact_points=hosts,
         connect_timeout=timeout,
         protocol_version=5,
         control_connection_timeout=timeout,
+        **({"load_balancing_policy": policy} if policy else {}),
     )
     try:
         return cluster, cluster.connect()
     except (NoHostAvailable, OSError) as exc:
         cluster.shutdown()
         raise CassandraError(
-            f"cannot connect to Cassandra at {host}:{port}: {exc}",
-            hint="is it running? try `cdcctl stack status`",
+            f"cannot connect to Cassandra at {where}: {exc}",
+            hint=hint or "is it running? try `cdcctl stack status`",
         ) from exc
 
 
@@ -93,12 +112,21 @@ def udt_fields(session: Session, keyspace: str) -> dict[str, dict[str, str]]:
 # --------------------------------------------------------------------------- full scans (verify)
 
 
-def scan_session(host: str, port: int, *, timeout: float = 30) -> tuple[Any, Session]:
+def scan_session(
+    contact_points: str | Sequence[str],
+    port: int = 9042,
+    *,
+    local_datacenter: str | None = None,
+    timeout: float = 30,
+    hint: str | None = None,
+) -> tuple[Any, Session]:
     """A session whose rows are plain tuples (cheapest to build) and whose requests wait
     ``timeout`` seconds: a full-table scan reads pages back to back."""
     from cassandra.query import tuple_factory
 
-    cluster, session = connect(host, port, timeout=10)
+    cluster, session = connect(
+        contact_points, port, local_datacenter=local_datacenter, timeout=10, hint=hint
+    )
     session.row_factory = tuple_factory
     session.default_timeout = timeout
     return cluster, session
@@ -203,3 +231,77 @@ def table_options(session: Session, keyspace: str, tables: list[str]) -> dict[st
             f"cannot read the table options of keyspace {keyspace}: {exc}"
         ) from exc
     return out
+
+
+# --------------------------------------------------------------------------- cluster members
+
+
+def cluster_nodes(session: Session) -> list[tuple[str, str, str, str, str]]:
+    """Every node of the cluster as (address, datacenter, rack, host_id, release_version).
+
+    The address is the node's CQL (rpc/native) address, else its broadcast address. One host
+    answers all three queries (``system.local`` is the coordinator's own row, ``system.peers``
+    its view of the others); ``system.peers_v2`` (Cassandra 4.0+) falls back to ``system.peers``.
+    """
+    errors: list[str] = []
+    for host in list(session.get_pool_state()):
+        try:
+            local = session.execute(
+                "SELECT rpc_address, broadcast_address, data_center, rack, host_id, "
+                "release_version FROM system.local",
+                host=host,
+            ).one()
+            try:
+                peers = list(
+                    session.execute(
+                        "SELECT native_address, peer, data_center, rack, host_id, "
+                        "release_version FROM system.peers_v2",
+                        host=host,
+                    )
+                )
+            except Exception as exc:  # InvalidRequest before 4.0: the table does not exist
+                if "peers_v2" not in str(exc):
+                    raise
+                peers = list(
+                    session.execute(
+                        "SELECT rpc_address, peer, data_center, rack, host_id, release_version "
+                        "FROM system.peers",
+                        host=host,
+                    )
+                )
+        except Exception as exc:  # the driver has no single base class for request errors
+            errors.append(f"{host}: {exc}")
+            continue
+        rows = ([local] if local is not None else []) + peers
+        out: list[tuple[str, str, str, str, str]] = []
+        for row in rows:
+            # Any row factory: named tuples, plain tuples (scan sessions) or dicts.
+            native, broadcast, dc, rack, host_id, release = (
+                tuple(row.values()) if isinstance(row, dict) else tuple(row)
+            )
+            address = native if native and not _unspecified(str(native)) else broadcast
+            out.append(
+                (
+                    str(address or ""),
+                    str(dc or ""),
+                    str(rack or ""),
+                    str(host_id or ""),
+                    str(release or ""),
+                )
+            )
+        return sorted(out)
+    raise CassandraError(
+        "cannot read the cluster's nodes (system.local, system.peers_v2): "
+        + ("; ".join(errors) or "no connected host"),
+        hint="check that cdcctl reaches Cassandra and may read the system keyspace",
+    )
+
+
+def _unspecified(address: str) -> bool:
+    """0.0.0.0 or :: (an rpc_address that binds every interface names no node)."""
+    import ipaddress
+
+    try:
+        return ipaddress.ip_address(address).is_unspecified
+    except ValueError:
+        return False

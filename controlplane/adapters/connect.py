@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import random
 import re
+import ssl
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -156,6 +157,17 @@ class RetryPolicy:
 # --- client --------------------------------------------------------------------------------
 
 
+def _ssl_context(ca_file: str) -> ssl.SSLContext:
+    """Trust exactly this CA bundle (host names still checked)."""
+    try:
+        return ssl.create_default_context(cafile=ca_file)
+    except (OSError, ssl.SSLError) as exc:
+        raise ConnectError(
+            f"cannot load the CA bundle {ca_file} for Kafka Connect: {exc}",
+            hint="give a PEM file of the CA that signed Connect's certificate",
+        ) from exc
+
+
 def _path(*parts: str) -> str:
     # Connector names may hold '/', spaces, etc.: each path segment is percent-encoded.
     return "/" + "/".join(quote(p, safe="") for p in parts)
@@ -174,8 +186,14 @@ class ConnectClient:
         sleep: Callable[[float], None] = time.sleep,
         clock: Callable[[], float] = time.monotonic,
         rand: Callable[[], float] = random.random,
+        ca_file: str | None = None,
+        auth: tuple[str, str] | None = None,
+        hint: str = _STATUS_HINT,
     ) -> None:
+        """``ca_file``: PEM CA to verify an https URL with (else the system's); ``auth``: basic
+        auth (user, password); ``hint``: what to check when the cluster does not answer."""
         self.base_url = base_url.rstrip("/")
+        self._hint = hint
         self.retry = retry or RetryPolicy()
         self._sleep = sleep
         self._clock = clock
@@ -185,6 +203,8 @@ class ConnectClient:
             timeout=httpx.Timeout(timeout),
             transport=transport,
             headers={"Accept": "application/json"},
+            verify=_ssl_context(ca_file) if ca_file else True,
+            auth=httpx.BasicAuth(*auth) if auth else None,
         )
 
     def close(self) -> None:
@@ -241,10 +261,14 @@ class ConnectClient:
 
     def _unreachable(self, method: str, url: str, exc: Exception) -> ConnectError:
         kind = "timed out" if isinstance(exc, httpx.TimeoutException) else "failed"
+        tls = "CERTIFICATE_VERIFY_FAILED" in str(exc) or "SSL" in type(exc).__name__
         return ConnectError(
             f"Couldn't connect to Kafka Connect at {self.base_url}: {method} {url} {kind} "
             f"({type(exc).__name__}: {exc})",
-            hint=_STATUS_HINT,
+            hint="its TLS certificate was not trusted: give the CA that signed it "
+            "(connect.caFile of the context)"
+            if tls
+            else self._hint,
         )
 
     def _failure(
@@ -259,12 +283,15 @@ class ConnectClient:
                 "workers with `cdcctl stack status`",
             )
         hints = {
+            401: "Kafka Connect wants credentials: set connect.username/passwordSecret of the "
+            "context (`cdcctl config set-context`), and check them",
+            403: "these Connect credentials may not do this",
             400: "the request was rejected as invalid; check the rendered config "
             "(`cdcctl plan`) and the plugin's validation (`cdcctl validate`)",
             404: "no such connector or plugin; list them with `cdcctl get`",
             500: "Connect failed internally; its worker log says why (`cdcctl stack logs connect`)",
         }
-        return ConnectError(text, status=status, hint=hints.get(status, _STATUS_HINT))
+        return ConnectError(text, status=status, hint=hints.get(status, self._hint))
 
     def _json(self, response: httpx.Response) -> Any:
         try:

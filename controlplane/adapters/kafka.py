@@ -11,11 +11,27 @@ from confluent_kafka.admin import AdminClient
 
 from controlplane.core.dlq import RawRecord
 from controlplane.core.errors import KafkaError
+from controlplane.core.target import KafkaEndpoint
+
+# A bootstrap list "host:port,..." (plaintext) or an endpoint with TLS settings.
+Bootstrap = str | KafkaEndpoint
 
 
-def ping(bootstrap: str, timeout: float = 3.0) -> int:
+def _client_config(bootstrap: Bootstrap) -> dict[str, Any]:
+    """librdkafka settings to reach the cluster: servers, and TLS when the target asks for it."""
+    if isinstance(bootstrap, str):
+        return {"bootstrap.servers": bootstrap, "log_level": 0}
+    config: dict[str, Any] = {"bootstrap.servers": bootstrap.servers, "log_level": 0}
+    if bootstrap.tls:
+        config["security.protocol"] = "SSL"
+        if bootstrap.ca_file:
+            config["ssl.ca.location"] = bootstrap.ca_file
+    return config
+
+
+def ping(bootstrap: Bootstrap, timeout: float = 3.0) -> int:
     """Number of brokers once the cluster answers a metadata request."""
-    admin = AdminClient({"bootstrap.servers": bootstrap, "log_level": 0})
+    admin = AdminClient(_client_config(bootstrap))
     try:
         md = admin.list_topics(timeout=timeout)
     except Exception as exc:  # confluent_kafka raises KafkaException, not one base class
@@ -23,12 +39,12 @@ def ping(bootstrap: str, timeout: float = 3.0) -> int:
     return len(md.brokers)
 
 
-def ensure_topics(bootstrap: str, topics: list[str], timeout: float = 30.0) -> list[str]:
+def ensure_topics(bootstrap: Bootstrap, topics: list[str], timeout: float = 30.0) -> list[str]:
     """Create the topics that do not exist yet (broker defaults: 7-day retention); return them."""
     # confluent_kafka.admin re-exports NewTopic from cimpl without marking it public.
     from confluent_kafka.admin import NewTopic  # type: ignore[attr-defined]
 
-    admin = AdminClient({"bootstrap.servers": bootstrap, "log_level": 0})
+    admin = AdminClient(_client_config(bootstrap))
     try:
         existing = set(admin.list_topics(timeout=timeout).topics)
         missing = [t for t in topics if t not in existing]
@@ -51,21 +67,23 @@ def ensure_topics(bootstrap: str, topics: list[str], timeout: float = 30.0) -> l
         raise KafkaError(f"Kafka at {bootstrap} did not answer: {exc}") from exc
 
 
-def existing_topics(bootstrap: str, timeout: float = 10.0) -> set[str]:
+def existing_topics(bootstrap: Bootstrap, timeout: float = 10.0) -> set[str]:
     """Names of the topics that exist."""
-    admin = AdminClient({"bootstrap.servers": bootstrap, "log_level": 0})
+    admin = AdminClient(_client_config(bootstrap))
     try:
         return set(admin.list_topics(timeout=timeout).topics)
     except Exception as exc:
         raise KafkaError(f"Kafka at {bootstrap} did not answer: {exc}") from exc
 
 
-def consumer_lag(bootstrap: str, group: str, timeout: float = 10.0) -> list[dict[str, object]]:
+def consumer_lag(
+    bootstrap: Bootstrap, group: str, timeout: float = 10.0
+) -> list[dict[str, object]]:
     """Per partition the group has committed: committed offset, log end offset and lag."""
     from confluent_kafka import ConsumerGroupTopicPartitions, TopicPartition
     from confluent_kafka.admin import OffsetSpec  # type: ignore[attr-defined]
 
-    admin = AdminClient({"bootstrap.servers": bootstrap, "log_level": 0})
+    admin = AdminClient(_client_config(bootstrap))
     try:
         futures = admin.list_consumer_group_offsets(
             [ConsumerGroupTopicPartitions(group)], request_timeout=timeout
@@ -102,14 +120,14 @@ def consumer_lag(bootstrap: str, group: str, timeout: float = 10.0) -> list[dict
 # --- reading and writing records (dlq) ------------------------------------------------------
 
 
-def _consumer(bootstrap: str, group: str | None) -> Any:
+def _consumer(bootstrap: Bootstrap, group: str | None) -> Any:
     from confluent_kafka import Consumer
 
     # assign() never joins the group and auto-commit is off: reading has no group side effects.
     # librdkafka wants a group.id for committed()/commit(); a reader gets a name nobody commits.
     return Consumer(
         {
-            "bootstrap.servers": bootstrap,
+            **_client_config(bootstrap),
             "group.id": group or "cdcctl-reader-no-commit",
             "enable.auto.commit": False,
             "enable.auto.offset.store": False,
@@ -120,7 +138,7 @@ def _consumer(bootstrap: str, group: str | None) -> Any:
 
 
 def read_topic(
-    bootstrap: str,
+    bootstrap: Bootstrap,
     topic: str,
     *,
     start: Mapping[int, int] | None = None,
@@ -201,7 +219,7 @@ def read_topic(
 
 
 def committed_offsets(
-    bootstrap: str, group: str, topic: str, timeout: float = 10.0
+    bootstrap: Bootstrap, group: str, topic: str, timeout: float = 10.0
 ) -> dict[int, int]:
     """The group's committed offset per partition of `topic` (partitions without one omitted)."""
     from confluent_kafka import TopicPartition
@@ -222,7 +240,7 @@ def committed_offsets(
 
 
 def commit_offsets(
-    bootstrap: str, group: str, topic: str, offsets: Mapping[int, int], timeout: float = 10.0
+    bootstrap: Bootstrap, group: str, topic: str, offsets: Mapping[int, int], timeout: float = 10.0
 ) -> None:
     """Commit `offsets` (partition -> next offset to read) for `group` without joining it."""
     if not offsets:
@@ -256,7 +274,7 @@ class OutgoingRecord:
 
 
 def produce(
-    bootstrap: str,
+    bootstrap: Bootstrap,
     records: Sequence[OutgoingRecord],
     *,
     on_delivered: Callable[[int], None] | None = None,
@@ -268,7 +286,7 @@ def produce(
 
     producer = Producer(
         {
-            "bootstrap.servers": bootstrap,
+            **_client_config(bootstrap),
             "enable.idempotence": True,  # acks=all, no duplicates from internal retries
             "log_level": 0,
         }

@@ -24,6 +24,7 @@ app.add_typer(stack_app, name="stack")
 app.add_typer(__import__("controlplane.cli.verify", fromlist=["app"]).app, name="verify")
 app.add_typer(__import__("controlplane.cli.schema", fromlist=["app"]).app, name="schema")
 app.add_typer(__import__("controlplane.cli.dlq", fromlist=["app"]).app, name="dlq")
+app.add_typer(__import__("controlplane.cli.agent", fromlist=["app"]).app, name="agent")
 app.command()(apply)
 register_control(app)
 

@@ -7,9 +7,10 @@ from pathlib import Path
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from controlplane.cli.output import OUTPUT_OPTION, OutputFormat, emit
-from controlplane.cli.stack import STATE_DIR
+from controlplane.cli.targeting import CONNECT_URL, CONTEXT, STATE_DIR, resolve
 
 err = Console(stderr=True, soft_wrap=True)
 
@@ -27,13 +28,6 @@ PRUNE_MATCH = typer.Option(
     "--prune-match",
     help="With --prune: only connectors whose cdcctl.pipeline matches this glob.",
 )
-CONNECT_URL = typer.Option(
-    None,
-    "--connect-url",
-    envvar="CDCCTL_CONNECT_URL",
-    help="Kafka Connect REST URL; overrides manifests and contexts.",
-)
-CONTEXT = typer.Option(None, "--context", help="Use this cdcctl context's Connect cluster.")
 
 
 def plan(
@@ -51,15 +45,16 @@ def plan(
 ) -> None:
     """What `apply` would change, as + create / ~ update / - delete lines. Changes nothing."""
     from controlplane.core.errors import DifferencesFoundError
-    from controlplane.services.apply import Target, plan_manifests
-    from controlplane.services.stack import LocalStack, settings_for
+    from controlplane.services.apply import plan_manifests
+    from controlplane.services.targets import managed_agents
 
+    target = resolve(context, connect_url, state_dir)
     planned = plan_manifests(
         filename,
-        LocalStack(settings_for(state_dir)),
+        target,
+        agents=managed_agents(target),
         prune=prune,
         prune_match=prune_match,
-        target=Target(connect_url, context),
     )
     if output is OutputFormat.table:
         for line in planned.plan.lines(show_noop=show_unchanged):
@@ -82,17 +77,17 @@ def apply(
     """Create the PostgreSQL tables, register the JDBC sink and configure the agent so the
     pipelines run as their manifests say. Carries out exactly `cdcctl plan`: only what differs
     is changed, so a second apply is a no-op."""
-    from controlplane.services.apply import Target, apply_manifests
-    from controlplane.services.stack import LocalStack, settings_for
+    from controlplane.services.apply import apply_manifests
+    from controlplane.services.targets import managed_agents
 
-    stack = LocalStack(settings_for(state_dir))
+    target = resolve(context, connect_url, state_dir)
     result = apply_manifests(
         filename,
-        stack,
-        report=lambda m: err.print(f"[cyan]apply[/] {m}", highlight=False),
+        target,
+        agents=managed_agents(target),
+        report=lambda m: err.print(f"[cyan]apply[/] {escape(m)}", highlight=False),
         prune=prune,
         prune_match=prune_match,
-        target=Target(connect_url, context),
     )
     emit(
         [asdict(c) for c in result.changes],
@@ -100,3 +95,12 @@ def apply(
         columns=["pipeline", "kind", "name", "action"],
         title="applied" if result.changed else "no changes",
     )
+    rollouts = [c for c in result.changes if c.action == "to roll out"]
+    if rollouts and output is OutputFormat.table:
+        err.print(
+            f"{len(rollouts)} external agent bundle(s) changed: the operator rolls them out "
+            "(`cdcctl agent render -f ... --out DIR`, then on each node: install, "
+            "`systemctl restart cass-cdc-pg-agent`)",
+            highlight=False,
+            markup=False,
+        )

@@ -12,9 +12,9 @@ from typing import Any
 
 import typer
 
-from controlplane.cli.apply import CONNECT_URL, CONTEXT, FILES, PRUNE, PRUNE_MATCH, plan
+from controlplane.cli.apply import FILES, PRUNE, PRUNE_MATCH, plan
 from controlplane.cli.output import OUTPUT_OPTION, OutputFormat, emit
-from controlplane.cli.stack import STATE_DIR
+from controlplane.cli.targeting import CONNECT_URL, CONTEXT, STATE_DIR, resolve
 
 manifest_app = typer.Typer(help="Pipeline manifest tools.", no_args_is_help=True)
 get_app = typer.Typer(help="List pipelines or connectors.", no_args_is_help=True)
@@ -22,19 +22,24 @@ describe_app = typer.Typer(help="Show one pipeline in detail.", no_args_is_help=
 delete_app = typer.Typer(help="Delete a pipeline.", no_args_is_help=True)
 offsets_app = typer.Typer(help="Read or reset a pipeline's sink offsets.", no_args_is_help=True)
 config_app = typer.Typer(
-    help="cdcctl contexts (named Kafka Connect clusters).", no_args_is_help=True
+    help="cdcctl contexts: named targets (where Connect, Kafka, Cassandra, PostgreSQL, Vault "
+    "and Redis are, and how to authenticate).",
+    no_args_is_help=True,
 )
 
 NAME = typer.Argument(..., help="Pipeline name (its <name>-jdbc-sink connector) or connector name.")
 BOOTSTRAP = typer.Option(
-    "127.0.0.1:9092", "--bootstrap", envvar="CDC_KAFKA_BOOTSTRAP", help="Kafka, for consumer lag."
+    None,
+    "--bootstrap",
+    envvar="CDC_KAFKA_BOOTSTRAP",
+    help="Kafka, for consumer lag (default: the target's).",
 )
 
 
-def _where(connect_url: str | None, context: str | None) -> Any:
+def _where(connect_url: str | None, context: str | None, state_dir: Path | None = None) -> Any:
     from controlplane.services.pipelines import Where
 
-    return Where(connect_url, context)
+    return Where(connect_url, context, state_dir)
 
 
 # --- manifest / validate -------------------------------------------------------------------
@@ -70,16 +75,12 @@ def validate(
     manifest problems, 5 when (with --online) a component check failed."""
     from controlplane.core.errors import UsageError
     from controlplane.core.validation import exit_code, github_annotation
-    from controlplane.services.apply import render_context
-    from controlplane.services.stack import LocalStack, settings_for
     from controlplane.services.validate import validate as run
 
     if output not in VALIDATE_FORMATS:
         raise UsageError(f"unknown output {output!r}", hint="use table, json or github")
-    ctx = render_context(LocalStack(settings_for(state_dir))) if online else None
-    loaded, findings = run(
-        filename, online=online, render_ctx=ctx, connect_url=connect_url, context=context
-    )
+    target = resolve(context, connect_url, state_dir) if online else None
+    loaded, findings = run(filename, online=online, target=target)
     code = exit_code(findings)
     if output == "json":
         typer.echo(
@@ -114,13 +115,14 @@ def validate(
 def get_pipelines(
     connect_url: str | None = CONNECT_URL,
     context: str | None = CONTEXT,
+    state_dir: Path | None = STATE_DIR,
     output: OutputFormat = OUTPUT_OPTION,
 ) -> None:
     """Pipelines deployed by cdcctl (connectors carrying its ownership marker)."""
     from controlplane.services.pipelines import get_pipelines as run
 
     emit(
-        run(_where(connect_url, context)),
+        run(_where(connect_url, context, state_dir)),
         output,
         columns=["pipeline", "connector", "state", "tasks_running", "topics", "stopped"],
     )
@@ -130,13 +132,14 @@ def get_pipelines(
 def get_connectors(
     connect_url: str | None = CONNECT_URL,
     context: str | None = CONTEXT,
+    state_dir: Path | None = STATE_DIR,
     output: OutputFormat = OUTPUT_OPTION,
 ) -> None:
     """Every connector of the Connect cluster, with state and owner."""
     from controlplane.services.pipelines import get_connectors as run
 
     emit(
-        run(_where(connect_url, context)),
+        run(_where(connect_url, context, state_dir)),
         output,
         columns=["name", "type", "state", "tasks_running", "owned", "pipeline"],
     )
@@ -148,12 +151,13 @@ def describe_pipeline(
     bootstrap: str = BOOTSTRAP,
     connect_url: str | None = CONNECT_URL,
     context: str | None = CONTEXT,
+    state_dir: Path | None = STATE_DIR,
     output: OutputFormat = OUTPUT_OPTION,
 ) -> None:
     """Connector and task states, topics, consumer lag of connect-<connector>, last error."""
     from controlplane.services.pipelines import describe_pipeline as run
 
-    info = run(_where(connect_url, context), name, bootstrap)
+    info = run(_where(connect_url, context, state_dir), name, bootstrap)
     if output is not OutputFormat.table:
         emit(info, output)
         return
@@ -187,6 +191,7 @@ def delete_pipeline(
     ),
     connect_url: str | None = CONNECT_URL,
     context: str | None = CONTEXT,
+    state_dir: Path | None = STATE_DIR,
     output: OutputFormat = OUTPUT_OPTION,
 ) -> None:
     """Delete the pipeline's connector. PostgreSQL data is kept unless --drop-data."""
@@ -203,7 +208,7 @@ def delete_pipeline(
             raise UsageError(f"no manifest for pipeline {name!r} in {', '.join(filename)}")
         manifest = found[0]
     emit(
-        run(_where(connect_url, context), name, drop_data=manifest),
+        run(_where(connect_url, context, state_dir), name, drop_data=manifest),
         output,
         columns=["kind", "name", "action"],
     )
@@ -217,11 +222,12 @@ def _state_command(verb: str, doc: str) -> Any:
         name: str = NAME,
         connect_url: str | None = CONNECT_URL,
         context: str | None = CONTEXT,
+        state_dir: Path | None = STATE_DIR,
         output: OutputFormat = OUTPUT_OPTION,
     ) -> None:
         from controlplane.services.pipelines import set_state
 
-        emit(set_state(_where(connect_url, context), name, verb), output)
+        emit(set_state(_where(connect_url, context, state_dir), name, verb), output)
 
     command.__doc__ = doc
     command.__name__ = verb
@@ -233,12 +239,13 @@ def restart(
     failed: bool = typer.Option(False, "--failed", help="Only the failed connector/tasks."),
     connect_url: str | None = CONNECT_URL,
     context: str | None = CONTEXT,
+    state_dir: Path | None = STATE_DIR,
     output: OutputFormat = OUTPUT_OPTION,
 ) -> None:
     """Restart the connector and its tasks (POST .../restart?includeTasks=true)."""
     from controlplane.services.pipelines import restart as run
 
-    emit(run(_where(connect_url, context), name, only_failed=failed), output)
+    emit(run(_where(connect_url, context, state_dir), name, only_failed=failed), output)
 
 
 @offsets_app.command("get")
@@ -246,13 +253,14 @@ def offsets_get(
     name: str = NAME,
     connect_url: str | None = CONNECT_URL,
     context: str | None = CONTEXT,
+    state_dir: Path | None = STATE_DIR,
     output: OutputFormat = OUTPUT_OPTION,
 ) -> None:
     """The sink's committed offsets per topic partition (GET .../offsets)."""
     from controlplane.services.pipelines import offsets_get as run
 
     emit(
-        run(_where(connect_url, context), name),
+        run(_where(connect_url, context, state_dir), name),
         output,
         columns=["connector", "partition", "offset"],
     )
@@ -264,6 +272,7 @@ def offsets_reset(
     yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask for confirmation."),
     connect_url: str | None = CONNECT_URL,
     context: str | None = CONTEXT,
+    state_dir: Path | None = STATE_DIR,
     output: OutputFormat = OUTPUT_OPTION,
 ) -> None:
     """Stop the connector, delete its offsets, resume it: the sink re-reads its topics from the
@@ -272,7 +281,7 @@ def offsets_reset(
 
     if not yes:
         typer.confirm(f"reset the offsets of {name}?", abort=True)
-    emit(run(_where(connect_url, context), name), output)
+    emit(run(_where(connect_url, context, state_dir), name), output)
 
 
 # --- reconcile -----------------------------------------------------------------------------
@@ -282,8 +291,11 @@ def reconcile(
     filename: list[str] = FILES,
     watch: bool = typer.Option(False, "--watch", help="Keep reconciling every --interval."),
     interval: float = typer.Option(120.0, "--interval", help="Seconds between reconciles."),
-    redis_url: str = typer.Option(
-        "redis://127.0.0.1:6379/0", "--redis-url", envvar="CDC_REDIS_URL", help="Lease store."
+    redis_url: str | None = typer.Option(
+        None,
+        "--redis-url",
+        envvar="CDC_REDIS_URL",
+        help="Lease and restart-backoff store (default: the target's Redis).",
     ),
     lease_ttl: float = typer.Option(
         0.0, "--lease-ttl", help="Lease time-to-live in seconds (default: max(30, 3 x interval))."
@@ -303,20 +315,20 @@ def reconcile(
     under a Redis lease so two reconcilers never act at once. Logs JSON lines on stderr."""
     from dataclasses import asdict
 
-    from controlplane.services.apply import Target
     from controlplane.services.reconcile import Reconciler, configure_logging
-    from controlplane.services.stack import LocalStack, settings_for
+    from controlplane.services.targets import managed_agents
 
     configure_logging()
     ttl = lease_ttl or max(30.0, 3 * interval)
+    target = resolve(context, connect_url, state_dir)
     rec = Reconciler(
         list(filename),
-        LocalStack(settings_for(state_dir)),
-        redis_url=redis_url,
+        target,
+        agents=managed_agents(target),
+        redis_url=redis_url or target.redis.url,
         lease_ttl_s=ttl,
         prune=prune,
         prune_match=prune_match,
-        target=Target(connect_url, context),
         lease_key=lease_key,
     )
     if watch:
@@ -348,7 +360,7 @@ def get_contexts(output: OutputFormat = OUTPUT_OPTION) -> None:
     """Known contexts; the current one is marked."""
     from controlplane.services.contexts import get_contexts as run
 
-    emit(run(), output, columns=["current", "name", "connect_url"])
+    emit(run(), output, columns=["current", "name", "connect_url", "local_stack"])
 
 
 @config_app.command("use-context")
@@ -362,12 +374,72 @@ def use_context(name: str = typer.Argument(..., help="Context name.")) -> None:
 @config_app.command("set-context")
 def set_context(
     name: str = typer.Argument(..., help="Context name."),
-    connect_url: str = typer.Option(..., "--connect-url", help="Kafka Connect REST URL."),
+    from_file: Path | None = typer.Option(
+        None,
+        "--from-file",
+        help="A YAML file holding the whole context (connect, kafka, cassandra, postgres, vault, "
+        "redis; see docs/deploy.md); the flags below then override its fields.",
+    ),
+    local_stack: Path | None = typer.Option(
+        None, "--local-stack", help="The context is the local stack at this state directory."
+    ),
+    connect_url: str | None = typer.Option(None, "--connect-url", help="Kafka Connect REST URL."),
+    connect_ca: Path | None = typer.Option(
+        None, "--connect-ca", help="PEM CA bundle Connect's https certificate is checked with."
+    ),
+    connect_user: str | None = typer.Option(None, "--connect-user", help="Basic auth user."),
+    connect_password_env: str | None = typer.Option(
+        None, "--connect-password-env", help="Environment variable holding the basic auth password."
+    ),
+    connect_password_file: Path | None = typer.Option(
+        None,
+        "--connect-password-file",
+        help="File holding the basic auth password (its whole content).",
+    ),
 ) -> None:
-    """Create or update a context (the first one becomes current)."""
+    """Create or update a context: a named target (the first one becomes current). Only
+    references to secrets are stored, never a password."""
+    import yaml
+
+    from controlplane.core.contexts import parse_config
+    from controlplane.core.errors import UsageError
     from controlplane.services.contexts import set_context as run
 
-    typer.echo(f"context {name} -> {connect_url} ({run(name, connect_url)})")
+    data: dict[str, Any] = {}
+    if from_file is not None:
+        try:
+            loaded = yaml.safe_load(from_file.read_text(encoding="utf-8")) or {}
+        except (OSError, yaml.YAMLError) as exc:
+            raise UsageError(f"cannot read context file {from_file}: {exc}") from exc
+        if not isinstance(loaded, dict):
+            raise UsageError(f"context file {from_file} must hold a mapping")
+        data = loaded
+    if local_stack is not None:
+        data["localStack"] = str(local_stack.resolve())
+    connect = dict(data.get("connect") or {})
+    if connect_url:
+        connect["url"] = connect_url
+    if connect_ca:
+        connect["caFile"] = str(connect_ca.resolve())
+    if connect_user:
+        connect["username"] = connect_user
+    if connect_password_env and connect_password_file:
+        raise UsageError("give one of --connect-password-env and --connect-password-file")
+    if connect_password_env:
+        connect["passwordSecret"] = {"env": connect_password_env}
+    if connect_password_file:
+        connect["passwordSecret"] = {"file": str(connect_password_file.resolve())}
+    if connect:
+        data["connect"] = connect
+    if not data:
+        raise UsageError(
+            "a context needs at least --connect-url, --local-stack or --from-file",
+            hint="cdcctl config set-context prod --from-file prod-context.yaml",
+        )
+    context = parse_config(
+        yaml.safe_dump({"contexts": {name: data}}), str(from_file or "command line")
+    ).contexts[name]
+    typer.echo(f"context {name} -> {context.connect_url} ({run(name, context)})")
 
 
 def register(app: typer.Typer) -> None:

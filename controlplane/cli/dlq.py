@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import typer
@@ -9,6 +10,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from controlplane.cli.apply import FILES
 from controlplane.cli.output import OUTPUT_OPTION, OutputFormat, emit, err_console
+from controlplane.cli.targeting import CONTEXT, STATE_DIR, resolve
 
 app = typer.Typer(
     help="Dead-letter queues: list, show and replay the records the sink could not write.",
@@ -44,6 +46,8 @@ def ls(
         None, "--limit", "-n", min=0, help="Only the newest N records of each pipeline."
     ),
     timeout: float = TIMEOUT,
+    context: str | None = CONTEXT,
+    state_dir: Path | None = STATE_DIR,
     output: OutputFormat = OUTPUT_OPTION,
 ) -> None:
     """List each pipeline's DLQ records, read without committing anything.
@@ -53,7 +57,11 @@ def ls(
     replayed record that failed again, and whether `dlq replay` went past it."""
     from controlplane.services import dlq as svc
 
-    rows = svc.list_records(svc.targets(filename, pipeline), limit=limit, timeout=timeout)
+    rows = svc.list_records(
+        svc.sources(filename, resolve(context, None, state_dir), pipeline),
+        limit=limit,
+        timeout=timeout,
+    )
     if output is not OutputFormat.table:
         emit(rows, output)
         return
@@ -78,6 +86,8 @@ def show(
     filename: list[str] = FILES,
     pipeline: str | None = PIPELINE,
     timeout: float = TIMEOUT,
+    context: str | None = CONTEXT,
+    state_dir: Path | None = STATE_DIR,
     output: OutputFormat = OUTPUT_OPTION,
 ) -> None:
     """Show one DLQ record in full.
@@ -85,7 +95,11 @@ def show(
     Key and value (decoded JSON, else base64), every header, the stack trace."""
     from controlplane.services import dlq as svc
 
-    record = svc.show_record(svc.one_target(filename, pipeline), coordinates, timeout=timeout)
+    record = svc.show_record(
+        svc.one_source(filename, resolve(context, None, state_dir), pipeline),
+        coordinates,
+        timeout=timeout,
+    )
     if output is not OutputFormat.table:
         emit(record, output)
         return
@@ -113,6 +127,8 @@ def replay(
     ),
     yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask before sending."),
     timeout: float = TIMEOUT,
+    context: str | None = CONTEXT,
+    state_dir: Path | None = STATE_DIR,
     output: OutputFormat = OUTPUT_OPTION,
 ) -> None:
     """Send DLQ records back to their original topics; a second replay sends nothing again.
@@ -124,7 +140,9 @@ def replay(
     named with --offset."""
     from controlplane.services import dlq as svc
 
-    planned = svc.plan_replays(svc.targets(filename, pipeline), offsets, timeout=timeout)
+    planned = svc.plan_replays(
+        svc.sources(filename, resolve(context, None, state_dir), pipeline), offsets, timeout=timeout
+    )
     total = sum(len(p.plan.messages) for p in planned)
     if dry_run:
         emit(svc.replay_rows(planned, done=False), output, columns=REPLAY_COLUMNS)

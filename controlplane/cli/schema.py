@@ -8,7 +8,7 @@ import typer
 
 from controlplane.cli.apply import FILES
 from controlplane.cli.output import OUTPUT_OPTION, OutputFormat, emit
-from controlplane.cli.stack import STATE_DIR
+from controlplane.cli.targeting import CONNECT_URL, CONTEXT, STATE_DIR, resolve
 
 app = typer.Typer(help="Carry Cassandra schema changes (ADD/DROP column, new table) to PostgreSQL.")
 COLUMNS = ["pipeline", "table", "action", "columns", "result", "reason"]
@@ -24,12 +24,18 @@ YES = typer.Option(False, "--yes", "-y", help="Do not ask before --rebuild drops
 
 
 @app.command("plan")
-def plan(filename: list[str] = FILES, output: OutputFormat = OUTPUT_OPTION) -> None:
+def plan(
+    filename: list[str] = FILES,
+    context: str | None = CONTEXT,
+    state_dir: Path | None = STATE_DIR,
+    output: OutputFormat = OUTPUT_OPTION,
+) -> None:
     """Per table: create, alter (+added -dropped columns), incompatible (~changed type or primary
     key: apply stops that table) or unchanged."""
     from controlplane.services.schema import plan_schema_files
 
-    emit([c.as_row() for c in plan_schema_files(filename)], output, columns=COLUMNS)
+    target = resolve(context, None, state_dir)
+    emit([c.as_row() for c in plan_schema_files(filename, target)], output, columns=COLUMNS)
 
 
 @app.command("apply")
@@ -37,13 +43,15 @@ def apply(
     filename: list[str] = FILES,
     rebuild: list[str] = REBUILD,
     yes: bool = YES,
+    connect_url: str | None = CONNECT_URL,
+    context: str | None = CONTEXT,
     state_dir: Path | None = STATE_DIR,
     output: OutputFormat = OUTPUT_OPTION,
 ) -> None:
     """Migrate each changed table in one transaction, then apply the pipelines. A table changed
     incompatibly is stopped, the rest goes ahead, and the command exits 7."""
     from controlplane.services.schema import apply_schema
-    from controlplane.services.stack import LocalStack, settings_for
+    from controlplane.services.targets import managed_agents
 
     if rebuild and not yes:
         typer.confirm(
@@ -51,5 +59,6 @@ def apply(
             "events waiting in Kafka?",
             abort=True,
         )
-    changes = apply_schema(filename, LocalStack(settings_for(state_dir)), rebuild=rebuild)
+    target = resolve(context, connect_url, state_dir)
+    changes = apply_schema(filename, target, agents=managed_agents(target), rebuild=rebuild)
     emit([c.as_row() for c in changes], output, columns=COLUMNS)

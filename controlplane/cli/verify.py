@@ -19,6 +19,7 @@ from rich.progress import (
 )
 
 from controlplane.cli.output import OUTPUT_OPTION, OutputFormat, emit, err_console
+from controlplane.cli.targeting import CONTEXT, STATE_DIR, resolve
 from controlplane.core.errors import UsageError
 
 app = typer.Typer(
@@ -113,6 +114,8 @@ def verify(
         30.0, "--keep-days", min=0.001, help="Keep the run in Redis this long after its last write."
     ),
     redis_url: str | None = REDIS,
+    context: str | None = CONTEXT,
+    state_dir: Path | None = STATE_DIR,
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
     output: OutputFormat = OUTPUT_OPTION,
 ) -> None:
@@ -127,9 +130,11 @@ def verify(
         raise UsageError("verify needs the pipeline's manifest", hint="cdcctl verify -f FILE")
     if metrics_port:
         svc.serve_metrics(metrics_port)
+    target = resolve(context, None, state_dir)
     opts = svc.VerifyOptions(
         manifests=filename,
-        redis_url=_redis(redis_url),
+        target=target,
+        redis_url=redis_url or os.environ.get("CDC_REDIS_URL") or target.redis.url,
         keep_s=max(1, round(keep_days * 86400)),
         table=table,
         ranges=ranges,

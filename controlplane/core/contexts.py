@@ -1,12 +1,8 @@
-"""cdcctl contexts: named Kafka Connect clusters in ``~/.config/cdcctl/config.yaml``.
+"""cdcctl contexts: named targets in ``~/.config/cdcctl/config.yaml`` (core.target has the
+model of one context, with every endpoint and credential reference).
 
-Pure: the model, parsing and the precedence rule (docs/decisions/0020-contexts.md). Reading and
-writing the file is in `services.contexts`.
-
-    currentContext: local
-    contexts:
-      local: {connectUrl: http://127.0.0.1:8083}
-      staging: {connectUrl: https://connect.staging.example:8083}
+Pure: the file's model, parsing and the Connect URL precedence rule (docs/decisions/0020 and
+0070). Reading and writing the file is in `services.contexts`.
 """
 
 from __future__ import annotations
@@ -14,30 +10,17 @@ from __future__ import annotations
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pydantic.alias_generators import to_camel
 
 from controlplane.core.errors import ManifestError, UsageError
-from controlplane.core.manifest import Pipeline
-
-DEFAULT_CONNECT_URL = "http://127.0.0.1:8083"
+from controlplane.core.target import Context
 
 
 class _Model(BaseModel):
     model_config = ConfigDict(
         extra="forbid", alias_generator=to_camel, populate_by_name=True, frozen=True
     )
-
-
-class Context(_Model):
-    connect_url: str = Field(description="Kafka Connect REST URL of this cluster.")
-
-    @field_validator("connect_url")
-    @classmethod
-    def _url(cls, value: str) -> str:
-        if not value.startswith(("http://", "https://")):
-            raise ValueError(f"{value!r} is not an http(s) URL")
-        return value.rstrip("/")
 
 
 class CdcctlConfig(_Model):
@@ -76,34 +59,3 @@ def parse_config(text: str, source: str) -> CdcctlConfig:
             location=source,
             hint="fix or delete the file; `cdcctl config set-context` rewrites it",
         ) from exc
-
-
-def connect_url_for(
-    pipeline: Pipeline | None,
-    config: CdcctlConfig,
-    *,
-    override_url: str | None = None,
-    override_context: str | None = None,
-) -> str:
-    """Which Connect URL to use (first that applies):
-
-    1. ``--connect-url`` on the command line;
-    2. ``--context NAME`` on the command line;
-    3. the manifest's ``spec.connect.context`` (a named context);
-    4. the manifest's ``spec.connect.url`` when written explicitly;
-    5. the current context of the config file;
-    6. the default, http://127.0.0.1:8083.
-    """
-    if override_url:
-        return override_url.rstrip("/")
-    if override_context:
-        return config.context(override_context).connect_url
-    if pipeline is not None:
-        connect = pipeline.spec.connect
-        if connect.context:
-            return config.context(connect.context).connect_url
-        if "url" in connect.model_fields_set:
-            return connect.url
-    if config.current_context and config.current_context in config.contexts:
-        return config.contexts[config.current_context].connect_url
-    return DEFAULT_CONNECT_URL

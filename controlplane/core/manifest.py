@@ -11,6 +11,7 @@ Loading from files (with ``file:line:column`` locations) lives in `manifest_load
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 from pathlib import Path
@@ -87,9 +88,11 @@ class SecretRef(_Model):
 
     env: str | None = Field(default=None, description="Environment variable holding the secret.")
     file: str | None = Field(
-        default=None, description="Path of a properties/dotenv file holding the secret."
+        default=None,
+        description="Path of a properties file holding the secret (with `key`), or of a file "
+        "that is the secret (without `key`, e.g. a token file).",
     )
-    key: str | None = Field(default=None, description="Key inside `file`.")
+    key: str | None = Field(default=None, min_length=1, description="Key inside `file`.")
     vault: VaultRef | None = Field(default=None, description="Vault/OpenBao secret.")
 
     @field_validator("env")
@@ -107,8 +110,8 @@ class SecretRef(_Model):
                 "a secret reference needs exactly one of env, file or vault"
                 + (f" (got {', '.join(chosen)})" if chosen else "")
             )
-        if self.file is not None and not self.key:
-            raise ValueError("a file secret reference needs `key`")
+        if self.file is not None and not self.file.strip():
+            raise ValueError("`file` of a secret reference is empty")
         if self.file is None and self.key is not None:
             raise ValueError("`key` only goes with `file` (vault has its own key)")
         return self
@@ -124,7 +127,7 @@ class SecretRef(_Model):
         if self.env is not None:
             return f"env:{self.env}"
         if self.file is not None:
-            return f"file:{self.file}:{self.key}"
+            return f"file:{self.file}" + (f":{self.key}" if self.key else "")
         assert self.vault is not None
         return f"vault:{self.vault.path}#{self.vault.key}"
 
@@ -151,6 +154,196 @@ class CassandraSource(_Model):
         return value
 
 
+# --- the Debezium agents (one per Cassandra node, decision 0013) ------------------------------
+
+DEFAULT_AGENT_HTTP_PORT = 8000
+"""The agent's own default `http.port` (debezium-connector-cassandra CassandraConnectorConfig)."""
+
+# RFC 1123 host name labels; a name made only of digits and dots must be an IPv4 address.
+_HOST_LABEL = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?$")
+# Node ids become directory names (`<out>/<node id>/`) and `cassandra.node.id`.
+_NODE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
+# Node-side paths land unquoted in a systemd unit, an EnvironmentFile and logback.xml: no
+# whitespace, quotes, backslashes, `$` (expansion) or `%` (systemd specifiers).
+_NODE_PATH_UNSAFE = re.compile(r"[\s\"'\\$%;`<>&|*?]")
+_UNIX_USER = re.compile(r"^[a-z_][a-z0-9_-]{0,30}\$?$")
+_JVM_SIZE = re.compile(r"^[1-9][0-9]*[kKmMgG]$")
+_LOGBACK_SIZE = re.compile(r"^[1-9][0-9]*(KB|MB|GB)$")
+
+
+def _check_node_address(value: str) -> str:
+    """A node's host as the cluster knows it: IPv4, IPv6 (brackets optional) or a DNS name.
+    Normalised (IPv6 compressed, names lowercase) so one host is written one way."""
+    if re.fullmatch(r"(\[[^\]]*\]|[^:\[\]]+):[0-9]+", value):
+        raise ValueError(
+            f"{value!r}: give the host only; the CQL port comes from "
+            "spec.source.cassandra.contactPoints"
+        )
+    host = value[1:-1] if value.startswith("[") and value.endswith("]") else value
+    if ":" in host:
+        if "%" in host:
+            raise ValueError(f"{value!r}: IPv6 zone ids (%...) are not supported")
+        try:
+            return ipaddress.IPv6Address(host).compressed
+        except ValueError:
+            raise ValueError(f"{value!r} is not an IPv6 address") from None
+    if re.fullmatch(r"[0-9.]+", host):
+        try:
+            return str(ipaddress.IPv4Address(host))
+        except ValueError:
+            raise ValueError(f"{value!r} is not an IPv4 address") from None
+    labels = host.rstrip(".").split(".")
+    if len(host) > 253 or not all(_HOST_LABEL.match(label) for label in labels):
+        raise ValueError(f"{value!r} is not an IPv4/IPv6 address or a DNS host name")
+    return host.rstrip(".").lower()
+
+
+def derive_node_id(address: str) -> str:
+    """The default `nodeId` of a node: ``node-`` + its address with every other character than
+    letters and digits as ``-`` (``10.0.0.1`` -> ``node-10-0-0-1``, ``fd00::1`` ->
+    ``node-fd00--1``). Stable: the same address always gives the same id."""
+    return "node-" + re.sub(r"[^a-z0-9]", "-", _check_node_address(address).lower())[:58]
+
+
+def _check_node_id(value: str) -> str:
+    if not _NODE_ID.match(value) or value in (".", ".."):
+        raise ValueError(
+            f"{value!r} is not a node id (letters, digits, '.', '_', '-'; starting with a letter "
+            "or digit; max 63): it names the bundle's directory and cassandra.node.id"
+        )
+    return value
+
+
+def _check_node_path(value: str) -> str:
+    path = value.rstrip("/") or "/"
+    if not path.startswith("/"):
+        raise ValueError(f"{value!r} is not an absolute path (it is a path on the Cassandra node)")
+    if _NODE_PATH_UNSAFE.search(path) or any(ord(c) < 0x20 for c in path):
+        raise ValueError(
+            f"{value!r} holds whitespace or one of \" ' \\ $ % ; ` < > & | * ?: it is written "
+            "unquoted into the systemd unit, agent.env and logback.xml"
+        )
+    if any(part in (".", "..") for part in path.split("/")):
+        raise ValueError(f"{value!r} has '.' or '..' components: write the path it means")
+    return path
+
+
+NodeAddress = Annotated[str, AfterValidator(_check_node_address)]
+NodePath = Annotated[str, AfterValidator(_check_node_path)]
+
+
+class AgentNode(_Model):
+    """One Cassandra node and the agent beside it."""
+
+    address: NodeAddress = Field(
+        description="The node's host as the cluster knows it (its rpc/native address, as in "
+        "system.local and system.peers_v2): IPv4, IPv6 or a DNS name; no port (the CQL port "
+        "is the one of spec.source.cassandra.contactPoints)."
+    )
+    node_id: str | None = Field(
+        default=None,
+        description="The agent's cassandra.node.id and the bundle's directory name; unique. "
+        "Default: derived from the address (10.0.0.1 -> node-10-0-0-1).",
+    )
+    http_port: int = Field(
+        default=DEFAULT_AGENT_HTTP_PORT,
+        ge=1,
+        le=65535,
+        description="The agent's http.port (/ping, /health, /buildinfo). Default 8000.",
+    )
+    datacenter: str | None = Field(
+        default=None,
+        min_length=1,
+        description="The node's datacenter: its agent's driver routes there. Default: as the "
+        "cluster reports it, else spec.source.cassandra.localDatacenter.",
+    )
+
+    @field_validator("node_id")
+    @classmethod
+    def _node_id(cls, value: str | None) -> str | None:
+        return None if value is None else _check_node_id(value)
+
+    @property
+    def id(self) -> str:
+        """The node id: `nodeId`, else derived from the address."""
+        return self.node_id or derive_node_id(self.address)
+
+
+class AgentInstall(_Model):
+    """Where an external agent lives on each Cassandra node (paths on the node, absolute)."""
+
+    dir: NodePath = Field(
+        default="/opt/cass-cdc-pg/agent",
+        description="Agent installation, its jars in <dir>/lib. Default /opt/cass-cdc-pg/agent.",
+    )
+    config_dir: NodePath = Field(
+        default="/etc/cass-cdc-pg/agent",
+        description="Where the bundle's files go (agent.properties, driver.conf, agent.env, "
+        "logback.xml). Default /etc/cass-cdc-pg/agent.",
+    )
+    state_dir: NodePath = Field(
+        default="/var/lib/cass-cdc-pg/agent",
+        description="Offsets (<stateDir>/offsets) and relocated commit logs "
+        "(<stateDir>/relocation). Default /var/lib/cass-cdc-pg/agent.",
+    )
+    cassandra_config: NodePath = Field(
+        default="/etc/cassandra/cassandra.yaml",
+        description="The node's cassandra.yaml. Default /etc/cassandra/cassandra.yaml.",
+    )
+    cassandra_storage_dir: NodePath | None = Field(
+        default=None,
+        description="-Dcassandra.storagedir of the agent: needed only when cassandra.yaml leaves "
+        "commitlog_directory/cdc_raw_directory unset (tarball installs). Default unset.",
+    )
+    user: str = Field(
+        default="cassandra",
+        description="Unix user the agent runs as (it deletes processed cdc_raw segments, so "
+        "Cassandra's). Default cassandra.",
+    )
+    java: NodePath = Field(
+        default="/usr/bin/java", description="Java 17 executable. Default /usr/bin/java."
+    )
+    heap: str = Field(default="512M", description="-Xms/-Xmx of the agent JVM. Default 512M.")
+    log_dir: NodePath = Field(
+        default="/var/log/cass-cdc-pg",
+        description="Directory of agent.log and its rotated files. Default /var/log/cass-cdc-pg.",
+    )
+    log_level: Literal["TRACE", "DEBUG", "INFO", "WARN", "ERROR"] = Field(
+        default="INFO", description="Root log level. Default INFO."
+    )
+    log_max_file_size: str = Field(
+        default="100MB", description="Size at which agent.log rotates (KB/MB/GB). Default 100MB."
+    )
+    log_max_files: int = Field(
+        default=5,
+        ge=1,
+        le=20,
+        description="Rotated log files kept besides agent.log (logback allows at most 20). "
+        "Default 5.",
+    )
+
+    @field_validator("user")
+    @classmethod
+    def _user(cls, value: str) -> str:
+        if not _UNIX_USER.match(value):
+            raise ValueError(f"{value!r} is not a Unix user name")
+        return value
+
+    @field_validator("heap")
+    @classmethod
+    def _heap(cls, value: str) -> str:
+        if not _JVM_SIZE.match(value):
+            raise ValueError(f"{value!r} is not a JVM heap size (e.g. 512M, 2G)")
+        return value
+
+    @field_validator("log_max_file_size")
+    @classmethod
+    def _log_size(cls, value: str) -> str:
+        if not _LOGBACK_SIZE.match(value):
+            raise ValueError(f"{value!r} is not a log file size (e.g. 100MB, 1GB)")
+        return value
+
+
 class AgentOptions(_Model):
     """Options of the Debezium Cassandra agent that reads this pipeline's tables."""
 
@@ -168,6 +361,35 @@ class AgentOptions(_Model):
         description="cdc_raw, commit-log-complete and event-queue poll interval in ms: it adds "
         "twice to each write's latency (Debezium defaults: 10000 and 1000).",
     )
+    mode: Literal["managed", "external"] = Field(
+        default="managed",
+        description="managed: cdcctl's local stack runs the agent; external: the operator runs "
+        "one agent per Cassandra node from the bundles of `cdcctl agent render`. Default managed.",
+    )
+    nodes: list[AgentNode] = Field(
+        default_factory=list,
+        description="The Cassandra nodes, one agent each. Default empty: read from the cluster "
+        "(system.local and system.peers_v2).",
+    )
+    install: AgentInstall = Field(
+        default_factory=AgentInstall,
+        description="Paths and JVM/log settings of external agents on the nodes.",
+    )
+
+    @field_validator("nodes")
+    @classmethod
+    def _unique_nodes(cls, value: list[AgentNode]) -> list[AgentNode]:
+        for what, key in (("node id", "id"), ("address", "address")):
+            seen: dict[str, int] = {}
+            for index, node in enumerate(value):
+                first = seen.setdefault(getattr(node, key), index)
+                if first != index:
+                    raise ValueError(
+                        f"nodes[{first}] and nodes[{index}] have the same {what} "
+                        f"{getattr(node, key)!r}: one agent per node, each with its own id"
+                        + ("; set nodeId on one of them" if key == "id" else "")
+                    )
+        return value
 
 
 class Source(_Model):
@@ -266,6 +488,17 @@ class Postgres(_Model):
         default_factory=PostgresTls,
         description="TLS of the connections to this database (always on; default mode require).",
     )
+
+    @field_validator("password_secret")
+    @classmethod
+    def _worker_readable(cls, value: SecretRef) -> SecretRef:
+        # The Connect workers resolve it too: ${file:<path>:<key>} reads key=value files.
+        if value.file is not None and not value.key:
+            raise ValueError(
+                "a file secret reference needs `key` here: the Connect workers read it with "
+                "Kafka's FileConfigProvider (${file:<path>:<key>})"
+            )
+        return value
 
 
 class Sink(_Model):

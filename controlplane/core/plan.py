@@ -19,7 +19,7 @@ from typing import Any, Literal
 from controlplane.core.render import OWNER_KEY, OWNER_VALUE, PIPELINE_KEY, normalise_config
 
 Action = Literal["create", "update", "delete", "noop"]
-Kind = Literal["connector", "postgres", "topic", "secret", "agent"]
+Kind = Literal["connector", "postgres", "topic", "secret", "agent", "agent-bundle"]
 
 SYMBOLS: dict[str, str] = {"create": "+", "update": "~", "delete": "-", "noop": "="}
 
@@ -384,3 +384,50 @@ def backoff_should_reset(
     if restarts <= 0 or last_restart is None:
         return False
     return now - last_restart >= max(stable_s, restart_backoff_minutes(restarts) * 60)
+
+
+def plan_agent_bundles(
+    pipeline: str, desired: Mapping[str, str], recorded: Mapping[str, str]
+) -> list[ResourceChange]:
+    """External agents' bundles by node id, compared by digest with what the last apply
+    recorded (the sink's ``cdcctl.agent-bundles``). cdcctl cannot install them: each change is
+    a rollout the operator does (`cdcctl agent render`)."""
+    out: list[ResourceChange] = []
+    for node in sorted(set(desired) | set(recorded)):
+        want, have = desired.get(node), recorded.get(node)
+        if want == have:
+            out.append(ResourceChange(pipeline, "agent-bundle", node, "noop"))
+        elif have is None:
+            out.append(
+                ResourceChange(
+                    pipeline,
+                    "agent-bundle",
+                    node,
+                    "create",
+                    (FieldChange("digest", None, want),),
+                    "operator rolls out: cdcctl agent render",
+                )
+            )
+        elif want is None:
+            out.append(
+                ResourceChange(
+                    pipeline,
+                    "agent-bundle",
+                    node,
+                    "delete",
+                    (FieldChange("digest", have, None),),
+                    "node left the pipeline: the operator stops its agent",
+                )
+            )
+        else:
+            out.append(
+                ResourceChange(
+                    pipeline,
+                    "agent-bundle",
+                    node,
+                    "update",
+                    (FieldChange("digest", have, want),),
+                    "operator rolls out: cdcctl agent render",
+                )
+            )
+    return out

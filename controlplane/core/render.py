@@ -9,9 +9,10 @@ reading the (static) templates. Connector configs are normalised the way Strimzi
 value a string, no nulls, so ``desired == actual`` compares cleanly against what
 ``GET /connectors/{name}/config`` returns and nothing restarts a connector for nothing.
 
-Secrets never appear: the password becomes a ``${file:<secrets file>:<key>}`` placeholder that
-Kafka Connect's FileConfigProvider resolves inside the worker (``GET .../config`` returns the raw
-placeholder, so drift checks never need the secret).
+Secrets never appear: the password becomes a config-provider placeholder (``${vault:...}``,
+``${env:...}``, ``${file:<worker path>:...}``) that the Connect workers resolve themselves
+(``GET .../config`` returns the raw placeholder, so drift checks never need the secret). Nothing
+here depends on the machine cdcctl runs on: two operators render the same sink config.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ import jinja2
 
 from controlplane.core.ddl import RAW_SCHEMA_SUFFIX
 from controlplane.core.manifest import Pipeline
+from controlplane.core.properties import escape_value, load_properties
 
 CONNECTORS_DIR = Path(__file__).resolve().parents[2] / "connectors"
 
@@ -45,6 +47,12 @@ HASH_KEY = "cdcctl.config-hash"
 # Tables stopped by an incompatible schema change (decision 0050): JSON {table: reason}. Their
 # topics are left out of `topics`; `describe` shows them as STOPPED with the reason.
 STOPPED_KEY = "cdcctl.stopped-tables"
+# The Vault version of the sink's password: a rotation changes it, so apply PUTs the config and
+# Connect restarts the connector, whose tasks resolve ${vault:...} again (decision 0070).
+SECRET_VERSION_KEY = "cdcctl.secret-version"  # noqa: S105  # nosec B105 - a key name
+# External agents' bundle digests {node id: digest} as of the last apply: what `plan` compares the
+# rendered bundles with, shared by every operator through Connect (decision 0070).
+AGENT_BUNDLES_KEY = "cdcctl.agent-bundles"
 MARKER_PREFIX = "cdcctl."
 # `topics` when every table of a pipeline is stopped: Connect needs one of topics/topics.regex,
 # and a pattern that matches no topic keeps the connector (and its offsets) alive doing nothing.
@@ -60,24 +68,21 @@ _PLACEHOLDER_UNSAFE = re.compile(r"[:{}\s]")
 
 @dataclass(frozen=True)
 class RenderContext:
-    """Facts about where the pipeline runs that are not in the manifest."""
+    """Facts about where the pipeline runs that are not in the manifest: the managed (local
+    stack) agent's node. The sink config never depends on it, so it renders the same on every
+    machine (the Connect workers resolve secrets themselves, decision 0070)."""
 
-    state_dir: Path
-    """The stack's state directory (default ``.stack/``); agent files go below it."""
-    secrets_file: Path
-    """Properties file the Connect worker's FileConfigProvider (``config.providers=file``) reads."""
-    cassandra_config: Path
-    """The ``cassandra.yaml`` of the node the agent runs beside."""
+    state_dir: Path | None = None
+    """The local stack's state directory; managed agent files go below it. None: no managed
+    agent (a remote target; agents are external and rendered as bundles)."""
+    cassandra_config: Path | None = None
+    """The ``cassandra.yaml`` of the node the managed agent runs beside."""
     agent_http_port: int = 8001
     cassandra_node_id: str = "node1"
     templates_dir: Path = field(default=CONNECTORS_DIR)
-
-    def __post_init__(self) -> None:
-        if _PLACEHOLDER_UNSAFE.search(str(self.secrets_file)):
-            raise ValueError(
-                f"secrets file path {str(self.secrets_file)!r} cannot hold ':', '{{', '}}' or "
-                "spaces: Kafka Connect could not parse the ${file:...} placeholder"
-            )
+    secret_versions: Mapping[str, int] = field(default_factory=dict)
+    """{pipeline: version} of Vault-held sink passwords, recorded in the sink config so a
+    rotated password (a new version) makes apply restart the connector (decision 0070)."""
 
 
 @dataclass(frozen=True)
@@ -95,9 +100,15 @@ class RenderedPipeline:
 
     sink_name: str
     sink_config: dict[str, str]
-    agent_properties: str
+    managed_agent: ManagedAgent | None
+    """The local stack's agent files; None when agents are external (bundles, core.agent_bundle)."""
+
+
+@dataclass(frozen=True)
+class ManagedAgent:
+    properties: str
     driver_conf: str
-    agent_paths: AgentPaths
+    paths: AgentPaths
 
 
 # --- names ---------------------------------------------------------------------------------
@@ -111,18 +122,39 @@ def agent_connector_name(pipeline: Pipeline) -> str:
     return f"{pipeline.name}-cassandra-agent"
 
 
-def password_key(pipeline: Pipeline) -> str:
-    """Key of the PostgreSQL password in the secrets file (written by whoever resolves secrets)."""
-    return f"{pipeline.name}.postgres.password"
-
-
-def password_placeholder(pipeline: Pipeline, ctx: RenderContext) -> str:
-    return f"${{file:{ctx.secrets_file}:{password_key(pipeline)}}}"
+def password_placeholder(pipeline: Pipeline) -> str:
+    """``connection.password`` as a config-provider placeholder the Connect workers resolve:
+    ``${vault:<path>:<key>}``, ``${env:<VAR>}`` or ``${file:<worker path>:<key>}``."""
+    ref = pipeline.spec.sink.postgres.password_secret
+    if ref.vault is not None:
+        path, key = ref.vault.path, ref.vault.key
+        placeholder = f"${{vault:{path}:{key}}}"
+    elif ref.env is not None:
+        path, key = ref.env, ""
+        placeholder = f"${{env:{ref.env}}}"
+    else:
+        assert ref.file is not None
+        assert ref.key is not None
+        path, key = ref.file, ref.key
+        if not ref.file.startswith("/"):
+            raise ValueError(
+                f"pipeline {pipeline.name}: passwordSecret.file {ref.file!r} must be an absolute "
+                "path on the Connect workers (they read it with Kafka's FileConfigProvider)"
+            )
+        placeholder = f"${{file:{path}:{key}}}"
+    if _PLACEHOLDER_UNSAFE.search(path) or _PLACEHOLDER_UNSAFE.search(key):
+        raise ValueError(
+            f"pipeline {pipeline.name}: secret reference {ref.describe()!r} cannot hold ':', "
+            "'{', '}' or spaces: Kafka Connect could not parse the ${...} placeholder"
+        )
+    return placeholder
 
 
 def agent_paths(pipeline: Pipeline, ctx: RenderContext) -> AgentPaths:
     # Per node, not per pipeline: one agent reads a node's cdc_raw, and its offsets must survive
     # whichever pipeline was applied last (decision 0013).
+    if ctx.state_dir is None:
+        raise ValueError("managed agent files need the local stack's state directory")
     base = ctx.state_dir / "agent" / ctx.cassandra_node_id
     return AgentPaths(
         directory=base,
@@ -197,64 +229,13 @@ def is_owned(config: Mapping[str, str], pipeline_name: str | None = None) -> boo
 
 
 def escape_property(value: object, *, key: bool = False) -> str:
-    """Escape for java.util.Properties (read as ISO-8859-1, so non-ASCII becomes \\uXXXX)."""
-    text = str(value).lower() if isinstance(value, bool) else str(value)
-    out: list[str] = []
-    for i, ch in enumerate(text):
-        if ch == "\\":
-            out.append("\\\\")
-        elif ch == "\n":
-            out.append("\\n")
-        elif ch == "\r":
-            out.append("\\r")
-        elif ch == "\t":
-            out.append("\\t")
-        elif ch == " " and (key or i == 0):
-            out.append("\\ ")
-        elif key and ch in "=:#!":
-            out.append("\\" + ch)
-        elif ord(ch) > 0x7E or ord(ch) < 0x20:
-            out.append(f"\\u{ord(ch):04x}")
-        else:
-            out.append(ch)
-    return "".join(out)
-
-
-_UNESCAPE = {"n": "\n", "r": "\r", "t": "\t", "f": "\f"}
-
-
-def _unescape_property(text: str) -> str:
-    out: list[str] = []
-    i = 0
-    while i < len(text):
-        ch = text[i]
-        if ch == "\\" and i + 1 < len(text):
-            nxt = text[i + 1]
-            if nxt == "u" and i + 6 <= len(text):
-                out.append(chr(int(text[i + 2 : i + 6], 16)))
-                i += 6
-                continue
-            out.append(_UNESCAPE.get(nxt, nxt))
-            i += 2
-            continue
-        out.append(ch)
-        i += 1
-    return "".join(out)
+    """Escape for java.util.Properties (core.properties; non-ASCII becomes \\uXXXX)."""
+    return escape_value(value, key=key)
 
 
 def parse_properties(text: str) -> dict[str, str]:
-    """Parse the subset of .properties syntax `escape_property` writes (no line continuations)."""
-    props: dict[str, str] = {}
-    for raw in text.splitlines():
-        line = raw.lstrip()
-        if not line or line[0] in "#!":
-            continue
-        i = 0
-        while i < len(line) and not (line[i] in "=:" and (i == 0 or line[i - 1] != "\\")):
-            i += 1
-        key, value = line[:i].rstrip(), line[i + 1 :].lstrip() if i < len(line) else ""
-        props[_unescape_property(key)] = _unescape_property(value)
-    return props
+    """Every entry of a .properties text, unescaped as Java does (core.properties)."""
+    return load_properties(text)
 
 
 def without_properties(text: str, keys: Iterable[str]) -> str:
@@ -309,7 +290,7 @@ def render_sink_config(
         topics=",".join(pipeline.table_topic(t) for t in pipeline.tables if t not in stopped),
         jdbc_url=jdbc_url(pipeline),
         username=spec.sink.postgres.user,
-        password_placeholder=password_placeholder(pipeline, ctx),
+        password_placeholder=password_placeholder(pipeline),
         batch_size=str(batch_size),
         max_poll_records=str(batch_size) if batch_size > _DEFAULT_MAX_POLL_RECORDS else "",
         # RegexRouters after our SMT leave a bare table name; the sink's ${topic} placeholder
@@ -326,6 +307,9 @@ def render_sink_config(
         dlq_replication_factor=str(spec.options.dlq_replication_factor),
     )
     config = normalise_config(json.loads(text))
+    version = ctx.secret_versions.get(pipeline.name)
+    if version:
+        config[SECRET_VERSION_KEY] = str(version)
     if stopped:
         config[STOPPED_KEY] = json.dumps(dict(sorted(stopped.items())), separators=(",", ":"))
         if not config["topics"]:
@@ -339,6 +323,15 @@ def stopped_tables(config: Mapping[str, str]) -> dict[str, str]:
     """{table: reason} a sink config records as stopped (empty when none or unreadable)."""
     try:
         value = json.loads(config.get(STOPPED_KEY) or "{}")
+    except ValueError:
+        return {}
+    return {str(k): str(v) for k, v in value.items()} if isinstance(value, dict) else {}
+
+
+def recorded_bundles(config: Mapping[str, str]) -> dict[str, str]:
+    """{node id: digest} a sink config records for its external agents (empty when none)."""
+    try:
+        value = json.loads(config.get(AGENT_BUNDLES_KEY) or "{}")
     except ValueError:
         return {}
     return {str(k): str(v) for k, v in value.items()} if isinstance(value, dict) else {}
@@ -390,10 +383,15 @@ def render_driver_conf(pipeline: Pipeline, ctx: RenderContext) -> str:
 def render_pipeline(
     pipeline: Pipeline, ctx: RenderContext, stopped: Mapping[str, str] | None = None
 ) -> RenderedPipeline:
+    managed = None
+    if ctx.state_dir is not None and pipeline.spec.source.agent.mode == "managed":
+        managed = ManagedAgent(
+            properties=render_agent_properties(pipeline, ctx),
+            driver_conf=render_driver_conf(pipeline, ctx),
+            paths=agent_paths(pipeline, ctx),
+        )
     return RenderedPipeline(
         sink_name=sink_connector_name(pipeline),
         sink_config=render_sink_config(pipeline, ctx, stopped),
-        agent_properties=render_agent_properties(pipeline, ctx),
-        driver_conf=render_driver_conf(pipeline, ctx),
-        agent_paths=agent_paths(pipeline, ctx),
+        managed_agent=managed,
     )

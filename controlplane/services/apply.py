@@ -1,16 +1,21 @@
 """`cdcctl plan` and `cdcctl apply`: compute a plan of what differs, then carry out exactly it.
 
-Planning reads the actual state — the Cassandra tables' schemas (they must exist WITH cdc = true),
-which PostgreSQL objects exist and which DDL version made them, which topics exist, what the
-Connect worker's secrets file holds, each connector's stored config, the agent's files — renders
-the desired state from the manifests, and diffs both with the pure functions of `core.plan`.
+Everything is reached through a resolved `Target` (core.target, services.targets): a named
+context or the local stack; the stack service itself is never imported here. Planning reads the
+actual state — the Cassandra tables' schemas (they must exist WITH cdc = true), which PostgreSQL
+objects exist and which DDL version made them, which topics exist, each connector's stored
+config, the managed agent's files or the external agents' recorded bundle digests — renders the
+desired state from the manifests, and diffs both with the pure functions of `core.plan`.
+Secrets never pass through here to Connect: the sink config holds config-provider placeholders
+the workers resolve (decision 0070).
 
 Applying runs the plan's non-noop changes in order: PostgreSQL DDL (raw tables, last-write-wins
-gate, live views), topics, the secret, ``PUT`` of connector configs that differ, the agent's
-files, ``DELETE`` of pruned connectors (owned by cdcctl, named by no manifest) — and on the local
+gate, live views), topics, ``PUT`` of connector configs that differ, the managed agent's files,
+``DELETE`` of pruned connectors (owned by cdcctl, named by no manifest) — and on the local
 stack restarts the agent when its config changed, new tables appeared or a table was dropped and
 recreated (it knows tables by id from its start; the ids it was started with are kept beside its
-offsets). A second apply finds nothing to do.
+offsets). External agents are never "configured": their changed bundles are listed as rollouts
+for the operator. A second apply finds nothing to do.
 
 A table whose Cassandra schema changed incompatibly (a column's type, the primary key:
 core.schema_evolution) is *stopped* (decision 0050): its PostgreSQL objects are left alone, its
@@ -21,19 +26,17 @@ everything else is applied, the sink's failed tasks are restarted, and apply end
 
 from __future__ import annotations
 
+import dataclasses
 import fnmatch
 import json
-import os
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from controlplane.adapters import cassandra, kafka, postgres, vault
-from controlplane.adapters.connect import ConnectClient
-from controlplane.core.contexts import connect_url_for
 from controlplane.core.ddl import PgNames, TableDdl, generate_ddl
-from controlplane.core.errors import CassandraError
+from controlplane.core.errors import CassandraError, UsageError
 from controlplane.core.manifest import Pipeline
 from controlplane.core.manifest_loader import LoadedManifest, load_manifests
 from controlplane.core.plan import (
@@ -43,27 +46,29 @@ from controlplane.core.plan import (
     ddl_marker,
     ddl_objects,
     plan_agent,
+    plan_agent_bundles,
     plan_connector,
     plan_postgres,
     plan_prune,
-    plan_secret,
     plan_topics,
     recreated_tables,
     with_recreated_tables,
 )
 from controlplane.core.render import (
+    AGENT_BUNDLES_KEY,
     AgentPaths,
     RenderContext,
     RenderedPipeline,
     parse_properties,
-    password_key,
+    recorded_bundles,
     render_pipeline,
     without_properties,
 )
 from controlplane.core.schema_evolution import KeyShape, incompatible_error, plan_table
 from controlplane.core.schema_model import TableModel
+from controlplane.core.target import ConnectAccess, PipelineEndpoints, Target, endpoints_for
 from controlplane.services.contexts import load_config
-from controlplane.services.stack import LocalStack
+from controlplane.services.targets import connect_client, pipeline_dsn
 
 Reporter = Callable[[str], None]
 
@@ -92,12 +97,16 @@ class ApplyResult:
         return any(c.action != "unchanged" for c in self.changes)
 
 
-@dataclass(frozen=True)
-class Target:
-    """Command-line overrides of where Kafka Connect is (see core.contexts precedence)."""
+class AgentRuntime(Protocol):
+    """The local stack's agent (services.local_agents): where its properties are, restart."""
 
-    connect_url: str | None = None
-    context: str | None = None
+    def properties_path(self) -> Path: ...
+
+    def use_properties(self, path: Path) -> None: ...
+
+    def running(self) -> bool: ...
+
+    def restart(self, before_start: Callable[[], None] | None = None) -> None: ...
 
 
 @dataclass
@@ -105,49 +114,60 @@ class PipelineDesired:
     """What apply needs to carry out one pipeline's changes."""
 
     pipeline: Pipeline
-    password: str
     dsn: str
-    connect_url: str
+    endpoints: PipelineEndpoints
     rendered: RenderedPipeline
     ddl: dict[str, TableDdl]
+
+    @property
+    def connect(self) -> ConnectAccess:
+        return self.endpoints.connect
 
 
 @dataclass
 class PlannedApply:
     plan: Plan
     pipelines: dict[str, PipelineDesired]
-    prune_urls: dict[str, str] = field(default_factory=dict)  # pruned connector -> Connect URL
-    ctx: RenderContext | None = None
+    target: Target
+    prune_access: dict[str, ConnectAccess] = field(default_factory=dict)  # pruned -> cluster
     table_ids: dict[str, str] = field(default_factory=dict)  # keyspace.table -> Cassandra id
     recreated: dict[str, tuple[str, str]] = field(default_factory=dict)  # -> (recorded, now)
-    agent: AgentPaths | None = None  # the node's agent (one per node, decision 0013)
+    agent: AgentPaths | None = None  # the managed agent (one per node, decision 0013)
+
+    @property
+    def rollouts(self) -> list[ResourceChange]:
+        """External agents' bundles the operator must roll out (or stop)."""
+        return [c for c in self.plan.changes if c.kind == "agent-bundle" and c.action != "noop"]
 
 
-def render_context(stack: LocalStack) -> RenderContext:
-    lay = stack.lay
+def render_context(target: Target, agents: AgentRuntime | None) -> RenderContext:
+    """Managed agent files only where the target is a local stack whose agent cdcctl runs."""
+    local = target.local
+    if local is None or agents is None:
+        return RenderContext()
     return RenderContext(
-        state_dir=lay.root,
-        secrets_file=lay.secrets_dir / "connect-secrets.properties",
-        cassandra_config=lay.config_dir / "cassandra.yaml",
-        agent_http_port=stack.s.ports.agent_http,
+        state_dir=local.state_dir,
+        cassandra_config=local.cassandra_config,
+        agent_http_port=local.agent_http_port,
+        cassandra_node_id=local.node_id,
     )
 
 
-def _contact(pipeline: Pipeline) -> tuple[str, int]:
-    host, _, port = pipeline.spec.source.cassandra.contact_points[0].rpartition(":")
-    return host.strip("[]"), int(port)
-
-
 class _Cassandra:
-    """One session per contact point for the whole plan."""
+    """One session per set of contact points for the whole plan."""
 
-    def __init__(self) -> None:
-        self._sessions: dict[tuple[str, int], tuple[Any, Any]] = {}
+    def __init__(self, target: Target) -> None:
+        self._target = target
+        self._sessions: dict[tuple[tuple[str, ...], str], tuple[Any, Any]] = {}
 
-    def session(self, pipeline: Pipeline) -> Any:
-        key = _contact(pipeline)
+    def session(self, endpoints: PipelineEndpoints) -> Any:
+        key = (endpoints.contact_points, endpoints.local_datacenter)
         if key not in self._sessions:
-            self._sessions[key] = cassandra.connect(*key)
+            self._sessions[key] = cassandra.connect(
+                list(endpoints.contact_points),
+                local_datacenter=endpoints.local_datacenter,
+                hint=self._target.hint("Cassandra"),
+            )
         return self._sessions[key][1]
 
     def close(self) -> None:
@@ -155,12 +175,17 @@ class _Cassandra:
             cluster.shutdown()
 
 
-def read_tables(pipeline: Pipeline, session: Any = None) -> list[TableModel]:
+def read_tables(
+    pipeline: Pipeline, session: Any = None, *, target: Target | None = None
+) -> list[TableModel]:
     """The pipeline's Cassandra tables; each must exist and have ``cdc = true``."""
     own = None
     if session is None:
-        own = _Cassandra()
-        session = own.session(pipeline)
+        from controlplane.services.targets import resolve_target
+
+        target = target or resolve_target()
+        own = _Cassandra(target)
+        session = own.session(endpoints_for(target, pipeline))
     try:
         found = cassandra.table_schemas(session, pipeline.keyspace, pipeline.tables)
     finally:
@@ -222,40 +247,37 @@ def pipeline_topics(p: Pipeline) -> list[str]:
 
 def build_plan(
     loaded: list[LoadedManifest],
-    stack: LocalStack,
+    target: Target,
     *,
+    agents: AgentRuntime | None = None,
     prune: bool = False,
     prune_match: str = "*",
-    target: Target | None = None,
     report: Reporter | None = None,
 ) -> PlannedApply:
-    """Gather actual state and diff it against the manifests. Changes nothing."""
+    """Gather actual state on `target` and diff it against the manifests. Changes nothing."""
     say = report or (lambda _m: None)
-    target = target or Target()
-    config = load_config()
-    ctx = render_context(stack)
+    contexts = load_config().contexts
+    base_ctx = render_context(target, agents)
     plan = Plan()
-    planned = PlannedApply(plan, {}, ctx=ctx)
-    secrets = _read_secrets(ctx.secrets_file)
+    planned = PlannedApply(plan, {}, target)
     topics_by_bootstrap: dict[str, set[str]] = {}
     connectors_by_url: dict[str, dict[str, dict[str, str]]] = {}
+    access_by_url: dict[str, ConnectAccess] = {}
     agents_seen: set[Path] = set()
     agent_index: int | None = None
-    cql = _Cassandra()
+    cql = _Cassandra(target)
     try:
         for item in loaded:
             p = item.pipeline
+            _check_agent_mode(p, target, agents)
             base = Path(item.source).parent if item.source not in ("-", "<stdin>") else Path.cwd()
-            password = vault.resolve(p.spec.sink.postgres.password_secret, base_dir=base)
+            endpoints = endpoints_for(target, p, contexts)
+            dsn = pipeline_dsn(target, p, base_dir=base)
             say(f"{p.name}: reading Cassandra schema of {p.keyspace}.{{{','.join(p.tables)}}}")
-            tables = read_tables(p, cql.session(p))
-            ids = cassandra.table_ids(cql.session(p), p.keyspace)
+            session = cql.session(endpoints)
+            tables = read_tables(p, session)
+            ids = cassandra.table_ids(session, p.keyspace)
             planned.table_ids.update({f"{p.keyspace}.{t}": ids[t] for t in p.tables if t in ids})
-            pg = p.spec.sink.postgres
-            dsn = postgres.pipeline_dsn(pg, password)
-            url = connect_url_for(
-                p, config, override_url=target.connect_url, override_context=target.context
-            )
             stopped: dict[str, str] = {}
             ddls: dict[str, TableDdl] = {}
             for t in tables:
@@ -282,46 +304,52 @@ def build_plan(
                 plan.changes.append(
                     plan_postgres(p.name, t.qualified_name, ddl.statements, existing, marker)
                 )
+            ctx = dataclasses.replace(base_ctx, secret_versions=_secret_versions(p, target))
             rendered = render_pipeline(p, ctx, stopped)
-            desired = PipelineDesired(p, password, dsn, url, rendered, ddls)
-            planned.pipelines[p.name] = desired
-
-            bootstrap = ",".join(p.spec.kafka.bootstrap_servers)
-            if bootstrap not in topics_by_bootstrap:
-                topics_by_bootstrap[bootstrap] = kafka.existing_topics(bootstrap)
-            plan.changes.extend(
-                plan_topics(p.name, pipeline_topics(p), topics_by_bootstrap[bootstrap])
-            )
-
-            key = password_key(p)
-            plan.changes.append(plan_secret(p.name, key, password, secrets.get(key)))
-
-            if url not in connectors_by_url:
-                connectors_by_url[url] = _connector_configs(url)
-            plan.changes.append(
-                plan_connector(
-                    p.name,
-                    rendered.sink_name,
-                    rendered.sink_config,
-                    connectors_by_url[url].get(rendered.sink_name),
+            bundles = _external_bundles(p, target, session)
+            if bundles is not None:
+                rendered.sink_config[AGENT_BUNDLES_KEY] = json.dumps(
+                    dict(sorted(bundles.items())), separators=(",", ":")
                 )
+            planned.pipelines[p.name] = PipelineDesired(p, dsn, endpoints, rendered, ddls)
+
+            servers = endpoints.kafka.servers
+            if servers not in topics_by_bootstrap:
+                topics_by_bootstrap[servers] = kafka.existing_topics(endpoints.kafka)
+            plan.changes.extend(
+                plan_topics(p.name, pipeline_topics(p), topics_by_bootstrap[servers])
             )
 
-            paths = rendered.agent_paths
-            if paths.properties not in agents_seen:  # one agent per node (decision 0013)
-                agents_seen.add(paths.properties)
-                planned.agent = paths
+            url = endpoints.connect.url
+            access_by_url.setdefault(url, endpoints.connect)
+            if url not in connectors_by_url:
+                connectors_by_url[url] = _connector_configs(endpoints.connect, target)
+            actual = connectors_by_url[url].get(rendered.sink_name)
+            plan.changes.append(
+                plan_connector(p.name, rendered.sink_name, rendered.sink_config, actual)
+            )
+            if bundles is not None:
+                plan.changes.extend(
+                    plan_agent_bundles(p.name, bundles, recorded_bundles(actual or {}))
+                )
+
+            managed = rendered.managed_agent
+            if managed is not None and managed.paths.properties not in agents_seen:
+                # one agent per node (decision 0013)
+                assert agents is not None
+                agents_seen.add(managed.paths.properties)
+                planned.agent = managed.paths
                 agent_index = len(plan.changes)
-                text = _read(paths.properties)
+                text = _read(managed.paths.properties)
                 plan.changes.append(
                     plan_agent(
                         p.name,
-                        str(paths.properties),
-                        parse_properties(rendered.agent_properties),
+                        str(managed.paths.properties),
+                        parse_properties(managed.properties),
                         None if text is None else parse_properties(text),
-                        rendered.driver_conf,
-                        _read(paths.driver_conf),
-                        pointer_ok=stack.agent_properties_path() == paths.properties,
+                        managed.driver_conf,
+                        _read(managed.paths.driver_conf),
+                        pointer_ok=agents.properties_path() == managed.paths.properties,
                     )
                 )
     finally:
@@ -336,75 +364,99 @@ def build_plan(
         )
 
     if prune:
-        urls = set(connectors_by_url) or {
-            connect_url_for(
-                None, config, override_url=target.connect_url, override_context=target.context
-            )
-        }
-        for url in sorted(urls):
+        if not connectors_by_url:
+            access_by_url[target.connect.url] = target.connect
+        for url, access in sorted(access_by_url.items()):
             if url not in connectors_by_url:
-                connectors_by_url[url] = _connector_configs(url)
+                connectors_by_url[url] = _connector_configs(access, target)
             wanted = {
-                d.rendered.sink_name for d in planned.pipelines.values() if d.connect_url == url
+                d.rendered.sink_name for d in planned.pipelines.values() if d.connect.url == url
             }
             for change in plan_prune(connectors_by_url[url], wanted):
                 if fnmatch.fnmatchcase(change.pipeline, prune_match):
                     plan.changes.append(change)
-                    planned.prune_urls[change.name] = url
+                    planned.prune_access[change.name] = access
     return planned
 
 
-def _connector_configs(url: str) -> dict[str, dict[str, str]]:
-    with ConnectClient(url) as connect:
+def _check_agent_mode(p: Pipeline, target: Target, agents: AgentRuntime | None) -> None:
+    if p.spec.source.agent.mode == "managed" and (target.local is None or agents is None):
+        raise UsageError(
+            f"pipeline {p.name}: spec.source.agent.mode is managed (cdcctl runs the agent), but "
+            f"the target is {target.describe()}, whose agents cdcctl does not run",
+            hint="set spec.source.agent.mode: external and roll out the bundles of "
+            "`cdcctl agent render`, or apply to the local stack",
+        )
+
+
+def _secret_versions(p: Pipeline, target: Target) -> dict[str, int]:
+    """{pipeline: Vault version} of a Vault-held sink password (rotation restarts the sink)."""
+    ref = p.spec.sink.postgres.password_secret
+    if ref.vault is None:
+        return {}
+    return {p.name: vault.read(ref.vault.path, target.vault).version}
+
+
+def _external_bundles(p: Pipeline, target: Target, session: Any) -> dict[str, str] | None:
+    """{node id: bundle digest} of an external-agent pipeline (None when managed)."""
+    if p.spec.source.agent.mode != "external":
+        return None
+    from controlplane.services.agents import bundle_digests_for
+
+    return bundle_digests_for(p, target, session)
+
+
+def _connector_configs(access: ConnectAccess, target: Target) -> dict[str, dict[str, str]]:
+    with connect_client(access, target) as connect:
         listing = connect.list_connectors(expand=("info",))
     return {name: dict(entry.info.config) if entry.info else {} for name, entry in listing.items()}
 
 
 def plan_manifests(
     paths: Iterable[str | Path],
-    stack: LocalStack,
+    target: Target,
     *,
+    agents: AgentRuntime | None = None,
     prune: bool = False,
     prune_match: str = "*",
-    target: Target | None = None,
     report: Reporter | None = None,
     read_stdin: Callable[[], str] | None = None,
 ) -> PlannedApply:
     loaded = load_manifests(paths, **({"read_stdin": read_stdin} if read_stdin else {}))
     return build_plan(
-        loaded, stack, prune=prune, prune_match=prune_match, target=target, report=report
+        loaded, target, agents=agents, prune=prune, prune_match=prune_match, report=report
     )
 
 
 def apply_manifests(
     paths: Iterable[str | Path],
-    stack: LocalStack,
+    target: Target,
     *,
+    agents: AgentRuntime | None = None,
     report: Reporter | None = None,
     read_stdin: Callable[[], str] | None = None,
     prune: bool = False,
     prune_match: str = "*",
-    target: Target | None = None,
 ) -> ApplyResult:
     loaded = load_manifests(paths, **({"read_stdin": read_stdin} if read_stdin else {}))
     return apply_pipelines(
-        loaded, stack, report=report, prune=prune, prune_match=prune_match, target=target
+        loaded, target, agents=agents, report=report, prune=prune, prune_match=prune_match
     )
 
 
 def apply_pipelines(
     loaded: list[LoadedManifest],
-    stack: LocalStack,
+    target: Target,
     *,
+    agents: AgentRuntime | None = None,
     report: Reporter | None = None,
     prune: bool = False,
     prune_match: str = "*",
-    target: Target | None = None,
 ) -> ApplyResult:
     planned = build_plan(
-        loaded, stack, prune=prune, prune_match=prune_match, target=target, report=report
+        loaded, target, agents=agents, prune=prune, prune_match=prune_match, report=report
     )
-    result = execute_plan(planned, stack, report=report)
+    result = execute_plan(planned, agents, report=report)
     if planned.plan.stopped:
         say = report or (lambda _m: None)
         for s in planned.plan.stopped:
@@ -421,38 +473,47 @@ def restart_failed_sinks(planned: PlannedApply, pipelines: Iterable[str]) -> Non
         d = planned.pipelines.get(name)
         if d is None:
             continue
-        with ConnectClient(d.connect_url) as connect:
+        with connect_client(d.connect, planned.target) as connect:
             if connect.find_config(d.rendered.sink_name) is not None:
                 connect.restart(d.rendered.sink_name, include_tasks=True, only_failed=True)
 
 
 def execute_plan(
-    planned: PlannedApply, stack: LocalStack, *, report: Reporter | None = None
+    planned: PlannedApply, agents: AgentRuntime | None, *, report: Reporter | None = None
 ) -> ApplyResult:
-    """Carry out exactly the plan's changes, in plan order."""
+    """Carry out exactly the plan's changes, in plan order. External agents' bundle changes are
+    recorded (in the sink's config) and reported as rollouts for the operator, never as done."""
     say = report or (lambda _m: None)
-    assert planned.ctx is not None
-    ctx = planned.ctx
     result = ApplyResult(plan=planned.plan)
     restart_agent = False
     for change in planned.plan.changes:
+        if change.kind == "agent-bundle":
+            if change.action != "noop":
+                say(
+                    f"{change.pipeline}: {change.symbol} agent bundle of node {change.name} "
+                    "changed: roll it out (cdcctl agent render -f ... --out DIR)"
+                )
+            action = "unchanged" if change.action == "noop" else "to roll out"
+            result.changes.append(Change(change.pipeline, change.kind, change.name, action))
+            continue
         if change.action != "noop":
             say(f"{change.pipeline}: {change.symbol} {change.kind} {change.name}")
-            _carry_out(change, planned, ctx, stack)
+            _carry_out(change, planned, agents)
             if change.kind == "agent" or (change.kind == "postgres" and change.action == "create"):
                 restart_agent = True
         result.changes.append(
             Change(change.pipeline, change.kind, change.name, _PAST[change.action])
         )
-    if restart_agent and stack.agent_running():
-        # The agent reads table schemas when it starts: restart it so new tables are captured
-        # (its offsets are kept, so nothing written meanwhile is lost).
-        say("restarting the Debezium agent so it picks up the new configuration and tables")
-        stack.restart_agent(before_start=lambda: _forget_snapshots(planned))
-        result.changes.append(Change("*", "agent", "restart", "restarted"))
-    elif not stack.agent_running():
-        _forget_snapshots(planned)  # it captures the recreated tables when it starts
-    _record_table_ids(planned)
+    if agents is not None and planned.agent is not None:
+        if restart_agent and agents.running():
+            # The agent reads table schemas when it starts: restart it so new tables are
+            # captured (its offsets are kept, so nothing written meanwhile is lost).
+            say("restarting the Debezium agent so it picks up the new configuration and tables")
+            agents.restart(before_start=lambda: _forget_snapshots(planned))
+            result.changes.append(Change("*", "agent", "restart", "restarted"))
+        elif not agents.running():
+            _forget_snapshots(planned)  # it captures the recreated tables when it starts
+        _record_table_ids(planned)
     return result
 
 
@@ -486,34 +547,33 @@ def _forget_snapshots(planned: PlannedApply) -> None:
         path.write_text(without_properties(text, planned.recreated))
 
 
-def _carry_out(
-    change: ResourceChange, planned: PlannedApply, ctx: RenderContext, stack: LocalStack
-) -> None:
+def _carry_out(change: ResourceChange, planned: PlannedApply, agents: AgentRuntime | None) -> None:
+    target = planned.target
     if change.kind == "connector" and change.action == "delete":
-        with ConnectClient(planned.prune_urls[change.name]) as connect:
+        with connect_client(planned.prune_access[change.name], target) as connect:
             connect.delete_connector(change.name)
         return
     d = planned.pipelines[change.pipeline]
-    p = d.pipeline
     if change.kind == "postgres":
         table = change.name.rpartition(".")[2]
         ddl = d.ddl[table]
         marker = postgres.comment_on_table_sql(ddl.names.raw_table, ddl_marker(ddl.statements))
         postgres.execute(d.dsn, [*ddl.statements, marker])
     elif change.kind == "topic":
-        kafka.ensure_topics(",".join(p.spec.kafka.bootstrap_servers), [change.name])
-    elif change.kind == "secret":
-        _write_secret(ctx.secrets_file, change.name, d.password)
+        kafka.ensure_topics(d.endpoints.kafka, [change.name])
     elif change.kind == "connector":
-        with ConnectClient(d.connect_url) as connect:
+        with connect_client(d.connect, target) as connect:
             connect.put_config(d.rendered.sink_name, d.rendered.sink_config)
     elif change.kind == "agent":
-        paths = d.rendered.agent_paths
+        managed = d.rendered.managed_agent
+        assert managed is not None
+        assert agents is not None
+        paths = managed.paths
         for directory in (paths.directory, paths.relocation_dir, paths.offset_dir):
             directory.mkdir(parents=True, exist_ok=True)
-        paths.properties.write_text(d.rendered.agent_properties)
-        paths.driver_conf.write_text(d.rendered.driver_conf)
-        stack.use_agent_properties(paths.properties)
+        paths.properties.write_text(managed.properties)
+        paths.driver_conf.write_text(managed.driver_conf)
+        agents.use_properties(paths.properties)
 
 
 def _read(path: Path) -> str | None:
@@ -521,26 +581,3 @@ def _read(path: Path) -> str | None:
         return path.read_text()
     except OSError:
         return None
-
-
-def _read_secrets(path: Path) -> dict[str, str]:
-    entries: dict[str, str] = {}
-    for line in (_read(path) or "").splitlines():
-        k, sep, v = line.partition("=")
-        if sep:
-            entries[k] = v
-    return entries
-
-
-def _write_secret(path: Path, key: str, value: str) -> str:
-    """Set one key of the Connect worker's secrets file (0600); other keys are kept."""
-    entries = _read_secrets(path)
-    if entries.get(key) == value:
-        return "unchanged"
-    action = "updated" if key in entries else "created"
-    entries[key] = value
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as fh:
-        fh.write("".join(f"{k}={v}\n" for k, v in sorted(entries.items())))
-    return action

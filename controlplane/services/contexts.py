@@ -5,8 +5,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from controlplane.core.contexts import CdcctlConfig, Context, connect_url_for, parse_config
-from controlplane.core.manifest import Pipeline
+from controlplane.core.contexts import CdcctlConfig, parse_config
+from controlplane.core.target import Context
 
 ENV_CONFIG = "CDCCTL_CONFIG"
 
@@ -37,8 +37,8 @@ def save_config(config: CdcctlConfig, path: Path | None = None) -> Path:
     return path
 
 
-def set_context(name: str, connect_url: str) -> Path:
-    return save_config(load_config().with_context(name, Context(connect_url=connect_url)))
+def set_context(name: str, context: Context) -> Path:
+    return save_config(load_config().with_context(name, context))
 
 
 def use_context(name: str) -> Path:
@@ -48,17 +48,11 @@ def use_context(name: str) -> Path:
 def get_contexts() -> list[dict[str, object]]:
     config = load_config()
     return [
-        {"current": name == config.current_context, "name": name, "connect_url": c.connect_url}
+        {
+            "current": name == config.current_context,
+            "name": name,
+            "connect_url": c.connect_url,
+            "local_stack": c.local_stack,
+        }
         for name, c in sorted(config.contexts.items())
     ]
-
-
-def resolve_connect_url(
-    pipeline: Pipeline | None = None,
-    *,
-    override_url: str | None = None,
-    override_context: str | None = None,
-) -> str:
-    return connect_url_for(
-        pipeline, load_config(), override_url=override_url, override_context=override_context
-    )

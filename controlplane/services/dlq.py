@@ -25,29 +25,32 @@ from controlplane.core.dlq import (
 from controlplane.core.errors import UsageError
 from controlplane.core.manifest import Pipeline
 from controlplane.core.manifest_loader import load_manifests
+from controlplane.core.target import KafkaEndpoint, Target, endpoints_for
 
 DEFAULT_TIMEOUT_S = 30.0
 
 
 @dataclass(frozen=True)
-class Target:
-    """One pipeline's DLQ and the Kafka it lives in."""
+class DlqSource:
+    """One pipeline's DLQ and the Kafka it lives in (as the target reaches it)."""
 
     pipeline: str
-    bootstrap: str
+    bootstrap: KafkaEndpoint
     topic: str
 
     @classmethod
-    def of(cls, p: Pipeline) -> Target:
-        return cls(p.name, ",".join(p.spec.kafka.bootstrap_servers), p.dlq_topic)
+    def of(cls, p: Pipeline, target: Target) -> DlqSource:
+        return cls(p.name, endpoints_for(target, p).kafka, p.dlq_topic)
 
     @property
     def group(self) -> str:
         return replay_group(self.pipeline)
 
 
-def targets(paths: Iterable[str | Path], pipeline: str | None = None) -> list[Target]:
-    found = [Target.of(item.pipeline) for item in load_manifests(paths)]
+def sources(
+    paths: Iterable[str | Path], target: Target, pipeline: str | None = None
+) -> list[DlqSource]:
+    found = [DlqSource.of(item.pipeline, target) for item in load_manifests(paths)]
     if pipeline is None:
         return found
     chosen = [t for t in found if t.pipeline == pipeline]
@@ -59,8 +62,8 @@ def targets(paths: Iterable[str | Path], pipeline: str | None = None) -> list[Ta
     return chosen
 
 
-def one_target(paths: Iterable[str | Path], pipeline: str | None) -> Target:
-    found = targets(paths, pipeline)
+def one_source(paths: Iterable[str | Path], target: Target, pipeline: str | None) -> DlqSource:
+    found = sources(paths, target, pipeline)
     if len(found) != 1:
         raise UsageError(
             "PARTITION:OFFSET needs one pipeline; the manifests define "
@@ -71,14 +74,14 @@ def one_target(paths: Iterable[str | Path], pipeline: str | None) -> Target:
 
 
 def read(
-    target: Target, *, tail: int | None = None, timeout: float = DEFAULT_TIMEOUT_S
+    source: DlqSource, *, tail: int | None = None, timeout: float = DEFAULT_TIMEOUT_S
 ) -> list[DlqRecord]:
-    raw = kafka.read_topic(target.bootstrap, target.topic, tail=tail, deadline_s=timeout)
+    raw = kafka.read_topic(source.bootstrap, source.topic, tail=tail, deadline_s=timeout)
     return [parse_record(r) for r in raw]
 
 
 def list_records(
-    found: Sequence[Target], *, limit: int | None = None, timeout: float = DEFAULT_TIMEOUT_S
+    found: Sequence[DlqSource], *, limit: int | None = None, timeout: float = DEFAULT_TIMEOUT_S
 ) -> list[dict[str, Any]]:
     """`dlq ls`: per pipeline its DLQ records (the newest `limit` if given), oldest first, with
     whether `dlq replay` has gone past each one."""
@@ -97,31 +100,31 @@ def list_records(
 
 
 def show_record(
-    target: Target, selector: str, *, timeout: float = DEFAULT_TIMEOUT_S
+    source: DlqSource, selector: str, *, timeout: float = DEFAULT_TIMEOUT_S
 ) -> dict[str, Any]:
     """`dlq show`: one record in full."""
     ((p, o),) = parse_selectors([selector])
     raw = kafka.read_topic(
-        target.bootstrap, target.topic, start={p: o}, partitions=[p], deadline_s=timeout
+        source.bootstrap, source.topic, start={p: o}, partitions=[p], deadline_s=timeout
     )
     hit = next((r for r in raw if r.offset == o), None)
     if hit is None:
         raise UsageError(
-            f"no record {p}:{o} in the DLQ {target.topic} of pipeline {target.pipeline}",
+            f"no record {p}:{o} in the DLQ {source.topic} of pipeline {source.pipeline}",
             hint="`cdcctl dlq ls` lists the records (retention may have deleted older ones)",
         )
-    return {"pipeline": target.pipeline, "dlq": target.topic, **parse_record(hit).detail()}
+    return {"pipeline": source.pipeline, "dlq": source.topic, **parse_record(hit).detail()}
 
 
 @dataclass
 class PlannedReplay:
-    target: Target
+    source: DlqSource
     plan: ReplayPlan
     explicit: bool  # records named with --offset: the replay group is left alone
 
 
 def plan_replays(
-    found: Sequence[Target], selectors: Sequence[str] = (), *, timeout: float = DEFAULT_TIMEOUT_S
+    found: Sequence[DlqSource], selectors: Sequence[str] = (), *, timeout: float = DEFAULT_TIMEOUT_S
 ) -> list[PlannedReplay]:
     if selectors and len(found) != 1:
         raise UsageError(
@@ -165,10 +168,10 @@ def execute_replays(
             for m in item.plan.messages
         ]
         if out:
-            kafka.produce(item.target.bootstrap, out, on_delivered=delivered)
+            kafka.produce(item.source.bootstrap, out, on_delivered=delivered)
         sent += len(out)
         if not item.explicit:
-            t = item.target
+            t = item.source
             kafka.commit_offsets(t.bootstrap, t.group, t.topic, item.plan.commit)
 
 
@@ -189,8 +192,8 @@ def replay_rows(planned: Sequence[PlannedReplay], *, done: bool) -> list[dict[st
 
 def _row(item: PlannedReplay, r: DlqRecord, action: str, reason: str | None) -> dict[str, Any]:
     return {
-        "pipeline": item.target.pipeline,
-        "dlq": item.target.topic,
+        "pipeline": item.source.pipeline,
+        "dlq": item.source.topic,
         "partition": r.raw.partition,
         "offset": r.raw.offset,
         "action": action,

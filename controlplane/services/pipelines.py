@@ -4,9 +4,11 @@ works too."""
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from controlplane.adapters import kafka, postgres
@@ -16,20 +18,39 @@ from controlplane.core.errors import ConnectError, UsageError
 from controlplane.core.manifest_loader import LoadedManifest
 from controlplane.core.plan import ddl_objects
 from controlplane.core.render import OWNER_KEY, OWNER_VALUE, PIPELINE_KEY, stopped_tables
+from controlplane.core.target import KafkaEndpoint, Target
 from controlplane.services.apply import read_tables
-from controlplane.services.contexts import resolve_connect_url
-
-DEFAULT_BOOTSTRAP = "127.0.0.1:9092"
+from controlplane.services.targets import connect_client, pipeline_dsn, resolve_target
 
 
 @dataclass(frozen=True)
 class Where:
+    """Which target a day-2 command works on (its --context/--connect-url/--state-dir)."""
+
     connect_url: str | None = None
     context: str | None = None
+    state_dir: Path | None = None
+
+    @functools.cached_property
+    def target(self) -> Target:
+        return resolve_target(
+            context=self.context, connect_url=self.connect_url, state_dir=self.state_dir
+        )
 
     def client(self) -> ConnectClient:
-        return ConnectClient(
-            resolve_connect_url(override_url=self.connect_url, override_context=self.context)
+        target = self.target
+        client: ConnectClient = connect_client(target.connect, target)
+        return client
+
+    def kafka(self, bootstrap: str | None) -> KafkaEndpoint:
+        """--bootstrap when given, else the target's Kafka."""
+        if bootstrap:
+            return KafkaEndpoint(bootstrap)
+        kafka = self.target.kafka
+        return KafkaEndpoint(
+            ",".join(kafka.bootstrap_servers or ["127.0.0.1:9092"]),
+            tls=kafka.tls is not None,
+            ca_file=kafka.tls.ca_file if kafka.tls else None,
         )
 
 
@@ -98,9 +119,7 @@ def _first_line(trace: str | None) -> str | None:
     return trace.strip().splitlines()[0] if trace and trace.strip() else None
 
 
-def describe_pipeline(
-    where: Where, name: str, bootstrap: str = DEFAULT_BOOTSTRAP
-) -> dict[str, Any]:
+def describe_pipeline(where: Where, name: str, bootstrap: str | None = None) -> dict[str, Any]:
     with where.client() as client:
         connector = resolve_connector(client, name)
         config = client.get_config(connector)
@@ -111,7 +130,9 @@ def describe_pipeline(
             active_topics = []
     last_error = status.connector.trace or next((t.trace for t in status.tasks if t.trace), None)
     try:
-        lag: list[dict[str, object]] | str = kafka.consumer_lag(bootstrap, f"connect-{connector}")
+        lag: list[dict[str, object]] | str = kafka.consumer_lag(
+            where.kafka(bootstrap), f"connect-{connector}"
+        )
     except Exception as exc:  # lag is informative; describe must still answer
         lag = f"unavailable: {exc}"
     total: int | None = None
@@ -156,15 +177,9 @@ def delete_pipeline(
     p = drop_data.pipeline
     if p.name != name and f"{p.name}-jdbc-sink" != connector:
         raise UsageError(f"the manifest given with --drop-data is for {p.name!r}, not {name!r}")
-    from pathlib import Path
-
-    from controlplane.adapters import vault
-
-    pg = p.spec.sink.postgres
-    password = vault.resolve(pg.password_secret, base_dir=Path(drop_data.source).parent)
-    dsn = postgres.pipeline_dsn(pg, password)
+    dsn = pipeline_dsn(where.target, p, base_dir=Path(drop_data.source).parent)
     statements: list[str] = []
-    for table in read_tables(p):
+    for table in read_tables(p, target=where.target):
         objects = ddl_objects(generate_ddl(table).statements)
         for kind in ("view", "table", "function"):
             statements += [

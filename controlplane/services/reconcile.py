@@ -25,8 +25,9 @@ from controlplane.adapters.connect import ConnectClient
 from controlplane.adapters.redis_store import HashStore, Lease
 from controlplane.core.manifest_loader import load_manifests
 from controlplane.core.plan import backoff_should_reset, restart_backoff_minutes, restart_due
-from controlplane.services.apply import Target, build_plan, execute_plan
-from controlplane.services.stack import LocalStack
+from controlplane.core.target import ConnectAccess, Target
+from controlplane.services.apply import AgentRuntime, build_plan, execute_plan
+from controlplane.services.targets import connect_client
 
 LEASE_KEY = "cdcctl:reconcile:lease"
 RESTARTS_PREFIX = "cdcctl:reconcile:restarts:"
@@ -104,21 +105,21 @@ class Reconciler:
     def __init__(
         self,
         paths: list[str],
-        stack: LocalStack,
+        target: Target,
         *,
+        agents: AgentRuntime | None = None,
         redis_url: str = DEFAULT_REDIS_URL,
         lease_ttl_s: float = 60.0,
         prune: bool = False,
         prune_match: str = "*",
-        target: Target | None = None,
         clock: Callable[[], float] = time.time,
         lease_key: str = LEASE_KEY,
     ) -> None:
         self.paths = paths
-        self.stack = stack
+        self.agents = agents
         self.prune = prune
         self.prune_match = prune_match
-        self.target = target or Target()
+        self.target = target
         self.clock = clock
         self.lease = Lease(redis_url, lease_key, int(lease_ttl_s * 1000))
         self.store = HashStore(redis_url, RESTARTS_PREFIX)
@@ -133,10 +134,10 @@ class Reconciler:
         loaded = load_manifests(self.paths)
         planned = build_plan(
             loaded,
-            self.stack,
+            self.target,
+            agents=self.agents,
             prune=self.prune,
             prune_match=self.prune_match,
-            target=self.target,
         )
         for c in planned.plan.pending:
             if c.kind == "connector" and c.action == "update":
@@ -151,7 +152,7 @@ class Reconciler:
         for st in planned.plan.stopped:
             # logged every pass while it lasts: a stopped table needs a human (decision 0050)
             self.log.error("table_stopped", pipeline=st.pipeline, table=st.table, reason=st.reason)
-        result = execute_plan(planned, self.stack)
+        result = execute_plan(planned, self.agents)
         outcome = Outcome(True, self.lease.token)
         outcome.stopped = [
             {"pipeline": st.pipeline, "table": st.table, "reason": st.reason}
@@ -167,11 +168,11 @@ class Reconciler:
                 }
                 outcome.changes.append(entry)
                 self.log.info("change_applied", **entry)
-        by_url: dict[str, list[str]] = {}
+        by_url: dict[str, tuple[ConnectAccess, list[str]]] = {}
         for d in planned.pipelines.values():
-            by_url.setdefault(d.connect_url, []).append(d.rendered.sink_name)
-        for url, names in by_url.items():
-            with ConnectClient(url) as client:
+            by_url.setdefault(d.connect.url, (d.connect, []))[1].append(d.rendered.sink_name)
+        for access, names in by_url.values():
+            with connect_client(access, self.target) as client:
                 outcome.restarts += restart_failed(
                     client, names, self.store, now=self.clock(), log=self.log
                 )

@@ -17,8 +17,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from controlplane.adapters import postgres, vault
-from controlplane.adapters.connect import ConnectClient
+from controlplane.adapters import postgres
 from controlplane.core.ddl import generate_ddl
 from controlplane.core.errors import UsageError
 from controlplane.core.manifest_loader import LoadedManifest, load_manifests
@@ -26,8 +25,14 @@ from controlplane.core.plan import ddl_objects
 from controlplane.core.render import sink_connector_name
 from controlplane.core.schema_evolution import TableMigration, plan_table
 from controlplane.core.schema_model import TableModel
-from controlplane.services.apply import apply_pipelines, raw_table_shape, read_tables
-from controlplane.services.stack import LocalStack
+from controlplane.core.target import Target, endpoints_for
+from controlplane.services.apply import (
+    AgentRuntime,
+    apply_pipelines,
+    raw_table_shape,
+    read_tables,
+)
+from controlplane.services.targets import connect_client, pipeline_dsn
 
 
 @dataclass
@@ -47,31 +52,29 @@ class SchemaChange:
         }
 
 
-def _dsn(item: LoadedManifest) -> str:
-    pg = item.pipeline.spec.sink.postgres
+def _dsn(item: LoadedManifest, target: Target) -> str:
     base = Path(item.source).parent if item.source != "-" else Path.cwd()
-    password = vault.resolve(pg.password_secret, base_dir=base)
-    return postgres.pipeline_dsn(pg, password)
+    return pipeline_dsn(target, item.pipeline, base_dir=base)
 
 
 def _plan(
-    loaded: list[LoadedManifest],
+    loaded: list[LoadedManifest], target: Target
 ) -> list[tuple[LoadedManifest, TableModel, TableMigration]]:
     out = []
     for item in loaded:
-        dsn = _dsn(item)
-        for model in read_tables(item.pipeline):
+        dsn = _dsn(item, target)
+        for model in read_tables(item.pipeline, target=target):
             columns, key = raw_table_shape(dsn, generate_ddl(model).names)
             out.append((item, model, plan_table(model, columns, key)))
     return out
 
 
-def plan_schema(loaded: list[LoadedManifest]) -> list[SchemaChange]:
-    return [SchemaChange(item.pipeline.name, m) for item, _, m in _plan(loaded)]
+def plan_schema(loaded: list[LoadedManifest], target: Target) -> list[SchemaChange]:
+    return [SchemaChange(item.pipeline.name, m) for item, _, m in _plan(loaded, target)]
 
 
-def plan_schema_files(paths: Iterable[str | Path]) -> list[SchemaChange]:
-    return plan_schema(load_manifests(paths))
+def plan_schema_files(paths: Iterable[str | Path], target: Target) -> list[SchemaChange]:
+    return plan_schema(load_manifests(paths), target)
 
 
 def drop_statements(model: TableModel) -> list[str]:
@@ -86,7 +89,9 @@ def drop_statements(model: TableModel) -> list[str]:
 
 
 def _rebuild(
-    planned: list[tuple[LoadedManifest, TableModel, TableMigration]], tables: Sequence[str]
+    planned: list[tuple[LoadedManifest, TableModel, TableMigration]],
+    tables: Sequence[str],
+    target: Target,
 ) -> set[str]:
     """Drop the PostgreSQL objects of the named stopped tables; returns their qualified names."""
     done: set[str] = set()
@@ -105,21 +110,25 @@ def _rebuild(
                 "from Kafka already and would be lost",
             )
         for item, model, m in hits:
-            postgres.execute(_dsn(item), drop_statements(model))
+            postgres.execute(_dsn(item, target), drop_statements(model))
             done.add(m.table)
     return done
 
 
 def apply_schema(
-    paths: Iterable[str | Path], stack: LocalStack, *, rebuild: Sequence[str] = ()
+    paths: Iterable[str | Path],
+    target: Target,
+    *,
+    agents: AgentRuntime | None = None,
+    rebuild: Sequence[str] = (),
 ) -> list[SchemaChange]:
     loaded = load_manifests(paths)
-    rebuilt = _rebuild(_plan(loaded), rebuild) if rebuild else set()
-    changes = plan_schema(loaded)
+    rebuilt = _rebuild(_plan(loaded, target), rebuild, target) if rebuild else set()
+    changes = plan_schema(loaded, target)
     by_name = {item.pipeline.name: item for item in loaded}
     for c in changes:
         if c.migration.action == "alter":
-            postgres.execute(_dsn(by_name[c.pipeline]), c.migration.statements)
+            postgres.execute(_dsn(by_name[c.pipeline], target), c.migration.statements)
             c.result = "applied"
         elif c.migration.action == "incompatible":
             c.result = "stopped"  # by the apply below
@@ -129,12 +138,13 @@ def apply_schema(
             c.result = "unchanged"
     try:
         # stops incompatible tables and raises IncompatibleSchemaError (exit 7) after the rest
-        apply_pipelines(loaded, stack)
+        apply_pipelines(loaded, target, agents=agents)
     finally:
         for item in loaded:
             # a sink task that met an event of the new schema before the migration failed on it;
             # the event is still in Kafka (offsets are committed only after a write): restart it
-            with ConnectClient(item.pipeline.spec.connect.url) as connect:
+            access = endpoints_for(target, item.pipeline).connect
+            with connect_client(access, target) as connect:
                 name = sink_connector_name(item.pipeline)
                 if connect.find_config(name) is not None:
                     connect.restart(name, include_tasks=True, only_failed=True)

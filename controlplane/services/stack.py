@@ -391,10 +391,17 @@ class LocalStack:
         *,
         run_as: processes.RunAs | None = None,
         cwd: Path | None = None,
+        env: dict[str, str] | None = None,
     ) -> None:
         log = self.lay.log_file(svc)
         pid = processes.spawn(
-            svc, argv, log_file=log, pid_file=self.lay.pid_file(svc), run_as=run_as, cwd=cwd
+            svc,
+            argv,
+            log_file=log,
+            pid_file=self.lay.pid_file(svc),
+            run_as=run_as,
+            cwd=cwd,
+            env=env,
         )
         try:
             processes.wait_until(svc, ready, timeout=READY_TIMEOUT[svc], pid=pid, log_file=log)
@@ -567,7 +574,11 @@ class LocalStack:
             )
 
         argv = connect_command(self._java(), self._libs["kafka"], self.s, exporter)
-        self._spawn_and_wait("connect", argv, ready)
+        # The worker resolves ${env:CDC_PG_PASSWORD} of the local pipelines itself (decision
+        # 0070): the stack hands it the generated password, as a deployment hands its workers
+        # their secrets; cdcctl never writes a secrets file for Connect.
+        env = {**os.environ, "CDC_PG_PASSWORD": self.postgres_password()}
+        self._spawn_and_wait("connect", argv, ready, env=env)
 
     def _start_agent(self) -> None:
         adir = self.lay.service_dir("agent")

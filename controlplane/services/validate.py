@@ -12,15 +12,16 @@ from typing import Any
 import yaml
 from yaml.nodes import MappingNode
 
-from controlplane.adapters import cassandra, postgres, vault
-from controlplane.adapters.connect import ConnectClient
+from controlplane.adapters import cassandra, postgres
 from controlplane.core.errors import CdcError
 from controlplane.core.manifest_loader import LoadedManifest, check_manifests, locate
 from controlplane.core.render import RenderContext, render_sink_config
 from controlplane.core.schema_model import TableModel
 from controlplane.core.semantics_checks import check_table
+from controlplane.core.target import Target, endpoints_for
 from controlplane.core.validation import Finding
-from controlplane.services.contexts import resolve_connect_url
+from controlplane.services.contexts import load_config
+from controlplane.services.targets import connect_client, pipeline_dsn
 
 Loc = tuple[str | int, ...]
 
@@ -48,16 +49,16 @@ def validate(
     paths: Iterable[str | Path],
     *,
     online: bool = False,
+    target: Target | None = None,
     render_ctx: RenderContext | None = None,
-    connect_url: str | None = None,
-    context: str | None = None,
     read_stdin: Callable[[], str] = sys.stdin.read,
 ) -> tuple[list[LoadedManifest], list[Finding]]:
     loaded, problems = check_manifests(paths, read_stdin=read_stdin)
     findings = [Finding("manifest", p.message, p.location, p.hint) for p in problems]
     if online:
         for item in loaded:
-            findings.extend(_online(item, render_ctx, connect_url, context))
+            assert target is not None, "--online needs a target"
+            findings.extend(_online(item, target, render_ctx or RenderContext()))
     return loaded, findings
 
 
@@ -65,31 +66,29 @@ def _finding(check: Any, item: LoadedManifest, exc: CdcError, loc: Loc) -> Findi
     return Finding(check, exc.message, _position(item, loc), exc.hint, pipeline=item.pipeline.name)
 
 
-def _online(
-    item: LoadedManifest,
-    render_ctx: RenderContext | None,
-    connect_url: str | None,
-    context: str | None,
-) -> list[Finding]:
+def _online(item: LoadedManifest, target: Target, render_ctx: RenderContext) -> list[Finding]:
     p = item.pipeline
     out: list[Finding] = []
-    pg = p.spec.sink.postgres
     secret_loc: Loc = ("spec", "sink", "postgres", "passwordSecret")
-    password: str | None = None
+    dsn: str | None = None
     try:
-        password = vault.resolve(pg.password_secret, base_dir=Path(item.source).parent)
+        dsn = pipeline_dsn(target, p, base_dir=Path(item.source).parent)
     except CdcError as exc:
         out.append(_finding("secret", item, exc, secret_loc))
-    if password is not None:
+    if dsn is not None:
         try:
-            postgres.ping(postgres.pipeline_dsn(pg, password))
+            postgres.ping(dsn)
         except CdcError as exc:
             out.append(_finding("postgres", item, exc, ("spec", "sink", "postgres")))
 
-    src = p.spec.source.cassandra
-    host, _, port = src.contact_points[0].rpartition(":")
+    endpoints = endpoints_for(target, p, load_config().contexts)
     try:
-        cluster, session = cassandra.connect(host.strip("[]"), int(port), timeout=5)
+        cluster, session = cassandra.connect(
+            list(endpoints.contact_points),
+            local_datacenter=endpoints.local_datacenter,
+            timeout=5,
+            hint=target.hint("Cassandra"),
+        )
         try:
             found = cassandra.table_schemas(session, p.keyspace, p.tables)
             existing = [t for t in p.tables if t in found]
@@ -134,25 +133,35 @@ def _online(
     except CdcError as exc:
         out.append(_finding("cassandra", item, exc, ("spec", "source", "cassandra")))
 
-    if render_ctx is not None:
+    try:
         config = render_sink_config(p, render_ctx)
-        url = resolve_connect_url(p, override_url=connect_url, override_context=context)
-        try:
-            with ConnectClient(url, timeout=30) as client:
-                result = client.validate_config(config["connector.class"], config)
-        except CdcError as exc:
-            out.append(_finding("connect", item, exc, ("spec", "connect")))
-        else:
-            for key, errors in sorted(result.errors.items()):
-                out.extend(
-                    Finding(
-                        "connect",
-                        error,
-                        _position(item, ("spec", "sink")),
-                        "the rendered connector config is shown by `cdcctl plan`",
-                        pipeline=p.name,
-                        key=key,
-                    )
-                    for error in errors
+    except ValueError as exc:
+        out.append(
+            Finding(
+                "secret",
+                str(exc),
+                _position(item, secret_loc),
+                "the Connect workers resolve the reference themselves",
+                pipeline=p.name,
+            )
+        )
+        return out
+    try:
+        with connect_client(endpoints.connect, target, timeout=30) as client:
+            result = client.validate_config(config["connector.class"], config)
+    except CdcError as exc:
+        out.append(_finding("connect", item, exc, ("spec", "connect")))
+    else:
+        for key, errors in sorted(result.errors.items()):
+            out.extend(
+                Finding(
+                    "connect",
+                    error,
+                    _position(item, ("spec", "sink")),
+                    "the rendered connector config is shown by `cdcctl plan`",
+                    pipeline=p.name,
+                    key=key,
                 )
+                for error in errors
+            )
     return out

@@ -39,7 +39,7 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, start_http_server
 
-from controlplane.adapters import cassandra, postgres, vault
+from controlplane.adapters import cassandra, postgres
 from controlplane.adapters.redis_store import DEFAULT_RUN_RETENTION_S, CheckpointStore
 from controlplane.core.canonical import (
     Comparison,
@@ -53,6 +53,7 @@ from controlplane.core.errors import CdcError, DifferencesFoundError, UsageError
 from controlplane.core.manifest import Pipeline
 from controlplane.core.manifest_loader import load_manifests
 from controlplane.core.schema_model import CqlType, TableModel
+from controlplane.core.target import Target, endpoints_for
 from controlplane.core.token_ranges import (
     TokenRange,
     default_range_count,
@@ -121,6 +122,7 @@ class VerifyOptions:
     keep_token_table: bool = False
     pause_ms: int = 0  # pause after each range: throttles the load on Cassandra
     keep_s: int = DEFAULT_RUN_RETENTION_S  # the run's keys expire this long after its last write
+    target: Target | None = None  # where Cassandra and PostgreSQL are (None: resolve_target())
 
 
 @dataclass
@@ -352,9 +354,14 @@ class Verifier:
         self.conns: list[Any] = []  # every worker thread's PostgreSQL connection
         self.diff_path = opts.diff_file
         self.workers = opts.workers or max(2, 2 * (os.cpu_count() or 1))
-        src = pipeline.spec.source.cassandra
-        host, _, port = src.contact_points[0].rpartition(":")
-        self.cluster, self.session = cassandra.scan_session(host, int(port))
+        target = opts.target
+        assert target is not None
+        where = endpoints_for(target, pipeline)
+        self.cluster, self.session = cassandra.scan_session(
+            list(where.contact_points),
+            local_datacenter=where.local_datacenter,
+            hint=target.hint("Cassandra"),
+        )
         udts = cassandra.udt_fields(self.session, pipeline.keyspace)
         for t in self.tables.values():
             t.udts = udts
@@ -945,10 +952,12 @@ def run_verify(opts: VerifyOptions, *, progress: Progress | None = None) -> RunS
     pipeline, base = _pipeline(opts.manifests)
     if opts.table and opts.table not in pipeline.tables:
         raise UsageError(f"table {opts.table} is not in pipeline {pipeline.name}")
-    pg = pipeline.spec.sink.postgres
-    password = vault.resolve(pg.password_secret, base_dir=base)
-    dsn = postgres.pipeline_dsn(pg, password)
-    models = [m for m in read_tables(pipeline) if opts.table in (None, m.table)]
+    from controlplane.services.targets import pipeline_dsn, resolve_target
+
+    target = opts.target or resolve_target()
+    opts.target = target
+    dsn = pipeline_dsn(target, pipeline, base_dir=base)
+    models = [m for m in read_tables(pipeline, target=target) if opts.table in (None, m.table)]
     verifier = Verifier(opts, pipeline, models, dsn, progress=progress)
     try:
         return verifier.run()

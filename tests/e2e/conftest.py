@@ -13,10 +13,9 @@ import pytest
 from cassandra.cluster import Cluster, Session
 
 from controlplane.adapters import postgres
-from controlplane.services.apply import apply_manifests
 from controlplane.services.stack import Endpoints, LocalStack, settings_for
 from tests.manifests import local_pipeline
-from tests.stackfixture import ensure_stack
+from tests.stackfixture import apply_on, ensure_stack
 
 DEADLINE_S = 90.0
 
@@ -113,7 +112,7 @@ def deployed(
     t = threading.Thread(target=writer)
     t.start()
     try:
-        result = apply_manifests([manifest], local_stack)
+        result = apply_on(local_stack, [manifest])
     finally:
         stop.set()
         t.join()

@@ -25,9 +25,9 @@ from controlplane.core.schema_model import (
     CqlType,
     TableModel,
 )
-from controlplane.services.apply import apply_manifests
 from controlplane.services.stack import LocalStack
 from tests.manifests import local_pipeline
+from tests.stackfixture import apply_on
 
 
 def deploy(
@@ -63,7 +63,7 @@ def deploy(
     )
     path = tmp / f"{name}.yaml"
     path.write_text(local_pipeline(name, keyspace, tables.keys()))
-    apply_manifests([path], stack)
+    apply_on(stack, [path])
 
 
 def reset_kafka(pipeline: str, topics: list[str]) -> None:

@@ -145,7 +145,8 @@ def test_plan_apply_noop_and_observed_by_independent_client(env: dict[str, Any])
     assert config["cdcctl.owner"] == "cdcctl"
     assert config["cdcctl.pipeline"] == "cp-it"
     assert config["topics"] == "demo.cp_it.t1"
-    assert config["connection.password"].startswith("${file:")  # a placeholder, never the value
+    # a worker-side placeholder, never the value (decision 0070)
+    assert config["connection.password"] == "${env:CDC_PG_PASSWORD}"
 
     # A no-op: the plan is empty and apply PUTs nothing (the connector is not restarted).
     out = cdcctl("plan", "-f", one, "-o", "json", "--detailed-exitcode")
@@ -403,11 +404,10 @@ def test_two_reconcilers_never_act_at_once(env: dict[str, Any], tmp_path: Path) 
 def test_validate_online_reports_connect_per_key_errors(
     env: dict[str, Any], tmp_path: Path
 ) -> None:
-    import dataclasses
     import shutil
 
-    from controlplane.core.render import CONNECTORS_DIR
-    from controlplane.services.apply import render_context
+    from controlplane.core.render import CONNECTORS_DIR, RenderContext
+    from controlplane.services.targets import local_target
     from controlplane.services.validate import validate
 
     templates = tmp_path / "connectors"
@@ -416,8 +416,10 @@ def test_validate_online_reports_connect_per_key_errors(
     sink.write_text(
         sink.read_text().replace('"tasks.max": {{ tasks_max|tojson }}', '"tasks.max": "zero"')
     )
-    ctx = dataclasses.replace(render_context(LocalStack(settings_for())), templates_dir=templates)
-    _, findings = validate([env["dir"] / "one"], online=True, render_ctx=ctx)
+    ctx = RenderContext(templates_dir=templates)
+    _, findings = validate(
+        [env["dir"] / "one"], online=True, target=local_target(None), render_ctx=ctx
+    )
     connect = [f for f in findings if f.check == "connect"]
     assert connect, findings
     assert {f.key for f in connect} == {"tasks.max"}

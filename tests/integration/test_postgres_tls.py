@@ -20,10 +20,10 @@ from controlplane.adapters import postgres
 from controlplane.core.errors import PostgresError
 from controlplane.core.manifest_loader import load_manifests
 from controlplane.core.stack_model import Ports, StackLayout, StackSettings, openssl_ca_command
-from controlplane.services.apply import apply_manifests
 from controlplane.services.stack import Endpoints, LocalStack, settings_for
 from tests.e2e.semconf import reset_kafka
 from tests.manifests import local_pipeline
+from tests.stackfixture import apply_on
 
 pytestmark = pytest.mark.integration
 
@@ -152,7 +152,7 @@ def deployed(
     postgres.execute(stack.postgres_dsn, [f'DROP SCHEMA IF EXISTS "{KS}" CASCADE'])
     tmp = tmp_path_factory.mktemp("pgtls")
     path = manifest(tmp, f"tls:\n  caFile: {ca_file}")
-    apply_manifests([path], local)
+    apply_on(local, [path])
     yield path
     reset_kafka(NAME, [f"demo.{KS}.t"])
 

@@ -19,10 +19,10 @@ from cassandra.concurrent import execute_concurrent_with_args
 
 from controlplane.adapters import postgres
 from controlplane.services import verify as svc
-from controlplane.services.apply import apply_manifests
 from controlplane.services.stack import Endpoints, LocalStack, settings_for
 from tests.integration.verify_support import pg_password, running_stack
 from tests.manifests import local_pipeline
+from tests.stackfixture import apply_on
 
 pytestmark = pytest.mark.integration
 
@@ -66,7 +66,7 @@ def test_real_pipeline_with_writes_during_verify(
     )
     manifest = tmp_path / "vf-live.yaml"
     manifest.write_text(MANIFEST)
-    apply_manifests([manifest], LocalStack(settings_for()))
+    apply_on(LocalStack(settings_for()), [manifest])
     ins = cql.prepare("INSERT INTO vf_live.events (id, seq, name, qty) VALUES (?, ?, ?, ?)")
     params = [(i, i % 3, f"n-{i}", i) for i in range(ROWS)]
     for ok, res in execute_concurrent_with_args(cql, ins, params, concurrency=64):

@@ -21,8 +21,7 @@ import requests
 from cassandra.cluster import Cluster
 
 from controlplane.core.manifest_loader import load_manifests
-from controlplane.core.render import render_pipeline
-from controlplane.services.apply import render_context
+from controlplane.core.render import RenderContext, render_pipeline
 from controlplane.services.stack import LocalStack, settings_for
 from tests.performance.report import machine, write_section
 from tests.stackfixture import ensure_stack
@@ -102,7 +101,7 @@ def test_control_plane_benchmarks(tmp_path: Path) -> None:
     # Each running JDBC sink task holds a PostgreSQL connection pool: 20 running sinks exhaust
     # max_connections=100 of the shared stack. The connectors are created STOPPED (KIP-980) with
     # exactly the config cdcctl renders, so apply finds them equal and never PUTs (nor starts) them.
-    ctx = render_context(LocalStack(settings_for()))
+    ctx = RenderContext()
     for m in load_manifests([tmp_path]):
         rendered = render_pipeline(m.pipeline, ctx)
         requests.post(

@@ -21,9 +21,9 @@ import pytest
 
 from controlplane.adapters import cassandra
 from controlplane.core.stack_model import Ports, StackLayout, StackSettings
-from controlplane.services.apply import apply_manifests
 from controlplane.services.stack import LocalStack
 from tests.performance.report import machine, percentile, write_section
+from tests.stackfixture import apply_on
 
 pytestmark = pytest.mark.performance
 
@@ -82,7 +82,7 @@ def measure(st: LocalStack, tmp: Path, poll_ms: int) -> list[float]:
         session.execute(
             "CREATE TABLE IF NOT EXISTS lat.t (id uuid PRIMARY KEY, v text) WITH cdc = true"
         )
-        apply_manifests([manifest], st)
+        apply_on(st, [manifest])
         insert = session.prepare("INSERT INTO lat.t (id, v) VALUES (?, ?)")
         latencies: list[float] = []
         with psycopg.connect(st.endpoints().postgres_dsn, autocommit=True) as pg:

@@ -3,6 +3,7 @@ contexts precedence, restart of failed connectors (Connect replaced by httpx.Moc
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 from typing import Any
@@ -13,8 +14,9 @@ from typer.testing import CliRunner
 
 from controlplane.adapters.connect import ConnectClient
 from controlplane.cli import app
-from controlplane.core.contexts import CdcctlConfig, Context, connect_url_for, parse_config
+from controlplane.core.contexts import CdcctlConfig, parse_config
 from controlplane.core.errors import ManifestError, UsageError
+from controlplane.core.manifest import Pipeline
 from controlplane.core.manifest_loader import load_text
 from controlplane.core.plan import (
     SECRET_MASK,
@@ -31,8 +33,10 @@ from controlplane.core.plan import (
     restart_backoff_minutes,
     restart_due,
 )
+from controlplane.core.target import ConnectAccess, Context, Target, endpoints_for
 from controlplane.core.validation import Finding, exit_code, github_annotation
 from controlplane.services.reconcile import restart_failed
+from controlplane.services.targets import context_target
 
 runner = CliRunner()
 
@@ -332,14 +336,25 @@ def test_context_precedence() -> None:
     explicit = _pipeline("  connect:\n    url: http://explicit:8083\n")
     implicit = _pipeline("")
     by_name = _pipeline("  connect:\n    context: named\n")
-    assert connect_url_for(implicit, config) == "http://cur:8083"
-    assert connect_url_for(explicit, config) == "http://explicit:8083"
-    assert connect_url_for(by_name, config) == "http://named:8083"
-    assert connect_url_for(explicit, config, override_context="cur") == "http://cur:8083"
-    assert connect_url_for(by_name, config, override_url="http://o:1") == "http://o:1"
-    assert connect_url_for(implicit, CdcctlConfig()) == "http://127.0.0.1:8083"
+    current = context_target("cur", config.contexts["cur"])
+
+    def url(target: Target, pipeline: Pipeline) -> str:
+        return endpoints_for(target, pipeline, dict(config.contexts)).connect.url
+
+    assert url(current, implicit) == "http://cur:8083"
+    assert url(current, explicit) == "http://explicit:8083"
+    assert url(current, by_name) == "http://named:8083"
+    # --context NAME / --connect-url win over what a manifest says
+    chosen = dataclasses.replace(current, connect_overridden=True)
+    assert url(chosen, explicit) == "http://cur:8083"
+    overridden = dataclasses.replace(
+        current, connect=ConnectAccess(url="http://o:1"), connect_overridden=True
+    )
+    assert url(overridden, by_name) == "http://o:1"
     with pytest.raises(UsageError, match="no context named 'nope'"):
-        connect_url_for(None, config, override_context="nope")
+        config.context("nope")
+    with pytest.raises(UsageError, match=r"spec\.connect\.context .named. is not a known context"):
+        endpoints_for(current, by_name, {})
 
 
 def test_config_file_round_trip_and_errors(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -352,8 +367,8 @@ def test_config_file_round_trip_and_errors(tmp_path: Path, monkeypatch: pytest.M
     assert runner.invoke(app, ["config", "use-context", "b"]).exit_code == 0
     rows = json.loads(runner.invoke(app, ["config", "get-contexts", "-o", "json"]).stdout)
     assert rows == [
-        {"current": False, "name": "a", "connect_url": "http://a:1"},
-        {"current": True, "name": "b", "connect_url": "http://b:2"},
+        {"current": False, "name": "a", "connect_url": "http://a:1", "local_stack": None},
+        {"current": True, "name": "b", "connect_url": "http://b:2", "local_stack": None},
     ]
     with pytest.raises(ManifestError):
         parse_config("contexts: {x: {connectUrl: ftp://x}}", "cfg")

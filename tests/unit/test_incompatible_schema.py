@@ -55,7 +55,6 @@ def pipeline() -> Pipeline:
 def ctx(tmp_path: Path) -> RenderContext:
     return RenderContext(
         state_dir=tmp_path / "state",
-        secrets_file=tmp_path / "state" / "secrets.properties",
         cassandra_config=tmp_path / "state" / "cassandra.yaml",
     )
 

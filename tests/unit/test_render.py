@@ -38,7 +38,6 @@ def pipeline() -> Pipeline:
 def ctx(tmp_path: Path) -> RenderContext:
     return RenderContext(
         state_dir=tmp_path / "state",
-        secrets_file=tmp_path / "state" / "secrets.properties",
         cassandra_config=tmp_path / "state" / "cassandra" / "cassandra.yaml",
         agent_http_port=8001,
     )
@@ -55,7 +54,7 @@ def test_sink_config(pipeline: Pipeline, ctx: RenderContext) -> None:
             "&ApplicationName=cdc-sink-demo&sslmode=require"
         ),
         "connection.username": "cdc",
-        "connection.password": f"${{file:{ctx.secrets_file}:demo.postgres.password}}",
+        "connection.password": "${env:CDC_PG_PASSWORD}",
         "connection.pool.min_size": "1",
         "connection.pool.max_size": "4",
         "connection.pool.acquire_increment": "1",
@@ -123,10 +122,12 @@ def test_no_secret_value_anywhere(
 ) -> None:
     monkeypatch.setenv("CDC_PG_PASSWORD", SECRET)
     rendered = render_pipeline(pipeline, ctx)
-    blobs = [*rendered.sink_config.values(), rendered.agent_properties, rendered.driver_conf]
+    assert rendered.managed_agent is not None
+    agent = rendered.managed_agent
+    blobs = [*rendered.sink_config.values(), agent.properties, agent.driver_conf]
     assert all(SECRET not in blob for blob in blobs)
-    assert rendered.sink_config["connection.password"] == password_placeholder(pipeline, ctx)
-    assert rendered.sink_config["connection.password"].startswith("${file:")
+    assert rendered.sink_config["connection.password"] == password_placeholder(pipeline)
+    assert rendered.sink_config["connection.password"] == "${env:CDC_PG_PASSWORD}"
 
 
 def test_every_value_is_a_string(pipeline: Pipeline, ctx: RenderContext) -> None:
@@ -237,10 +238,32 @@ spec:
     assert sink["topics"] == "two-nodes.shop.carts"
 
 
-def test_secrets_path_must_fit_a_placeholder(tmp_path: Path) -> None:
+def test_placeholders_per_secret_kind_and_unsafe_references(pipeline: Pipeline) -> None:
+    def with_secret(ref: dict[str, object]) -> Pipeline:
+        data = pipeline.model_dump(by_alias=True, exclude_unset=True)
+        data["spec"]["sink"]["postgres"]["passwordSecret"] = ref
+        return Pipeline.model_validate(data)
+
+    vault_ref = {"vault": {"path": "secret/cdc/postgres", "key": "password"}}
+    assert password_placeholder(with_secret(vault_ref)) == "${vault:secret/cdc/postgres:password}"
+    assert password_placeholder(with_secret({"env": "PG_PW"})) == "${env:PG_PW}"
+    file_ref = {"file": "/etc/kafka/secrets/pg.properties", "key": "password"}
+    placeholder = password_placeholder(with_secret(file_ref))
+    assert placeholder == "${file:/etc/kafka/secrets/pg.properties:password}"
+    with pytest.raises(ValueError, match="absolute path on the Connect workers"):
+        password_placeholder(with_secret({"file": "pg.properties", "key": "password"}))
     with pytest.raises(ValueError, match="placeholder"):
-        RenderContext(
-            state_dir=tmp_path,
-            secrets_file=Path("C:/secrets.properties"),
-            cassandra_config=tmp_path / "cassandra.yaml",
-        )
+        password_placeholder(with_secret({"vault": {"path": "secret/a:b", "key": "password"}}))
+
+
+def test_sink_config_is_the_same_from_any_machine(pipeline: Pipeline, tmp_path: Path) -> None:
+    here = RenderContext(state_dir=tmp_path / "a", cassandra_config=tmp_path / "a.yaml")
+    there = RenderContext()
+    assert render_sink_config(pipeline, here) == render_sink_config(pipeline, there)
+    assert render_pipeline(pipeline, there).managed_agent is None
+
+
+def test_secret_version_is_recorded(pipeline: Pipeline) -> None:
+    config = render_sink_config(pipeline, RenderContext(secret_versions={"demo": 3}))
+    assert config["cdcctl.secret-version"] == "3"
+    assert "cdcctl.secret-version" not in render_sink_config(pipeline, RenderContext())
