@@ -13,6 +13,7 @@ demo:
 # Every test layer against the real services (the session fixture starts the stack if needed)
 test:
     mvn -B -q -f transforms/pom.xml verify
+    mvn -B -q -f transforms/vault-config-provider/pom.xml verify
     python -m pytest tests/unit tests/integration tests/e2e --cov=controlplane --cov-report=term --cov-report=xml --cov-fail-under=80
 
 # Unit tests only: no network, seconds
