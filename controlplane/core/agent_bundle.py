@@ -141,7 +141,8 @@ def _environment(templates_dir: Path) -> jinja2.Environment:
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(str(templates_dir)),
         undefined=jinja2.StrictUndefined,
-        autoescape=False,  # noqa: S701 - properties/HOCON/systemd; logback.xml escapes with |e
+        # properties/HOCON/systemd/env text, not HTML; logback.xml escapes with |e
+        autoescape=jinja2.select_autoescape(default=False),
         keep_trailing_newline=True,
     )
     env.filters["prop"] = escape_property
