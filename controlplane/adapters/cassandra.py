@@ -17,27 +17,34 @@ def connect(
     local_datacenter: str | None = None,
     timeout: float = 10,
     hint: str | None = None,
+    request_timeout: float = 10,
+    row_factory: Any = None,
 ) -> tuple[Any, Session]:
     """A session over every contact point (``host``, ``host:port``, ``[v6]:port``; ``port`` for
-    those without one), routed to ``local_datacenter`` when given."""
+    those without one), routed token-aware to ``local_datacenter`` (inferred from the contact
+    points when not given), through the driver's default execution profile."""
+    from cassandra.cluster import EXEC_PROFILE_DEFAULT, ExecutionProfile
     from cassandra.policies import DCAwareRoundRobinPolicy, TokenAwarePolicy
+    from cassandra.query import named_tuple_factory
 
     from controlplane.core.target import split_host_port
 
     points = [contact_points] if isinstance(contact_points, str) else list(contact_points)
     hosts = [split_host_port(p, port) for p in points]
     where = ", ".join(f"[{h}]:{p}" if ":" in h else f"{h}:{p}" for h, p in hosts)
-    policy = (
-        TokenAwarePolicy(DCAwareRoundRobinPolicy(local_dc=local_datacenter))
-        if local_datacenter
-        else None
+    profile = ExecutionProfile(
+        load_balancing_policy=TokenAwarePolicy(
+            DCAwareRoundRobinPolicy(local_dc=local_datacenter or "")
+        ),
+        request_timeout=request_timeout,
+        row_factory=row_factory or named_tuple_factory,
     )
     cluster = Cluster(
         contact_points=hosts,
         connect_timeout=timeout,
         protocol_version=5,
         control_connection_timeout=timeout,
-        **({"load_balancing_policy": policy} if policy else {}),
+        execution_profiles={EXEC_PROFILE_DEFAULT: profile},
     )
     try:
         return cluster, cluster.connect()
@@ -45,7 +52,7 @@ def connect(
         cluster.shutdown()
         raise CassandraError(
             f"cannot connect to Cassandra at {where}: {exc}",
-            hint=hint or "is it running? try `cdcctl stack status`",
+            hint=hint or "is it running and reachable from here? (the target's contact points)",
         ) from exc
 
 
@@ -124,12 +131,15 @@ def scan_session(
     ``timeout`` seconds: a full-table scan reads pages back to back."""
     from cassandra.query import tuple_factory
 
-    cluster, session = connect(
-        contact_points, port, local_datacenter=local_datacenter, timeout=10, hint=hint
+    return connect(
+        contact_points,
+        port,
+        local_datacenter=local_datacenter,
+        timeout=10,
+        hint=hint,
+        request_timeout=timeout,
+        row_factory=tuple_factory,
     )
-    session.row_factory = tuple_factory
-    session.default_timeout = timeout
-    return cluster, session
 
 
 def ring_tokens(cluster: Any) -> list[int]:

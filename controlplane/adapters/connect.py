@@ -28,7 +28,10 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from controlplane.core.errors import ConnectConflictError, ConnectError
 
 DEFAULT_URL = "http://127.0.0.1:8083"
-_STATUS_HINT = "is it running? try `cdcctl stack status`"
+_STATUS_HINT = (
+    "is it running and reachable from here? (the target's connect.url: "
+    "`cdcctl config get-contexts`)"
+)
 # Connect's words for "the cluster is between states, retry" (DistributedHerder,
 # HerderRequestHandler): "a rebalance is expected", "no known leader URL ... rebalance was
 # underway", "stale configuration".
@@ -279,8 +282,8 @@ class ConnectClient:
             return ConnectConflictError(
                 f"{text} (still after {attempts} attempts over {self.retry.deadline:g}s)",
                 status=status,
-                hint="the Connect cluster is rebalancing; wait and retry, and check the "
-                "workers with `cdcctl stack status`",
+                hint="the Connect cluster is rebalancing; wait and retry, and check that its "
+                "workers are up",
             )
         hints = {
             401: "Kafka Connect wants credentials: set connect.username/passwordSecret of the "

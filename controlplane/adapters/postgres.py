@@ -81,7 +81,15 @@ def _connect_hint(message: str) -> str:
         return "the server accepts only TLS connections: use sslmode=require or stronger"
     if "ssl" in text and ("not support" in text or "unsupported" in text):
         return "the server does not offer TLS; restart it with TLS on (`cdcctl stack down && up`)"
-    return "is it running? try `cdcctl stack status`"
+    if "password authentication failed" in text:
+        return (
+            "the password was refused: check the secret reference (postgres.passwordSecret of the "
+            "context, or spec.sink.postgres.passwordSecret) and the role"
+        )
+    return (
+        "is it running and reachable from here? (the target's postgres host/port: "
+        "`cdcctl config get-contexts`; on the local stack `cdcctl stack status`)"
+    )
 
 
 def ping(conninfo: str) -> str:

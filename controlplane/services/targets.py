@@ -65,7 +65,8 @@ def resolve_target(
 
 def context_target(name: str, ctx: Context) -> Target:
     if ctx.local_stack is not None:
-        return replace(local_target(Path(ctx.local_stack)), name=name)
+        local = replace(local_target(Path(ctx.local_stack)), name=name)
+        return replace(local, connect=ctx.connect) if ctx.connect else local
     return Target(
         name=name,
         connect=ctx.connect or ConnectAccess(url="http://127.0.0.1:8083"),
@@ -111,11 +112,8 @@ def local_target(state_dir: Path | None) -> Target:
         cassandra=CassandraAccess(
             contact_points=[f"127.0.0.1:{ports.cassandra}"], local_datacenter="datacenter1"
         ),
-        postgres=PostgresAccess(
-            host="127.0.0.1",
-            port=ports.postgres,
-            ca_file=str(ca_file) if ca_file.exists() else None,
-        ),
+        # TLS towards the local PostgreSQL as the manifest says (spec.sink.postgres.tls), as before
+        postgres=PostgresAccess(host="127.0.0.1", port=ports.postgres),
         vault=VaultAccess(
             address=f"https://127.0.0.1:{vault_port}",
             ca_file=str(ca_file),

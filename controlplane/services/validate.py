@@ -57,7 +57,10 @@ def validate(
     findings = [Finding("manifest", p.message, p.location, p.hint) for p in problems]
     if online:
         for item in loaded:
-            assert target is not None, "--online needs a target"
+            if target is None:
+                from controlplane.services.targets import resolve_target
+
+                target = resolve_target()
             findings.extend(_online(item, target, render_ctx or RenderContext()))
     return loaded, findings
 

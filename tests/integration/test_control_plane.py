@@ -289,19 +289,16 @@ def test_validate_online_reports_every_problem_with_positions(env: dict[str, Any
 
 
 def test_contexts_decide_the_connect_url(env: dict[str, Any], tmp_path: Path) -> None:
+    from controlplane.services.stack_settings import default_state_dir
+
     cfg = {"CDCCTL_CONFIG": str(tmp_path / "config.yaml")}
-    assert (
-        cdcctl(
-            "config", "set-context", "dead", "--connect-url", "http://127.0.0.1:1", env=cfg
-        ).returncode
-        == 0
-    )
-    assert (
-        cdcctl(
-            "config", "set-context", "local", "--connect-url", "http://127.0.0.1:8083", env=cfg
-        ).returncode
-        == 0
-    )
+    stack_dir = str(default_state_dir())
+    # Both contexts are the local stack (so its agent is managed); "dead" names a Connect URL
+    # nothing listens on.
+    dead = ("--local-stack", stack_dir, "--connect-url", "http://127.0.0.1:1")
+    assert cdcctl("config", "set-context", "dead", *dead, env=cfg).returncode == 0
+    local = ("--local-stack", stack_dir)
+    assert cdcctl("config", "set-context", "local", *local, env=cfg).returncode == 0
     rows = json.loads(cdcctl("config", "get-contexts", "-o", "json", env=cfg).stdout)
     assert [(r["name"], r["current"]) for r in rows] == [("dead", True), ("local", False)]
     assert cdcctl("get", "connectors", env=cfg).returncode == 5  # the current context: dead

@@ -18,6 +18,7 @@ from cassandra.cluster import Cluster, Session
 from cassandra.concurrent import execute_concurrent_with_args
 
 from controlplane.adapters import postgres
+from controlplane.core.target import Target
 from controlplane.services import verify as svc
 from controlplane.services.stack import Endpoints, LocalStack, settings_for
 from tests.integration.verify_support import pg_password, running_stack
@@ -112,3 +113,47 @@ def test_real_pipeline_with_writes_during_verify(
     assert written[0] > 50
     assert summary.remaining == 0, (summary.as_dict(), (tmp_path / "live.jsonl").read_text())
     assert summary.counters["read"] >= ROWS
+
+
+def test_verify_uses_every_contact_point_ipv6_included(
+    cql: Session, stack: Endpoints, tmp_path: Path
+) -> None:
+    """A target that leaves Cassandra to the manifest: contact points `[::1]:9042` (nothing
+    listens there) and `127.0.0.1:<port>`, with the local datacenter. verify parses the IPv6
+    one as apply does and gets through the other (before, only the first was ever used)."""
+    from controlplane.core.target import ConnectAccess, PostgresAccess, RedisAccess, Target
+
+    pg_password()
+    manifest = tmp_path / "vf-live-v6.yaml"
+    manifest.write_text(
+        MANIFEST.replace(
+            'contactPoints: ["127.0.0.1:9042"]',
+            f'contactPoints: ["[::1]:9042", "127.0.0.1:{stack.cassandra_port}"]\n'
+            "      localDatacenter: datacenter1",
+        )
+    )
+    local = svc_targets_local()
+    remote_like = Target(
+        name="ipv6-test",
+        connect=ConnectAccess(url=stack.connect_url),
+        postgres=PostgresAccess(ca_file=local.postgres.ca_file),
+        redis=RedisAccess(url=stack.redis_url),
+    )
+    summary = svc.run_verify(
+        svc.VerifyOptions(
+            manifests=[str(manifest)],
+            target=remote_like,
+            redis_url=stack.redis_url,
+            ranges=4,
+            lag_s=LAG_S,
+            diff_file=tmp_path / "v6.jsonl",
+        )
+    )
+    assert summary.status in ("PASS", "DIFF"), summary.as_dict()
+    assert summary.counters["read"] >= ROWS
+
+
+def svc_targets_local() -> Target:
+    from controlplane.services.targets import local_target
+
+    return local_target(None)

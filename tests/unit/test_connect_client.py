@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -333,10 +334,57 @@ def test_connection_refused_maps_to_connect_error_with_hint() -> None:
     assert exc.status is None
     assert exc.message.startswith(f"Couldn't connect to Kafka Connect at {URL}")
     assert "Connection refused" in exc.message
-    assert exc.hint == "is it running? try `cdcctl stack status`"
+    assert exc.hint is not None
+    assert "reachable from here" in exc.hint
+    assert "stack status" not in exc.hint  # a remote target is not the local stack
     assert exc.exit_code == 5
     assert len(rec.requests) == 3  # a few quick attempts, not the whole deadline
     assert len(time.sleeps) == 2
+
+
+def test_the_target_names_itself_in_the_hint() -> None:
+    from controlplane.core.target import ConnectAccess, Target
+    from controlplane.services.targets import connect_client
+
+    prod = Target(name="prod", connect=ConnectAccess(url="http://127.0.0.1:1"))
+    with connect_client(prod.connect, prod) as remote:
+        expected = "check Kafka Connect at http://127.0.0.1:1 of context 'prod'"
+        assert remote._hint.startswith(expected)
+
+
+def test_tls_and_basic_auth_reach_the_transport(tmp_path: Path) -> None:
+    seen: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return httpx.Response(200, json=[])
+
+    with ConnectClient(
+        "https://connect.example:8083",
+        transport=httpx.MockTransport(handler),
+        auth=("cdcctl", "pä:ss"),
+    ) as c:
+        c.connector_names()
+    assert seen[0].url.scheme == "https"
+    assert seen[0].headers["authorization"].startswith("Basic ")
+    bad_ca = tmp_path / "ca.pem"
+    bad_ca.write_text("not a certificate")
+    with pytest.raises(ConnectError, match="cannot load the CA bundle"):
+        ConnectClient("https://connect.example:8083", ca_file=str(bad_ca))
+
+
+def test_unauthorised_answers_say_what_to_set() -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(401, json={"error_code": 401, "message": "Unauthorized"})
+
+    with (
+        ConnectClient("http://c:8083", transport=httpx.MockTransport(handler)) as c,
+        pytest.raises(ConnectError) as info,
+    ):
+        c.connector_names()
+    assert info.value.status == 401
+    assert info.value.hint is not None
+    assert "connect.username/passwordSecret" in info.value.hint
 
 
 def test_timeout_is_reported_as_such() -> None:

@@ -182,9 +182,7 @@ def test_jdbc_url_verify_full_with_absolute_quoted_ca(tmp_path: Path) -> None:
 
 
 def test_sink_config_carries_the_tls_url(tmp_path: Path) -> None:
-    ctx = RenderContext(
-        state_dir=tmp_path, cassandra_config=tmp_path
-    )
+    ctx = RenderContext(state_dir=tmp_path, cassandra_config=tmp_path)
     p = load(manifest("tls:\n  caFile: /etc/ca.pem"))
     config = render_sink_config(p, ctx)
     assert config["connection.url"].endswith("&sslmode=verify-full&sslrootcert=/etc/ca.pem")

@@ -1,0 +1,149 @@
+"""Targets (decision 0070): which target a command works on, what it takes from the manifest,
+and that nothing machine-specific reaches Connect. No servers: the contexts file is a temp file."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from controlplane.core.errors import ManifestError, UsageError
+from controlplane.core.manifest_loader import load_manifests
+from controlplane.core.plan import plan_agent_bundles
+from controlplane.core.properties import dump_properties, load_properties
+from controlplane.core.render import AGENT_BUNDLES_KEY, recorded_bundles
+from controlplane.core.target import Context, endpoints_for, split_host_port
+from controlplane.services.targets import resolve_target
+
+EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "pipeline.yaml"
+NASTY = ["back\\slash", "\\u00e9 not an escape", "a=b:c", "line\nbreak", "päß wörd ☃", " lead"]
+
+PROD = {
+    "connect": {
+        "url": "https://connect.prod.example:8083",
+        "caFile": "/etc/ssl/ca.pem",
+        "username": "cdcctl",
+        "passwordSecret": {"env": "CONNECT_PW"},
+    },
+    "kafka": {"bootstrapServers": ["kafka1:9094"], "tls": {"caFile": "/etc/ssl/ca.pem"}},
+    "cassandra": {"contactPoints": ["10.0.0.1:9042", "[2001:db8::3]:9042"]},
+    "postgres": {"user": "owner", "passwordSecret": {"env": "OWNER_PW"}, "host": "pg.internal"},
+    "vault": {"address": "https://vault:8200", "tokenSecret": {"file": "~/.vault-token"}},
+    "redis": {"url": "rediss://redis:6380/0"},
+}
+
+
+@pytest.fixture
+def contexts(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    path = tmp_path / "config.yaml"
+    path.write_text(
+        json.dumps(
+            {
+                "currentContext": "prod",
+                "contexts": {
+                    "prod": PROD,
+                    "old": {"connectUrl": "http://old:8083"},
+                    "laptop": {"localStack": str(tmp_path / "stack")},
+                },
+            }
+        )
+    )
+    monkeypatch.setenv("CDCCTL_CONFIG", str(path))
+    return path
+
+
+def test_the_current_context_is_the_default_target(contexts: Path) -> None:
+    target = resolve_target()
+    assert target.name == "prod"
+    assert target.local is None
+    assert target.connect.url == "https://connect.prod.example:8083"
+    assert target.connect.username == "cdcctl"
+    assert "context 'prod'" in target.hint("Kafka Connect")
+    assert "stack status" not in target.hint("Kafka Connect")
+
+
+def test_state_dir_and_local_stack_contexts_are_local_targets(
+    contexts: Path, tmp_path: Path
+) -> None:
+    laptop = resolve_target(context="laptop")
+    assert laptop.local is not None
+    assert laptop.local.state_dir == (tmp_path / "stack").resolve()
+    assert "stack status" in laptop.hint("Kafka Connect")
+    named = resolve_target(state_dir=tmp_path / "other")
+    assert named.local is not None
+    assert named.connect.url == "http://127.0.0.1:8083"
+
+
+def test_overrides_and_legacy_contexts(contexts: Path) -> None:
+    assert resolve_target(context="old").connect.url == "http://old:8083"
+    forced = resolve_target(connect_url="http://elsewhere:1/")
+    assert forced.connect.url == "http://elsewhere:1"
+    assert forced.connect_overridden
+    with pytest.raises(UsageError, match="no context named 'nope'"):
+        resolve_target(context="nope")
+
+
+def test_without_a_contexts_file_the_local_stack_is_the_target(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("CDCCTL_CONFIG", str(tmp_path / "none.yaml"))
+    monkeypatch.setenv("CDC_STACK_DIR", str(tmp_path / "st"))
+    target = resolve_target()
+    assert target.local is not None
+    assert target.local.state_dir == (tmp_path / "st").resolve()
+
+
+def test_the_target_overrides_the_manifest_only_where_it_speaks(contexts: Path) -> None:
+    pipeline = load_manifests([EXAMPLE])[0].pipeline
+    ends = endpoints_for(resolve_target(), pipeline)
+    assert ends.connect.url == "http://127.0.0.1:8083"  # the manifest names its url explicitly
+    assert ends.contact_points == ("10.0.0.1:9042", "[2001:db8::3]:9042")
+    assert ends.kafka.servers == "kafka1:9094"
+    assert ends.kafka.tls
+    assert ends.postgres_host == "pg.internal"
+    assert ends.postgres_port == 5432  # the context does not say: the manifest's
+    assert ends.local_datacenter == "datacenter1"
+    chosen = endpoints_for(resolve_target(context="prod"), pipeline)
+    assert chosen.connect.url == "https://connect.prod.example:8083"  # --context wins
+
+
+def test_bad_contexts_are_manifest_errors(contexts: Path) -> None:
+    contexts.write_text(json.dumps({"contexts": {"x": {"connect": {"url": "ftp://x"}}}}))
+    with pytest.raises(ManifestError):
+        resolve_target(context="x")
+    contexts.write_text(
+        json.dumps({"contexts": {"x": {"connect": {"url": "https://x", "username": "u"}}}})
+    )
+    with pytest.raises(ManifestError):
+        resolve_target(context="x")
+
+
+def test_context_secrets_are_references_only() -> None:
+    with pytest.raises(ValueError, match="password"):
+        Context.model_validate({"connect": {"url": "https://x", "password": "hunter2"}})
+
+
+def test_ipv6_and_bare_hosts() -> None:
+    assert split_host_port("[::1]:9042") == ("::1", 9042)
+    assert split_host_port("[2001:db8::3]") == ("2001:db8::3", 9042)
+    assert split_host_port("10.0.0.1:19042") == ("10.0.0.1", 19042)
+    assert split_host_port("cass-1") == ("cass-1", 9042)
+    assert split_host_port("::1") == ("::1", 9042)
+
+
+@pytest.mark.parametrize("password", NASTY)
+def test_properties_round_trip_exactly(password: str) -> None:
+    text = dump_properties({"password": password, "user": "cdc"})
+    assert load_properties(text) == {"password": password, "user": "cdc"}
+    assert text.isascii()  # java.util.Properties reads ISO-8859-1: non-ASCII is \\uXXXX
+
+
+def test_agent_bundles_plan_compares_with_what_apply_recorded() -> None:
+    recorded = recorded_bundles({AGENT_BUNDLES_KEY: json.dumps({"n1": "aaa", "n2": "bbb"})})
+    changes = plan_agent_bundles("p", {"n1": "aaa", "n2": "ccc", "n3": "ddd"}, recorded)
+    by_node = {c.name: c.action for c in changes}
+    assert by_node == {"n1": "noop", "n2": "update", "n3": "create"}
+    gone = plan_agent_bundles("p", {}, {"n1": "aaa"})
+    assert [(c.name, c.action) for c in gone] == [("n1", "delete")]
+    assert recorded_bundles({AGENT_BUNDLES_KEY: "not json"}) == {}
