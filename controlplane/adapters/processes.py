@@ -7,6 +7,7 @@ import contextlib
 import os
 import signal
 import socket
+import ssl
 import subprocess
 import time
 from collections import deque
@@ -39,6 +40,16 @@ class RunAs:
     gid: int
 
 
+# What a service started with a clean environment keeps of the caller's
+# (`spawn(inherit_env=False)`).
+BASE_ENV_NAMES = ("PATH", "HOME", "USER", "LOGNAME", "LANG", "LC_ALL", "TZ", "TMPDIR")
+
+
+def base_env() -> dict[str, str]:
+    """The caller's PATH, HOME, locale and the like, nothing else (no tokens, no passwords)."""
+    return {k: os.environ[k] for k in BASE_ENV_NAMES if k in os.environ}
+
+
 def spawn(
     name: str,
     argv: Sequence[str],
@@ -48,8 +59,12 @@ def spawn(
     cwd: Path | None = None,
     env: Mapping[str, str] | None = None,
     run_as: RunAs | None = None,
+    inherit_env: bool = True,
 ) -> int:
-    """Start `argv` in its own session, output appended to `log_file`; write and return its pid."""
+    """Start `argv` in its own session, output appended to `log_file`; write and return its pid.
+
+    The child gets the caller's environment plus `env`, or with ``inherit_env=False`` only
+    `base_env()` plus `env` (a service that resolves secrets must not see the caller's)."""
     log_file.parent.mkdir(parents=True, exist_ok=True)
     pid_file.parent.mkdir(parents=True, exist_ok=True)
     with log_file.open("ab") as log:
@@ -62,7 +77,7 @@ def spawn(
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
                 cwd=cwd,
-                env={**os.environ, **(env or {})},
+                env={**(os.environ if inherit_env else base_env()), **(env or {})},
                 start_new_session=True,
                 user=run_as.uid if run_as else None,
                 group=run_as.gid if run_as else None,
@@ -179,6 +194,20 @@ def tcp_open(port: int, host: str = "127.0.0.1", timeout: float = 1.0) -> bool:
         with socket.create_connection((host, port), timeout=timeout):
             return True
     except OSError:
+        return False
+
+
+def tls_verified(port: int, ca_file: Path, host: str = "127.0.0.1", timeout: float = 3.0) -> bool:
+    """A TLS handshake with `host:port` whose certificate chain verifies with `ca_file` and names
+    `host`; False when anything fails."""
+    try:
+        ctx = ssl.create_default_context(cafile=str(ca_file))
+        with (
+            socket.create_connection((host, port), timeout=timeout) as sock,
+            ctx.wrap_socket(sock, server_hostname=host),
+        ):
+            return True
+    except (OSError, ssl.SSLError):
         return False
 
 

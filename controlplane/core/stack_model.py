@@ -6,16 +6,20 @@ service writes lives under one state directory (`StackLayout.root`).
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 # Start order: each service needs the ones before it (the agent produces to Kafka and reads the
-# Cassandra node's commit log; Connect needs Kafka for its internal topics). Prometheus comes last:
-# it scrapes Connect's exporter, and nothing in the pipeline waits on it.
+# Cassandra node's commit log; Connect needs Kafka for its internal topics and OpenBao for the
+# secrets its config providers resolve). Prometheus comes last: it scrapes Connect's exporter, and
+# nothing in the pipeline waits on it.
 SERVICE_ORDER: tuple[str, ...] = (
     "postgres",
     "redis",
+    "vault",
     "kafka",
     "cassandra",
     "connect",
@@ -23,6 +27,22 @@ SERVICE_ORDER: tuple[str, ...] = (
     "prometheus",
 )
 JVM_SERVICES: frozenset[str] = frozenset({"kafka", "cassandra", "connect", "agent"})
+
+# OpenBao (the local Vault): where the stack keeps the PostgreSQL application credentials (keys
+# `user` and `password`, KV version 2), and the read-only policy the Connect workers' token has.
+# A path, not a secret (noqa/nosec/allowlist below):
+LOCAL_PG_SECRET_PATH = "secret/cdc/postgres"  # noqa: S105  # nosec B105  # pragma: allowlist secret
+VAULT_KV_MOUNT = "secret"
+VAULT_CONNECT_POLICY = "cdc-connect"
+# A periodic token never expires while it is renewed within its period; every start renews it.
+VAULT_CONNECT_TOKEN_PERIOD = "768h"  # noqa: S105  # nosec B105  # a duration
+# The Connect REST admin of secure mode (basic auth; the password is generated per stack).
+CONNECT_REST_USER = "admin"
+# Config providers of the Connect worker (compose/native/config/connect-distributed.properties.j2).
+VAULT_PROVIDER_CLASS = "io.casscdcpg.config.VaultConfigProvider"
+BASIC_AUTH_EXTENSION = (
+    "org.apache.kafka.connect.rest.basic.auth.extension.BasicAuthSecurityRestExtension"
+)
 
 
 @dataclass(frozen=True)
@@ -40,17 +60,24 @@ class Ports:
     connect_metrics: int = 9404
     agent_http: int = 8001
     prometheus: int = 9090
+    vault: int = 8200
+    # OpenBao binds its cluster port (request forwarding) once unsealed, even on a single node.
+    vault_cluster: int = 8201
+    # Kafka's TLS listener for external clients (secure mode only).
+    kafka_tls: int = 9094
 
     def shifted(self, offset: int) -> Ports:
         """Every port moved by `offset`: a second stack beside the default one (benchmarks)."""
         return Ports(**{k: v + offset for k, v in vars(self).items()})
 
-    def of(self, service: str) -> list[int]:
-        """Every port a service listens on, its main port first."""
+    def of(self, service: str, *, secure: bool = False) -> list[int]:
+        """Every port a service listens on, its main port first (Kafka's TLS listener only in
+        secure mode)."""
         return {
             "postgres": [self.postgres],
             "redis": [self.redis],
-            "kafka": [self.kafka, self.kafka_controller],
+            "vault": [self.vault, self.vault_cluster],
+            "kafka": [self.kafka, self.kafka_controller, *([self.kafka_tls] if secure else [])],
             "cassandra": [self.cassandra, self.cassandra_storage, self.cassandra_jmx],
             "connect": [self.connect, self.connect_metrics],
             "agent": [self.agent_http],
@@ -99,25 +126,105 @@ class StackLayout:
         return self.root / "plugins"
 
     @property
+    def settings_file(self) -> Path:
+        """``stack.json``: the port offset and secure mode `stack up` was given (read by every
+        later stack command on this state dir)."""
+        return self.root / "stack.json"
+
+    @property
     def postgres_secret_file(self) -> Path:
         return self.secrets_dir / "postgres.properties"
 
+    # --- TLS: one CA per stack; a server certificate per service, signed by it ---------------
     @property
-    def postgres_ca_file(self) -> Path:
-        """The local stack's CA (PEM), what clients verify PostgreSQL's certificate with."""
+    def ca_file(self) -> Path:
+        """The stack's CA (PEM): what clients verify every TLS server of the stack with
+        (PostgreSQL, OpenBao, and in secure mode Connect REST and Kafka's TLS listener). The file
+        name predates the other services and is kept, so existing stacks and manifests keep it."""
         return self.secrets_dir / "postgres-ca.crt"
 
     @property
-    def postgres_ca_key(self) -> Path:
+    def ca_key(self) -> Path:
         return self.secrets_dir / "postgres-ca.key"
+
+    def server_cert(self, service: str) -> Path:
+        return self.secrets_dir / f"{service}-server.crt"
+
+    def server_key(self, service: str) -> Path:
+        return self.secrets_dir / f"{service}-server.key"
+
+    @property
+    def postgres_ca_file(self) -> Path:
+        """The stack's CA (the same file as `ca_file`; the name older callers use)."""
+        return self.ca_file
+
+    @property
+    def postgres_ca_key(self) -> Path:
+        return self.ca_key
 
     @property
     def postgres_server_cert(self) -> Path:
-        return self.secrets_dir / "postgres-server.crt"
+        return self.server_cert("postgres")
 
     @property
     def postgres_server_key(self) -> Path:
-        return self.secrets_dir / "postgres-server.key"
+        return self.server_key("postgres")
+
+    # --- OpenBao ------------------------------------------------------------------------------
+    @property
+    def vault_init_file(self) -> Path:
+        """What `operator init` answered (unseal key and root token), JSON, 0600."""
+        return self.secrets_dir / "vault-init.json"
+
+    @property
+    def vault_token_file(self) -> Path:
+        """The token cdcctl uses on the local OpenBao (its root token), 0600."""
+        return self.secrets_dir / "vault-token"
+
+    @property
+    def vault_connect_token_file(self) -> Path:
+        """The Connect workers' token: policy `cdc-connect`, read-only on secret/data/cdc/*."""
+        return self.secrets_dir / "vault-connect-token"
+
+    # --- Kafka Connect ------------------------------------------------------------------------
+    @property
+    def connect_secrets_dir(self) -> Path:
+        """The only directory Connect's file/directory config providers may read
+        (``allowed.paths``): connector secrets, never the stack's own."""
+        return self.root / "connect-secrets"
+
+    @property
+    def connect_credentials_file(self) -> Path:
+        """``username=…``/``password=…`` of Connect REST's basic auth (secure mode), 0600."""
+        return self.secrets_dir / "connect-rest-credentials.properties"
+
+    @property
+    def connect_users_file(self) -> Path:
+        """The users of Connect's PropertyFileLoginModule (``user=password`` lines), 0600."""
+        return self.secrets_dir / "connect-rest-users.properties"
+
+    @property
+    def connect_jaas_file(self) -> Path:
+        return self.secrets_dir / "connect-jaas.conf"
+
+    @property
+    def connect_keystore(self) -> Path:
+        """Connect REST's TLS key and certificate (PKCS12: Jetty does not read PEM key stores)."""
+        return self.secrets_dir / "connect-keystore.p12"
+
+    @property
+    def connect_truststore(self) -> Path:
+        """The stack's CA as a PKCS12 trust store, for the worker's own REST client."""
+        return self.secrets_dir / "connect-truststore.p12"
+
+    @property
+    def connect_store_password_file(self) -> Path:
+        return self.secrets_dir / "connect-stores.password"
+
+    @property
+    def kafka_keystore_pem(self) -> Path:
+        """Kafka's TLS listener key store: private key (PKCS#8) + certificate chain, PEM."""
+        return self.secrets_dir / "kafka-server.pem"
 
 
 @dataclass(frozen=True)
@@ -125,6 +232,9 @@ class StackSettings:
     layout: StackLayout
     ports: Ports = field(default_factory=Ports)
     heaps: Heaps = field(default_factory=Heaps)
+    # Secure mode: Connect REST on HTTPS with basic auth, Kafka with a TLS listener too (the
+    # parts production has; PostgreSQL and OpenBao use TLS in every mode).
+    secure: bool = False
     # Latency lever: the agent sees a write only after the commit log syncs it. 100 ms takes the
     # p50 of a single write from ~1 s to ~0.2 s (docs/benchmarks.md#latency) for 10 fsyncs/s.
     commitlog_sync_period_ms: int = 100
@@ -137,9 +247,58 @@ class StackSettings:
     prometheus_scrape_interval: str = "15s"
 
 
-def template_context(s: StackSettings) -> dict[str, object]:
-    """Values the service config templates in compose/native/config are rendered with."""
+# --- persisted settings (<state dir>/stack.json) ------------------------------------------------
+
+
+def settings_document(port_offset: int, secure: bool) -> str:
+    """What ``stack.json`` holds: the choices `stack up` was given for this state dir."""
+    return json.dumps({"port_offset": port_offset, "secure": secure}, indent=1) + "\n"
+
+
+def parse_settings_document(text: str, source: str = "stack.json") -> tuple[int, bool]:
+    """``(port_offset, secure)`` from a ``stack.json``; ValueError names what is wrong."""
+    try:
+        doc: Any = json.loads(text)
+    except ValueError as exc:
+        raise ValueError(f"{source} is not JSON: {exc}") from exc
+    if not isinstance(doc, dict):
+        raise ValueError(f"{source} must hold an object")
+    offset, secure = doc.get("port_offset", 0), doc.get("secure", False)
+    if not isinstance(offset, int) or isinstance(offset, bool) or offset < 0:
+        raise ValueError(f"{source}: port_offset must be a non-negative integer, not {offset!r}")
+    if not isinstance(secure, bool):
+        raise ValueError(f"{source}: secure must be true or false, not {secure!r}")
+    return offset, secure
+
+
+def stack_settings(root: Path, port_offset: int = 0, secure: bool = False) -> StackSettings:
+    return StackSettings(
+        layout=StackLayout(root=root), ports=Ports().shifted(port_offset), secure=secure
+    )
+
+
+MAX_PORT_OFFSET = 65535 - max(vars(Ports()).values())
+
+
+def port_offset_of(ports: Ports) -> int | None:
+    """N when `ports` is ``Ports().shifted(N)``, None for any other choice of ports."""
+    offset = ports.vault - Ports().vault
+    return offset if ports == Ports().shifted(offset) else None
+
+
+def template_context(
+    s: StackSettings,
+    *,
+    vault_provider: bool = False,
+    connect_store_password: str = "",
+) -> dict[str, object]:
+    """Values the service config templates in compose/native/config are rendered with.
+
+    ``vault_provider``: the project's VaultConfigProvider jar is on Connect's plugin.path.
+    ``connect_store_password``: the password of Connect REST's PKCS12 stores (secure mode).
+    """
     lay = s.layout
+    vault_url = f"https://127.0.0.1:{s.ports.vault}"
     return {
         "dirs": {
             "root": str(lay.root),
@@ -150,15 +309,42 @@ def template_context(s: StackSettings) -> dict[str, object]:
             "plugins": str(lay.plugins_dir),
             "secrets": str(lay.secrets_dir),
             "config": str(lay.config_dir),
+            "connect_secrets": str(lay.connect_secrets_dir),
+            "vault_data": str(lay.data_dir("vault")),
         },
+        "tls": {"ca_file": str(lay.ca_file)},
         "cassandra": {
             "port": s.ports.cassandra,
             "storage_port": s.ports.cassandra_storage,
             "num_tokens": 16,
             "commitlog_sync_period_ms": s.commitlog_sync_period_ms,
         },
-        "kafka": {"port": s.ports.kafka, "controller_port": s.ports.kafka_controller},
-        "connect": {"port": s.ports.connect},
+        "kafka": {
+            "port": s.ports.kafka,
+            "controller_port": s.ports.kafka_controller,
+            "secure": s.secure,
+            "tls_port": s.ports.kafka_tls,
+            "keystore_pem": str(lay.kafka_keystore_pem),
+        },
+        "connect": {
+            "port": s.ports.connect,
+            "secure": s.secure,
+            "keystore": str(lay.connect_keystore),
+            "truststore": str(lay.connect_truststore),
+            "store_password": connect_store_password,
+            "rest_extension": BASIC_AUTH_EXTENSION,
+            "vault_provider": vault_provider,
+            "vault_provider_class": VAULT_PROVIDER_CLASS,
+            "vault_url": vault_url,
+            "vault_token_file": str(lay.vault_connect_token_file),
+        },
+        "vault": {
+            "port": s.ports.vault,
+            "cluster_port": s.ports.vault_cluster,
+            "url": vault_url,
+            "cert": str(lay.server_cert("vault")),
+            "key": str(lay.server_key("vault")),
+        },
         "redis": {"port": s.ports.redis},
         "prometheus": {
             "port": s.ports.prometheus,
@@ -282,8 +468,11 @@ def connect_command(java: Path, lib: Path, s: StackSettings, jmx_exporter: Path)
     # The Prometheus JMX exporter serves Connect's JMX metrics (task states, sink rates, consumer
     # lag) on loopback for Prometheus and the alert rules in dashboards/.
     exporter = f"{jmx_exporter}=127.0.0.1:{s.ports.connect_metrics}:"
+    # Secure mode: the basic-auth REST extension reads its users through this JAAS file.
+    jaas = [f"-Djava.security.auth.login.config={s.layout.connect_jaas_file}"] if s.secure else []
     return [
         *_kafka_jvm(java, s.heaps.connect, s),
+        *jaas,
         f"-javaagent:{exporter}{s.layout.config_dir / 'jmx-exporter.yaml'}",
         "-cp",
         classpath(lib),
@@ -312,8 +501,98 @@ def agent_command(java: Path, lib: Path, s: StackSettings, properties: Path) -> 
     ]
 
 
-# The names the local server certificate is valid for (clients verify-full against them).
-POSTGRES_CERT_NAMES = ("DNS:localhost", "IP:127.0.0.1", "IP:::1")
+# The names every local server certificate is valid for (clients verify-full against them).
+SERVER_CERT_NAMES = ("DNS:localhost", "IP:127.0.0.1", "IP:::1")
+POSTGRES_CERT_NAMES = SERVER_CERT_NAMES
+# Services with a server certificate signed by the stack's CA, and when they need one.
+TLS_SERVICES: tuple[str, ...] = ("postgres", "vault", "kafka", "connect")
+
+
+def needs_server_cert(service: str, s: StackSettings) -> bool:
+    """PostgreSQL and OpenBao always serve TLS; Kafka and Connect REST in secure mode."""
+    return service in ("postgres", "vault") or (s.secure and service in ("kafka", "connect"))
+
+
+def vault_command(bao: Path, s: StackSettings) -> list[str]:
+    """OpenBao as a real server (not dev mode): the rendered config in config/openbao.hcl."""
+    return [str(bao), "server", f"-config={s.layout.config_dir / 'openbao.hcl'}"]
+
+
+def vault_connect_policy(mount: str = VAULT_KV_MOUNT) -> str:
+    """The Connect workers' policy: read the pipeline secrets under <mount>/cdc/, nothing else."""
+    return f'path "{mount}/data/cdc/*" {{\n  capabilities = ["read"]\n}}\n'
+
+
+def split_kv_path(path: str) -> tuple[str, str]:
+    """``secret/cdc/postgres`` -> (``secret``, ``cdc/postgres``): KV v2 mount and path in it."""
+    mount, _, rest = path.strip("/").partition("/")
+    if not mount or not rest:
+        raise ValueError(f"a KV path is <mount>/<path>, not {path!r}")
+    return mount, rest
+
+
+_BAO_VERSION = re.compile(r"OpenBao v(\d+\.\d+\.\d+)")
+
+
+def openbao_version(version_output: str) -> str:
+    """'2.7.2' from `bao version` ('OpenBao v2.7.2 (9e0a…), committed …')."""
+    m = _BAO_VERSION.search(version_output)
+    return m.group(1) if m else "?"
+
+
+def connect_jaas_config(users_file: Path) -> str:
+    """The JAAS file of Connect's basic-auth REST extension (module connect-basic-auth-extension):
+    its PropertyFileLoginModule checks ``user=password`` lines of `users_file`."""
+    return (
+        "KafkaConnect {\n"
+        "  org.apache.kafka.connect.rest.basic.auth.extension.PropertyFileLoginModule required\n"
+        f'  file="{users_file}";\n'
+        "};\n"
+    )
+
+
+def openssl_pkcs12_command(
+    key: Path, cert: Path, ca_cert: Path, out: Path, password_file: Path
+) -> list[str]:
+    """A PKCS12 key store (key + certificate + CA) for a JVM server that cannot read PEM."""
+    return [
+        "openssl",
+        "pkcs12",
+        "-export",
+        "-inkey",
+        str(key),
+        "-in",
+        str(cert),
+        "-certfile",
+        str(ca_cert),
+        "-name",
+        "server",
+        "-out",
+        str(out),
+        "-passout",
+        f"file:{password_file}",
+    ]
+
+
+def keytool_truststore_command(keytool: Path, ca_cert: Path, out: Path, password: str) -> list[str]:
+    """A PKCS12 trust store holding the stack's CA. keytool, not openssl: Java trusts a PKCS12
+    certificate entry only with Oracle's trusted-key-usage attribute, which OpenSSL 3.0 cannot
+    write."""
+    return [
+        str(keytool),
+        "-importcert",
+        "-noprompt",
+        "-alias",
+        "stack-ca",
+        "-file",
+        str(ca_cert),
+        "-keystore",
+        str(out),
+        "-storetype",
+        "PKCS12",
+        "-storepass",
+        password,
+    ]
 
 
 def postgres_command(
@@ -400,8 +679,17 @@ def openssl_csr_command(key: Path, csr: Path) -> list[str]:
 
 
 def openssl_sign_command(
-    csr: Path, ca_cert: Path, ca_key: Path, cert: Path, extfile: Path, days: int = 825
+    csr: Path,
+    ca_cert: Path,
+    ca_key: Path,
+    cert: Path,
+    extfile: Path,
+    days: int = 825,
+    *,
+    serial: str = "01" * 8,
 ) -> list[str]:
+    """Sign `csr` with the stack's CA. Give each certificate its own (random) hex `serial`: some
+    TLS clients refuse two certificates of one issuer with the same serial."""
     return [
         "openssl",
         "x509",
@@ -413,7 +701,7 @@ def openssl_sign_command(
         "-CAkey",
         str(ca_key),
         "-set_serial",
-        "0x" + "01" * 8,
+        f"0x{serial}",
         "-days",
         str(days),
         "-sha256",
@@ -429,7 +717,7 @@ def server_cert_extensions() -> str:
         "basicConstraints=critical,CA:FALSE\n"
         "keyUsage=critical,digitalSignature,keyEncipherment\n"
         "extendedKeyUsage=serverAuth\n"
-        f"subjectAltName={','.join(POSTGRES_CERT_NAMES)}\n"
+        f"subjectAltName={','.join(SERVER_CERT_NAMES)}\n"
     )
 
 

@@ -1,100 +1,107 @@
-"""The local stack's Debezium agent as `cdcctl apply` manages it (agent mode ``managed``): which
-properties file it runs with, whether it runs, and a restart that picks up new settings.
+"""The local stack's Debezium Cassandra agent as `cdcctl apply` sees it: which properties it runs
+with, whether it runs, and a restart that picks up new settings.
 
-Starting the agent is the stack's recipe (services.stack), which commands other than
-`cdcctl stack` never import: a restart stops the process here and asks `cdcctl stack up agent`,
-in a child process, to start it again — the one place the agent's command line is built."""
+This is the agent's one start recipe: `LocalStack` starts the agent through it too. It does not
+import the stack service (an import-linter contract keeps apply away from it), only the shared
+runtime (the stack's lock, spawn-and-wait) and the settings.
+"""
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
-import subprocess  # nosec B404  # argv lists only, never a shell
-import sys
-from collections.abc import Callable, Iterator
+import time
+from collections.abc import Callable
 from pathlib import Path
 
-from controlplane.adapters import processes
-from controlplane.core.errors import StackError
-from controlplane.core.stack_model import StackSettings
+import httpx
 
-START_TIMEOUT_S = 300
+from controlplane.adapters import maven, processes, system
+from controlplane.core.errors import StackError
+from controlplane.core.stack_model import StackLayout, StackSettings, agent_command
+from controlplane.services.stack_runtime import spawn_and_wait, stack_lock
+from controlplane.services.stack_settings import repo_root
+
+Reporter = Callable[[str, str], None]
+SERVICE = "agent"
 
 
 class LocalAgents:
-    def __init__(self, settings: StackSettings) -> None:
-        self.settings = settings
-        self.layout = settings.layout
+    """The agent of the local stack described by `settings` (one node, one agent)."""
 
+    def __init__(self, settings: StackSettings, *, report: Reporter | None = None) -> None:
+        self.s = settings
+        self.lay: StackLayout = settings.layout
+        self._report = report or (lambda _svc, _msg: None)
+
+    # The agent's properties: the stack's default until `cdcctl apply` points it at a pipeline's.
     @property
     def _pointer(self) -> Path:
-        return self.layout.service_dir("agent") / "active-properties"
+        return self.lay.service_dir(SERVICE) / "active-properties"
 
     def properties_path(self) -> Path:
-        """The properties file the agent runs with: the stack's default until `cdcctl apply`
-        points it at a pipeline's."""
+        """The properties file the agent runs (or will run) with."""
         try:
             text = self._pointer.read_text().strip()
         except OSError:
             text = ""
-        return Path(text) if text else self.layout.config_dir / "agent.properties"
+        return Path(text) if text else self.lay.config_dir / "agent.properties"
 
     def use_properties(self, path: Path) -> None:
+        """Run the agent with `path` from its next start on."""
         self._pointer.parent.mkdir(parents=True, exist_ok=True)
         self._pointer.write_text(f"{path}\n")
 
     def running(self) -> bool:
-        return processes.alive(processes.read_pid(self.layout.pid_file("agent")))
+        return processes.alive(processes.read_pid(self.lay.pid_file(SERVICE)))
 
     def http_url(self) -> str:
-        return f"http://127.0.0.1:{self.settings.ports.agent_http}"
+        """The agent's HTTP endpoint (``/health``, ``/ping``)."""
+        return f"http://127.0.0.1:{self.s.ports.agent_http}"
 
     def restart(self, before_start: Callable[[], None] | None = None) -> None:
-        """Stop the agent, run ``before_start`` while it is stopped (e.g. to edit its offset
-        files), start it again and wait until it is healthy."""
-        with self._locked():
-            pid = processes.read_pid(self.layout.pid_file("agent"))
+        """Restart the agent so it picks up new settings (used by `cdcctl apply`);
+        ``before_start`` runs while it is stopped (e.g. to edit its offset files). Holds the
+        stack's lock, so it never races a `stack up` or another restart."""
+        with stack_lock(self.lay):
+            pid = processes.read_pid(self.lay.pid_file(SERVICE))
             if processes.alive(pid):
                 assert pid is not None
                 processes.stop(pid)
-            self.layout.pid_file("agent").unlink(missing_ok=True)
+            self.lay.pid_file(SERVICE).unlink(missing_ok=True)
             if before_start is not None:
                 before_start()
-        argv = [
-            sys.executable,
-            "-m",
-            "controlplane",
-            "stack",
-            "up",
-            "agent",
-            "--state-dir",
-            str(self.layout.root),
-            "-o",
-            "json",
-        ]
-        try:
-            done = subprocess.run(
-                argv, capture_output=True, text=True, timeout=START_TIMEOUT_S, check=False
-            )
-        except subprocess.TimeoutExpired as exc:
-            raise StackError(
-                f"the local agent did not start within {START_TIMEOUT_S}s",
-                hint="`cdcctl stack logs agent` says why",
-            ) from exc
-        if done.returncode != 0:
-            raise StackError(
-                f"the local agent did not start again: {done.stderr.strip()[-500:]}",
-                hint="`cdcctl stack logs agent` says why; `cdcctl stack up` starts it",
-            )
+            self._report(SERVICE, "starting")
+            took = self.start()
+            self._report(SERVICE, f"ready in {took:.1f}s")
 
-    @contextlib.contextmanager
-    def _locked(self) -> Iterator[None]:
-        """The stack's lock: no `stack up` starts the agent while it is being stopped."""
-        lock = self.layout.root / "run" / "stack.lock"
-        lock.parent.mkdir(parents=True, exist_ok=True)
-        with lock.open("a") as fh:
-            fcntl.flock(fh, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(fh, fcntl.LOCK_UN)
+    def start(self, *, java: Path | None = None, lib: Path | None = None) -> float:
+        """The recipe: start the agent beside the Cassandra node and wait for ``/health``.
+        The caller holds the stack's lock; `java` and the agent's `lib` dir are found when not
+        given. Returns the seconds it took."""
+        started = time.monotonic()
+        processes.ensure_port_free(SERVICE, self.s.ports.agent_http)
+        properties = self.properties_path()
+        needed = [self.lay.config_dir / "cassandra.yaml", properties]
+        missing = [str(p) for p in needed if not p.exists()]
+        if missing:
+            raise StackError(
+                f"the agent cannot start: {', '.join(missing)} missing",
+                hint="`cdcctl stack up` renders the stack's configs (and starts Cassandra)",
+            )
+        if java is None:
+            java = system.find_jdk(17).java
+        if lib is None:
+            native = repo_root() / "compose" / "native"
+            self._report(SERVICE, "resolving Maven artifacts (agent)")
+            lib = maven.resolve(native / "agent" / "pom.xml", native / "pom.xml", "agent")
+        adir = self.lay.service_dir(SERVICE)
+        for sub in ("relocation", "offsets"):
+            (adir / sub).mkdir(parents=True, exist_ok=True)
+        url = self.http_url()
+        spawn_and_wait(
+            self.lay,
+            SERVICE,
+            agent_command(java, lib, self.s, properties),
+            lambda: httpx.get(f"{url}/health", timeout=3).status_code == 200,
+            cwd=adir,
+        )
+        return time.monotonic() - started

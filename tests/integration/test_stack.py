@@ -108,6 +108,7 @@ def test_status_json_and_up_twice_is_a_noop(stack: Endpoints) -> None:
     assert set(rows) == {
         "postgres",
         "redis",
+        "vault",
         "kafka",
         "cassandra",
         "connect",
@@ -121,6 +122,8 @@ def test_status_json_and_up_twice_is_a_noop(stack: Endpoints) -> None:
     assert rows["cassandra"]["version"].startswith("5.0")
     assert rows["kafka"]["port"] == 9092
     assert rows["prometheus"]["port"] == 9090
+    assert rows["vault"]["port"] == 8200
+    assert rows["vault"]["version"][0].isdigit()
     assert rows["prometheus"]["version"][0].isdigit()
 
 

