@@ -185,6 +185,8 @@ class LocalStack:
                         "running from before TLS (plain TCP accepted): "
                         "`cdcctl stack down && cdcctl stack up` restarts it with TLS only",
                     )
+                if svc == "vault":
+                    self._unseal_running_vault()
                 results.append(StartResult(svc, "already running", 0.0))
                 continue
             self._report(svc, "starting")
@@ -790,6 +792,19 @@ class LocalStack:
                 )
             admin.put_policy(VAULT_CONNECT_POLICY, vault_connect_policy())
             self._ensure_connect_token(admin)
+
+    def _unseal_running_vault(self) -> None:
+        """A running OpenBao that was sealed (`bao operator seal`) is unsealed again by `up`."""
+        with self._bao() as admin:
+            health = admin.health()
+            if not (health.initialized and health.sealed):
+                return
+            self._report("vault", "running but sealed: unsealing")
+            for key in self._vault_unseal_keys():
+                if not admin.unseal(key):
+                    break
+            deadline = time.monotonic() + READY_TIMEOUT["vault"]
+            _wait_for(lambda: admin.health().ready, deadline, "OpenBao did not become active")
 
     def _vault_unseal_keys(self) -> list[str]:
         try:

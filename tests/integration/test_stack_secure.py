@@ -164,6 +164,23 @@ def test_vault_restarted_is_unsealed_and_keeps_the_connect_token(secure: LocalSt
     assert vault_get(secure, token.strip(), "secret/data/cdc/postgres").status_code == 200
 
 
+def test_up_unseals_a_running_vault_that_was_sealed(secure: LocalStack) -> None:
+    sealed = httpx.put(
+        f"{secure.vault_addr()}/v1/sys/seal",
+        headers={"X-Vault-Token": secure.vault_token()},
+        verify=verified(secure),
+        timeout=10,
+    )
+    assert sealed.status_code == 204, sealed.text
+    health = f"{secure.vault_addr()}/v1/sys/health"
+    assert httpx.get(health, verify=verified(secure), timeout=10).status_code == 503
+    said: list[str] = []
+    [result] = LocalStack(secure.s, report=lambda _svc, msg: said.append(msg)).up(["vault"])
+    assert result.action == "already running"
+    assert "running but sealed: unsealing" in said
+    assert httpx.get(health, verify=verified(secure), timeout=10).status_code == 200
+
+
 def test_env_and_status_show_vault(secure: LocalStack) -> None:
     state = ["--state-dir", str(secure.lay.root)]
     rows = {r["name"]: r for r in cdcctl_json("stack", "status", *state)}
