@@ -125,15 +125,26 @@ class ConfigValidation(_Result):
     name: str
     error_count: int
     errors: dict[str, list[str]] = Field(default_factory=dict)
+    values: dict[str, str | None] = Field(default_factory=dict)
+    """Each key's value as the workers see it (after their config providers; passwords hidden)."""
 
     @classmethod
     def from_response(cls, body: Mapping[str, Any]) -> ConfigValidation:
         errors: dict[str, list[str]] = {}
+        values: dict[str, str | None] = {}
         for item in body.get("configs", []):
             value = item.get("value", {})
+            name = str(value.get("name"))
+            raw = value.get("value")
+            values[name] = None if raw is None else str(raw)
             if value.get("errors"):
-                errors[str(value.get("name"))] = [str(e) for e in value["errors"]]
-        return cls(name=body.get("name", ""), error_count=body.get("error_count", 0), errors=errors)
+                errors[name] = [str(e) for e in value["errors"]]
+        return cls(
+            name=body.get("name", ""),
+            error_count=body.get("error_count", 0),
+            errors=errors,
+            values=values,
+        )
 
 
 _ModelT = TypeVar("_ModelT", bound=_Result)

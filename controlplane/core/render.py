@@ -49,7 +49,7 @@ HASH_KEY = "cdcctl.config-hash"
 STOPPED_KEY = "cdcctl.stopped-tables"
 # The Vault version of the sink's password: a rotation changes it, so apply PUTs the config and
 # Connect restarts the connector, whose tasks resolve ${vault:...} again (decision 0070).
-SECRET_VERSION_KEY = "cdcctl.secret-version"  # noqa: S105  # nosec B105 - a key name
+SECRET_VERSION_KEY = "cdcctl.secret-version"  # noqa: S105  # nosec B105  # pragma: allowlist secret
 # External agents' bundle digests {node id: digest} as of the last apply: what `plan` compares the
 # rendered bundles with, shared by every operator through Connect (decision 0070).
 AGENT_BUNDLES_KEY = "cdcctl.agent-bundles"

@@ -36,7 +36,7 @@ from typing import Any, Protocol
 
 from controlplane.adapters import cassandra, kafka, postgres, vault
 from controlplane.core.ddl import PgNames, TableDdl, generate_ddl
-from controlplane.core.errors import CassandraError, UsageError
+from controlplane.core.errors import CassandraError, ConnectError, UsageError
 from controlplane.core.manifest import Pipeline
 from controlplane.core.manifest_loader import LoadedManifest, load_manifests
 from controlplane.core.plan import (
@@ -264,6 +264,7 @@ def build_plan(
     connectors_by_url: dict[str, dict[str, dict[str, str]]] = {}
     access_by_url: dict[str, ConnectAccess] = {}
     agents_seen: set[Path] = set()
+    providers_checked: set[tuple[str, str]] = set()
     agent_index: int | None = None
     cql = _Cassandra(target)
     try:
@@ -324,6 +325,12 @@ def build_plan(
             access_by_url.setdefault(url, endpoints.connect)
             if url not in connectors_by_url:
                 connectors_by_url[url] = _connector_configs(endpoints.connect, target)
+            if (
+                url,
+                "vault",
+            ) not in providers_checked and p.spec.sink.postgres.password_secret.vault:
+                check_vault_provider(endpoints.connect, target, rendered.sink_config)
+                providers_checked.add((url, "vault"))
             actual = connectors_by_url[url].get(rendered.sink_name)
             plan.changes.append(
                 plan_connector(p.name, rendered.sink_name, rendered.sink_config, actual)
@@ -404,6 +411,38 @@ def _external_bundles(p: Pipeline, target: Target, session: Any) -> dict[str, st
     from controlplane.services.agents import bundle_digests_for
 
     return bundle_digests_for(p, target, session)
+
+
+# A string key Connect's config validation echoes, probed with a placeholder that names no real
+# key: a vault provider on the workers fails on it, a worker without one echoes it unchanged.
+PROVIDER_PROBE_KEY = "errors.deadletterqueue.topic.name"
+PROVIDER_PROBE_FIELD = "__cdcctl_provider_probe__"
+
+
+def check_vault_provider(
+    access: ConnectAccess, target: Target, sink_config: dict[str, str]
+) -> None:
+    """Before anything is PUT: the workers must resolve ``${vault:...}``, else the sink would
+    log in with the placeholder's text. Kafka Connect does not list config providers, but its
+    config validation runs them, so a probe placeholder tells (nothing secret is read)."""
+    placeholder = sink_config.get("connection.password", "")
+    path = placeholder.removeprefix("${vault:").rpartition(":")[0]
+    probe = f"${{vault:{path}:{PROVIDER_PROBE_FIELD}}}"
+    config = {**sink_config, PROVIDER_PROBE_KEY: probe}
+    try:
+        with connect_client(access, target, timeout=30) as connect:
+            result = connect.validate_config(config["connector.class"], config)
+    except ConnectError as exc:
+        if exc.status is None or exc.status in (401, 403):
+            raise  # unreachable or unauthorised: not a statement about providers
+        return  # the provider ran and refused the probe: it is there
+    if result.values.get(PROVIDER_PROBE_KEY) == probe:
+        raise ConnectError(
+            f"the Kafka Connect workers at {access.url} have no `vault` config provider: the "
+            f"sink's password placeholder {placeholder} would reach PostgreSQL unresolved",
+            hint="install cass-cdc-pg-vault-config-provider on the workers' plugin.path and set "
+            "config.providers=vault,... (docs/deploy.md#2-the-connect-workers), then apply again",
+        )
 
 
 def _connector_configs(access: ConnectAccess, target: Target) -> dict[str, dict[str, str]]:

@@ -39,6 +39,7 @@ def test_status_of_a_stack_never_started_is_json(tmp_path: Path) -> None:
     assert [r["name"] for r in rows] == [
         "postgres",
         "redis",
+        "vault",
         "kafka",
         "cassandra",
         "connect",

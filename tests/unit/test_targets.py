@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -121,7 +122,9 @@ def test_bad_contexts_are_manifest_errors(contexts: Path) -> None:
 
 def test_context_secrets_are_references_only() -> None:
     with pytest.raises(ValueError, match="password"):
-        Context.model_validate({"connect": {"url": "https://x", "password": "hunter2"}})
+        Context.model_validate(
+            {"connect": {"url": "https://x", "password": "x"}}
+        )  # pragma: allowlist secret
 
 
 def test_ipv6_and_bare_hosts() -> None:
@@ -147,3 +150,51 @@ def test_agent_bundles_plan_compares_with_what_apply_recorded() -> None:
     gone = plan_agent_bundles("p", {}, {"n1": "aaa"})
     assert [(c.name, c.action) for c in gone] == [("n1", "delete")]
     assert recorded_bundles({AGENT_BUNDLES_KEY: "not json"}) == {}
+
+
+def _validate_answer(probe_value: str | None, status: int = 200) -> Any:
+    import httpx
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        if status != 200:
+            return httpx.Response(status, json={"error_code": status, "message": "vault: no key"})
+        configs = [{"value": {"name": "errors.deadletterqueue.topic.name", "value": probe_value}}]
+        return httpx.Response(200, json={"name": "x", "error_count": 0, "configs": configs})
+
+    return httpx.MockTransport(handler)
+
+
+@pytest.mark.parametrize(
+    ("answer", "missing"),
+    [("echo", True), ("resolved", False), ("refused", False)],
+)
+def test_a_missing_vault_provider_is_found_before_anything_is_put(
+    monkeypatch: pytest.MonkeyPatch, answer: str, missing: bool
+) -> None:
+    from controlplane.adapters.connect import ConnectClient
+    from controlplane.core.errors import ConnectError
+    from controlplane.core.target import ConnectAccess, Target
+    from controlplane.services import apply
+
+    sink = {
+        "connector.class": "io.debezium.connector.jdbc.JdbcSinkConnector",
+        "connection.password": "${vault:secret/cdc/postgres:password}",
+    }
+    probe = "${vault:secret/cdc/postgres:__cdcctl_provider_probe__}"
+    transport = {
+        "echo": _validate_answer(probe),
+        "resolved": _validate_answer(None),
+        "refused": _validate_answer(None, status=500),
+    }[answer]
+    monkeypatch.setattr(
+        apply,
+        "connect_client",
+        lambda access, target, timeout=10.0: ConnectClient(access.url, transport=transport),
+    )
+    target = Target(name="prod", connect=ConnectAccess(url="https://connect:8083"))
+    if missing:
+        with pytest.raises(ConnectError, match="no `vault` config provider") as info:
+            apply.check_vault_provider(target.connect, target, sink)
+        assert info.value.exit_code == 5
+    else:
+        apply.check_vault_provider(target.connect, target, sink)
