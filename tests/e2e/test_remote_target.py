@@ -19,6 +19,7 @@ import re
 import shlex
 import shutil
 import signal
+import ssl
 import subprocess  # nosec B404  # our own CLI and the rendered agent unit, fixed argv
 import sys
 import time
@@ -275,10 +276,10 @@ def install_and_start_agent(bundle: Path, node: Path) -> subprocess.Popen[bytes]
     env_text = (etc / "agent.env").read_text()
     java_opts = re.search(r'^JAVA_OPTS="(.*)"$', env_text, re.M)
     command = command.replace("$JAVA_OPTS", java_opts.group(1) if java_opts else "")
-    log = (node / "log" / "stdout.log").open("ab")
-    return subprocess.Popen(  # nosec B603  # the rendered unit's own command line
-        shlex.split(command), cwd=node / "state", stdout=log, stderr=log, start_new_session=True
-    )
+    with (node / "log" / "stdout.log").open("ab") as log:
+        return subprocess.Popen(  # nosec B603  # the rendered unit's own command line
+            shlex.split(command), cwd=node / "state", stdout=log, stderr=log, start_new_session=True
+        )
 
 
 def pg_names(prod: dict[str, Any], password: str) -> list[tuple[Any, ...]]:
@@ -409,7 +410,9 @@ def _assert_nowhere(secrets: list[str], prod: dict[str, Any], *, texts: list[str
     ports = prod["ports"]
     auth = (prod["connect_user"], prod["connect_password"])
     base = f"https://127.0.0.1:{ports.connect}"
-    with httpx.Client(verify=prod["ca"], auth=auth, timeout=30) as http:
+    with httpx.Client(
+        verify=ssl.create_default_context(cafile=prod["ca"]), auth=auth, timeout=30
+    ) as http:
         for path in (
             "/connectors?expand=info&expand=status",
             f"/connectors/{SINK}/config",
@@ -511,6 +514,8 @@ def test_bad_secrets_and_targets_exit_5_with_nothing_applied(
     )
     assert rows[0][0] is None
     auth = (prod["connect_user"], prod["connect_password"])
-    with httpx.Client(verify=prod["ca"], auth=auth, timeout=30) as http:
+    with httpx.Client(
+        verify=ssl.create_default_context(cafile=prod["ca"]), auth=auth, timeout=30
+    ) as http:
         names = http.get(f"https://127.0.0.1:{prod['ports'].connect}/connectors").json()
     assert f"{name}-jdbc-sink" not in names

@@ -60,7 +60,7 @@ def test_example_manifest_is_valid() -> None:
     p = loaded.pipeline
     assert p.name == "demo"
     assert p.tables == ["users", "orders"]
-    assert p.spec.sink.postgres.password_secret.describe() == "env:CDC_PG_PASSWORD"
+    assert p.spec.sink.postgres.password_secret.describe() == "vault:secret/cdc/postgres#password"
     assert loaded.location == f"{EXAMPLE}:6:9"
 
 

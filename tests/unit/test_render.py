@@ -54,7 +54,7 @@ def test_sink_config(pipeline: Pipeline, ctx: RenderContext) -> None:
             "&ApplicationName=cdc-sink-demo&sslmode=require"
         ),
         "connection.username": "cdc",
-        "connection.password": "${env:CDC_PG_PASSWORD}",
+        "connection.password": "${vault:secret/cdc/postgres:password}",
         "connection.pool.min_size": "1",
         "connection.pool.max_size": "4",
         "connection.pool.acquire_increment": "1",
@@ -127,7 +127,7 @@ def test_no_secret_value_anywhere(
     blobs = [*rendered.sink_config.values(), agent.properties, agent.driver_conf]
     assert all(SECRET not in blob for blob in blobs)
     assert rendered.sink_config["connection.password"] == password_placeholder(pipeline)
-    assert rendered.sink_config["connection.password"] == "${env:CDC_PG_PASSWORD}"
+    assert rendered.sink_config["connection.password"] == "${vault:secret/cdc/postgres:password}"
 
 
 def test_every_value_is_a_string(pipeline: Pipeline, ctx: RenderContext) -> None:
