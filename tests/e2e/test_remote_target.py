@@ -484,7 +484,7 @@ def test_bad_secrets_and_targets_exit_5_with_nothing_applied(
     if case == "wrong-token":
         env["PROD_VAULT_TOKEN"] = "s.not-a-token"
     elif case == "connect-password":
-        env["PROD_CONNECT_PASSWORD"] = "wrong"
+        env["PROD_CONNECT_PASSWORD"] = "wrong"  # pragma: allowlist secret
     elif case == "vault-down":
         ctx = yaml.safe_load((operator["home"] / "config.yaml").read_text())["contexts"]["prod"]
         ctx["vault"]["address"] = "https://127.0.0.1:1"
