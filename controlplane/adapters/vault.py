@@ -17,6 +17,7 @@ import requests
 from controlplane.core.errors import SecretError
 from controlplane.core.manifest import SecretRef
 from controlplane.core.properties import load_properties
+from controlplane.core.redaction import redacted_in_logs
 from controlplane.core.target import VaultAccess
 
 
@@ -26,6 +27,7 @@ class VaultSecret:
     version: int
 
 
+@redacted_in_logs  # every value returned is masked in log lines (core.redaction)
 def resolve(
     ref: SecretRef, *, base_dir: Path | None = None, vault: VaultAccess | None = None
 ) -> str:

@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
+import os
 import sys
 
 import typer
 
 from controlplane import __version__
+from controlplane.cli import agent, dlq, logs, schema, verify
 from controlplane.cli.apply import apply
+from controlplane.cli.base import Typer
 from controlplane.cli.control import register as register_control
 from controlplane.cli.output import print_error
 from controlplane.cli.stack import app as stack_app
 from controlplane.core.errors import CdcError
 
-app = typer.Typer(
+app = Typer(
     name="cdcctl",
     help="Control plane of the cass-cdc-pg Cassandra -> PostgreSQL CDC pipeline.",
     no_args_is_help=True,
@@ -21,12 +24,16 @@ app = typer.Typer(
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 app.add_typer(stack_app, name="stack")
-app.add_typer(__import__("controlplane.cli.verify", fromlist=["app"]).app, name="verify")
-app.add_typer(__import__("controlplane.cli.schema", fromlist=["app"]).app, name="schema")
-app.add_typer(__import__("controlplane.cli.dlq", fromlist=["app"]).app, name="dlq")
-app.add_typer(__import__("controlplane.cli.agent", fromlist=["app"]).app, name="agent")
+app.add_typer(verify.app, name="verify")
+app.add_typer(schema.app, name="schema")
+app.add_typer(dlq.app, name="dlq")
+app.add_typer(agent.app, name="agent")
 app.command()(apply)
 register_control(app)
+# The name the product was announced with: the same command as `dlq replay`, listed in the help.
+app.command(
+    "replay-dlq", epilog="The same command as `cdcctl dlq replay` (the name it was announced with)."
+)(dlq.replay)
 
 
 def _version(value: bool) -> None:
@@ -40,8 +47,28 @@ def _root(
     version: bool = typer.Option(
         False, "--version", callback=_version, is_eager=True, help="Print the version and exit."
     ),
+    log_format: logs.LogFormat | None = typer.Option(
+        None,
+        "--log-format",
+        envvar="CDCCTL_LOG_FORMAT",
+        case_sensitive=False,
+        help="Log lines on stderr as json (one object per line) or text. Default: text when "
+        "stderr is a terminal, json otherwise.",
+    ),
+    log_level: logs.LogLevel = typer.Option(
+        logs.LogLevel.info,
+        "--log-level",
+        envvar="CDCCTL_LOG_LEVEL",
+        case_sensitive=False,
+        help="The least severe level logged. debug adds each command's start and end (with its "
+        "exit code) and the libraries' own logs. Every line carries run_id (random, or "
+        f"${logs.RUN_ID_ENV}) and command; secrets are masked.",
+    ),
 ) -> None:
     """Control plane of the cass-cdc-pg Cassandra -> PostgreSQL CDC pipeline."""
+    if log_format is None:
+        log_format = logs.LogFormat.text if sys.stderr.isatty() else logs.LogFormat.json
+    logs.configure(log_format, log_level, os.environ.get(logs.RUN_ID_ENV) or logs.new_run_id())
 
 
 def main() -> None:

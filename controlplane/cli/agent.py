@@ -13,10 +13,11 @@ from typing import Any
 import typer
 
 from controlplane.cli.apply import FILES
+from controlplane.cli.base import Typer
 from controlplane.cli.output import OUTPUT_OPTION, OutputFormat, emit, err_console
 from controlplane.cli.targeting import CONTEXT, STATE_DIR, resolve
 
-app = typer.Typer(
+app = Typer(
     help="Debezium Cassandra agents (one per Cassandra node): render their bundles, check "
     "their health.",
     no_args_is_help=True,
@@ -37,7 +38,7 @@ def render(
         ..., "--out", help="Directory to write <out>/<node id>/<file> into (created)."
     ),
     node: list[str] = typer.Option(
-        None, "--node", help="Only this node id (repeatable); default every node."
+        None, "--node", metavar="ID", help="Only this node id (repeatable); default every node."
     ),
     offline: bool = OFFLINE,
     context: str | None = CONTEXT,

@@ -15,7 +15,11 @@ from controlplane.cli.targeting import CONNECT_URL, CONTEXT, STATE_DIR, resolve
 err = Console(stderr=True, soft_wrap=True)
 
 FILES = typer.Option(
-    ..., "--filename", "-f", help="Manifest file, directory of *.yaml, or - for stdin (repeatable)."
+    ...,
+    "--filename",
+    "-f",
+    metavar="FILE",
+    help="Manifest file, directory of *.yaml, or - for stdin (repeatable).",
 )
 PRUNE = typer.Option(
     False,

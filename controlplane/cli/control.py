@@ -13,15 +13,16 @@ from typing import Any
 import typer
 
 from controlplane.cli.apply import FILES, PRUNE, PRUNE_MATCH, plan
+from controlplane.cli.base import Typer
 from controlplane.cli.output import OUTPUT_OPTION, OutputFormat, emit
 from controlplane.cli.targeting import CONNECT_URL, CONTEXT, STATE_DIR, resolve
 
-manifest_app = typer.Typer(help="Pipeline manifest tools.", no_args_is_help=True)
-get_app = typer.Typer(help="List pipelines or connectors.", no_args_is_help=True)
-describe_app = typer.Typer(help="Show one pipeline in detail.", no_args_is_help=True)
-delete_app = typer.Typer(help="Delete a pipeline.", no_args_is_help=True)
-offsets_app = typer.Typer(help="Read or reset a pipeline's sink offsets.", no_args_is_help=True)
-config_app = typer.Typer(
+manifest_app = Typer(help="Pipeline manifest tools.", no_args_is_help=True)
+get_app = Typer(help="List pipelines or connectors.", no_args_is_help=True)
+describe_app = Typer(help="Show one pipeline in detail.", no_args_is_help=True)
+delete_app = Typer(help="Delete a pipeline.", no_args_is_help=True)
+offsets_app = Typer(help="Read or reset a pipeline's sink offsets.", no_args_is_help=True)
+config_app = Typer(
     help="cdcctl contexts: named targets (where Connect, Kafka, Cassandra, PostgreSQL, Vault "
     "and Redis are, and how to authenticate).",
     no_args_is_help=True,
@@ -187,7 +188,11 @@ def delete_pipeline(
         False, "--drop-data", help="Also drop its PostgreSQL tables, views and functions."
     ),
     filename: list[str] = typer.Option(
-        None, "--filename", "-f", help="The pipeline's manifest (needed with --drop-data)."
+        None,
+        "--filename",
+        "-f",
+        metavar="FILE",
+        help="The pipeline's manifest (needed with --drop-data).",
     ),
     connect_url: str | None = CONNECT_URL,
     context: str | None = CONTEXT,
@@ -312,13 +317,13 @@ def reconcile(
     output: OutputFormat = OUTPUT_OPTION,
 ) -> None:
     """Plan + apply, restore hand-edited connectors, restart failed ones with Strimzi's backoff,
-    under a Redis lease so two reconcilers never act at once. Logs JSON lines on stderr."""
+    under a Redis lease so two reconcilers never act at once. Every action is logged on stderr
+    (JSON lines unless stderr is a terminal: see --log-format of cdcctl)."""
     from dataclasses import asdict
 
-    from controlplane.services.reconcile import Reconciler, configure_logging
+    from controlplane.services.reconcile import Reconciler
     from controlplane.services.targets import managed_agents
 
-    configure_logging()
     ttl = lease_ttl or max(30.0, 3 * interval)
     target = resolve(context, connect_url, state_dir)
     rec = Reconciler(

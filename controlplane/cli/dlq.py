@@ -9,10 +9,11 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from controlplane.cli.apply import FILES
+from controlplane.cli.base import Typer
 from controlplane.cli.output import OUTPUT_OPTION, OutputFormat, emit, err_console
 from controlplane.cli.targeting import CONTEXT, STATE_DIR, resolve
 
-app = typer.Typer(
+app = Typer(
     help="Dead-letter queues: list, show and replay the records the sink could not write.",
     no_args_is_help=True,
 )

@@ -7,10 +7,11 @@ from pathlib import Path
 import typer
 
 from controlplane.cli.apply import FILES
+from controlplane.cli.base import Typer
 from controlplane.cli.output import OUTPUT_OPTION, OutputFormat, emit
 from controlplane.cli.targeting import CONNECT_URL, CONTEXT, STATE_DIR, resolve
 
-app = typer.Typer(help="Carry Cassandra schema changes (ADD/DROP column, new table) to PostgreSQL.")
+app = Typer(help="Carry Cassandra schema changes (ADD/DROP column, new table) to PostgreSQL.")
 COLUMNS = ["pipeline", "table", "action", "columns", "result", "reason"]
 
 REBUILD = typer.Option(

@@ -10,12 +10,13 @@ from typing import TYPE_CHECKING
 import typer
 from rich.console import Console
 
+from controlplane.cli.base import Typer
 from controlplane.cli.output import OUTPUT_OPTION, OutputFormat, emit
 
 if TYPE_CHECKING:
     from controlplane.services.stack import LocalStack
 
-app = typer.Typer(
+app = Typer(
     help="Run the local stack natively: PostgreSQL, Redis, OpenBao, Kafka (KRaft), Cassandra, "
     "Kafka Connect, the Debezium Cassandra agent and Prometheus.",
     no_args_is_help=True,

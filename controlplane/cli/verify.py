@@ -18,12 +18,12 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
+from controlplane.cli.base import Typer
 from controlplane.cli.output import OUTPUT_OPTION, OutputFormat, emit, err_console
 from controlplane.cli.targeting import CONTEXT, STATE_DIR, resolve
 from controlplane.core.errors import UsageError
 
-app = typer.Typer(
-    help="Prove PostgreSQL matches Cassandra: token ranges in parallel, Redis checkpoints.",
+app = Typer(
     no_args_is_help=False,
     invoke_without_command=True,
 )
@@ -76,7 +76,11 @@ class _Bar:
 def verify(
     ctx: typer.Context,
     filename: list[str] = typer.Option(
-        None, "--filename", "-f", help="The pipeline's manifest (file, or - for stdin)."
+        None,
+        "--filename",
+        "-f",
+        metavar="FILE",
+        help="The pipeline's manifest (file, or - for stdin).",
     ),
     table: str | None = typer.Option(None, "--table", help="Verify only this table."),
     ranges: int | None = typer.Option(
@@ -119,9 +123,11 @@ def verify(
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
     output: OutputFormat = OUTPUT_OPTION,
 ) -> None:
-    """Compare every row of the pipeline's tables in Cassandra with PostgreSQL's live views.
+    """Prove PostgreSQL matches Cassandra: every row of the pipeline's tables compared with
+    PostgreSQL's live views, token ranges in parallel, checkpoints in Redis.
 
-    Exit code 6 while differences remain (missing, extra or mismatched rows)."""
+    Exit code 6 while differences remain (missing, extra or mismatched rows). The runs are kept
+    in Redis: `verify runs` lists them, `verify show RUN` shows one."""
     if ctx.invoked_subcommand is not None:
         return
     from controlplane.services import verify as svc  # imported here: keeps `--help` fast

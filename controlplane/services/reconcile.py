@@ -7,12 +7,12 @@ One reconcile, under a Redis lease (so two reconcilers never act at once):
    Strimzi's backoff, min(n² + n, 60) minutes after the n-th restart, counted per connector in
    Redis and reset once the connector has been stable for a while.
 
-Everything it does is logged as one JSON object per line (structlog) on stderr.
+Everything it does is logged through structlog; the CLI configures where and how, for every
+command in one place (cli.logs: JSON lines or text on stderr, run_id, secrets masked).
 """
 
 from __future__ import annotations
 
-import sys
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -32,18 +32,6 @@ from controlplane.services.targets import connect_client
 LEASE_KEY = "cdcctl:reconcile:lease"
 RESTARTS_PREFIX = "cdcctl:reconcile:restarts:"
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
-
-
-def configure_logging() -> None:
-    structlog.configure(
-        processors=[
-            structlog.processors.add_log_level,
-            structlog.processors.TimeStamper(fmt="iso", utc=True),
-            structlog.processors.JSONRenderer(sort_keys=True),
-        ],
-        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
-        cache_logger_on_first_use=False,
-    )
 
 
 class RestartStore(Protocol):
