@@ -180,8 +180,15 @@ def port_owner(port: int) -> str | None:
     return None
 
 
-def ensure_port_free(service: str, port: int) -> None:
+def ensure_port_free(service: str, port: int, *, grace_s: float = 0.0) -> None:
+    """Raise PortInUseError when `port` is taken. ``grace_s``: how long a port may stay taken
+    before that counts — a process just stopped can hold its listening socket for a moment
+    while the kernel tears it down (seen as a listener without a pid)."""
+    deadline = time.monotonic() + grace_s
     owner = port_owner(port)
+    while owner and time.monotonic() < deadline:
+        time.sleep(0.2)
+        owner = port_owner(port)
     if owner:
         raise PortInUseError(
             f"{service} cannot start: port {port} is already in use by {owner}",

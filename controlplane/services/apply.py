@@ -544,14 +544,18 @@ def execute_plan(
             Change(change.pipeline, change.kind, change.name, _PAST[change.action])
         )
     if agents is not None and planned.agent is not None:
-        if restart_agent and agents.running():
+        if not agents.running():
+            # A managed agent is cdcctl's to run: one that is down (crashed, killed) is started,
+            # and resumes from its offsets; recreated tables are re-snapshotted when it starts.
+            say("starting the Debezium agent (it was not running)")
+            agents.restart(before_start=lambda: _forget_snapshots(planned))
+            result.changes.append(Change("*", "agent", "start", "started"))
+        elif restart_agent:
             # The agent reads table schemas when it starts: restart it so new tables are
             # captured (its offsets are kept, so nothing written meanwhile is lost).
             say("restarting the Debezium agent so it picks up the new configuration and tables")
             agents.restart(before_start=lambda: _forget_snapshots(planned))
             result.changes.append(Change("*", "agent", "restart", "restarted"))
-        elif not agents.running():
-            _forget_snapshots(planned)  # it captures the recreated tables when it starts
         _record_table_ids(planned)
     return result
 

@@ -78,7 +78,8 @@ class LocalAgents:
         The caller holds the stack's lock; `java` and the agent's `lib` dir are found when not
         given. Returns the seconds it took."""
         started = time.monotonic()
-        processes.ensure_port_free(SERVICE, self.s.ports.agent_http)
+        # grace: a restart has just stopped the previous agent, whose socket may linger briefly
+        processes.ensure_port_free(SERVICE, self.s.ports.agent_http, grace_s=30.0)
         properties = self.properties_path()
         needed = [self.lay.config_dir / "cassandra.yaml", properties]
         missing = [str(p) for p in needed if not p.exists()]
