@@ -1,4 +1,8 @@
-"""Rendering for every command: rich tables for people, JSON/YAML for machines."""
+"""Rendering for every command: rich tables for people, JSON/YAML for machines.
+
+Rich reads ``[...]`` in a string as markup: text that comes from users or components (a file
+name, a pipeline called ``[/]``, an error message quoting either) is escaped or passed as `Text`
+here, so it prints as it is and never raises a MarkupError (decision 0090)."""
 
 from __future__ import annotations
 
@@ -10,7 +14,9 @@ from typing import Any
 import typer
 import yaml
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
 from controlplane.core.errors import CdcError
 
@@ -30,9 +36,9 @@ OUTPUT_OPTION = typer.Option(
 
 
 def print_error(exc: CdcError) -> None:
-    err_console.print(f"[bold red]error:[/] {exc.message}", highlight=False)
+    err_console.print(f"[bold red]error:[/] {escape(exc.message)}", highlight=False)
     if exc.hint:
-        err_console.print(f"[yellow]hint:[/] {exc.hint}", highlight=False)
+        err_console.print(f"[yellow]hint:[/] {escape(exc.hint)}", highlight=False)
 
 
 def emit(
@@ -51,9 +57,9 @@ def emit(
         return
     rows: Sequence[Mapping[str, Any]] = [data] if isinstance(data, Mapping) else data
     cols = list(columns or (rows[0].keys() if rows else []))
-    table = Table(title=title)
+    table = Table(title=None if title is None else Text(title))
     for col in cols:
-        table.add_column(col.upper())
+        table.add_column(Text(col.upper()))
     for row in rows:
-        table.add_row(*("" if row.get(c) is None else str(row.get(c)) for c in cols))
+        table.add_row(*(Text("" if row.get(c) is None else str(row.get(c))) for c in cols))
     console.print(table)

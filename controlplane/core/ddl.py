@@ -15,10 +15,16 @@ The gate is a BEFORE INSERT OR UPDATE trigger, because the stock sink sends
 ``INSERT ... ON CONFLICT (pk) DO UPDATE SET c = EXCLUDED.c`` for every column: the INSERT part
 builds a fresh row, the UPDATE part merges the event into OLD per column on the write time.
 Everything generated is a pure function of the TableModel, so plan/diff can compare text.
+
+Column names come from Cassandra and may hold anything a quoted CQL identifier can (decision
+0090): they appear only as quoted identifiers (`quote_ident`) or string literals
+(`quote_literal`), never in comments; each function body is dollar-quoted with a tag that does
+not occur in it (`dollar_quote`); names PostgreSQL cannot hold are refused before any DDL runs.
 """
 
 from __future__ import annotations
 
+import hashlib
 import zlib
 from collections.abc import Sequence
 
@@ -69,12 +75,31 @@ _MAX = "9223372036854775807::bigint"
 _NOW_US = "(extract(epoch FROM now()) * 1000000)::bigint"
 
 
+class UnsafeIdentifierError(SchemaError):
+    """A Cassandra name PostgreSQL cannot hold as it is: nothing is created for its table.
+    Exit 5, as for anything a component holds that cdcctl cannot carry."""
+
+    exit_code = 5
+
+
 def quote_ident(name: str) -> str:
     """Always-quoted PostgreSQL identifier: case and reserved words survive as they are."""
-    if "\x00" in name or not name:
-        raise SchemaError(f"invalid identifier {name!r}")
-    if len(name.encode()) > PG_MAX_IDENT_BYTES:
-        raise SchemaError(
+    if not name:
+        raise UnsafeIdentifierError("an empty identifier cannot be created in PostgreSQL")
+    if "\x00" in name:
+        raise UnsafeIdentifierError(
+            f"identifier {name!r} holds a NUL character, which PostgreSQL cannot store",
+            hint="rename the Cassandra object",
+        )
+    try:
+        size = len(name.encode())
+    except UnicodeEncodeError:
+        raise UnsafeIdentifierError(
+            f"identifier {name!r} is not valid Unicode (a lone surrogate)",
+            hint="rename the Cassandra object",
+        ) from None
+    if size > PG_MAX_IDENT_BYTES:
+        raise UnsafeIdentifierError(
             f"identifier {name!r} is longer than PostgreSQL's {PG_MAX_IDENT_BYTES} bytes",
             hint="PostgreSQL would truncate it silently; rename the Cassandra object",
         )
@@ -82,7 +107,54 @@ def quote_ident(name: str) -> str:
 
 
 def quote_literal(value: str) -> str:
-    return "'" + value.replace("'", "''") + "'"
+    """A string constant that reads the same whatever ``standard_conforming_strings`` says: with
+    a backslash in it, an escape string (``E'...'``, backslashes doubled), as PostgreSQL's own
+    ``quote_literal`` writes it."""
+    if "\x00" in value:
+        raise UnsafeIdentifierError(f"{value!r} holds a NUL character")
+    quoted = "'" + value.replace("'", "''") + "'"
+    if "\\" in value:
+        return "E" + quoted.replace("\\", "\\\\")
+    return quoted
+
+
+def dollar_quote(body: str, tag: str = "fn") -> str:
+    """``$fn$<body>$fn$``, with a tag that does not occur in the body: ``$fn$`` when it does not,
+    else one derived from the body's hash (checked again, so the body can never end the quote).
+    Function bodies hold column names, and a name may hold ``$fn$``."""
+    candidate = f"${tag}$"
+    digest = hashlib.sha256(body.encode("utf-8", "surrogatepass")).hexdigest()
+    for i in range(len(digest) - 8):
+        if candidate not in body:
+            return f"{candidate}{body}{candidate}"
+        candidate = f"${tag}_{digest[i : i + 8]}$"
+    raise UnsafeIdentifierError("no dollar-quote tag fits this function body")  # not reachable
+
+
+def _function(lines: Sequence[str]) -> str:
+    """A CREATE FUNCTION statement: two header lines (the second ending in ``AS``), then the
+    body, dollar-quoted with a tag that does not occur in it."""
+    header, body = lines[:2], lines[2:]
+    return "\n".join(header) + " " + dollar_quote("\n" + "\n".join(body) + "\n")
+
+
+def sink_identifier_problem(name: str) -> str | None:
+    """Why the Debezium JDBC sink could not use `name` as a column name safely, or None.
+
+    The sink renders identifiers with Hibernate (7.2.6 in the pinned 3.6.0.Final plugin):
+    ``Dialect.toQuotedIdentifier`` is ``openQuote + name + closeQuote`` without doubling a ``"``
+    inside, and ``Identifier.toIdentifier`` first trims whitespace and strips one pair of
+    `` ` ``, ``[]`` or ``""`` around the name. A ``"`` in a column name therefore ends the
+    identifier inside the sink's own ``INSERT ... ON CONFLICT`` statement, and the other forms
+    write to another column. `generate_ddl` does not call this (cdcctl's own DDL quotes every
+    name correctly); it is for the caller that plans a pipeline (decision 0090)."""
+    if '"' in name:
+        return 'holds a double quote ("), which the JDBC sink does not escape in its statements'
+    if name != name.strip():
+        return "starts or ends with whitespace, which the JDBC sink trims"
+    if len(name) > 2 and (name[0], name[-1]) in (("`", "`"), ("[", "]")):
+        return "is enclosed in ` or [], which the JDBC sink strips as quote marks"
+    return None
 
 
 class PgNames(BaseModel):
@@ -157,7 +229,13 @@ def _check(table: TableModel) -> None:
                 "for the pipeline's metadata",
                 hint="rename the Cassandra column",
             )
-        quote_ident(c.name)
+        try:
+            quote_ident(c.name)
+        except UnsafeIdentifierError as exc:
+            raise UnsafeIdentifierError(
+                f"table {where}, column {c.name!r}: {exc.message}; nothing was created",
+                hint=exc.hint or "rename the Cassandra column",
+            ) from None
     names = pg_names(table)
     for n in (
         names.raw_schema,
@@ -167,7 +245,12 @@ def _check(table: TableModel) -> None:
         table.table + "__bound_cmp",
         table.table + "__tomb_pk",
     ):
-        quote_ident(n)
+        try:
+            quote_ident(n)
+        except UnsafeIdentifierError as exc:
+            raise UnsafeIdentifierError(
+                f"table {where}: {exc.message}; nothing was created", hint=exc.hint
+            ) from None
 
 
 class _Gen:
@@ -243,7 +326,7 @@ class _Gen:
         nb = len(self.t.clustering) + 1
         lines = [
             f"CREATE OR REPLACE FUNCTION {self.n.function('__bound_cmp')}({params}, jsonb)",
-            "RETURNS integer LANGUAGE plpgsql STABLE AS $fn$",
+            "RETURNS integer LANGUAGE plpgsql STABLE AS",
             "DECLARE",
             "  v_vals jsonb;",
             "  v text;",
@@ -276,8 +359,8 @@ class _Gen:
                 f"    RETURN {gt};",
                 "  END IF;",
             ]
-        lines += ["  RETURN 0;", "END", "$fn$"]
-        return "\n".join(lines)
+        lines += ["  RETURN 0;", "END"]
+        return _function(lines)
 
     def in_range(self) -> str:
         params = ", ".join(self.raw_types[c.name] for c in self.t.clustering)
@@ -285,10 +368,10 @@ class _Gen:
         args = ", ".join(f"${i}" for i in range(1, m + 1))
         s, e = f"${m + 1}", f"${m + 2}"
         cmp = self.n.function("__bound_cmp")
-        return "\n".join(
+        return _function(
             [
                 f"CREATE OR REPLACE FUNCTION {self.n.function('__in_range')}({params}, text, text)",
-                "RETURNS boolean LANGUAGE sql STABLE AS $fn$",
+                "RETURNS boolean LANGUAGE sql STABLE AS",
                 "  SELECT (CASE WHEN sc > 0 THEN true WHEN sc < 0 THEN false",
                 "               ELSE coalesce(sm IN ('INCL_START_BOUND',"
                 " 'EXCL_END_INCL_START_BOUNDARY'), true) END)",
@@ -297,7 +380,6 @@ class _Gen:
                 " 'INCL_END_EXCL_START_BOUNDARY'), true) END)",
                 f"  FROM (SELECT {cmp}({args}, {s}::jsonb) AS sc, {s}::jsonb ->> 'method' AS sm,",
                 f"               {cmp}({args}, {e}::jsonb) AS ec, {e}::jsonb ->> 'method' AS em) b",
-                "$fn$",
             ]
         )
 
@@ -320,7 +402,7 @@ class _Gen:
         L: list[str] = []
         a = L.append
         a(f"CREATE OR REPLACE FUNCTION {self.n.function('__lww')}()")
-        a("RETURNS trigger LANGUAGE plpgsql AS $fn$")
+        a("RETURNS trigger LANGUAGE plpgsql AS")
         a("#variable_conflict use_variable")
         a("DECLARE")
         a('  v_ts bigint := NEW."_cdc_writetime";')
@@ -375,7 +457,7 @@ class _Gen:
             nexp = f"(v_xin ->> {key})::bigint"
             co = self.cmp_collate(c)
             wins = f"v_op <> 'd' AND v_set ? {key} AND v_ts > coalesce(v_del, {_MIN})"
-            a(f"  -- {c.name}")
+            a(f"  -- regular column {i}")
             a("  IF TG_OP = 'INSERT' THEN")
             a(f"    IF {wins} THEN")
             a(f"      v_wt[{i}] := v_ts;")
@@ -438,8 +520,7 @@ class _Gen:
         a("  END IF;")
         a("  RETURN NEW;")
         a("END")
-        a("$fn$")
-        return "\n".join(L)
+        return _function(L)
 
     def lww_trigger(self) -> str:
         return (
@@ -449,10 +530,10 @@ class _Gen:
 
     def tomb_apply_function(self) -> str:
         cond = self.tombstone_match("r", "NEW")
-        return "\n".join(
+        return _function(
             [
                 f"CREATE OR REPLACE FUNCTION {self.n.function('__tomb_apply')}()",
-                "RETURNS trigger LANGUAGE plpgsql AS $fn$",
+                "RETURNS trigger LANGUAGE plpgsql AS",
                 "BEGIN",
                 "  -- exclusive against the gate's shared lock: no row of this table is being",
                 "  -- created in another open transaction while the tombstone is applied",
@@ -466,7 +547,6 @@ class _Gen:
                 ' OR r."_cdc_deleted_at" < NEW."_cdc_writetime");',
                 "  RETURN NULL;",
                 "END",
-                "$fn$",
             ]
         )
 
@@ -518,11 +598,11 @@ class _Gen:
                 *(f'r."_cdc_wt"[{i}], r."_cdc_exp"[{i}]' for i in idx),
             ]
         )
-        return "\n".join(
+        return _function(
             [
                 f"CREATE OR REPLACE FUNCTION {self.n.function('__purge')}"
                 "(p_grace interval, p_now_us bigint DEFAULT NULL)",
-                "RETURNS bigint LANGUAGE plpgsql AS $fn$",
+                "RETURNS bigint LANGUAGE plpgsql AS",
                 "#variable_conflict use_variable",
                 "-- Like gc_grace_seconds: drop rows nothing live is left in and tombstones older",
                 "-- than the grace period. A write older than a purged tombstone can resurrect",
@@ -543,7 +623,6 @@ class _Gen:
                 "  GET DIAGNOSTICS v_tombs = ROW_COUNT;",
                 "  RETURN v_rows + v_tombs;",
                 "END",
-                "$fn$",
             ]
         )
 

@@ -9,6 +9,10 @@ A replay re-produces key and value to the original topic and partition, without 
 headers, with ``cdcctl.replay.of=<dlq topic>/<partition>/<offset>``: a record that fails again
 comes back to the DLQ carrying that header, and an unattended replay skips it instead of looping.
 The adapters read and write Kafka; this module decides.
+
+The original topic is whatever the record's headers say, and anyone who can write to the DLQ
+writes those: a replay sends only to the pipeline's own table topics (`replay_topics`) and skips
+any other record with its reason, ``_connect-configs`` included (decision 0090).
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ import base64
 import datetime as dt
 import json
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -224,6 +228,13 @@ class ReplayPlan:
     commit: dict[int, int] = field(default_factory=dict)
 
 
+def replay_topics(table_topics: Iterable[str]) -> frozenset[str]:
+    """Where a replay may send: the pipeline's table topics (``Pipeline.table_topic``) and their
+    ``.tombstones`` companions (the row contract), nothing else."""
+    topics = list(table_topics)
+    return frozenset(topics + [t + ".tombstones" for t in topics])
+
+
 def replay_message(record: DlqRecord, dlq_topic: str) -> ReplayMessage:
     """The record as it was before it failed: same key and value bytes, same partition, its own
     headers minus Connect's, plus where it was replayed from (replacing an older marker)."""
@@ -250,8 +261,13 @@ def plan_replay(
     *,
     selected: Sequence[tuple[int, int]] = (),
     committed: Mapping[int, int] | None = None,
+    allowed_topics: Collection[str] | None = None,
 ) -> ReplayPlan:
     """What `dlq replay` does with the records read from the DLQ.
+
+    `allowed_topics` (`replay_topics` of the pipeline; `services.dlq` always passes it): a record
+    whose headers name another topic, or a negative partition, is skipped with the reason, even
+    when named with --offset. None (tests of the other rules only) checks no topic.
 
     Without `selected`: every record at or after the replay group's committed offset of its
     partition, except records that already are failed replays (they carry ``cdcctl.replay.of``:
@@ -282,6 +298,18 @@ def plan_replay(
             plan.skipped.append(
                 Skipped(record, "no __connect.errors.topic/partition/offset headers")
             )
+        elif allowed_topics is not None and record.context.topic not in allowed_topics:
+            plan.skipped.append(
+                Skipped(
+                    record,
+                    f"its headers name topic {record.context.topic!r}, which is not one of "
+                    "this pipeline's table topics; not sent",
+                )
+            )
+        elif record.context.partition < 0:
+            plan.skipped.append(
+                Skipped(record, f"its headers name partition {record.context.partition}")
+            )
         elif record.replay_of is not None and not selected:
             plan.skipped.append(
                 Skipped(
@@ -296,3 +324,26 @@ def plan_replay(
             p = record.raw.partition
             plan.commit[p] = max(plan.commit.get(p, 0), record.raw.offset + 1)
     return plan
+
+
+def destinations(plans: Iterable[ReplayPlan]) -> dict[str, int]:
+    """How many records a replay sends to each topic, by topic name."""
+    counts: dict[str, int] = {}
+    for plan in plans:
+        for m in plan.messages:
+            counts[m.topic] = counts.get(m.topic, 0) + 1
+    return dict(sorted(counts.items()))
+
+
+def confirmation(plans: Sequence[ReplayPlan]) -> str:
+    """The question asked before sending: every destination topic and its count (a header could
+    name any topic: the operator sees where records go, not only how many)."""
+    counts = destinations(plans)
+    total = sum(counts.values())
+    skipped = sum(len(p.skipped) for p in plans)
+    lines = [f"Replay {total} record(s) to:"]
+    lines += [f"  {topic}: {n}" for topic, n in counts.items()]
+    if skipped:
+        lines.append(f"({skipped} record(s) skipped: see REASON with --dry-run)")
+    lines.append("Send?")
+    return "\n".join(lines)

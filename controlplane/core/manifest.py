@@ -45,7 +45,9 @@ _LABEL_KEY = re.compile(r"^([a-z0-9.-]{1,253}/)?[A-Za-z0-9]([A-Za-z0-9._-]{0,61}
 
 
 class _Model(BaseModel):
-    """Shared config: camelCase aliases, unknown keys rejected, immutable."""
+    """Shared config: camelCase aliases, unknown keys rejected, immutable; integers and booleans
+    strict (YAML 1.1 reads ``yes``/``on``/``true`` as booleans, which pydantic would otherwise
+    take as 1; the JSON Schema says integer)."""
 
     model_config = ConfigDict(
         extra="forbid",
@@ -53,6 +55,30 @@ class _Model(BaseModel):
         alias_generator=to_camel,
         str_strip_whitespace=True,
     )
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _strict_scalars(cls, value: Any, info: ValidationInfo) -> Any:
+        field = cls.model_fields.get(info.field_name or "")
+        annotation = field.annotation if field is not None else None
+        if annotation in (int, int | None) and (
+            isinstance(value, bool) or not isinstance(value, int | None)
+        ):
+            raise ValueError(_not_an_integer(value))
+        if annotation in (bool, bool | None) and not isinstance(value, bool | None):
+            raise ValueError(f"{value!r} is not a boolean (true or false)")
+        return value
+
+
+def _not_an_integer(value: Any) -> str:
+    if isinstance(value, bool):
+        return (
+            f"{str(value).lower()} is a boolean, not an integer (YAML reads yes/no/on/off as "
+            "booleans too)"
+        )
+    if isinstance(value, str):
+        return f"{value!r} is a string, not an integer (write the number without quotes)"
+    return f"{value!r} is not an integer"
 
 
 def _check_host_port(value: str) -> str:
@@ -100,6 +126,16 @@ class SecretRef(_Model):
     def _env_name(cls, value: str | None) -> str | None:
         if value is not None and not _ENV_VAR.match(value):
             raise ValueError(f"{value!r} is not an environment variable name")
+        return value
+
+    @field_validator("file")
+    @classmethod
+    def _file_name(cls, value: str | None) -> str | None:
+        # Whitespace is stripped first: "" and "  " both name no file.
+        if value is not None and not value:
+            raise ValueError("`file` of a secret reference is empty: name the file")
+        if value is not None and "\x00" in value:
+            raise ValueError("`file` of a secret reference holds a NUL character")
         return value
 
     @model_validator(mode="after")
@@ -475,6 +511,42 @@ class PostgresTls(_Model):
         return "verify-full" if self.ca_file is not None else "require"
 
 
+# PostgreSQL database names cdcctl accepts: an identifier (letters, digits, `_`, `$`; not starting
+# with a digit or `$`) or with `-`, at most 63 bytes. Nothing that means something in a JDBC URL
+# (`?`, `&`, `#`, `/`, `=`, `%`) or a libpq connection string (spaces, quotes, backslashes).
+_PG_DATABASE = re.compile(r"^[A-Za-z_][A-Za-z0-9_$-]{0,62}$")
+# Host name labels as found in practice (RFC 1123 plus `_`, which container names use).
+_PG_HOST_LABEL = re.compile(r"^[A-Za-z0-9_]([A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?$")
+
+
+def _check_pg_host(value: str) -> str:
+    """A host name, an IPv4 address or an IPv6 address (brackets optional, dropped): nothing
+    else reaches the sink's JDBC URL or cdcctl's libpq connection."""
+    bracketed = value.startswith("[") and value.endswith("]")
+    host = value[1:-1] if bracketed else value
+    if ":" in host or bracketed:
+        if "%" in host:
+            raise ValueError(f"{value!r}: IPv6 zone ids (%...) are not supported")
+        try:
+            ipaddress.IPv6Address(host)
+        except ValueError:
+            raise ValueError(f"{value!r} is not an IPv6 address") from None
+        return host
+    if re.fullmatch(r"[0-9.]+", host):
+        try:
+            ipaddress.IPv4Address(host)
+        except ValueError:
+            raise ValueError(f"{value!r} is not an IPv4 address") from None
+        return host
+    labels = host.removesuffix(".").split(".")
+    if len(host) > 253 or not all(_PG_HOST_LABEL.match(label) for label in labels):
+        raise ValueError(
+            f"{value!r} is not a host name, IPv4 or IPv6 address (letters, digits, '-', '_' "
+            "and '.' only)"
+        )
+    return host
+
+
 class Postgres(_Model):
     host: str = Field(default="127.0.0.1", min_length=1)
     port: int = Field(default=5432, ge=1, le=65535)
@@ -488,6 +560,21 @@ class Postgres(_Model):
         default_factory=PostgresTls,
         description="TLS of the connections to this database (always on; default mode require).",
     )
+
+    @field_validator("host")
+    @classmethod
+    def _host(cls, value: str) -> str:
+        return _check_pg_host(value)
+
+    @field_validator("database")
+    @classmethod
+    def _database(cls, value: str) -> str:
+        if not _PG_DATABASE.match(value):
+            raise ValueError(
+                f"{value!r} is not a database name cdcctl accepts: letters, digits, '_', '$' "
+                "and '-', starting with a letter or '_', at most 63 characters"
+            )
+        return value
 
     @field_validator("password_secret")
     @classmethod

@@ -6,6 +6,10 @@ port``) is walked down that tree. Only `load_manifests` touches the file system 
 
 Reported problems:
 - YAML syntax errors, duplicate keys (PyYAML would silently keep the last one);
+- hostile or meaningless YAML (decision 0090): any explicit tag (``!x``, ``!!int``,
+  ``!!python/...``), nesting deeper than `MAX_DEPTH`, an alias inside its own anchor, a key that is
+  not a scalar, a value PyYAML cannot construct (``2020-13-45``), a file with no pipeline at all
+  (empty, only comments, ``null``); each with ``file:line:column``, never a traceback;
 - schema errors from `manifest.Pipeline`, unknown keys with a "did you mean" suggestion;
 - across documents: the same pipeline name twice, and pipelines on the same Cassandra cluster
   that would need two different Debezium agents (see docs/decisions/0013).
@@ -26,7 +30,7 @@ import yaml
 from pydantic import BaseModel, ValidationError
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
-from controlplane.core.errors import ManifestError
+from controlplane.core.errors import ManifestError, UsageError
 from controlplane.core.manifest import API_VERSION, KIND, Pipeline
 
 STDIN = "<stdin>"
@@ -36,6 +40,12 @@ _INLINE_CREDENTIAL_ADVICE = (
 )
 
 Loc = tuple[str | int, ...]
+
+#: Deepest nesting a manifest may have. A real one is about 7 deep; PyYAML's composer recurses per
+#: level (a few hundred levels exhaust Python's stack), so anything deeper is refused while
+#: composing, before it can crash.
+MAX_DEPTH = 64
+_TAG_SHORTHAND = "tag:yaml.org,2002:"
 
 
 @dataclass(frozen=True)
@@ -61,6 +71,133 @@ class LoadedManifest:
     pipeline: Pipeline
     source: str
     location: str
+
+
+# --- pure: a SafeLoader that refuses what a manifest never needs ---------------------------
+
+
+class _Refused(yaml.YAMLError):
+    """A document the hardened loader will not compose; carries where and why."""
+
+    def __init__(self, mark: Any, message: str, hint: str) -> None:
+        super().__init__(message)
+        self.line: int = mark.line + 1 if mark else 1
+        self.column: int = mark.column + 1 if mark else 1
+        self.message = message
+        self.hint = hint
+
+
+def _show_tag(tag: str) -> str:
+    return "!!" + tag.removeprefix(_TAG_SHORTHAND) if tag.startswith(_TAG_SHORTHAND) else tag
+
+
+class _ManifestLoader(yaml.SafeLoader):
+    """PyYAML's SafeLoader, composing only plain YAML: no explicit tags (manifests are plain
+    mappings, lists and scalars; a tag either fails later with a traceback, ``!!int abc``, or is
+    an attempt at something else, ``!!python/object``), nesting at most `MAX_DEPTH` deep, and no
+    alias inside the node it names (``&a [*a]`` would make every walk endless)."""
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self._depth = 0
+        self._open: set[str] = set()
+
+    def compose_node(self, parent: Node | None, index: Any) -> Node | None:
+        event: Any = self.peek_event()  # type: ignore[no-untyped-call]
+        if isinstance(event, yaml.AliasEvent):
+            if event.anchor in self._open:
+                raise _Refused(
+                    event.start_mark,
+                    f"the alias *{event.anchor} is inside the node &{event.anchor} it refers to",
+                    "a manifest cannot be recursive; write the value out",
+                )
+            return super().compose_node(parent, index)
+        tag = getattr(event, "tag", None)
+        if tag is not None:
+            raise _Refused(
+                event.start_mark,
+                f"YAML tags are not allowed in a manifest (found {_show_tag(tag)})",
+                "remove the tag; quote the value if it must be a string",
+            )
+        if self._depth >= MAX_DEPTH:
+            raise _Refused(
+                event.start_mark,
+                f"nested more than {MAX_DEPTH} levels deep",
+                "a pipeline manifest is a few levels deep; check the indentation and brackets",
+            )
+        anchor = getattr(event, "anchor", None)
+        self._depth += 1
+        if anchor is not None:
+            self._open.add(anchor)
+        try:
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+            if anchor is not None:
+                self._open.discard(anchor)
+
+
+def _compose_all(text: str) -> list[Node]:
+    loader = _ManifestLoader(text)
+    try:
+        roots: list[Node] = []
+        while loader.check_node():
+            node = loader.get_node()
+            if node is not None:
+                roots.append(node)
+        return roots
+    finally:
+        loader.dispose()
+
+
+def _nodes(root: Node) -> list[Node]:
+    """Every node under `root` once (aliases share nodes: visiting each once keeps a
+    "billion laughs" document linear), parents before children; iterative."""
+    seen: set[int] = set()
+    out: list[Node] = []
+    stack = [root]
+    while stack:
+        node = stack.pop()
+        if id(node) in seen:
+            continue
+        seen.add(id(node))
+        out.append(node)
+        if isinstance(node, MappingNode):
+            for key, value in reversed(node.value):
+                stack.extend((value, key))
+        elif isinstance(node, SequenceNode):
+            stack.extend(reversed(node.value))
+    return out
+
+
+def _unconstructable(root: Node, source: str) -> list[ManifestProblem]:
+    """Keys that are not scalars and scalars PyYAML resolves but cannot construct."""
+    problems: list[ManifestProblem] = []
+    constructor = yaml.SafeLoader("")
+    for node in _nodes(root):
+        if isinstance(node, MappingNode):
+            for key, _ in node.value:
+                if not isinstance(key, ScalarNode):
+                    problems.append(
+                        ManifestProblem(
+                            _fmt(source, key),
+                            "a mapping key must be a plain scalar, not a "
+                            + ("list" if isinstance(key, SequenceNode) else "mapping"),
+                            "manifest keys are names such as `spec` or `tables`",
+                        )
+                    )
+        elif isinstance(node, ScalarNode) and node.tag == _TAG_SHORTHAND + "timestamp":
+            try:
+                constructor.construct_yaml_timestamp(node)
+            except (ValueError, OverflowError):
+                problems.append(
+                    ManifestProblem(
+                        _fmt(source, node),
+                        f"{node.value!r} looks like a date but is not one",
+                        "quote it to make it a string",
+                    )
+                )
+    return problems
 
 
 # --- pure: positions -----------------------------------------------------------------------
@@ -173,25 +310,24 @@ def _dotted(loc: Loc) -> str:
 
 def _duplicate_keys(node: Node, source: str) -> list[ManifestProblem]:
     problems: list[ManifestProblem] = []
-    if isinstance(node, MappingNode):
+    for mapping in _nodes(node):
+        if not isinstance(mapping, MappingNode):
+            continue
         seen: dict[str, Node] = {}
-        for key, value in node.value:
-            if isinstance(key, ScalarNode):
-                if key.value in seen:
-                    first = _fmt(source, seen[key.value])
-                    problems.append(
-                        ManifestProblem(
-                            _fmt(source, key),
-                            f"duplicate key {key.value!r} (first at {first})",
-                            "YAML keeps only the last one; remove one of them",
-                        )
+        for key, _ in mapping.value:
+            if not isinstance(key, ScalarNode):
+                continue
+            if key.value in seen:
+                first = _fmt(source, seen[key.value])
+                problems.append(
+                    ManifestProblem(
+                        _fmt(source, key),
+                        f"duplicate key {key.value!r} (first at {first})",
+                        "YAML keeps only the last one; remove one of them",
                     )
-                else:
-                    seen[key.value] = key
-            problems.extend(_duplicate_keys(value, source))
-    elif isinstance(node, SequenceNode):
-        for item in node.value:
-            problems.extend(_duplicate_keys(item, source))
+                )
+            else:
+                seen[key.value] = key
     return problems
 
 
@@ -242,7 +378,10 @@ def check_text(
     loaded: list[LoadedManifest] = []
     problems: list[ManifestProblem] = []
     try:
-        roots = list(yaml.compose_all(text, Loader=yaml.SafeLoader))
+        roots = _compose_all(text)
+    except _Refused as exc:
+        location = f"{source}:{exc.line}:{exc.column}"
+        return [], [ManifestProblem(location, exc.message, exc.hint)]
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         location = f"{source}:{mark.line + 1}:{mark.column + 1}" if mark else source
@@ -250,10 +389,21 @@ def check_text(
         return [], [ManifestProblem(location, f"invalid YAML: {detail}", "fix the YAML syntax")]
     except yaml.YAMLError as exc:
         return [], [ManifestProblem(source, f"invalid YAML: {exc}")]
+    except RecursionError:  # not expected below MAX_DEPTH; never a traceback all the same
+        return [], [ManifestProblem(f"{source}:1:1", "nested too deeply to read")]
 
-    for root in roots:
-        if isinstance(root, ScalarNode) and root.tag.endswith(":null"):
-            continue  # an empty document (e.g. a trailing `---`)
+    documents = [r for r in roots if not (isinstance(r, ScalarNode) and r.tag.endswith(":null"))]
+    if not documents:
+        # An empty file, only comments, or `null`: validating nothing must not pass.
+        return [], [
+            ManifestProblem(
+                f"{source}:1:1",
+                f"no pipeline in {source}",
+                f"a manifest holds at least one document starting with `apiVersion: "
+                f"{API_VERSION}` and `kind: {KIND}`",
+            )
+        ]
+    for root in documents:
         if not isinstance(root, MappingNode):
             problems.append(
                 ManifestProblem(
@@ -263,11 +413,23 @@ def check_text(
                 )
             )
             continue
+        bad = _unconstructable(root, source)
+        if bad:
+            problems.extend(bad)
+            continue
         dupes = _duplicate_keys(root, source)
         if dupes:
             problems.extend(dupes)
             continue
-        data = yaml.SafeLoader("").construct_document(root)
+        try:
+            data = yaml.SafeLoader("").construct_document(root)
+        except (yaml.YAMLError, ValueError, TypeError, OverflowError) as exc:
+            mark = getattr(exc, "problem_mark", None)
+            where = f"{source}:{mark.line + 1}:{mark.column + 1}" if mark else _fmt(source, root)
+            parts = (getattr(exc, "context", None), getattr(exc, "problem", None))
+            detail = " ".join(p for p in parts if p) or str(exc)
+            problems.append(ManifestProblem(where, f"cannot read this document: {detail}"))
+            continue
         try:
             # File references (tls.caFile) are relative to the manifest's folder.
             pipeline = Pipeline.model_validate(data, context={"base_dir": _base_dir(source)})
@@ -339,6 +501,12 @@ def check_manifests(
     loaded: list[LoadedManifest] = []
     problems: list[ManifestProblem] = []
     for raw in paths:
+        if isinstance(raw, str) and not raw.strip():
+            # Path("") is the current directory: an empty -f must not validate whatever is there.
+            raise UsageError(
+                "-f/--filename is empty",
+                hint="name a manifest file, a directory of *.yaml manifests, or - for stdin",
+            )
         if str(raw) == "-":
             found, probs = check_text(read_stdin(), STDIN)
             loaded.extend(found)

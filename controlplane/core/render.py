@@ -177,13 +177,18 @@ def jdbc_url(pipeline: Pipeline) -> str:
     # transform land in uuid/inet/numeric/timestamptz columns without explicit casts.
     # ApplicationName: the sink's sessions are findable in pg_stat_activity by pipeline.
     # sslmode/sslrootcert: TLS always (decision 0060); the worker reads the CA file locally.
+    # Every part is percent-encoded although the manifest already admits only plain host and
+    # database names (decision 0090): pgjdbc URL-decodes the database and parameter values, so
+    # `?`, `&`, `=`, `#` or `/` can never add a parameter (sslfactory=...) or change the path.
+    quote = urllib.parse.quote
     url = (
-        f"jdbc:postgresql://{host}:{pg.port}/{pg.database}?stringtype=unspecified"
-        f"&ApplicationName={sink_application_name(pipeline)}"
-        f"&sslmode={pg.tls.effective_mode}"
+        f"jdbc:postgresql://{quote(host, safe='[]:')}:{pg.port}/{quote(pg.database, safe='')}"
+        "?stringtype=unspecified"
+        f"&ApplicationName={quote(sink_application_name(pipeline), safe='')}"
+        f"&sslmode={quote(pg.tls.effective_mode, safe='')}"
     )
     if pg.tls.ca_file is not None:
-        url += f"&sslrootcert={urllib.parse.quote(pg.tls.ca_file, safe='/')}"
+        url += f"&sslrootcert={quote(pg.tls.ca_file, safe='/')}"
     return url
 
 

@@ -17,10 +17,12 @@ from controlplane.adapters import kafka
 from controlplane.core.dlq import (
     DlqRecord,
     ReplayPlan,
+    confirmation,
     parse_record,
     parse_selectors,
     plan_replay,
     replay_group,
+    replay_topics,
 )
 from controlplane.core.errors import UsageError
 from controlplane.core.manifest import Pipeline
@@ -37,10 +39,13 @@ class DlqSource:
     pipeline: str
     bootstrap: KafkaEndpoint
     topic: str
+    # Where a replay may send (the pipeline's table topics); empty: nowhere.
+    replay_to: frozenset[str] = frozenset()
 
     @classmethod
     def of(cls, p: Pipeline, target: Target) -> DlqSource:
-        return cls(p.name, endpoints_for(target, p).kafka, p.dlq_topic)
+        allowed = replay_topics(p.table_topic(t) for t in p.tables)
+        return cls(p.name, endpoints_for(target, p).kafka, p.dlq_topic, allowed)
 
     @property
     def group(self) -> str:
@@ -146,9 +151,16 @@ def plan_replays(
             committed = kafka.committed_offsets(t.bootstrap, t.group, t.topic)
             raw = kafka.read_topic(t.bootstrap, t.topic, start=committed, deadline_s=timeout)
         records = [parse_record(r) for r in raw]
-        plan = plan_replay(records, t.topic, selected=selected, committed=committed)
+        plan = plan_replay(
+            records, t.topic, selected=selected, committed=committed, allowed_topics=t.replay_to
+        )
         out.append(PlannedReplay(t, plan, explicit=bool(selected)))
     return out
+
+
+def replay_question(planned: Sequence[PlannedReplay]) -> str:
+    """What `dlq replay` asks before sending: each destination topic with its count."""
+    return confirmation([p.plan for p in planned])
 
 
 def execute_replays(

@@ -28,6 +28,7 @@ import hashlib
 import json
 import os
 import random
+import re
 import secrets
 import threading
 import time
@@ -415,11 +416,13 @@ class Verifier:
             }
             if not self.store.create_run(self.run_id, meta, tasks):
                 meta = self._joined_meta()  # another process created it: join, take its ranges
+        # The diff file is this process's: --diff-file, else verify-<run id>.jsonl here. A path
+        # in the run's metadata is never written to (anyone who can write to Redis could aim it
+        # at any file this user can append to; decision 0090); it stays as the creator's record.
         if self.diff_path is None:
-            saved = meta.get("diff_file")
-            self.diff_path = Path(saved) if saved else Path(f"verify-{self.run_id}.jsonl")
-            if not saved:
-                self.store.update_run(self.run_id, diff_file=str(self.diff_path))
+            self.diff_path = default_diff_path(self.run_id)
+        if not meta.get("diff_file"):
+            self.store.update_run(self.run_id, diff_file=str(self.diff_path))
         return meta
 
     def _joined_meta(self, timeout_s: float = 30) -> dict[str, Any]:
@@ -882,6 +885,17 @@ def _merge(
         else:
             yield ga[1], gb[1]
             ga, gb = next(a, None), next(b, None)
+
+
+def default_diff_path(run_id: str) -> Path:
+    """``verify-<run id>.jsonl`` in the current directory, the run id reduced to letters,
+    digits, ``.``, ``_`` and ``-`` (a run id is user input: ``--run-id ../../x`` must not
+    leave the directory); a reduced id gets a hash of the original so two ids never share a
+    file."""
+    safe = re.sub(r"[^A-Za-z0-9._-]", "_", run_id)[:100]
+    if safe != run_id:
+        safe += "-" + hashlib.sha256(run_id.encode("utf-8", "surrogatepass")).hexdigest()[:8]
+    return Path(f"verify-{safe}.jsonl")
 
 
 def _new_run_id() -> str:
