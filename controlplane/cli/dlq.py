@@ -149,7 +149,7 @@ def replay(
         emit(svc.replay_rows(planned, done=False), output, columns=REPLAY_COLUMNS)
         return
     if total and not yes:
-        typer.confirm(f"Replay {total} record(s) to their original topics?", abort=True, err=True)
+        typer.confirm(svc.replay_question(planned), abort=True, err=True)
     progress = Progress(
         TextColumn("[cyan]replay[/]"),
         BarColumn(),

@@ -35,7 +35,13 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from controlplane.adapters import cassandra, kafka, postgres, vault
-from controlplane.core.ddl import PgNames, TableDdl, generate_ddl
+from controlplane.core.ddl import (
+    PgNames,
+    TableDdl,
+    UnsafeIdentifierError,
+    generate_ddl,
+    sink_identifier_problem,
+)
 from controlplane.core.errors import CassandraError, ConnectError, UsageError
 from controlplane.core.manifest import Pipeline
 from controlplane.core.manifest_loader import LoadedManifest, load_manifests
@@ -282,6 +288,7 @@ def build_plan(
             stopped: dict[str, str] = {}
             ddls: dict[str, TableDdl] = {}
             for t in tables:
+                _check_sink_identifiers(t)
                 ddl = generate_ddl(t)
                 columns, pk = raw_table_shape(dsn, ddl.names)
                 migration = plan_table(t, columns, pk)
@@ -384,6 +391,20 @@ def build_plan(
                     plan.changes.append(change)
                     planned.prune_access[change.name] = access
     return planned
+
+
+def _check_sink_identifiers(table: TableModel) -> None:
+    """Column names the Debezium JDBC sink would write unescaped into its statements are refused
+    before anything is created (decision 0090)."""
+    for column in table.columns:
+        problem = sink_identifier_problem(column.name)
+        if problem:
+            raise UnsafeIdentifierError(
+                f"table {table.qualified_name}: column {column.name!r} {problem}; nothing was "
+                "applied",
+                hint="rename the column in Cassandra (a new column plus a copy), or leave the "
+                "table out of spec.source.cassandra.tables",
+            )
 
 
 def _check_agent_mode(p: Pipeline, target: Target, agents: AgentRuntime | None) -> None:

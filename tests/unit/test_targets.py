@@ -198,3 +198,21 @@ def test_a_missing_vault_provider_is_found_before_anything_is_put(
         assert info.value.exit_code == 5
     else:
         apply.check_vault_provider(target.connect, target, sink)
+
+
+def test_columns_the_sink_cannot_write_safely_stop_the_plan() -> None:
+    from controlplane.core.ddl import UnsafeIdentifierError
+    from controlplane.core.schema_model import TableModel
+    from controlplane.services.apply import _check_sink_identifiers
+
+    def table(column: str) -> TableModel:
+        rows = [
+            {"column_name": "id", "type": "int", "kind": "partition_key", "position": 0},
+            {"column_name": column, "type": "text", "kind": "regular", "position": -1},
+        ]
+        return TableModel.from_system_schema("ks", "t", rows)
+
+    _check_sink_identifiers(table("fine name"))
+    with pytest.raises(UnsafeIdentifierError, match="double quote") as info:
+        _check_sink_identifiers(table('x") VALUES (1); --'))
+    assert info.value.exit_code == 5
