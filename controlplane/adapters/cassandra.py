@@ -7,7 +7,8 @@ from typing import Any
 
 from cassandra.cluster import Cluster, NoHostAvailable, Session
 
-from controlplane.core.errors import CassandraError
+from controlplane.core.errors import CassandraError, CassandraReadError
+from controlplane.core.read_retry import DEFAULT_CONSISTENCY, Replica
 
 
 def connect(
@@ -150,7 +151,7 @@ def ring_tokens(cluster: Any) -> list[int]:
     return sorted(int(t.value) for t in token_map.ring)
 
 
-def prepare(session: Session, cql: str, *, consistency: str = "LOCAL_QUORUM") -> Any:
+def prepare(session: Session, cql: str, *, consistency: str = DEFAULT_CONSISTENCY) -> Any:
     from cassandra import ConsistencyLevel
 
     try:
@@ -162,17 +163,25 @@ def prepare(session: Session, cql: str, *, consistency: str = "LOCAL_QUORUM") ->
 
 
 def stream(
-    session: Session, stmt: Any, params: Sequence[Any], *, fetch_size: int = 1000
+    session: Session,
+    stmt: Any,
+    params: Sequence[Any],
+    *,
+    fetch_size: int = 1000,
+    host: str | None = None,
 ) -> Iterator[tuple[Any, ...]]:
-    """Rows of a prepared statement, fetched page by page (one page in memory at a time)."""
+    """Rows of a prepared statement, fetched page by page (one page in memory at a time); with
+    ``host`` (an address from `range_replicas`) every page is read through that node as the
+    coordinator. A failure is a `CassandraReadError` saying what kind (`read_error`)."""
     try:
         bound = stmt.bind(params)
         bound.fetch_size = fetch_size
-        yield from session.execute(bound)
+        node = _host(session, host) if host else None
+        yield from session.execute(bound, host=node)
     except CassandraError:
         raise
     except Exception as exc:  # the driver has no single base class for request errors
-        raise CassandraError(f"Cassandra query failed: {exc}", hint="retry; ranges resume") from exc
+        raise read_error(exc, host=host) from exc
 
 
 def execute_concurrent(
@@ -186,7 +195,7 @@ def execute_concurrent(
             session, stmt, params, concurrency=concurrency, raise_on_first_error=True
         )
     except Exception as exc:  # the driver has no single base class for request errors
-        raise CassandraError(f"Cassandra query failed: {exc}") from exc
+        raise read_error(exc) from exc
     return [list(r.result_or_exc) for r in results]
 
 
@@ -241,6 +250,78 @@ def table_options(session: Session, keyspace: str, tables: list[str]) -> dict[st
             f"cannot read the table options of keyspace {keyspace}: {exc}"
         ) from exc
     return out
+
+
+# ------------------------------------------------------------------- range reads on a cluster
+
+
+def read_error(exc: BaseException, *, host: str | None = None) -> CassandraReadError:
+    """The one place a driver exception of a read becomes the project's error: a
+    `CassandraReadError` whose ``kind`` (`core.read_retry.READ_ERROR_KINDS`) says whether a
+    retry may cure it. NoHostAvailable is classified by what its hosts answered (the driver
+    wraps an Unavailable or a lost connection in it when the one host it may ask fails)."""
+    kind = _read_error_kind(exc)
+    where = f" (coordinator {host})" if host else ""
+    return CassandraReadError(
+        f"Cassandra read failed{where}: {kind}: {exc}",
+        kind=kind,
+        host=host,
+        hint="a temporary failure is retried on another replica; a range that still fails is "
+        "not verified: `cdcctl verify --resume RUN` reads it again",
+    )
+
+
+def _read_error_kind(exc: BaseException) -> str:
+    import cassandra as c
+    from cassandra import protocol
+    from cassandra.connection import ConnectionException
+
+    if isinstance(exc, NoHostAvailable):
+        inner = [_read_error_kind(e) for e in (exc.errors or {}).values() if e is not None]
+        specific = [k for k in inner if k not in ("other", "no_host")]
+        return specific[0] if specific else "no_host"
+    table: list[tuple[type[BaseException] | tuple[type[BaseException], ...], str]] = [
+        (c.Unavailable, "unavailable"),
+        (c.ReadTimeout, "read_timeout"),
+        (c.ReadFailure, "read_failure"),
+        (c.OperationTimedOut, "timeout"),
+        ((ConnectionException, OSError), "connection"),
+        ((protocol.OverloadedErrorMessage, protocol.IsBootstrappingErrorMessage), "overloaded"),
+        ((c.Unauthorized, c.AuthenticationFailed), "unauthorized"),
+        ((c.InvalidRequest, c.ConfigurationException, protocol.SyntaxException), "invalid"),
+    ]
+    for classes, kind in table:
+        if isinstance(exc, classes):
+            return kind
+    return "other"
+
+
+def range_replicas(cluster: Any, keyspace: str, end_token: int) -> list[Replica]:
+    """The replicas of the token range ending at ``end_token`` (a range inside one ring range
+    has the replicas of its end), from the driver's token map: address, data centre, up.
+    Empty when the driver has no token map (then the driver chooses the coordinator)."""
+    token_map = getattr(cluster.metadata, "token_map", None)
+    if token_map is None:
+        return []
+    try:
+        hosts = token_map.get_replicas(keyspace, token_map.token_class(end_token))
+    except Exception:  # no replica map for the keyspace yet: let the driver choose
+        return []
+    return [
+        Replica(address=str(h.address), datacenter=str(h.datacenter or ""), up=h.is_up)
+        for h in hosts
+    ]
+
+
+def _host(session: Session, address: str) -> Any:
+    for host in session.cluster.metadata.all_hosts():
+        if str(host.address) == address:
+            return host
+    raise CassandraReadError(
+        f"Cassandra node {address} is not in the driver's view of the cluster",
+        kind="no_host",
+        host=address,
+    )
 
 
 # --------------------------------------------------------------------------- cluster members

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import typer
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -22,6 +23,7 @@ from controlplane.cli.base import Typer
 from controlplane.cli.output import OUTPUT_OPTION, OutputFormat, emit, err_console
 from controlplane.cli.targeting import CONTEXT, STATE_DIR, resolve
 from controlplane.core.errors import UsageError
+from controlplane.core.read_retry import CONSISTENCY_LEVELS, DEFAULT_CONSISTENCY, RetryPolicy
 
 app = Typer(
     no_args_is_help=False,
@@ -45,7 +47,10 @@ class _Bar:
             TextColumn("[cyan]verify[/] {task.description}"),
             BarColumn(),
             MofNCompleteColumn(),
-            TextColumn("{task.fields[rows]:,} rows  {task.fields[rate]:,.0f} rows/s"),
+            TextColumn(
+                "{task.fields[rows]:,} rows  {task.fields[rate]:,.0f} rows/s  "
+                "{task.fields[retries]} retries  {task.fields[failed]} not verified"
+            ),
             TimeElapsedColumn(),
             TimeRemainingColumn(),
             console=err_console,
@@ -53,20 +58,54 @@ class _Bar:
         )
         self.task: TaskID | None = None
         self.rows = 0
+        self.retries = 0
+        self.failed = 0
 
     def __call__(self, kind: str, data: Mapping[str, Any]) -> None:
         if kind == "build":
             err_console.print(f"[cyan]verify[/] computing partition tokens of {data['table']}")
         elif kind == "start":
+            # The consistency level is shown where the run is named: on stderr even without a
+            # bar (-o json, --no-progress), so a log of the run says how it read.
+            err_console.print(
+                f"[cyan]verify[/] run {escape(str(data['run']))}: reading Cassandra at "
+                f"{data['consistency']}",
+                highlight=False,
+            )
             self.progress.start()
             self.task = self.progress.add_task(
-                str(data["run"]), total=data["total"], completed=data["done"], rows=0, rate=0.0
+                f"{data['run']} @ {data['consistency']}",
+                total=data["total"],
+                completed=data["done"],
+                rows=0,
+                rate=0.0,
+                retries=0,
+                failed=0,
             )
+        elif kind == "retry":
+            self.retries += 1
+            err_console.print(
+                f"[yellow]verify[/] range {escape(str(data['task']))}: {data['kind']} on "
+                f"{data['host'] or 'the driver-chosen node'}, attempt {data['attempt']} on "
+                f"{data['next'] or 'the driver-chosen node'} in {data['delay_s']:.1f}s",
+                highlight=False,
+            )
+            if self.task is not None:
+                self.progress.update(self.task, retries=self.retries)
         elif kind == "range" and self.task is not None:
             self.rows += int(data.get("rows", 0))
+            if data.get("status") == "FAIL":
+                self.failed += 1
+                err_console.print(
+                    f"[red]verify[/] range {escape(str(data['task']))} NOT VERIFIED after "
+                    f"{data.get('retries', 0)} retries: {escape(str(data.get('error')))}",
+                    highlight=False,
+                )
             elapsed = self.progress.tasks[0].elapsed or 0.0
             rate = self.rows / elapsed if elapsed else 0.0
-            self.progress.update(self.task, advance=1, rows=self.rows, rate=rate)
+            self.progress.update(
+                self.task, advance=1, rows=self.rows, rate=rate, failed=self.failed
+            )
 
     def stop(self) -> None:
         self.progress.stop()
@@ -114,6 +153,20 @@ def verify(
     metrics_port: int | None = typer.Option(
         None, "--metrics-port", help="Serve Prometheus metrics on this port while running."
     ),
+    consistency: str | None = typer.Option(
+        None,
+        "--consistency",
+        metavar="LEVEL",
+        help=f"Consistency level of Cassandra reads: {', '.join(CONSISTENCY_LEVELS)} (default "
+        f"{DEFAULT_CONSISTENCY}; with --resume: the run's).",
+    ),
+    read_retries: int = typer.Option(
+        RetryPolicy().retries,
+        "--read-retries",
+        min=0,
+        help="Attempts of a range after a failed read, each on the next replica with backoff; "
+        "then the range is not verified (exit 8).",
+    ),
     keep_days: float = typer.Option(
         30.0, "--keep-days", min=0.001, help="Keep the run in Redis this long after its last write."
     ),
@@ -126,7 +179,8 @@ def verify(
     """Prove PostgreSQL matches Cassandra: every row of the pipeline's tables compared with
     PostgreSQL's live views, token ranges in parallel, checkpoints in Redis.
 
-    Exit code 6 while differences remain (missing, extra or mismatched rows). The runs are kept
+    Exit code 6 while differences remain (missing, extra or mismatched rows); 8 when token
+    ranges could not be read (not verified, not differences: resume the run). The runs are kept
     in Redis: `verify runs` lists them, `verify show RUN` shows one."""
     if ctx.invoked_subcommand is not None:
         return
@@ -134,6 +188,10 @@ def verify(
 
     if not filename:
         raise UsageError("verify needs the pipeline's manifest", hint="cdcctl verify -f FILE")
+    if consistency is not None:
+        from controlplane.core.read_retry import parse_consistency
+
+        consistency = parse_consistency(consistency)  # exit 2 before anything connects
     if metrics_port:
         svc.serve_metrics(metrics_port)
     target = resolve(context, None, state_dir)
@@ -153,6 +211,8 @@ def verify(
         lag_s=lag,
         lease_ttl_ms=lease_ttl_ms,
         pause_ms=pause_ms,
+        consistency=consistency,
+        read_retries=read_retries,
     )
     bar = _Bar(progress and output is OutputFormat.table)
     try:
@@ -160,7 +220,7 @@ def verify(
     finally:
         bar.stop()
     _emit(summary.as_dict(), output)
-    svc.check(summary)  # exit 6 while differences remain
+    svc.check(summary)  # exit 8 with ranges not verified, else 6 while differences remain
 
 
 def _emit(data: dict[str, Any], output: OutputFormat) -> None:
@@ -169,8 +229,13 @@ def _emit(data: dict[str, Any], output: OutputFormat) -> None:
         return
     rows = [{"counter": k, "value": v} for k, v in data["counters"].items()]
     rows += [{"counter": f"ranges {k}", "value": v} for k, v in data["range_status"].items()]
+    rows.append({"counter": "ranges not verified", "value": data.get("not_verified_ranges", 0)})
+    cl = data.get("consistency", DEFAULT_CONSISTENCY)
     emit(
-        rows, output, columns=["counter", "value"], title=f"verify {data['run']}: {data['status']}"
+        rows,
+        output,
+        columns=["counter", "value"],
+        title=f"verify {data['run']}: {data['status']} (read at {cl})",
     )
 
 
@@ -220,6 +285,16 @@ def show(
         emit(
             not_passed,
             output,
-            columns=["task", "status", "read", "missing", "mismatch", "extra", "error"],
+            columns=[
+                "task",
+                "status",
+                "read",
+                "missing",
+                "mismatch",
+                "extra",
+                "retries",
+                "error_kind",
+                "error_message",
+            ],
             title="ranges not passed",
         )

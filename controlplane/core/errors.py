@@ -21,9 +21,14 @@ handler that prints message and hint and exits with ``exit_code`` — never a tr
     │   ├── KafkaError
     │   ├── RedisError
     │   └── SecretError                      Vault/OpenBao or a secret reference
+    │   └── CassandraReadError               a read failed; ``kind`` says how (retry or not)
     ├── DifferencesFoundError        exit 6  verification found differences (not a crash)
-    └── IncompatibleSchemaError      exit 7  a table's schema changed incompatibly: that table
-                                             was stopped, everything else was applied
+    ├── IncompatibleSchemaError      exit 7  a table's schema changed incompatibly: that table
+    │                                        was stopped, everything else was applied
+    ├── NotVerifiedError             exit 8  verify could not read (or never finished) some token
+    │                                        ranges: they are not verified, not different;
+    │                                        `verify --resume RUN` does them again
+    └── FailedStateError             exit 9  get/describe: a connector or task is FAILED
 
 `temporary` marks errors a retry may cure (kopf's TemporaryError/PermanentError idea): callers
 that retry look at it instead of matching classes.
@@ -102,6 +107,22 @@ class CassandraError(ExternalServiceError):
     pass
 
 
+class CassandraReadError(CassandraError):
+    """A read Cassandra did not answer: ``kind`` is one of
+    `controlplane.core.read_retry.READ_ERROR_KINDS` (unavailable, read_timeout, read_failure,
+    no_host, timeout, connection, invalid, other); ``host`` the replica asked, when known."""
+
+    def __init__(
+        self, message: str, *, kind: str, host: str | None = None, hint: str | None = None
+    ) -> None:
+        super().__init__(message, hint=hint)
+        from controlplane.core.read_retry import is_retryable  # core; imported late (a cycle)
+
+        self.kind = kind
+        self.host = host
+        self.temporary = is_retryable(kind)
+
+
 class PostgresError(ExternalServiceError):
     pass
 
@@ -127,3 +148,17 @@ class IncompatibleSchemaError(CdcError):
     the primary key): that table was stopped, the rest of the work was done."""
 
     exit_code = 7
+
+
+class NotVerifiedError(CdcError):
+    """A verify run ended with token ranges not verified: a read failed after its retries, or
+    a range never finished. Not a difference: resume the run."""
+
+    exit_code = 8
+
+
+class FailedStateError(CdcError):
+    """`get`/`describe` found a connector or a task in state FAILED (the listing is printed
+    first; the exit code makes it impossible to miss in scripts)."""
+
+    exit_code = 9

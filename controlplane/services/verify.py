@@ -50,9 +50,23 @@ from controlplane.core.canonical import (
     compare,
 )
 from controlplane.core.ddl import pg_names, quote_ident, sink_upsert_sql
-from controlplane.core.errors import CdcError, DifferencesFoundError, UsageError
+from controlplane.core.errors import (
+    CassandraReadError,
+    CdcError,
+    DifferencesFoundError,
+    NotVerifiedError,
+    UsageError,
+)
 from controlplane.core.manifest import Pipeline
 from controlplane.core.manifest_loader import load_manifests
+from controlplane.core.read_retry import (
+    DEFAULT_CONSISTENCY,
+    RetryPolicy,
+    decide,
+    parse_consistency,
+    replica_for_attempt,
+    replica_order,
+)
 from controlplane.core.schema_model import CqlType, TableModel
 from controlplane.core.target import Target, endpoints_for
 from controlplane.core.token_ranges import (
@@ -74,8 +88,10 @@ COUNTERS = (
     "skipped",
     "error",
     "rechecked",  # rows that differed at first and matched when read again after the lag
+    "retries",  # range reads done again after a temporary Cassandra failure (decision 0102)
 )
 FINAL = frozenset({"PASS", "DIFF"})
+NOT_VERIFIED_LISTED = 50  # ranges listed in a summary (all are counted)
 TOKEN_COL = "_cdc_token"  # noqa: S105  # nosec B105  # a column name, not a secret
 
 Progress = Callable[[str, Mapping[str, Any]], None]
@@ -88,6 +104,12 @@ RANGES = Counter(
     "cdc_verify_ranges", "Token ranges verified, by status", ["table", "status"], registry=REGISTRY
 )
 ROWS = Counter("cdc_verify_rows", "Cassandra rows read by verify", ["table"], registry=REGISTRY)
+RETRIES = Counter(
+    "cdc_verify_read_retries",
+    "Range reads done again after a temporary Cassandra failure, by error kind",
+    ["table", "kind"],
+    registry=REGISTRY,
+)
 DIFFS = Counter(
     "cdc_verify_differences",
     "Differences found (missing, extra, mismatch) and corrected",
@@ -124,6 +146,10 @@ class VerifyOptions:
     pause_ms: int = 0  # pause after each range: throttles the load on Cassandra
     keep_s: int = DEFAULT_RUN_RETENTION_S  # the run's keys expire this long after its last write
     target: Target | None = None  # where Cassandra and PostgreSQL are (None: resolve_target())
+    #: Cassandra reads' consistency level; None: the run's own when resuming or joining, else
+    #: core.read_retry.DEFAULT_CONSISTENCY
+    consistency: str | None = None
+    read_retries: int = RetryPolicy().retries  # attempts of a range after its first (0: none)
 
 
 @dataclass
@@ -137,6 +163,9 @@ class RunSummary:
     diff_file: str | None
     elapsed_s: float = 0.0
     rows_per_s: float = 0.0
+    consistency: str = DEFAULT_CONSISTENCY
+    #: ranges not verified: FAIL (reads failed after their retries), STARTED or NOT_STARTED
+    not_verified: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def remaining(self) -> int:
@@ -162,6 +191,9 @@ class RunSummary:
             "diff_file": self.diff_file,
             "elapsed_s": round(self.elapsed_s, 2),
             "rows_per_s": round(self.rows_per_s, 1),
+            "consistency": self.consistency,
+            "not_verified_ranges": len(self.not_verified),
+            "not_verified": self.not_verified[:NOT_VERIFIED_LISTED],
         }
 
 
@@ -331,6 +363,8 @@ class _Suspect:
 class Verifier:
     """One process's part of a verify run."""
 
+    consistency: str = DEFAULT_CONSISTENCY  # of the run's reads; set from the options and run
+
     def __init__(
         self,
         opts: VerifyOptions,
@@ -363,13 +397,21 @@ class Verifier:
             local_datacenter=where.local_datacenter,
             hint=target.hint("Cassandra"),
         )
+        self.local_dc = where.local_datacenter
+        self.policy = RetryPolicy(retries=max(0, opts.read_retries))
+        self.consistency = parse_consistency(opts.consistency)
         udts = cassandra.udt_fields(self.session, pipeline.keyspace)
         for t in self.tables.values():
             t.udts = udts
+
+    def _prepare_statements(self) -> None:
+        """Every table's statements, read at the run's consistency level."""
+        cl = self.consistency
+        for t in self.tables.values():
             t.prepared = {
-                "scan": cassandra.prepare(self.session, t.cql_scan),
-                "by_pk": cassandra.prepare(self.session, t.cql_by_pk),
-                "repair": cassandra.prepare(self.session, t.cql_repair),
+                "scan": cassandra.prepare(self.session, t.cql_scan, consistency=cl),
+                "by_pk": cassandra.prepare(self.session, t.cql_by_pk, consistency=cl),
+                "repair": cassandra.prepare(self.session, t.cql_repair, consistency=cl),
             }
 
     # ------------------------------------------------------------------ setup
@@ -402,6 +444,7 @@ class Verifier:
             self.tables = {k: v for k, v in self.tables.items() if k in meta["tables"]}
             if not self.tables:
                 raise UsageError(f"run {self.run_id}: none of its tables are in this manifest")
+            self._run_consistency(meta)
         else:
             tasks = self._tasks()
             meta = {
@@ -413,9 +456,11 @@ class Verifier:
                 "delete_extra": self.o.delete_extra,
                 "started_by": self.owner,
                 "diff_file": str(self.diff_path) if self.diff_path else None,
+                "consistency": self.consistency,
             }
             if not self.store.create_run(self.run_id, meta, tasks):
                 meta = self._joined_meta()  # another process created it: join, take its ranges
+                self._run_consistency(meta)
         # The diff file is this process's: --diff-file, else verify-<run id>.jsonl here. A path
         # in the run's metadata is never written to (anyone who can write to Redis could aim it
         # at any file this user can append to; decision 0090); it stays as the creator's record.
@@ -424,6 +469,16 @@ class Verifier:
         if not meta.get("diff_file"):
             self.store.update_run(self.run_id, diff_file=str(self.diff_path))
         return meta
+
+    def _run_consistency(self, meta: dict[str, Any]) -> None:
+        """Resuming or joining: read at the run's consistency level unless --consistency says
+        otherwise (e.g. resume at a level the cluster can meet now); the run records the
+        level of its latest process, and each range record the level it was read at."""
+        if self.o.consistency is None:
+            self.consistency = parse_consistency(meta.get("consistency") or None)
+        elif meta.get("consistency") != self.consistency:
+            self.store.update_run(self.run_id, consistency=self.consistency)
+            meta["consistency"] = self.consistency
 
     def _joined_meta(self, timeout_s: float = 30) -> dict[str, Any]:
         """The metadata of a run another process is creating (it writes it right after)."""
@@ -488,6 +543,7 @@ class Verifier:
     def run(self) -> RunSummary:
         started = time.monotonic()
         meta = self.prepare_run()
+        self._prepare_statements()
         records = self.store.ranges(self.run_id)
         mine = [k for k in records if k.split(":")[0] in self.tables]
         todo = [k for k in mine if records[k].get("status") not in FINAL]
@@ -496,7 +552,12 @@ class Verifier:
         random.shuffle(todo)  # several processes start on different ranges
         self.say(
             "start",
-            {"run": self.run_id, "total": len(mine), "done": len(mine) - len(todo)},
+            {
+                "run": self.run_id,
+                "total": len(mine),
+                "done": len(mine) - len(todo),
+                "consistency": self.consistency,
+            },
         )
         queue = list(todo)
         keeper = threading.Thread(target=self._keep_leases, daemon=True)
@@ -509,6 +570,7 @@ class Verifier:
         finally:
             self.stop.set()
         summary = summarize(self.store, self.run_id, meta)
+        summary.consistency = self.consistency
         summary.diff_file = str(self.diff_path)
         summary.elapsed_s = time.monotonic() - started
         summary.rows_per_s = (
@@ -572,24 +634,50 @@ class Verifier:
         t = self.tables[rec["table"]]
         rng = TokenRange(int(rec["start"]), int(rec["end"]))
         base = {"table": rec["table"], "start": rng.start, "end": rng.end, "owner": self.owner}
+        base["consistency"] = self.consistency
         self.store.set_range(
             self.run_id, task, {**base, "status": "STARTED", "started_at": time.time()}
         )
-        try:
-            counters = self.verify_range(t, rng, task)
-        except CdcError as exc:
-            conn = getattr(self.local, "conn", None)
-            if conn is not None:  # a stream may have left a transaction open
-                conn.close()
-            counters = dict.fromkeys(COUNTERS, 0)
-            counters["error"] = 1
-            self._failed_here.add(task)
-            self.store.set_range(
-                self.run_id, task, {**base, "status": "FAIL", "error": str(exc), **counters}
-            )
-            RANGES.labels(t.name, "FAIL").inc()
-            self.say("range", {"task": task, "status": "FAIL", "rows": 0, "error": str(exc)})
-            return
+        order = replica_order(
+            cassandra.range_replicas(self.cluster, t.model.keyspace, rng.end),
+            self.local_dc,
+            salt=_task_index(task),
+        )
+        retries = 0
+        failed: list[str] = []  # "kind@host" of each failed attempt
+        while True:
+            host = replica_for_attempt(order, retries)
+            try:
+                counters = self.verify_range(t, rng, task, host=host)
+                break
+            except CassandraReadError as exc:
+                self._reset_pg()
+                failed.append(f"{exc.kind}@{exc.host or host or '?'}")
+                decision = decide(self.policy, exc.kind, len(failed), random.random())  # noqa: S311  # nosec B311  # jitter
+                if not decision.retry or self.stop.is_set():
+                    self._not_verified(t, task, base, exc, retries, failed)
+                    return
+                retries += 1
+                RETRIES.labels(t.name, exc.kind).inc()
+                self.say(
+                    "retry",
+                    {
+                        "task": task,
+                        "kind": exc.kind,
+                        "host": host,
+                        "next": replica_for_attempt(order, retries),
+                        "delay_s": decision.delay_s,
+                        "attempt": retries + 1,
+                    },
+                )
+                # Nothing of the failed attempt counts: the range is read again from its start
+                # (its suspects re-checked and repaired, through the gate, again: idempotent).
+                time.sleep(decision.delay_s)
+            except CdcError as exc:  # PostgreSQL or Redis: not a replica's failure
+                self._reset_pg()
+                self._not_verified(t, task, base, exc, retries, failed)
+                return
+        counters["retries"] = retries
         remaining = (
             counters["missing"]
             + counters["mismatch"]
@@ -599,9 +687,60 @@ class Verifier:
             - counters["deleted_extra"]
         )
         status = "DIFF" if remaining else "PASS"
-        self.store.set_range(self.run_id, task, {**base, "status": status, **counters})
+        done = {**base, "status": status, **counters}
+        if failed:
+            done["failed_attempts"] = failed
+        self.store.set_range(self.run_id, task, done)
         RANGES.labels(t.name, status).inc()
-        self.say("range", {"task": task, "status": status, "rows": counters["read"]})
+        self.say(
+            "range", {"task": task, "status": status, "rows": counters["read"], "retries": retries}
+        )
+
+    def _reset_pg(self) -> None:
+        conn = getattr(self.local, "conn", None)
+        if conn is not None:  # a stream may have left a transaction open
+            conn.close()
+
+    def _not_verified(
+        self,
+        t: Table,
+        task: str,
+        base: dict[str, Any],
+        exc: CdcError,
+        retries: int,
+        failed: list[str],
+    ) -> None:
+        """The range could not be read: FAIL, i.e. not verified — none of its rows counted
+        valid or missing; `--resume` reads it again."""
+        counters = dict.fromkeys(COUNTERS, 0)
+        counters["error"] = 1
+        counters["retries"] = retries
+        self._failed_here.add(task)
+        kind = getattr(exc, "kind", type(exc).__name__)
+        self.store.set_range(
+            self.run_id,
+            task,
+            {
+                **base,
+                "status": "FAIL",
+                "error_kind": kind,
+                "error_message": str(exc),  # not "error": that is the counter of failed ranges
+                "failed_attempts": failed,
+                **counters,
+            },
+        )
+        RANGES.labels(t.name, "FAIL").inc()
+        self.say(
+            "range",
+            {
+                "task": task,
+                "status": "FAIL",
+                "rows": 0,
+                "retries": retries,
+                "error": str(exc),
+                "kind": kind,
+            },
+        )
 
     # ------------------------------------------------------------------ one range
 
@@ -614,11 +753,19 @@ class Verifier:
                 self.conns.append(conn)
         return conn
 
-    def verify_range(self, t: Table, rng: TokenRange, task: str) -> dict[str, int]:
+    def verify_range(
+        self, t: Table, rng: TokenRange, task: str, *, host: str | None = None
+    ) -> dict[str, int]:
+        """One attempt at a range: Cassandra's rows read through ``host`` (a replica of the
+        range; None: the driver chooses). Raises on a failed read; counts nothing then."""
         counters = dict.fromkeys(COUNTERS, 0)
         suspects: list[_Suspect] = []
         c_rows = cassandra.stream(
-            self.session, t.prepared["scan"], (rng.start, rng.end), fetch_size=self.o.fetch_size
+            self.session,
+            t.prepared["scan"],
+            (rng.start, rng.end),
+            fetch_size=self.o.fetch_size,
+            host=host,
         )
         p_rows = postgres.stream(self._pg(), t.pg_range, (rng.start, rng.end))
         first_seen = time.monotonic()
@@ -849,6 +996,12 @@ def repair_events(
     return events
 
 
+def _task_index(task: str) -> int:
+    """``orders:00017`` -> 17: spreads consecutive ranges over the replicas."""
+    tail = task.rpartition(":")[2]
+    return int(tail) if tail.isdigit() else 0
+
+
 def _canon_row(t: Table, row: Sequence[Any]) -> list[Any]:
     cols = t.pk + t.reg
     return [canonical_cassandra(t.types[c], v) for c, v in zip(cols, row, strict=True)]
@@ -914,12 +1067,22 @@ def summarize(
     records = store.ranges(run_id)
     statuses: dict[str, int] = {}
     counters = dict.fromkeys(COUNTERS, 0)
-    for rec in records.values():
-        statuses[rec.get("status", "NOT_STARTED")] = (
-            statuses.get(rec.get("status", "NOT_STARTED"), 0) + 1
-        )
+    not_verified: list[dict[str, Any]] = []
+    for task, rec in sorted(records.items()):
+        status = rec.get("status", "NOT_STARTED")
+        statuses[status] = statuses.get(status, 0) + 1
         for c in COUNTERS:
             counters[c] += int(rec.get(c, 0))
+        if status not in FINAL:
+            not_verified.append(
+                {
+                    "task": task,
+                    "status": status,
+                    "error_kind": rec.get("error_kind"),
+                    "error_message": rec.get("error_message"),
+                    "retries": int(rec.get("retries", 0)),
+                }
+            )
     if statuses.get("FAIL") or statuses.get("STARTED") or statuses.get("NOT_STARTED"):
         status = "INCOMPLETE"
     elif statuses.get("DIFF"):
@@ -934,6 +1097,8 @@ def summarize(
         statuses=statuses,
         counters=counters,
         diff_file=meta.get("diff_file"),
+        consistency=str(meta.get("consistency") or DEFAULT_CONSISTENCY),
+        not_verified=not_verified,
     )
 
 
@@ -982,9 +1147,14 @@ def run_verify(opts: VerifyOptions, *, progress: Progress | None = None) -> RunS
 def check(summary: RunSummary) -> None:
     """Raise for a run that is not clean: failed/unfinished ranges first, then differences."""
     if summary.status == "INCOMPLETE":
-        raise CdcError(
-            f"verify run {summary.run_id}: {summary.statuses} — not every range finished",
-            hint=f"resume it with `cdcctl verify -f MANIFEST --resume {summary.run_id}`",
+        kinds = sorted({str(r["error_kind"]) for r in summary.not_verified if r["error_kind"]})
+        why = f" (reads failed: {', '.join(kinds)})" if kinds else ""
+        raise NotVerifiedError(
+            f"verify run {summary.run_id}: {len(summary.not_verified)} of {summary.ranges} "
+            f"range(s) not verified{why} at {summary.consistency}; they are not counted as "
+            "differences",
+            hint=f"resume it with `cdcctl verify -f MANIFEST --resume {summary.run_id}` "
+            "(e.g. once the nodes are back, or with --consistency the cluster can meet)",
         )
     if summary.remaining > 0:
         raise DifferencesFoundError(
