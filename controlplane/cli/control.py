@@ -14,7 +14,7 @@ import typer
 
 from controlplane.cli.apply import FILES, PRUNE, PRUNE_MATCH, plan
 from controlplane.cli.base import Typer
-from controlplane.cli.output import OUTPUT_OPTION, OutputFormat, emit
+from controlplane.cli.output import OUTPUT_OPTION, OutputFormat, alarm, console, emit
 from controlplane.cli.targeting import CONNECT_URL, CONTEXT, STATE_DIR, resolve
 
 manifest_app = Typer(help="Pipeline manifest tools.", no_args_is_help=True)
@@ -119,14 +119,20 @@ def get_pipelines(
     state_dir: Path | None = STATE_DIR,
     output: OutputFormat = OUTPUT_OPTION,
 ) -> None:
-    """Pipelines deployed by cdcctl (connectors carrying its ownership marker)."""
+    """Pipelines deployed by cdcctl (connectors carrying its ownership marker).
+
+    A FAILED connector or task is shown in red with its health ("1 of 2 tasks FAILED") and
+    makes the command exit 9 after the listing."""
+    from controlplane.services.pipelines import check_failed
     from controlplane.services.pipelines import get_pipelines as run
 
+    rows = run(_where(connect_url, context, state_dir))
     emit(
-        run(_where(connect_url, context, state_dir)),
+        rows if output is not OutputFormat.table else _alarmed(rows),
         output,
-        columns=["pipeline", "connector", "state", "tasks_running", "topics", "stopped"],
+        columns=["pipeline", "connector", "state", "tasks_running", "health", "topics", "stopped"],
     )
+    check_failed(rows)
 
 
 @get_app.command("connectors")
@@ -136,14 +142,32 @@ def get_connectors(
     state_dir: Path | None = STATE_DIR,
     output: OutputFormat = OUTPUT_OPTION,
 ) -> None:
-    """Every connector of the Connect cluster, with state and owner."""
+    """Every connector of the Connect cluster, with state, health and owner.
+
+    A FAILED connector or task is shown in red with its health ("1 of 2 tasks FAILED") and
+    makes the command exit 9 after the listing."""
+    from controlplane.services.pipelines import check_failed
     from controlplane.services.pipelines import get_connectors as run
 
+    rows = run(_where(connect_url, context, state_dir))
     emit(
-        run(_where(connect_url, context, state_dir)),
+        rows if output is not OutputFormat.table else _alarmed(rows),
         output,
-        columns=["name", "type", "state", "tasks_running", "owned", "pipeline"],
+        columns=["name", "type", "state", "tasks_running", "health", "owned", "pipeline"],
     )
+    check_failed(rows)
+
+
+def _alarmed(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Rows for a table: FAILED states and the health of a failed connector in red."""
+    return [
+        {
+            **row,
+            "state": alarm(row["state"]) if row.get("state") == "FAILED" else row.get("state"),
+            "health": alarm(row["health"]) if row.get("failed") else row.get("health"),
+        }
+        for row in rows
+    ]
 
 
 @describe_app.command("pipeline")
@@ -155,18 +179,36 @@ def describe_pipeline(
     state_dir: Path | None = STATE_DIR,
     output: OutputFormat = OUTPUT_OPTION,
 ) -> None:
-    """Connector and task states, topics, consumer lag of connect-<connector>, last error."""
+    """Connector and task states, topics, consumer lag of connect-<connector>, last error.
+
+    A FAILED connector or task is shown in red with its worker and the first line of its trace,
+    under a summary line ("1 of 2 tasks FAILED"), and makes the command exit 9."""
+    from controlplane.services.pipelines import check_failed
     from controlplane.services.pipelines import describe_pipeline as run
 
     info = run(_where(connect_url, context, state_dir), name, bootstrap)
     if output is not OutputFormat.table:
         emit(info, output)
+        check_failed([info])
         return
-    summary = {k: v for k, v in info.items() if k not in ("tasks", "tables", "lag", "last_error")}
+    hidden = ("tasks", "tables", "lag", "last_error", "failures", "failed")
+    summary: dict[str, Any] = {k: v for k, v in info.items() if k not in hidden}
     summary["topics"] = ",".join(info["topics"])
     summary["active_topics"] = ",".join(info["active_topics"])
+    if info["state"] == "FAILED":
+        summary["state"] = alarm(info["state"])
+    if info["failed"]:
+        summary["health"] = alarm(info["health"])
+    if info["failed"]:  # the line that cannot be missed, above the tables
+        console.print(alarm(f"{info['connector']}: {info['health']}"))
     emit([{"field": k, "value": v} for k, v in summary.items()], output, title=info["connector"])
-    emit(info["tasks"], output, columns=["id", "state", "worker", "error"], title="tasks")
+    tasks = [
+        {**t, "state": alarm(t["state"]), "error": alarm(t["error"])}
+        if t["state"] == "FAILED"
+        else t
+        for t in info["tasks"]
+    ]
+    emit(tasks, output, columns=["id", "state", "worker", "error"], title="tasks")
     emit(info["tables"], output, columns=["table", "state", "reason"], title="tables")
     if isinstance(info["lag"], list):
         emit(
@@ -179,6 +221,7 @@ def describe_pipeline(
         typer.echo(f"lag: {info['lag']}")
     if info["last_error"]:
         typer.echo("last error:\n" + str(info["last_error"]))
+    check_failed([info])  # exit 9 after everything was shown
 
 
 @delete_app.command("pipeline")

@@ -61,5 +61,18 @@ def emit(
     for col in cols:
         table.add_column(Text(col.upper()))
     for row in rows:
-        table.add_row(*(Text("" if row.get(c) is None else str(row.get(c))) for c in cols))
+        table.add_row(*(_cell(row.get(c)) for c in cols))
     console.print(table)
+
+
+def _cell(value: Any) -> Text:
+    """A table cell: a `Text` as given (its style kept: a FAILED state in red), else the value
+    as plain text (never markup)."""
+    if isinstance(value, Text):
+        return value
+    return Text("" if value is None else str(value))
+
+
+def alarm(value: Any) -> Text:
+    """A value that must not be missed (a FAILED state): bold red in tables."""
+    return Text("" if value is None else str(value), style="bold red")

@@ -13,8 +13,9 @@ from typing import Any
 
 from controlplane.adapters import kafka, postgres
 from controlplane.adapters.connect import ConnectClient, ConnectorStatus
+from controlplane.core.connector_health import Health, first_line, health
 from controlplane.core.ddl import generate_ddl
-from controlplane.core.errors import ConnectError, UsageError
+from controlplane.core.errors import ConnectError, FailedStateError, UsageError
 from controlplane.core.manifest_loader import LoadedManifest
 from controlplane.core.plan import ddl_objects
 from controlplane.core.render import OWNER_KEY, OWNER_VALUE, PIPELINE_KEY, stopped_tables
@@ -73,6 +74,45 @@ def _tasks(status: ConnectorStatus | None) -> str:
     return f"{running}/{len(status.tasks)}"
 
 
+def connector_health(name: str, status: ConnectorStatus | None) -> Health:
+    """The connector's `Health` ("1 of 2 tasks FAILED") from Connect's status."""
+    if status is None:
+        return health(name, None, "", None, [])
+    c = status.connector
+    tasks = [(t.id, t.state, t.worker_id, t.trace) for t in status.tasks]
+    return health(name, c.state, c.worker_id, c.trace, tasks)
+
+
+def _health_fields(h: Health) -> dict[str, Any]:
+    return {
+        "health": h.summary,
+        "failed": h.failed,
+        "failures": [f.as_dict() for f in h.failures],
+    }
+
+
+def check_failed(items: list[dict[str, Any]]) -> None:
+    """Raise `FailedStateError` (exit 9) when a connector or task in ``items`` (rows of `get`,
+    or `describe`'s answer) is FAILED: each one with its worker and the first line of its
+    trace. Called after the listing was printed."""
+    failed = [i for i in items if i.get("failed")]
+    if not failed:
+        return
+    parts = []
+    for item in failed:
+        name = item.get("connector") or item.get("name")
+        for f in item.get("failures", []):
+            what = f"{name} task {f['task']}" if f["task"] is not None else str(name)
+            parts.append(f"{what} on worker {f['worker'] or '?'}: {f['error'] or 'no trace'}")
+    heads = ", ".join(f"{i.get('connector') or i.get('name')}: {i['health']}" for i in failed)
+    raise FailedStateError(
+        f"{heads} ({'; '.join(parts)})",
+        hint="the whole trace: `cdcctl describe pipeline NAME` (last error) or the worker's "
+        "log; after fixing the cause: `cdcctl restart NAME --failed` (reconcile does it with "
+        "backoff)",
+    )
+
+
 def get_connectors(where: Where) -> list[dict[str, Any]]:
     with where.client() as client:
         listing = client.list_connectors()
@@ -89,6 +129,7 @@ def get_connectors(where: Where) -> list[dict[str, Any]]:
                 "owned": config.get(OWNER_KEY) == OWNER_VALUE,
                 "pipeline": config.get(PIPELINE_KEY),
                 "class": config.get("connector.class"),
+                **_health_fields(connector_health(name, entry.status)),
             }
         )
     return rows
@@ -110,13 +151,10 @@ def get_pipelines(where: Where) -> list[dict[str, Any]]:
                 "tasks_running": _tasks(entry.status),
                 "topics": config.get("topics", config.get("topics.regex", "")),
                 "stopped": ",".join(stopped_tables(config)),
+                **_health_fields(connector_health(name, entry.status)),
             }
         )
     return rows
-
-
-def _first_line(trace: str | None) -> str | None:
-    return trace.strip().splitlines()[0] if trace and trace.strip() else None
 
 
 def describe_pipeline(where: Where, name: str, bootstrap: str | None = None) -> dict[str, Any]:
@@ -149,8 +187,10 @@ def describe_pipeline(where: Where, name: str, bootstrap: str | None = None) -> 
         "owned": config.get(OWNER_KEY) == OWNER_VALUE,
         "state": status.connector.state,
         "worker": status.connector.worker_id,
+        "error": first_line(status.connector.trace),
+        **_health_fields(connector_health(connector, status)),
         "tasks": [
-            {"id": t.id, "state": t.state, "worker": t.worker_id, "error": _first_line(t.trace)}
+            {"id": t.id, "state": t.state, "worker": t.worker_id, "error": first_line(t.trace)}
             for t in status.tasks
         ],
         "topics": topics,
