@@ -156,14 +156,21 @@ def rss_bytes(pid: int | None) -> int | None:
         return None
 
 
-def port_owner(port: int) -> str | None:
-    """Who listens on 127.0.0.1/any:`port`, as 'name (pid N)', or None when it is free."""
+def port_owner(port: int, host: str | None = None) -> str | None:
+    """Who listens on `port`, as 'name (pid N)', or None when it is free. ``host``: only a
+    listener on that address or on every address counts (a Cassandra node on 127.0.0.2 may use
+    the port node 1 uses on 127.0.0.1); None: any address."""
     try:
         conns = psutil.net_connections(kind="inet")
     except psutil.Error:
         conns = []
     for c in conns:
-        if c.status == psutil.CONN_LISTEN and c.laddr and c.laddr.port == port:
+        if (
+            c.status == psutil.CONN_LISTEN
+            and c.laddr
+            and c.laddr.port == port
+            and (host is None or c.laddr.ip in (host, "0.0.0.0", "::"))  # noqa: S104  # nosec B104
+        ):
             if c.pid is None:
                 return "an unknown process"
             try:
@@ -174,21 +181,23 @@ def port_owner(port: int) -> str | None:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
-            sock.bind(("127.0.0.1", port))
+            sock.bind((host or "127.0.0.1", port))
         except OSError:
             return "an unknown process"
     return None
 
 
-def ensure_port_free(service: str, port: int, *, grace_s: float = 0.0) -> None:
+def ensure_port_free(
+    service: str, port: int, *, grace_s: float = 0.0, host: str | None = None
+) -> None:
     """Raise PortInUseError when `port` is taken. ``grace_s``: how long a port may stay taken
     before that counts — a process just stopped can hold its listening socket for a moment
     while the kernel tears it down (seen as a listener without a pid)."""
     deadline = time.monotonic() + grace_s
-    owner = port_owner(port)
+    owner = port_owner(port, host)
     while owner and time.monotonic() < deadline:
         time.sleep(0.2)
-        owner = port_owner(port)
+        owner = port_owner(port, host)
     if owner:
         raise PortInUseError(
             f"{service} cannot start: port {port} is already in use by {owner}",

@@ -32,7 +32,13 @@ STATE_DIR = typer.Option(
 
 
 def _stack(
-    state_dir: Path | None, port_offset: int | None = None, secure: bool | None = None
+    state_dir: Path | None,
+    port_offset: int | None = None,
+    secure: bool | None = None,
+    *,
+    nodes: int | None = None,
+    connect_workers: int | None = None,
+    agent_log_level: str | None = None,
 ) -> LocalStack:
     # Imported here: the stack service pulls in psutil and every adapter, which `--help` of
     # unrelated commands should not pay for.
@@ -42,7 +48,15 @@ def _stack(
     def report(service: str, message: str) -> None:
         err.print(f"[cyan]{service:>10}[/] {message}", highlight=False)
 
-    return LocalStack(chosen_settings(state_dir, port_offset, secure), report=report)
+    settings = chosen_settings(
+        state_dir,
+        port_offset,
+        secure,
+        nodes=nodes,
+        connect_workers=connect_workers,
+        agent_log_level=agent_log_level,
+    )
+    return LocalStack(settings, report=report)
 
 
 @app.command()
@@ -62,13 +76,44 @@ def up(
         help="Connect REST on HTTPS with basic auth, and a TLS listener on Kafka (kept in "
         "stack.json like --port-offset).",
     ),
+    nodes: int | None = typer.Option(
+        None,
+        "--nodes",
+        min=1,
+        max=5,
+        help="Cassandra nodes (1..5) on 127.0.0.1..N, joined one after the other, each with its "
+        "own Debezium agent (node1, node2, ...). Default 1; kept in stack.json.",
+    ),
+    connect_workers: int | None = typer.Option(
+        None,
+        "--connect-workers",
+        min=1,
+        max=3,
+        help="Kafka Connect workers (1..3) in one group, REST ports 8083, 8084, ... Default 1; "
+        "kept in stack.json.",
+    ),
+    agent_log_level: str | None = typer.Option(
+        None,
+        "--agent-log-level",
+        help="Root log level of the agents' rolling logs: TRACE, DEBUG, INFO, WARN or ERROR "
+        "(replay-skip lines stay at WARN). Default INFO; kept in stack.json.",
+    ),
     output: OutputFormat = OUTPUT_OPTION,
 ) -> None:
     """Install what is missing, then start every service in dependency order, each gated on a
     readiness probe. Running services are left alone, so `up` twice is a no-op."""
     start = time.monotonic()
-    stack = _stack(state_dir, port_offset, secure)
-    persist = port_offset is not None or secure is not None
+    stack = _stack(
+        state_dir,
+        port_offset,
+        secure,
+        nodes=nodes,
+        connect_workers=connect_workers,
+        agent_log_level=agent_log_level,
+    )
+    persist = any(
+        v is not None for v in (port_offset, secure, nodes, connect_workers, agent_log_level)
+    )
     results = stack.up(services or None, persist=persist)
     emit(
         [{"service": r.name, "action": r.action, "seconds": round(r.seconds, 1)} for r in results],
@@ -89,17 +134,20 @@ def down(
 
 @app.command()
 def status(state_dir: Path | None = STATE_DIR, output: OutputFormat = OUTPUT_OPTION) -> None:
-    """Each service's state, version, port, pid and resident memory."""
+    """Each service's state, version, address, port, pid and resident memory: every Cassandra
+    node, agent and Connect worker on its own row."""
     from controlplane.services.stack import status_rows
 
     rows = status_rows(_stack(state_dir).status())
-    emit(rows, output, columns=["name", "state", "version", "port", "pid", "rss_mib"])
+    emit(rows, output, columns=["name", "state", "version", "address", "port", "pid", "rss_mib"])
 
 
 @app.command()
 def logs(
     service: str = typer.Argument(
-        ..., help="postgres, redis, vault, kafka, cassandra, connect, agent or prometheus."
+        ...,
+        help="postgres, redis, vault, kafka, cassandra, connect, agent or prometheus; "
+        "cassandra-2, agent-2, connect-2, ... for the other nodes and workers.",
     ),
     lines: int = typer.Option(50, "--lines", "-n", help="How many of the last lines."),
     state_dir: Path | None = STATE_DIR,
@@ -124,6 +172,10 @@ def env(state_dir: Path | None = STATE_DIR) -> None:
         "CDC_CA_FILE": str(stack.lay.ca_file),
         "CDC_KAFKA_BOOTSTRAP": ep.kafka_bootstrap,
         "CDC_CONNECT_URL": ep.connect_url,
+        # Every node, worker and agent (one each on the single-node stack).
+        "CDC_CASSANDRA_CONTACT_POINTS": ",".join(ep.cassandra_contact_points),
+        "CDC_CONNECT_URLS": ",".join(ep.connect_urls),
+        "CDC_AGENT_URLS": ",".join(ep.agent_urls),
         "CDC_REDIS_URL": ep.redis_url,
         "CDC_PROMETHEUS_URL": ep.prometheus_url,
         # OpenBao's own (and hvac's) variables: `bao kv get secret/cdc/postgres` just works.

@@ -33,7 +33,7 @@ from controlplane.core.render import (
     escape_property,
     parse_properties,
 )
-from controlplane.core.stack_model import JDK17_MODULE_FLAGS
+from controlplane.core.stack_model import JDK17_MODULE_FLAGS, SKIP_LOGGERS
 from controlplane.core.target import split_host_port
 
 SERVICE_NAME = "cass-cdc-pg-agent"
@@ -52,13 +52,6 @@ ENV_TEMPLATE = "agent.env.j2"
 LOGBACK_TEMPLATE = "agent-logback.xml.j2"
 
 MAIN_CLASS = "io.debezium.connector.cassandra.CassandraConnectorTask"
-# Loggers of the "Mutation at {} for table {} already processed, skipping..." INFO line, one per
-# re-read mutation after a restart: <flavour>CommitLogReadHandlerImpl in
-# debezium-connector-cassandra (cassandra-5/ and cassandra-4/, 3.2.0.Final to 3.7).
-SKIP_LOGGERS: tuple[str, ...] = (
-    "io.debezium.connector.cassandra.Cassandra5CommitLogReadHandlerImpl",
-    "io.debezium.connector.cassandra.Cassandra4CommitLogReadHandlerImpl",
-)
 # Besides heap, logback and module flags (in the unit). ExitOnOutOfMemoryError: a full heap
 # (dbz#1791) ends the JVM and systemd restarts it, instead of a process that only half works.
 # No -Djava.net.preferIPv4Stack (the local stack's choice): nodes may be IPv6.

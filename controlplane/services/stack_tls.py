@@ -1,0 +1,121 @@
+"""TLS material of the local stack: one throwaway CA, a server certificate per TLS service,
+Kafka's PEM key store and secure mode's Connect REST stores and basic-auth users (decision 0060,
+docs/stack.md "TLS: one CA for the stack"). Files under the state dir's secrets/ (0700), private
+keys 0600. Made with the openssl CLI and the JDK's keytool."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import Callable
+from pathlib import Path
+
+from controlplane.adapters import processes
+from controlplane.core.errors import StackError
+from controlplane.core.stack_model import (
+    CONNECT_REST_USER,
+    TLS_SERVICES,
+    StackLayout,
+    connect_jaas_config,
+    keytool_truststore_command,
+    openssl_ca_command,
+    openssl_csr_command,
+    openssl_pkcs12_command,
+    openssl_sign_command,
+    server_cert_extensions,
+)
+from controlplane.services.stack_runtime import read_properties, write_private
+
+Reporter = Callable[[str, str], None]
+
+
+def write_tls(lay: StackLayout, services: list[str], report: Reporter) -> None:
+    """The stack's throwaway CA, generated once, and a server certificate per service for
+    localhost/127.0.0.1/::1 signed by it, with the openssl CLI; private keys 0600 (decision
+    0060). A new CA voids every server certificate of the old one."""
+    if not services:
+        return
+    if not (lay.ca_file.exists() and lay.ca_key.exists()):
+        report("stack", "generating a local CA for TLS")
+        openssl(openssl_ca_command(lay.ca_key, lay.ca_file))
+        for svc in TLS_SERVICES:  # signed by the old CA, if any
+            lay.server_cert(svc).unlink(missing_ok=True)
+    os.chmod(lay.ca_key, 0o600)
+    for svc in services:
+        cert, key = lay.server_cert(svc), lay.server_key(svc)
+        if not (cert.exists() and key.exists()):
+            report(svc, "generating its TLS server certificate")
+            csr = lay.secrets_dir / f"{svc}-server.csr"
+            ext = lay.secrets_dir / f"{svc}-server.ext"
+            ext.write_text(server_cert_extensions())
+            try:
+                openssl(openssl_csr_command(key, csr))
+                openssl(
+                    openssl_sign_command(
+                        csr, lay.ca_file, lay.ca_key, cert, ext, serial=secrets.token_hex(8)
+                    )
+                )
+            finally:
+                csr.unlink(missing_ok=True)
+                ext.unlink(missing_ok=True)
+        os.chmod(key, 0o600)
+
+
+def write_kafka_keystore(lay: StackLayout) -> None:
+    """Kafka's TLS listener reads PEM itself: key (PKCS#8, as openssl writes it) and chain."""
+    parts = (lay.server_key("kafka"), lay.server_cert("kafka"), lay.ca_file)
+    write_private(lay.kafka_keystore_pem, "".join(p.read_text() for p in parts))
+
+
+def write_connect_security(lay: StackLayout, keytool: Path) -> None:
+    """Secure mode's Connect REST: PKCS12 key and trust stores made from the PEM files at each
+    start (Jetty reads no PEM), and the basic-auth users, generated once. Every worker of the
+    stack uses the same stores and users."""
+    if not lay.connect_store_password_file.exists():
+        write_private(lay.connect_store_password_file, secrets.token_urlsafe(24))
+    password = lay.connect_store_password_file.read_text().strip()
+    for store in (lay.connect_keystore, lay.connect_truststore):
+        store.unlink(missing_ok=True)
+    openssl(
+        openssl_pkcs12_command(
+            lay.server_key("connect"),
+            lay.server_cert("connect"),
+            lay.ca_file,
+            lay.connect_keystore,
+            lay.connect_store_password_file,
+        )
+    )
+    argv = keytool_truststore_command(keytool, lay.ca_file, lay.connect_truststore, password)
+    out = processes.run(argv, timeout=120)
+    if out.returncode != 0:
+        raise StackError(
+            f"keytool could not write Connect's trust store: {(out.stdout + out.stderr)[-800:]}"
+        )
+    for store in (lay.connect_keystore, lay.connect_truststore):
+        os.chmod(store, 0o600)
+    creds = read_properties(lay.connect_credentials_file)
+    if not creds.get("password"):
+        creds = {"username": CONNECT_REST_USER, "password": secrets.token_urlsafe(24)}
+        write_private(
+            lay.connect_credentials_file,
+            f"username={creds['username']}\npassword={creds['password']}\n",
+        )
+    write_private(lay.connect_users_file, f"{creds['username']}={creds['password']}\n")
+    write_private(lay.connect_jaas_file, connect_jaas_config(lay.connect_users_file))
+
+
+def openssl(argv: list[str]) -> None:
+    try:
+        out = processes.run(argv, timeout=60)
+    except FileNotFoundError as exc:
+        raise StackError(
+            "the openssl command is needed to create the local stack's TLS certificates",
+            hint="apt-get install openssl",
+        ) from exc
+    if out.returncode != 0:
+        raise StackError(
+            f"openssl failed creating the local stack's TLS certificates: "
+            f"{(out.stdout + out.stderr)[-800:]}",
+            hint="remove .stack/secrets/*-server.* (and postgres-ca.* for a new CA) "
+            "and run `cdcctl stack up` again",
+        )
