@@ -16,6 +16,11 @@ test:
     mvn -B -q -f transforms/vault-config-provider/pom.xml verify
     python -m pytest tests/unit tests/integration tests/e2e --cov=controlplane --cov-report=term --cov-report=xml --cov-fail-under=80
 
+# The local cluster profile: 3 Cassandra nodes, an agent per node, 2 Connect workers, in its own
+# state dir (.stack-cluster, port offset 2000); started and stopped by the session fixture
+test-cluster:
+    python -m pytest tests/cluster -m cluster
+
 # Unit tests only: no network, seconds
 unit:
     python -m pytest tests/unit -q
