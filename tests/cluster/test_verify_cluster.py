@@ -1,0 +1,245 @@
+"""`cdcctl verify` on the 3-node cluster (decision 0102): an RF=3 keyspace read at LOCAL_QUORUM
+while one node is killed -9 mid-run costs retries, never false differences.
+
+How the kill lands on reads in flight, every time: node 2 is first frozen (SIGSTOP), so the
+range reads it coordinates hang (the driver still sees it up: its connections stay open); once
+a range routed to it is stuck, the node is killed (SIGKILL). Each stuck read then fails with a
+lost connection and is read again on the next replica; the coordinators that still count node
+2 as a replica until gossip convicts it answer ReadTimeout, retried with backoff too. At
+LOCAL_QUORUM two of three replicas suffice: the run ends PASS with every row read once, zero
+missing/extra/mismatched rows and its retries counted; then node 2 is started again and
+rejoins (UN)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess  # nosec B404  # the CLI under test
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+from cassandra import ConsistencyLevel
+from cassandra.cluster import Cluster as CqlCluster
+from cassandra.cluster import Session
+from cassandra.concurrent import execute_concurrent_with_args
+
+from controlplane.adapters import postgres
+from controlplane.adapters.redis_store import CheckpointStore
+from controlplane.core.ddl import generate_ddl, sink_upsert_sql
+from controlplane.core.read_retry import Replica, replica_order
+from controlplane.core.schema_model import TableModel
+from controlplane.services import stack_runtime
+from tests.cluster.conftest import NODES, Cluster
+from tests.integration.verify_support import CQL_TABLE, REGULAR, row_values
+from tests.manifests import local_pipeline
+
+pytestmark = pytest.mark.cluster
+
+KS = "vc_rf3"
+TABLE = "kv"
+ROWS = 30_000
+VICTIM = 2  # cassandra-2 on 127.0.0.2
+DEADLINE_S = 240.0
+TS = 1_700_000_000_000_000
+
+
+def wait_for(
+    what: str,
+    probe: Callable[[], Any],
+    ok: Callable[[Any], bool],
+    deadline: float = DEADLINE_S,
+    every: float = 0.05,
+) -> Any:
+    end = time.monotonic() + deadline
+    value = probe()
+    while not ok(value):
+        if time.monotonic() > end:
+            pytest.fail(f"{what}: not reached within {deadline:.0f}s; last value: {value!r}")
+        time.sleep(every)
+        value = probe()
+    return value
+
+
+def _model(session: Session) -> TableModel:
+    rows = session.execute(
+        "SELECT column_name, type, kind, position, clustering_order FROM system_schema.columns "
+        "WHERE keyspace_name = %s AND table_name = %s",
+        (KS, TABLE),
+    )
+    return TableModel.from_system_schema(KS, TABLE, [r._asdict() for r in rows])
+
+
+@pytest.fixture(scope="module")
+def cql(cluster: Cluster) -> Iterator[Session]:
+    hosts = [f"127.0.0.{i}" for i in range(1, cluster.stack.s.nodes + 1)]
+    c = CqlCluster(hosts, port=cluster.stack.s.ports.cassandra, protocol_version=5)
+    session = c.connect()
+    yield session
+    c.shutdown()
+
+
+@pytest.fixture(scope="module")
+def loaded(cluster: Cluster, cql: Session, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """RF=3 keyspace with ROWS rows written at ALL (every replica holds each), the same rows in
+    PostgreSQL through the sink's statement; the pipeline's manifest."""
+    dsn = cluster.stack.endpoints().postgres_dsn
+    cql.execute(
+        f"CREATE KEYSPACE IF NOT EXISTS {KS} WITH replication = "
+        "{'class': 'SimpleStrategy', 'replication_factor': 3}"
+    )
+    cql.execute(f"DROP TABLE IF EXISTS {KS}.{TABLE}")
+    cql.execute(CQL_TABLE.format(ks=KS, t=TABLE))
+    postgres.execute(
+        dsn,
+        [
+            f'DROP VIEW IF EXISTS "{KS}"."{TABLE}"',
+            f'DROP TABLE IF EXISTS "{KS}_cdc"."{TABLE}" CASCADE',
+            f'DROP TABLE IF EXISTS "{KS}_cdc"."{TABLE}__tombstones" CASCADE',
+        ],
+    )
+    model = _model(cql)
+    postgres.execute(dsn, generate_ddl(model).statements)
+    cols = ["id", "region", "c", *REGULAR]
+    insert = cql.prepare(
+        f"INSERT INTO {KS}.{TABLE} ({', '.join(cols)}) "
+        f"VALUES ({', '.join('?' for _ in cols)}) USING TIMESTAMP ?"
+    )
+    insert.consistency_level = ConsistencyLevel.ALL
+    rows = [row_values(i) for i in range(ROWS)]
+    params = [(r["id"], r["region"], r["c"], *(r[c] for c in REGULAR), TS) for r in rows]
+    for ok, res in execute_concurrent_with_args(cql, insert, params, concurrency=64):
+        assert ok, res
+    upsert = sink_upsert_sql(model)
+    set_cols = json.dumps(sorted(REGULAR))
+    events = [
+        (r["id"], r["region"], r["c"], *(r[c] for c in REGULAR), TS, "i", set_cols, None, False)
+        for r in rows
+    ]
+    with psycopg.connect(dsn, autocommit=True) as conn, conn.transaction(), conn.cursor() as cur:
+        cur.executemany(upsert, events)
+    manifest = tmp_path_factory.mktemp("vcluster") / "vc-rf3.yaml"
+    manifest.write_text(local_pipeline("vc-rf3", KS, [TABLE]))
+    return manifest
+
+
+def coordinator(task: str) -> str:
+    """The replica verify reads a range through first: all three nodes replicate every range
+    at RF=3, rotated by the range's index (core.read_retry.replica_order)."""
+    nodes = [Replica(f"127.0.0.{i}", "", True) for i in range(1, NODES + 1)]
+    return replica_order(nodes, None, salt=int(task.rpartition(":")[2]))[0]
+
+
+def test_a_node_killed_mid_verify_costs_retries_not_differences(
+    cluster: Cluster, loaded: Path, tmp_path: Path
+) -> None:
+    lay = cluster.stack.lay
+    victim = f"cassandra-{VICTIM}"
+    victim_addr = f"127.0.0.{VICTIM}"
+    pid = stack_runtime.pid_of(lay, victim)
+    assert pid is not None
+    assert stack_runtime.running(lay, victim)
+    run = f"vc-kill-{uuid.uuid4().hex[:8]}"
+    store = CheckpointStore(cluster.stack.endpoints().redis_url)
+    proc = subprocess.Popen(  # nosec B603  # fixed argv
+        [
+            sys.executable,
+            "-m",
+            "controlplane",
+            "verify",
+            "-f",
+            str(loaded),
+            "--consistency",
+            "LOCAL_QUORUM",
+            "--ranges",
+            "96",
+            "--workers",
+            "2",
+            "--read-retries",
+            "8",
+            "--run-id",
+            run,
+            "--lag",
+            "0.5",
+            "--no-progress",
+            "-o",
+            "json",
+            "--diff-file",
+            str(tmp_path / "diff.jsonl"),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "CDC_STACK_DIR": str(lay.root)},
+    )
+    killed = False
+    try:
+        final = {"PASS", "DIFF", "FAIL"}
+        wait_for(
+            "6 ranges done",
+            lambda: sum(r.get("status") in final for r in store.ranges(run).values()),
+            lambda n: n >= 6,
+        )
+        os.kill(pid, signal.SIGSTOP)  # frozen: reads it coordinates hang, connections stay up
+
+        since: dict[str, float] = {}  # ranges routed to the frozen node: STARTED since when
+
+        def hanging() -> bool:
+            now = time.monotonic()
+            started = {
+                t
+                for t, r in store.ranges(run).items()
+                if r.get("status") == "STARTED" and coordinator(t) == victim_addr
+            }
+            for t in set(since) - started:
+                del since[t]
+            for t in started:
+                since.setdefault(t, now)
+            return any(now - t0 >= 2 for t0 in since.values())  # a range takes milliseconds
+
+        wait_for("a range read hanging on the frozen node for 2 s", hanging, bool, 90)
+        os.kill(pid, signal.SIGKILL)
+        killed = True
+        out, err = proc.communicate(timeout=600)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate(timeout=60)
+        if not killed:
+            os.kill(pid, signal.SIGCONT)
+    try:
+        assert proc.returncode == 0, err
+        summary = json.loads(out)
+        c = summary["counters"]
+        assert summary["status"] == "PASS", summary
+        assert summary["consistency"] == "LOCAL_QUORUM"
+        assert (c["missing"], c["extra"], c["mismatch"], c["skipped"]) == (0, 0, 0, 0)
+        assert c["read"] == ROWS  # every row exactly once: failed attempts counted nothing
+        assert summary["not_verified_ranges"] == 0
+        assert c["retries"] >= 1
+        records = store.ranges(run)
+        failed = [a for r in records.values() for a in r.get("failed_attempts", [])]
+        assert any(a.endswith(f"@{victim_addr}") for a in failed), failed
+        assert sum(int(r.get("retries", 0)) for r in records.values()) == c["retries"]
+        diff = tmp_path / "diff.jsonl"
+        assert not diff.exists() or diff.read_text() == ""
+        print(
+            f"verify with {victim} killed: {c['read']} rows, {summary['ranges']} ranges, "
+            f"{c['retries']} retries ({sorted(set(failed))}), {summary['elapsed_s']} s"
+        )
+    finally:
+        store.close()
+        # node 2 started again; the stack waits until every node is UN
+        cluster.stack.up([victim])
+        wait_for(
+            "every node UN",
+            cluster.stack.cluster_view,
+            lambda v: v == {f"127.0.0.{i}": "UN" for i in range(1, NODES + 1)},
+            every=2,
+        )
