@@ -588,10 +588,49 @@ class Postgres(_Model):
         return value
 
 
+class SinkRetry(_Model):
+    """How the sink task waits out PostgreSQL being away (connection refused or lost, shutting
+    down, starting up): the batch is redelivered after a doubling backoff, capped, for at most
+    ``timeoutMs``; then the task fails and ``cdcctl reconcile`` restarts it (decision 0100).
+    The defaults live here only (the connector's own equal them: ``RetryPolicy.java``)."""
+
+    timeout_ms: int = Field(
+        default=600_000,
+        ge=-1,
+        description=(
+            "cdc.retry.timeout.ms: how long a task keeps retrying (-1 forever, 0 fails at once)."
+        ),
+    )
+    backoff_initial_ms: int = Field(
+        default=1_000, ge=1, le=3_600_000, description="cdc.retry.backoff.initial.ms."
+    )
+    backoff_max_ms: int = Field(
+        default=15_000,
+        ge=1,
+        le=3_600_000,
+        description="cdc.retry.backoff.max.ms: also how late the sink notices PostgreSQL is back.",
+    )
+
+    @model_validator(mode="after")
+    def _backoff_order(self) -> SinkRetry:
+        if self.backoff_max_ms < self.backoff_initial_ms:
+            raise ValueError(
+                f"backoffMaxMs ({self.backoff_max_ms}) is below backoffInitialMs "
+                f"({self.backoff_initial_ms})"
+            )
+        if 0 < self.timeout_ms < self.backoff_initial_ms:
+            raise ValueError(
+                f"timeoutMs ({self.timeout_ms}) is below backoffInitialMs "
+                f"({self.backoff_initial_ms}): the sink would never retry (0 says so)"
+            )
+        return self
+
+
 class Sink(_Model):
     postgres: Postgres
     batch_size: int = Field(default=500, ge=1, le=100_000)
     tasks_max: int = Field(default=1, ge=1, le=64)
+    retry: SinkRetry = Field(default_factory=SinkRetry)
 
 
 class Options(_Model):

@@ -35,6 +35,9 @@ from controlplane.core.properties import escape_value, load_properties
 CONNECTORS_DIR = Path(__file__).resolve().parents[2] / "connectors"
 
 SINK_TEMPLATE = "jdbc-sink.json.j2"
+# The Debezium JDBC sink wrapped so its tasks wait out a PostgreSQL outage (transforms/, decision
+# 0100); every Debezium setting is passed through unchanged.
+SINK_CONNECTOR_CLASS = "io.casscdcpg.sink.RetryingJdbcSinkConnector"
 AGENT_TEMPLATE = "agent.properties.j2"
 DRIVER_TEMPLATE = "driver.conf.j2"
 
@@ -288,6 +291,7 @@ def render_sink_config(
         ctx,
         SINK_TEMPLATE,
         connector_name=sink_connector_name(pipeline),
+        connector_class=SINK_CONNECTOR_CLASS,
         pipeline_name=pipeline.name,
         tasks_max=str(spec.sink.tasks_max),
         # An explicit list, not a regex: a regex subscription only notices topics created later
@@ -305,6 +309,9 @@ def render_sink_config(
         tombstones_suffix=TOMBSTONES_SUFFIX,
         tombstone_topic_regex=rf"{topics}\.({tables}){re.escape(TOMBSTONES_SUFFIX)}",
         row_topic_regex=rf"{topics}\.({tables})",
+        retry_timeout_ms=str(spec.sink.retry.timeout_ms),
+        retry_backoff_initial_ms=str(spec.sink.retry.backoff_initial_ms),
+        retry_backoff_max_ms=str(spec.sink.retry.backoff_max_ms),
         errors_tolerance=spec.options.errors_tolerance,
         errors_retry_timeout_ms=str(spec.options.errors_retry_timeout_ms),
         errors_log_enable="true" if spec.options.errors_log_enable else "false",

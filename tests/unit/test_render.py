@@ -47,8 +47,12 @@ def test_sink_config(pipeline: Pipeline, ctx: RenderContext) -> None:
     config = render_sink_config(pipeline, ctx)
     expected = {
         "name": "demo-jdbc-sink",
-        "connector.class": "io.debezium.connector.jdbc.JdbcSinkConnector",
+        # Debezium's JDBC sink, its tasks riding through a PostgreSQL outage (decision 0100)
+        "connector.class": "io.casscdcpg.sink.RetryingJdbcSinkConnector",
         "tasks.max": "1",
+        "cdc.retry.timeout.ms": "600000",
+        "cdc.retry.backoff.initial.ms": "1000",
+        "cdc.retry.backoff.max.ms": "15000",
         "connection.url": (
             "jdbc:postgresql://127.0.0.1:5432/cdc?stringtype=unspecified"
             "&ApplicationName=cdc-sink-demo&sslmode=require"
