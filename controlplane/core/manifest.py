@@ -591,7 +591,7 @@ class Postgres(_Model):
 class SinkRetry(_Model):
     """How the sink task waits out PostgreSQL being away (connection refused or lost, shutting
     down, starting up): the batch is redelivered after a doubling backoff, capped, for at most
-    ``timeoutMs``; then the task fails and ``cdcctl reconcile`` restarts it (decision 0100).
+    ``timeoutMs``; then the task fails and ``cdcctl reconcile`` restarts it (decision 0103).
     The defaults live here only (the connector's own equal them: ``RetryPolicy.java``)."""
 
     timeout_ms: int = Field(

@@ -36,7 +36,7 @@ CONNECTORS_DIR = Path(__file__).resolve().parents[2] / "connectors"
 
 SINK_TEMPLATE = "jdbc-sink.json.j2"
 # The Debezium JDBC sink wrapped so its tasks wait out a PostgreSQL outage (transforms/, decision
-# 0100); every Debezium setting is passed through unchanged.
+# 0103); every Debezium setting is passed through unchanged.
 SINK_CONNECTOR_CLASS = "io.casscdcpg.sink.RetryingJdbcSinkConnector"
 AGENT_TEMPLATE = "agent.properties.j2"
 DRIVER_TEMPLATE = "driver.conf.j2"

@@ -47,7 +47,7 @@ def test_sink_config(pipeline: Pipeline, ctx: RenderContext) -> None:
     config = render_sink_config(pipeline, ctx)
     expected = {
         "name": "demo-jdbc-sink",
-        # Debezium's JDBC sink, its tasks riding through a PostgreSQL outage (decision 0100)
+        # Debezium's JDBC sink, its tasks riding through a PostgreSQL outage (decision 0103)
         "connector.class": "io.casscdcpg.sink.RetryingJdbcSinkConnector",
         "tasks.max": "1",
         "cdc.retry.timeout.ms": "600000",

@@ -1,4 +1,4 @@
-"""The sink's PostgreSQL-outage retry settings (decision 0100) as rendered: manifest -> connector
+"""The sink's PostgreSQL-outage retry settings (decision 0103) as rendered: manifest -> connector
 config -> plan."""
 
 from __future__ import annotations

@@ -13,7 +13,7 @@ import java.util.Set;
 
 /**
  * Which failures of the JDBC sink are worth waiting out, and how long to wait between attempts
- * (docs/decisions/0100-sink-rides-through-postgres-outages.md). Pure: no clock, no I/O.
+ * (docs/decisions/0103-sink-rides-through-postgres-outages.md). Pure: no clock, no I/O.
  *
  * <p>Transient: the database is unreachable, shutting down, starting up or in recovery, or a
  * transaction lost a serialization/deadlock race. Everything else (a constraint, a type, a

@@ -9,7 +9,7 @@ import org.apache.kafka.connect.sink.SinkConnector;
 
 /**
  * The Debezium JDBC sink, unchanged, with tasks that wait out a PostgreSQL outage instead of
- * failing on the first broken connection ({@link RetryingJdbcSinkTask}; decision 0100). Every
+ * failing on the first broken connection ({@link RetryingJdbcSinkTask}; decision 0103). Every
  * setting is Debezium's, plus {@code cdc.retry.*} ({@link RetryPolicy}).
  */
 public class RetryingJdbcSinkConnector extends SinkConnector {
