@@ -1,10 +1,11 @@
 """Verify's consistency level and failed reads against the real local stack (decision 0102).
 
 One node is enough for the plumbing: at RF=1 every level is met. A read error is produced for
-real by raising the keyspace's replication factor to 2 on the one node: QUORUM then needs two
-live replicas and Cassandra answers Unavailable. The ranges are reported *not verified* (exit 8,
-nothing missing, no line in the diff file); once the keyspace is back at RF=1, `--resume`
-finishes exactly those ranges."""
+real by raising the keyspace's replication factor above the number of nodes (2 on the single
+node stack): ALL then needs more live replicas than exist and Cassandra answers Unavailable.
+The ranges are reported *not verified* (exit 8, nothing missing, no line in the diff file);
+once the keyspace is back at RF=1, `--resume` (at the run's level, ALL) finishes exactly those
+ranges."""
 
 from __future__ import annotations
 
@@ -149,10 +150,11 @@ def test_unavailable_ranges_are_not_verified_then_resume_finishes_them(
     env: Any, cql: Session, tmp_path: Path
 ) -> None:
     run = f"vf-cl-{uuid.uuid4().hex[:8]}"
-    _rf(cql, 2)  # one node: QUORUM of 2 replicas cannot be met -> Unavailable, for real
+    nodes = len(cql.cluster.metadata.all_hosts())
+    _rf(cql, nodes + 1)  # ALL of more replicas than nodes cannot be met: Unavailable, for real
     try:
         code, out, err = verify(
-            env, tmp_path, "--consistency", "QUORUM", "--read-retries", "2", "--run-id", run
+            env, tmp_path, "--consistency", "ALL", "--read-retries", "2", "--run-id", run
         )
     finally:
         _rf(cql, 1)
@@ -160,7 +162,7 @@ def test_unavailable_ranges_are_not_verified_then_resume_finishes_them(
     assert "not verified" in err
     assert "unavailable" in err
     assert out["status"] == "INCOMPLETE"
-    assert out["consistency"] == "QUORUM"
+    assert out["consistency"] == "ALL"
     n = out["ranges"]  # --ranges 8, at least the ring's own ranges (one per vnode token + 1)
     assert n >= 8
     assert out["not_verified_ranges"] == n
@@ -180,10 +182,10 @@ def test_unavailable_ranges_are_not_verified_then_resume_finishes_them(
     finally:
         store.close()
 
-    # RF back to 1: the same run, resumed at its own level (QUORUM), verifies every range.
+    # RF back to 1: the same run, resumed at its own level (ALL), verifies every range.
     code, out, err = verify(env, tmp_path, "--resume", str(run))
     assert code == 0, err
-    assert (out["status"], out["consistency"]) == ("PASS", "QUORUM")
+    assert (out["status"], out["consistency"]) == ("PASS", "ALL")
     assert out["counters"]["read"] == ROWS  # every row once: the failed attempts counted nothing
     assert out["counters"]["missing"] == 0
     assert out["not_verified_ranges"] == 0
