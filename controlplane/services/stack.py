@@ -26,11 +26,13 @@ from controlplane.core.errors import UsageError
 from controlplane.core.stack_model import (
     CONNECT_REST_USER,
     JVM_SERVICES,
+    MAX_NODES,
     SERVICE_ORDER,
     TLS_SERVICES,
     StackLayout,
     StackSettings,
     choices_of,
+    instance_name,
     needs_server_cert,
     openbao_version,
     parse_instance,
@@ -144,7 +146,26 @@ class LocalStack:
                     "while it runs",
                     hint=f"`cdcctl stack down --state-dir {self.lay.root}` first (data is kept)",
                 )
+        self._refuse_shrinking()
         stack_settings.save(self.s)
+
+    def _refuse_shrinking(self) -> None:
+        """Fewer nodes than this state dir has data for: node 1's ring still holds the others
+        (they would stay DN and own their token ranges), so refuse rather than half-work."""
+        extra = [
+            name
+            for i in range(self.s.nodes + 1, MAX_NODES + 1)
+            if _has_files(self.lay.data_dir(name := instance_name("cassandra", i)))
+        ]
+        if extra:
+            raise UsageError(
+                f"the stack in {self.lay.root} has data of {', '.join(extra)}: with "
+                f"--nodes {self.s.nodes} node 1 would still count them in its ring (down, owning "
+                "their token ranges)",
+                hint=f"keep --nodes {self.s.nodes + len(extra)}, or start afresh with "
+                f"`cdcctl stack down --clean --state-dir {self.lay.root}` (deletes all data), "
+                "or use another --state-dir",
+            )
 
     def _up(self, services: list[str] | None) -> list[StartResult]:
         wanted = self._select(services)
@@ -429,3 +450,10 @@ def _prometheus_version(server: Path) -> str:
     except (OSError, subprocess.TimeoutExpired):
         return "?"
     return prometheus_version(out.stdout + out.stderr)
+
+
+def _has_files(directory: Path) -> bool:
+    try:
+        return any(directory.iterdir())
+    except OSError:
+        return False

@@ -216,6 +216,18 @@ def test_a_running_stack_keeps_its_topology(tmp_path: Path) -> None:
     assert json.loads((tmp_path / "stack.json").read_text())["nodes"] == 1
 
 
+def test_fewer_nodes_than_the_state_dir_has_data_for_is_refused(tmp_path: Path) -> None:
+    from controlplane.core.errors import UsageError
+    from controlplane.services.stack import LocalStack
+
+    ss.save(stack_settings(tmp_path, 41000, nodes=3))
+    (tmp_path / "cassandra-3" / "data" / "system").mkdir(parents=True)
+    with pytest.raises(UsageError, match="has data of cassandra-3") as info:
+        LocalStack(stack_settings(tmp_path, 41000, nodes=2)).up(["redis"], persist=True)
+    assert "stack down --clean" in (info.value.hint or "")
+    assert json.loads((tmp_path / "stack.json").read_text())["nodes"] == 3
+
+
 def test_a_cluster_gets_smaller_heaps() -> None:
     assert stack_settings(Path("/x")).heaps == Heaps()
     small = cluster().heaps  # type: ignore[attr-defined]
