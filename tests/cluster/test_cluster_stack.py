@@ -121,7 +121,7 @@ def test_connect_workers_form_one_group(cluster: Cluster) -> None:
         "tasks.max": "1",
         "connection.url": "jdbc:postgresql://127.0.0.1:1/none",
         "connection.username": "probe",
-        "connection.password": "probe",
+        "connection.password": "probe",  # pragma: allowlist secret
     }
     created = httpx.put(f"{urls[-1]}/connectors/{name}/config", json=config, timeout=30)
     assert created.status_code in (200, 201), created.text
