@@ -439,3 +439,42 @@ def test_render_configs_writes_one_file_per_instance(tmp_path: Path) -> None:
         assert name in names, name
     assert "connect-3-distributed.properties" not in names
     assert "cassandra-4.yaml" not in names
+
+
+def test_the_registry_has_a_recipe_per_instance_with_its_ports_and_address(tmp_path: Path) -> None:
+    from controlplane.services.stack import LocalStack
+
+    st = LocalStack(stack_settings(tmp_path, 2000, nodes=3, connect_workers=2))
+    recipes = {r.name: r for r in st.recipes}
+    assert list(recipes) == stack_instances(3, 2)
+    assert recipes["cassandra-2"].host == "127.0.0.2"
+    assert recipes["cassandra-2"].ports == (11042, 9000, 9299)
+    assert recipes["connect-2"].ports == (10084, 11405)
+    assert recipes["agent-3"].ports == (10003,)
+    assert recipes["postgres"].stop_signal != recipes["kafka"].stop_signal  # SIGINT: fast shutdown
+    # one node: no bind address of its own (port checks as the single-node stack always did)
+    single = LocalStack(stack_settings(tmp_path / "one", 2000))
+    assert [r.name for r in single.recipes] == list(SERVICE_ORDER)
+    assert all(r.host is None for r in single.recipes)
+    ep = st.endpoints()
+    assert ep.cassandra_contact_points == (
+        "127.0.0.1:11042",
+        "127.0.0.2:11042",
+        "127.0.0.3:11042",
+    )
+    assert ep.connect_urls == ("http://127.0.0.1:10083", "http://127.0.0.1:10084")
+    assert len(ep.agent_urls) == 3
+
+
+def test_the_local_target_lists_every_node(tmp_path: Path) -> None:
+    from controlplane.services.targets import local_target
+
+    ss.save(stack_settings(tmp_path, 2000, nodes=3, connect_workers=2))
+    target = local_target(tmp_path)
+    assert target.cassandra.contact_points == [
+        "127.0.0.1:11042",
+        "127.0.0.2:11042",
+        "127.0.0.3:11042",
+    ]
+    assert target.local is not None
+    assert target.local.agent_http_port == 10001
