@@ -687,7 +687,7 @@ class Verifier:
             - counters["deleted_extra"]
         )
         status = "DIFF" if remaining else "PASS"
-        done = {**base, "status": status, **counters}
+        done = {**base, "status": status, **counters, "replica": host}  # None: driver's choice
         if failed:
             done["failed_attempts"] = failed
         self.store.set_range(self.run_id, task, done)

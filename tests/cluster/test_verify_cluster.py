@@ -19,6 +19,7 @@ import subprocess  # nosec B404  # the CLI under test
 import sys
 import time
 import uuid
+from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -227,11 +228,18 @@ def test_a_node_killed_mid_verify_costs_retries_not_differences(
         failed = [a for r in records.values() for a in r.get("failed_attempts", [])]
         assert any(a.endswith(f"@{victim_addr}") for a in failed), failed
         assert sum(int(r.get("retries", 0)) for r in records.values()) == c["retries"]
+        # the scan spread over the replicas: the two nodes up all along each answered for at
+        # least a quarter of the ranges (a third are theirs first, the victim's went on to them)
+        replicas = Counter(r["replica"] for r in records.values())
+        assert set(replicas) <= {f"127.0.0.{i}" for i in range(1, NODES + 1)}, replicas
+        for up in ("127.0.0.1", "127.0.0.3"):
+            assert replicas[up] >= len(records) / 4, replicas
         diff = tmp_path / "diff.jsonl"
         assert not diff.exists() or diff.read_text() == ""
         print(
             f"verify with {victim} killed: {c['read']} rows, {summary['ranges']} ranges, "
-            f"{c['retries']} retries ({sorted(set(failed))}), {summary['elapsed_s']} s"
+            f"{c['retries']} retries ({sorted(set(failed))}), {summary['elapsed_s']} s, "
+            f"ranges per replica {dict(sorted(replicas.items()))}"
         )
     finally:
         store.close()

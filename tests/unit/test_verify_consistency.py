@@ -276,6 +276,7 @@ def test_a_failed_read_is_retried_on_the_next_replica_and_counted_once(
     assert (rec["status"], rec["read"], rec["valid"], rec["retries"]) == ("PASS", 7, 7, 2)
     assert rec["consistency"] == "QUORUM"
     assert rec["failed_attempts"] == ["connection@127.0.0.2", "unavailable@127.0.0.3"]
+    assert rec["replica"] == "127.0.0.1"  # the one that answered
     assert ver.hosts == ["127.0.0.2", "127.0.0.3", "127.0.0.1"]  # salt 1: starts at the 2nd
     assert [e[0] for e in ver.events] == ["retry", "retry", "range"]
 
