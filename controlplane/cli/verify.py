@@ -258,12 +258,17 @@ def runs(
             "status": d["status"],
             "tables": ",".join(d["tables"]),
             "ranges": d["ranges"],
+            "consistency": d.get("consistency"),
             "read": d["counters"]["read"],
             "remaining": d["remaining_differences"],
         }
         for d in data
     ]
-    emit(rows, output, columns=["run", "status", "tables", "ranges", "read", "remaining"])
+    emit(
+        rows,
+        output,
+        columns=["run", "status", "tables", "ranges", "consistency", "read", "remaining"],
+    )
 
 
 @app.command("show")
