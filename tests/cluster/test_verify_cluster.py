@@ -243,11 +243,116 @@ def test_a_node_killed_mid_verify_costs_retries_not_differences(
         )
     finally:
         store.close()
-        # node 2 started again; the stack waits until every node is UN
-        cluster.stack.up([victim])
-        wait_for(
-            "every node UN",
-            cluster.stack.cluster_view,
-            lambda v: v == {f"127.0.0.{i}": "UN" for i in range(1, NODES + 1)},
-            every=2,
+        restart_all(cluster)  # node 2 (and whatever died with it) started again, every node UN
+
+
+def restart_all(cluster: Cluster) -> None:
+    """Start what is not running (nodes join one after the other) and wait for every node UN."""
+    cluster.stack.up()
+    wait_for(
+        "every node UN",
+        cluster.stack.cluster_view,
+        lambda v: v == {f"127.0.0.{i}": "UN" for i in range(1, NODES + 1)},
+        every=2,
+    )
+
+
+def verify_cmd(manifest: Path, tmp_path: Path, *args: str) -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "controlplane",
+        "verify",
+        "-f",
+        str(manifest),
+        "--lag",
+        "0.5",
+        "--no-progress",
+        "-o",
+        "json",
+        "--diff-file",
+        str(tmp_path / "diff.jsonl"),
+        *args,
+    ]
+
+
+def test_two_nodes_killed_leave_ranges_not_verified_and_resume_finishes_them(
+    cluster: Cluster, loaded: Path, tmp_path: Path
+) -> None:
+    """Two of three nodes killed -9 mid-run: LOCAL_QUORUM cannot be met (Unavailable, or
+    ReadTimeout until gossip convicts them). The ranges left are not verified — exit 8, none
+    of their rows missing, nothing in the diff file — and `--resume` after the restart reads
+    exactly them: every row counted once over the two processes."""
+    lay = cluster.stack.lay
+    victims = ["cassandra-2", "cassandra-3"]
+    pids = [stack_runtime.pid_of(lay, v) for v in victims]
+    assert all(pids), pids
+    run = f"vc-down-{uuid.uuid4().hex[:8]}"
+    store = CheckpointStore(cluster.stack.endpoints().redis_url)
+    env = {**os.environ, "CDC_STACK_DIR": str(lay.root)}
+    args = ["--consistency", "LOCAL_QUORUM", "--ranges", "96", "--workers", "2", "--run-id", run]
+    proc = subprocess.Popen(  # nosec B603  # fixed argv
+        verify_cmd(loaded, tmp_path, *args, "--read-retries", "1", "--pause-ms", "100"),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    try:
+        try:
+            final = {"PASS", "DIFF", "FAIL"}
+            wait_for(
+                "10 ranges done",
+                lambda: sum(r.get("status") in final for r in store.ranges(run).values()),
+                lambda n: n >= 10,
+            )
+            for pid in pids:
+                assert pid is not None
+                os.kill(pid, signal.SIGKILL)
+            out, err = proc.communicate(timeout=600)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.communicate(timeout=60)
+        assert proc.returncode == 8, err  # not verified: neither 0 nor 6
+        summary = json.loads(out)
+        c = summary["counters"]
+        assert summary["status"] == "INCOMPLETE"
+        assert (c["missing"], c["extra"], c["mismatch"]) == (0, 0, 0)
+        assert summary["remaining_differences"] == 0
+        records = store.ranges(run)
+        failed = {t: r for t, r in records.items() if r["status"] == "FAIL"}
+        passed = {t: r for t, r in records.items() if r["status"] == "PASS"}
+        assert len(failed) == summary["not_verified_ranges"] >= 1
+        assert len(passed) + len(failed) == len(records)  # nothing else: no DIFF
+        kinds = {r["error_kind"] for r in failed.values()}
+        assert kinds <= {"unavailable", "read_timeout", "no_host", "connection", "timeout"}, kinds
+        assert all(r["missing"] == 0 and r["read"] == 0 for r in failed.values())
+        assert c["read"] == sum(r["read"] for r in passed.values()) < ROWS
+        diff = tmp_path / "diff.jsonl"
+        assert not diff.exists() or diff.read_text() == ""
+        print(
+            f"two nodes killed: {len(passed)} ranges passed, {len(failed)} not verified "
+            f"({sorted(kinds)}), {c['retries']} retries, exit {proc.returncode}"
         )
+    finally:
+        restart_all(cluster)
+    try:
+        resumed = subprocess.run(  # nosec B603  # fixed argv
+            verify_cmd(loaded, tmp_path, "--resume", run, "--workers", "2"),
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=600,
+            check=False,
+        )
+        assert resumed.returncode == 0, resumed.stderr
+        summary = json.loads(resumed.stdout)
+        assert (summary["status"], summary["consistency"]) == ("PASS", "LOCAL_QUORUM")
+        assert summary["counters"]["read"] == ROWS  # every row exactly once over both processes
+        after = store.ranges(run)
+        for task, rec in passed.items():  # the ranges verified before the kill were kept
+            assert after[task]["updated_at"] == rec["updated_at"]
+        assert all(after[t]["status"] == "PASS" for t in failed)
+    finally:
+        store.close()
