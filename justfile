@@ -33,6 +33,11 @@ lint:
 bench:
     python -m pytest tests/performance -m performance -s
 
+# Chaos: faults under load, convergence checked (tests/chaos; docs/reliability.md). Needs its own
+# stack: CDC_STACK_DIR=... ; CDC_CHAOS_ROUNDS (default 1), CDC_CHAOS_RF/_CL, CDC_CHAOS_FAULTS
+chaos:
+    python -m pytest tests/chaos -m chaos -s
+
 # Stop the local stack (data kept); `just clean` deletes it
 down:
     cdcctl stack down

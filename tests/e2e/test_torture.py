@@ -18,6 +18,7 @@ from confluent_kafka import Consumer, Producer, TopicPartition
 from controlplane.services.stack import Endpoints, LocalStack
 from tests.e2e.conftest import wait_for
 from tests.e2e.semconf import deploy, differences, table_model
+from tests.e2e.torture_ops import BODY, next_op, statements
 
 pytestmark = pytest.mark.e2e
 
@@ -25,45 +26,13 @@ KS = "sem_tort"
 REPLAY_KS = "sem_tort_replay"
 SEED = 20261125
 OPS = 600
-BODY = "(pk int, ck int, a text, b int, f frozen<list<int>>, PRIMARY KEY (pk, ck)) WITH cdc = true"
 
 
 def workload(cql: Session, rnd: random.Random) -> None:
-    now = 1_700_000_000_000_000
-    ins = cql.prepare(
-        f"INSERT INTO {KS}.t (pk, ck, a, b, f) VALUES (?, ?, ?, ?, ?) USING TIMESTAMP ?"
-    )
-    upd_a = cql.prepare(f"UPDATE {KS}.t USING TIMESTAMP ? SET a = ? WHERE pk = ? AND ck = ?")
-    upd_b = cql.prepare(
-        f"UPDATE {KS}.t USING TIMESTAMP ? AND TTL ? SET b = ? WHERE pk = ? AND ck = ?"
-    )
-    del_row = cql.prepare(f"DELETE FROM {KS}.t USING TIMESTAMP ? WHERE pk = ? AND ck = ?")
-    del_cell = cql.prepare(f"DELETE f FROM {KS}.t USING TIMESTAMP ? WHERE pk = ? AND ck = ?")
-    del_part = cql.prepare(f"DELETE FROM {KS}.t USING TIMESTAMP ? WHERE pk = ?")
-    del_range = cql.prepare(
-        f"DELETE FROM {KS}.t USING TIMESTAMP ? WHERE pk = ? AND ck >= ? AND ck < ?"
-    )
+    prepared = {kind: cql.prepare(cql_text) for kind, cql_text in statements(f"{KS}.t").items()}
     for _ in range(OPS):
-        ts = now + rnd.randrange(0, 200) * 1000  # few distinct times: ties and disorder
-        pk, ck = rnd.randrange(6), rnd.randrange(8)
-        r = rnd.random()
-        if r < 0.35:
-            f = [rnd.randrange(5) for _ in range(rnd.randrange(3))] or None
-            cql.execute(ins, (pk, ck, f"v{rnd.randrange(50)}", rnd.randrange(100), f, ts))
-        elif r < 0.55:
-            cql.execute(upd_a, (ts, rnd.choice([None, f"u{rnd.randrange(50)}"]), pk, ck))
-        elif r < 0.70:
-            ttl = rnd.choice([0, 0, 86400])
-            cql.execute(upd_b, (ts, ttl, rnd.randrange(100), pk, ck))
-        elif r < 0.80:
-            cql.execute(del_row, (ts, pk, ck))
-        elif r < 0.87:
-            cql.execute(del_cell, (ts, pk, ck))
-        elif r < 0.93:
-            lo = rnd.randrange(8)
-            cql.execute(del_range, (ts, pk, lo, lo + rnd.randrange(1, 4)))
-        else:
-            cql.execute(del_part, (ts, pk))
+        kind, params = next_op(rnd)
+        cql.execute(prepared[kind], params)
 
 
 def read_topic(topic: str) -> list[tuple[bytes | None, bytes | None]]:

@@ -1,0 +1,228 @@
+"""Chaos: a randomized workload of every operation (the torture mix: inserts, partial updates,
+USING TIMESTAMP out of order, row/cell/range/partition deletes, TTL, a frozen collection) from
+several client threads at a chosen consistency level and replication factor, a fault injected
+while it runs, then: the sink consumes again (timed), PostgreSQL equals Cassandra read at
+CL=ALL (canonicalised, zero differences), and `cdcctl verify` agrees.
+
+Faults (CDC_CHAOS_FAULTS, each CDC_CHAOS_ROUNDS times):
+- ``postgres``: PostgreSQL crashes (SIGQUIT, immediate shutdown) and stays down
+  CDC_CHAOS_PG_OUTAGE_S (130 s); the sink must ride through by itself: no task FAILED, no
+  reconcile (nothing here runs one), no restart of the task;
+- ``connect``: kill -9 of the worker running the sink task; with several workers the task must
+  move (failover time), then the worker is restarted with `cdcctl stack up`;
+- ``kafka``: Kafka stopped (SIGTERM) and restarted with `cdcctl stack up`.
+
+Run: ``CDC_STACK_DIR=... just chaos`` (settings in tests/chaos/settings.py). Figures go to
+docs/reliability.md (section per RF) and ``<state dir>/chaos-results.json``.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+import zlib
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from cassandra.cluster import Session
+
+from controlplane.services.stack import Endpoints, LocalStack
+from tests import faults
+from tests.chaos import settings
+from tests.chaos.conftest import WRITE_PROFILE, Pipeline
+from tests.chaos.report import write_report
+from tests.chaos.support import Load, TaskWatch, committed, events, task_states, wait_until
+from tests.e2e.semconf import differences, table_model
+
+pytestmark = pytest.mark.chaos
+
+RESULTS: list[Round] = []
+
+
+@dataclass
+class Round:
+    fault: str
+    round: int
+    rf: int
+    consistency: str
+    threads: int
+    fault_s: float = 0.0
+    """How long the faulty service was down (signal -> ready again)."""
+    recover_s: float = 0.0
+    """Service back (ready) -> the sink commits offsets again. Connect with several workers:
+    kill -> the task consumes on another worker (failover)."""
+    sink_stalled_s: float = 0.0
+    """Fault -> the sink commits offsets again."""
+    restart_s: float = 0.0
+    """`cdcctl stack up SERVICE` wall time."""
+    converge_s: float = 0.0
+    """Load stopped -> PostgreSQL equals Cassandra."""
+    writes: int = 0
+    failed_writes: int = 0
+    events: int = 0
+    differences: int = -1
+    verify: dict[str, Any] = field(default_factory=dict)
+    task_states: dict[str, int] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def duplicates(self) -> int:
+        return self.events - self.writes
+
+
+def _urls(endpoints: Endpoints) -> list[str]:
+    return list(endpoints.connect_urls) or [endpoints.connect_url]
+
+
+def _worker_of_task(stack: LocalStack, endpoints: Endpoints, connector: str) -> str:
+    """The stack instance (``connect``, ``connect-2``...) running the sink's task 0."""
+    _, worker = task_states(_urls(endpoints), connector)[0]
+    port = worker.rsplit(":", 1)[-1]
+    for i, url in enumerate(_urls(endpoints), start=1):
+        if url.rstrip("/").endswith(f":{port}"):
+            return "connect" if i == 1 else f"connect-{i}"
+    raise AssertionError(f"task runs on {worker}, not a worker of this stack")
+
+
+def _progress(endpoints: Endpoints, p: Pipeline) -> int:
+    return committed(endpoints.kafka_bootstrap, p.group, p.topic)
+
+
+def _await_progress(endpoints: Endpoints, p: Pipeline, after: int, what: str) -> float:
+    """Monotonic time the sink's committed offsets passed ``after``."""
+    _, at = wait_until(
+        what, lambda: _progress(endpoints, p), lambda n: n > after, settings.RECOVER_DEADLINE_S
+    )
+    return at
+
+
+def _inject(
+    fault: str, stack: LocalStack, endpoints: Endpoints, p: Pipeline, r: Round
+) -> None:
+    if fault == "postgres":
+        before = _progress(endpoints, p)
+        sent = faults.kill(stack, "postgres", signal.SIGQUIT)
+        back, restart = faults.resume_after(stack, "postgres", sent, settings.PG_OUTAGE_S)
+        r.restart_s, r.fault_s = restart.seconds, back - sent
+        stuck = _progress(endpoints, p)
+        if stuck != before:
+            r.notes.append(f"committed offsets moved while PostgreSQL was down ({before}->{stuck})")
+        at = _await_progress(endpoints, p, stuck, "the sink writes again after PostgreSQL is back")
+        r.recover_s, r.sink_stalled_s = at - back, at - sent
+    elif fault == "connect":
+        victim = _worker_of_task(stack, endpoints, p.connector)
+        workers = len(_urls(endpoints))
+        sent = faults.kill(stack, victim, signal.SIGKILL)
+        stuck = _progress(endpoints, p)
+        if workers > 1:
+            at = _await_progress(endpoints, p, stuck, f"the sink's task leaves the dead {victim}")
+            r.recover_s = r.sink_stalled_s = at - sent
+            r.notes.append(f"killed {victim} of {workers} workers; task failed over")
+            restart = faults.restart(stack, victim)
+            r.restart_s, r.fault_s = restart.seconds, time.monotonic() - sent
+        else:
+            restart = faults.restart(stack, victim)
+            back = time.monotonic()
+            r.restart_s, r.fault_s = restart.seconds, back - sent
+            at = _await_progress(endpoints, p, stuck, "the sink consumes again after the restart")
+            r.recover_s, r.sink_stalled_s = at - back, at - sent
+    elif fault == "kafka":
+        sent = faults.kill(stack, "kafka", signal.SIGTERM, timeout=120)
+        restart = faults.restart(stack, "kafka")
+        back = time.monotonic()
+        r.restart_s, r.fault_s = restart.seconds, back - sent
+        stuck = _progress(endpoints, p)
+        at = _await_progress(endpoints, p, stuck, "the sink consumes again after Kafka is back")
+        r.recover_s, r.sink_stalled_s = at - back, at - sent
+    else:
+        raise AssertionError(f"unknown fault {fault!r}")
+    dead = [s for s in ("agent", "connect", "kafka", "postgres", "cassandra") if not faults.running(stack, s)]
+    if dead:  # a fault took another service down with it: a finding, recorded and repaired
+        r.notes.append(f"also down after the fault: {', '.join(dead)} (restarted)")
+        faults.restart(stack, *dead)
+
+
+def _verify(stack: LocalStack, p: Pipeline, cwd: Path) -> dict[str, Any]:
+    cmd = [
+        sys.executable, "-m", "controlplane", "verify", "-f", str(p.manifest),
+        "--state-dir", str(stack.lay.root), "--consistency", "ALL", "-o", "json", "--no-progress",
+    ]
+    proc = subprocess.run(  # noqa: S603 - our own CLI
+        cmd, capture_output=True, text=True, timeout=900, check=False, cwd=cwd
+    )
+    try:
+        out = json.loads(proc.stdout)
+    except ValueError:
+        out = {"status": "unreadable", "stdout": proc.stdout[-2000:], "stderr": proc.stderr[-2000:]}
+    out["exit_code"] = proc.returncode
+    return out
+
+
+@pytest.mark.parametrize("fault", settings.FAULTS)
+def test_fault_under_load(
+    fault: str,
+    chaos_stack: LocalStack,
+    endpoints: Endpoints,
+    cql: Session,
+    pipeline: Pipeline,
+    tmp_path: Path,
+) -> None:
+    model = table_model(cql, pipeline.keyspace, "t")
+    for n in range(1, settings.ROUNDS + 1):
+        r = Round(fault, n, settings.RF, settings.CONSISTENCY, settings.THREADS)
+        RESULTS.append(r)
+        events_before = events(endpoints.kafka_bootstrap, pipeline.topic)
+        load = Load(
+            cql, pipeline.table, settings.THREADS, settings.RATE,
+            seed=settings.SEED + zlib.crc32(f"{fault}/{n}".encode()) % 10_000,
+            partitions=settings.PARTITIONS, rows=settings.ROWS, profile=WRITE_PROFILE,
+        ).start()
+        with TaskWatch(_urls(endpoints), pipeline.connector) as watch:
+            try:
+                wait_until("the workload writes", lambda: load.writes, lambda w: w > 0, 60)
+                time.sleep(settings.WARMUP_S)  # load before the fault: its length is the point
+                _inject(fault, chaos_stack, endpoints, pipeline, r)
+                time.sleep(settings.TAIL_S)  # load after recovery, then stop it
+            finally:
+                load.stop()
+            stopped = time.monotonic()
+            r.writes, r.failed_writes = load.writes, load.failures
+            # every acknowledged write is an event in the topic (RF replicas each send one)
+            r.events, _ = wait_until(
+                "the topic holds an event per write",
+                lambda: events(endpoints.kafka_bootstrap, pipeline.topic) - events_before,
+                lambda e: e >= r.writes,
+                settings.CONVERGE_DEADLINE_S,
+            )
+            diffs, at = wait_until(
+                "PostgreSQL equals Cassandra (CL=ALL)",
+                lambda: differences(cql, endpoints.postgres_dsn, model),
+                lambda d: d == [],
+                settings.CONVERGE_DEADLINE_S,
+                every_s=1.0,
+            )
+            r.converge_s, r.differences = at - stopped, len(diffs)
+        r.task_states = dict(watch.seen)
+        r.verify = _verify(chaos_stack, pipeline, tmp_path)
+        print(f"\nchaos {fault} round {n}: {json.dumps(asdict(r) | {'duplicates': r.duplicates})}")
+        assert not watch.failed, f"the sink task was FAILED during the {fault} fault: {watch.seen}"
+        assert r.differences == 0
+        assert r.verify.get("exit_code") == 0 and r.verify.get("remaining_differences") == 0, r.verify
+        if fault == "postgres":
+            assert r.sink_stalled_s >= settings.PG_OUTAGE_S, "the outage was shorter than asked"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _report(chaos_stack: LocalStack) -> Any:
+    yield
+    if RESULTS:
+        rows = [asdict(r) | {"duplicates": r.duplicates} for r in RESULTS]
+        out = chaos_stack.lay.root / "chaos-results.json"
+        out.write_text(json.dumps({"at": datetime.now(UTC).isoformat(), "rounds": rows}, indent=1))
+        write_report(RESULTS)
