@@ -86,7 +86,7 @@ def env(cql: Session, stack: Endpoints, tmp_path_factory: pytest.TempPathFactory
     )
     _rf(cql, 1)
     cql.execute(f"DROP TABLE IF EXISTS {KS}.{TABLE}")
-    cql.execute(CQL_TABLE.format(ks=KS, t=TABLE))
+    cql.execute(CQL_TABLE.format(ks=KS, t=TABLE))  # cdc = true: verify refuses tables without
     postgres.execute(
         stack.postgres_dsn,
         [
@@ -100,7 +100,11 @@ def env(cql: Session, stack: Endpoints, tmp_path_factory: pytest.TempPathFactory
     manifest = tmp_path_factory.mktemp("vcl") / "vf-consistency.yaml"
     manifest.write_text(local_pipeline("vf-consistency", KS, [TABLE]))
     yield {"manifest": manifest, "redis": stack.redis_url}
-    _rf(cql, 1)
+    cql.execute(f"DROP KEYSPACE IF EXISTS {KS}")
+    postgres.execute(
+        stack.postgres_dsn,
+        [f'DROP SCHEMA IF EXISTS "{KS}_cdc" CASCADE', f'DROP SCHEMA IF EXISTS "{KS}" CASCADE'],
+    )
 
 
 def verify(env: Any, tmp_path: Path, *args: str) -> tuple[int, dict[str, Any], str]:
