@@ -466,12 +466,14 @@ class _Gen:
             a(f"      {col} := NULL;")
             a("    END IF;")
             a(f"  ELSIF {wins} AND (v_wt[{i}] IS NULL OR v_ts > v_wt[{i}]")
-            # Same write time: a cell tombstone (null) wins, then the greater value, then the
-            # later expiry (no TTL = never) — deterministic, so replicas' events converge.
+            # Same write time, as Cassandra's Cells.resolveRegular: a cell tombstone (null)
+            # wins, then an expiring cell over one without TTL, then the later expiry, then the
+            # greater value — deterministic, so replicas' events converge (decision 0103's chaos
+            # run found Cassandra keeping the TTL'd cell where the gate kept the greater value).
             a(f"      OR (v_ts = v_wt[{i}] AND {old} IS NOT NULL AND ({col} IS NULL")
-            a(f"          OR {col}{co} > {old}{co}")
-            a(f"          OR ({col}{co} = {old}{co}")
-            a(f"              AND coalesce({nexp}, {_MAX}) > coalesce(v_exp[{i}], {_MAX}))))) THEN")
+            a(f"          OR coalesce({nexp}, {_MIN}) > coalesce(v_exp[{i}], {_MIN})")
+            a(f"          OR (coalesce({nexp}, {_MIN}) = coalesce(v_exp[{i}], {_MIN})")
+            a(f"              AND {col}{co} > {old}{co})))) THEN")
             a(f"    v_wt[{i}] := v_ts;")
             a(f"    v_exp[{i}] := {nexp};")
             a(f"  ELSIF v_wt[{i}] IS NOT NULL AND v_wt[{i}] <= coalesce(v_del, {_MIN}) THEN")

@@ -7,8 +7,8 @@ the gate (which sees events one by one, shuffled and duplicated) against it prov
 Rules (Cassandra's, docs/semantics.md):
 - a row's tombstone time is the newest row delete, partition delete or covering range delete;
 - a cell takes the newest write newer than that tombstone (a tie goes to the tombstone); between
-  writes with the same time: a null (cell tombstone) wins, then the greater value, then the later
-  expiry (no TTL counts as never);
+  writes with the same time: a null (cell tombstone) wins, then a cell with a TTL over one
+  without, then the later expiry, then the greater value;
 - the row marker is the newest INSERT newer than the tombstone; an INSERT whose every set cell has
   an expiry gives the marker the latest of them;
 - a row is visible iff its marker is live or any cell is non-null and not expired; an expired
@@ -81,8 +81,9 @@ def covers(t: TombstoneEvent, clustering: Sequence[Any], desc: Sequence[bool]) -
 
 
 def _cell_rank(ts: int, value: Any, exp: int | None) -> tuple[Any, ...]:
-    # Tuples compare left to right: time, then null-beats-value, then value, then expiry.
-    return (ts, value is None, value, _INF if exp is None else exp)
+    # Tuples compare left to right: time, then null-beats-value, then expiring-beats-not and the
+    # later expiry, then value (Cassandra's Cells.resolveRegular).
+    return (ts, value is None, -_INF if exp is None else exp, value)
 
 
 def _row_expiry(e: RowEvent) -> int | None:
@@ -129,8 +130,8 @@ def visible_rows(
             ]
             value = None
             if cands:
-                _, _, v, exp = max(cands)
-                if v is not None and exp > now_us:
+                _, _, exp, v = max(cands)
+                if v is not None and (exp == -_INF or exp > now_us):  # -_INF: no TTL
                     value = v
                     any_cell = True
             row[col] = value

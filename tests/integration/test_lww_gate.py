@@ -193,6 +193,21 @@ def test_same_time_writes_converge_on_the_greater_value(gate: Gate) -> None:
         assert gate.view()[key]["user"] == "y"
 
 
+def test_same_time_a_ttl_beats_a_greater_value_then_the_later_expiry_wins(gate: Gate) -> None:
+    # Cassandra's Cells.resolveRegular: an expiring cell beats a non-expiring one of the same
+    # write time whatever the values; two expiring ones: the later expiry, then the value. Found
+    # by tests/chaos (Cassandra kept a TTL'd 44, the gate kept 62).
+    for n, order in enumerate(((("z", None), ("a", FUTURE)), (("a", FUTURE), ("z", None)))):
+        key = (3, f"ttl{n}")
+        for value, exp in order:
+            gate.write(key, "u", 10, {"user": value}, expiry={"user": exp} if exp else None)
+        assert gate.view()[key]["user"] == "a"
+    key = (3, "later")
+    gate.write(key, "u", 10, {"user": "z"}, expiry={"user": FUTURE})
+    gate.write(key, "u", 10, {"user": "a"}, expiry={"user": FUTURE + 1_000_000})
+    assert gate.view()[key]["user"] == "a"
+
+
 def test_row_delete_hides_the_row_but_keeps_it(gate: Gate) -> None:
     gate.write(K, "i", 10, {"user": "ann", "qty": 2})
     gate.write(K, "d", 20)
