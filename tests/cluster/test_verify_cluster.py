@@ -87,7 +87,9 @@ def cql(cluster: Cluster) -> Iterator[Session]:
 
 
 @pytest.fixture(scope="module")
-def loaded(cluster: Cluster, cql: Session, tmp_path_factory: pytest.TempPathFactory) -> Path:
+def loaded(
+    cluster: Cluster, cql: Session, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Path]:
     """RF=3 keyspace with ROWS rows written at ALL (every replica holds each), the same rows in
     PostgreSQL through the sink's statement; the pipeline's manifest."""
     dsn = cluster.stack.endpoints().postgres_dsn
@@ -96,7 +98,7 @@ def loaded(cluster: Cluster, cql: Session, tmp_path_factory: pytest.TempPathFact
         "{'class': 'SimpleStrategy', 'replication_factor': 3}"
     )
     cql.execute(f"DROP TABLE IF EXISTS {KS}.{TABLE}")
-    cql.execute(CQL_TABLE.format(ks=KS, t=TABLE))
+    cql.execute(CQL_TABLE.format(ks=KS, t=TABLE))  # cdc = true: verify refuses tables without
     postgres.execute(
         dsn,
         [
@@ -127,7 +129,11 @@ def loaded(cluster: Cluster, cql: Session, tmp_path_factory: pytest.TempPathFact
         cur.executemany(upsert, events)
     manifest = tmp_path_factory.mktemp("vcluster") / "vc-rf3.yaml"
     manifest.write_text(local_pipeline("vc-rf3", KS, [TABLE]))
-    return manifest
+    yield manifest
+    cql.execute(f"DROP KEYSPACE IF EXISTS {KS}")
+    postgres.execute(
+        dsn, [f'DROP SCHEMA IF EXISTS "{KS}_cdc" CASCADE', f'DROP SCHEMA IF EXISTS "{KS}" CASCADE']
+    )
 
 
 def coordinator(task: str) -> str:
