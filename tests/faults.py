@@ -54,7 +54,9 @@ def kill(stack: LocalStack, service: str, sig: int = signal.SIGKILL, timeout: fl
     deadline = sent + timeout
     while processes.alive(target):
         if time.monotonic() > deadline:
-            raise FaultError(f"{service} (pid {target}) still alive {timeout:.0f}s after signal {sig}")
+            raise FaultError(
+                f"{service} (pid {target}) still alive {timeout:.0f}s after signal {sig}"
+            )
         processes.reap(target)
         time.sleep(0.05)
     return sent
@@ -66,9 +68,7 @@ def restart(stack: LocalStack, *services: str, timeout: float = 900) -> Restart:
     cmd = [sys.executable, "-m", "controlplane", "stack", "up", *services]
     cmd += ["--state-dir", str(stack.lay.root)]
     began = time.monotonic()
-    proc = subprocess.run(  # noqa: S603 - our own CLI
-        cmd, capture_output=True, text=True, timeout=timeout, check=False
-    )
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, check=False)
     seconds = time.monotonic() - began
     output = proc.stdout + proc.stderr
     if proc.returncode != 0:

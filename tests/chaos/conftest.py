@@ -42,7 +42,10 @@ class Pipeline:
 def chaos_stack() -> LocalStack:
     stack = LocalStack(settings_for())
     default = (repo_root() / ".stack").resolve()
-    if stack.lay.root.resolve() == default and os.environ.get("CDC_CHAOS_ALLOW_DEFAULT_STACK") != "1":
+    if (
+        stack.lay.root.resolve() == default
+        and os.environ.get("CDC_CHAOS_ALLOW_DEFAULT_STACK") != "1"
+    ):
         pytest.exit(
             "the chaos suite kills services: give it its own stack "
             "(CDC_STACK_DIR=... cdcctl stack up --port-offset N), or set "
@@ -148,7 +151,10 @@ def reset_kafka(endpoints: Endpoints, connector: str, topic: str, group: str) ->
 
 @pytest.fixture(scope="session")
 def pipeline(
-    chaos_stack: LocalStack, endpoints: Endpoints, cql: Session, tmp_path_factory: pytest.TempPathFactory
+    chaos_stack: LocalStack,
+    endpoints: Endpoints,
+    cql: Session,
+    tmp_path_factory: pytest.TempPathFactory,
 ) -> Pipeline:
     keyspace = f"chaos_rf{settings.RF}"
     name = f"chaos-rf{settings.RF}"
@@ -170,7 +176,10 @@ def pipeline(
     cql.execute(f"CREATE TABLE {p.table} {BODY}")
     postgres.execute(
         endpoints.postgres_dsn,
-        [f'DROP SCHEMA IF EXISTS "{keyspace}_cdc" CASCADE', f'DROP SCHEMA IF EXISTS "{keyspace}" CASCADE'],
+        [
+            f'DROP SCHEMA IF EXISTS "{keyspace}_cdc" CASCADE',
+            f'DROP SCHEMA IF EXISTS "{keyspace}" CASCADE',
+        ],
     )
     p.manifest.write_text(manifest_text(name, keyspace, endpoints))
     apply_on(chaos_stack, [p.manifest])

@@ -20,7 +20,7 @@ def _fmt(values: list[float]) -> str:
         return "-"
     if len(values) == 1:
         return f"{values[0]:.1f}"
-    return f"{statistics.median(values):.1f} ({min(values):.1f}–{max(values):.1f})"
+    return f"{statistics.median(values):.1f} ({min(values):.1f}-{max(values):.1f})"
 
 
 def table(rounds: Sequence[Any]) -> str:
@@ -38,7 +38,11 @@ def table(rounds: Sequence[Any]) -> str:
             f"| {r.events} | {r.duplicates} | {r.differences} | {verify} | {states} "
             f"| {'; '.join(r.notes)} |"
         )
-    lines += ["", "| fault | rounds | sink back s, median (min–max) | converge s | diffs |", "|---|---|---|---|---|"]
+    lines += [
+        "",
+        "| fault | rounds | sink back s, median (min-max) | converge s | diffs |",
+        "|---|---|---|---|---|",
+    ]
     for fault in dict.fromkeys(r.fault for r in rounds):
         mine = [r for r in rounds if r.fault == fault]
         lines.append(
@@ -57,6 +61,12 @@ def write_report(rounds: Sequence[Any]) -> None:
     )
     text = DOC.read_text() if DOC.exists() else "# Reliability\n"
     block = f"<!-- BEGIN {name} -->\n{body.rstrip()}\n<!-- END {name} -->"
-    pattern = re.compile(rf"<!-- BEGIN {re.escape(name)} -->.*?<!-- END {re.escape(name)} -->", re.S)
-    text = pattern.sub(lambda _m: block, text) if pattern.search(text) else f"{text.rstrip()}\n\n{block}\n"
+    pattern = re.compile(
+        rf"<!-- BEGIN {re.escape(name)} -->.*?<!-- END {re.escape(name)} -->", re.S
+    )
+    text = (
+        pattern.sub(lambda _m: block, text)
+        if pattern.search(text)
+        else f"{text.rstrip()}\n\n{block}\n"
+    )
     DOC.write_text(text)

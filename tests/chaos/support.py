@@ -25,7 +25,10 @@ class Deadline(AssertionError):
 
 
 def wait_until(
-    what: str, probe: Callable[[], Any], done: Callable[[Any], bool], deadline_s: float,
+    what: str,
+    probe: Callable[[], Any],
+    done: Callable[[Any], bool],
+    deadline_s: float,
     every_s: float = 0.25,
 ) -> tuple[Any, float]:
     """Poll until ``done(probe())``; return (the value, monotonic time it held). Probe errors
@@ -37,7 +40,7 @@ def wait_until(
             last = probe()
             if done(last):
                 return last, time.monotonic()
-        except Exception as exc:  # noqa: BLE001 - a service on its way back
+        except Exception as exc:
             last = exc
         if time.monotonic() > end:
             raise Deadline(f"{what}: not within {deadline_s:.0f}s; last: {last!r}")
@@ -82,7 +85,7 @@ class Load:
             try:
                 self.session.execute(prepared[kind], params, execution_profile=self.profile)
                 ok = True
-            except Exception:  # noqa: BLE001 - counted: a write not acknowledged
+            except Exception:
                 ok = False
             with self._lock:
                 (self.acked if ok else self.failed)[kind] += 1

@@ -32,12 +32,21 @@ from typing import Any
 import pytest
 from cassandra.cluster import Session
 
+from controlplane.core.schema_model import TableModel
 from controlplane.services.stack import Endpoints, LocalStack
 from tests import faults
 from tests.chaos import settings
 from tests.chaos.conftest import WRITE_PROFILE, Pipeline
 from tests.chaos.report import write_report
-from tests.chaos.support import Load, TaskWatch, committed, events, task_states, wait_until
+from tests.chaos.support import (
+    Deadline,
+    Load,
+    TaskWatch,
+    committed,
+    events,
+    task_states,
+    wait_until,
+)
 from tests.e2e.semconf import differences, table_model
 
 pytestmark = pytest.mark.chaos
@@ -102,9 +111,7 @@ def _await_progress(endpoints: Endpoints, p: Pipeline, after: int, what: str) ->
     return at
 
 
-def _inject(
-    fault: str, stack: LocalStack, endpoints: Endpoints, p: Pipeline, r: Round
-) -> None:
+def _inject(fault: str, stack: LocalStack, endpoints: Endpoints, p: Pipeline, r: Round) -> None:
     if fault == "postgres":
         before = _progress(endpoints, p)
         sent = faults.kill(stack, "postgres", signal.SIGQUIT)
@@ -142,7 +149,7 @@ def _inject(
         r.recover_s, r.sink_stalled_s = at - back, at - sent
     else:
         raise AssertionError(f"unknown fault {fault!r}")
-    dead = [s for s in ("agent", "connect", "kafka", "postgres", "cassandra") if not faults.running(stack, s)]
+    dead = [s for s in stack.s.instances() if not faults.running(stack, s)]
     if dead:  # a fault took another service down with it: a finding, recorded and repaired
         r.notes.append(f"also down after the fault: {', '.join(dead)} (restarted)")
         faults.restart(stack, *dead)
@@ -150,18 +157,87 @@ def _inject(
 
 def _verify(stack: LocalStack, p: Pipeline, cwd: Path) -> dict[str, Any]:
     cmd = [
-        sys.executable, "-m", "controlplane", "verify", "-f", str(p.manifest),
-        "--state-dir", str(stack.lay.root), "--consistency", "ALL", "-o", "json", "--no-progress",
+        sys.executable,
+        "-m",
+        "controlplane",
+        "verify",
+        "-f",
+        str(p.manifest),
+        "--state-dir",
+        str(stack.lay.root),
+        "--consistency",
+        "ALL",
+        "-o",
+        "json",
+        "--no-progress",
     ]
-    proc = subprocess.run(  # noqa: S603 - our own CLI
-        cmd, capture_output=True, text=True, timeout=900, check=False, cwd=cwd
-    )
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900, check=False, cwd=cwd)
     try:
         out = json.loads(proc.stdout)
     except ValueError:
         out = {"status": "unreadable", "stdout": proc.stdout[-2000:], "stderr": proc.stderr[-2000:]}
     out["exit_code"] = proc.returncode
     return out
+
+
+def _run_round(
+    fault: str,
+    n: int,
+    stack: LocalStack,
+    endpoints: Endpoints,
+    cql: Session,
+    p: Pipeline,
+    model: TableModel,
+    cwd: Path,
+) -> tuple[Round, TaskWatch]:
+    r = Round(fault, n, settings.RF, settings.CONSISTENCY, settings.THREADS)
+    RESULTS.append(r)
+    events_before = events(endpoints.kafka_bootstrap, p.topic)
+    load = Load(
+        cql,
+        p.table,
+        settings.THREADS,
+        settings.RATE,
+        seed=settings.SEED + zlib.crc32(f"{fault}/{n}".encode()) % 10_000,
+        partitions=settings.PARTITIONS,
+        rows=settings.ROWS,
+        profile=WRITE_PROFILE,
+    ).start()
+    with TaskWatch(_urls(endpoints), p.connector) as watch:
+        try:
+            wait_until("the workload writes", lambda: load.writes, lambda w: w > 0, 60)
+            time.sleep(settings.WARMUP_S)  # load before the fault: its length is the point
+            _inject(fault, stack, endpoints, p, r)
+            time.sleep(settings.TAIL_S)  # load after recovery, then stop it
+        finally:
+            load.stop()
+        stopped = time.monotonic()
+        r.writes, r.failed_writes = load.writes, load.failures
+        try:
+            # every acknowledged write is an event in the topic (RF replicas each send one)
+            r.events, _ = wait_until(
+                "the topic holds an event per write",
+                lambda: events(endpoints.kafka_bootstrap, p.topic) - events_before,
+                lambda e: e >= r.writes,
+                settings.CONVERGE_DEADLINE_S,
+            )
+            diffs, at = wait_until(
+                "PostgreSQL equals Cassandra (CL=ALL)",
+                lambda: differences(cql, endpoints.postgres_dsn, model),
+                lambda d: d == [],
+                settings.CONVERGE_DEADLINE_S,
+                every_s=1.0,
+            )
+            r.converge_s, r.differences = at - stopped, len(diffs)
+        except Deadline as exc:
+            left = differences(cql, endpoints.postgres_dsn, model)
+            r.differences = len(left)
+            r.notes.append(f"{str(exc)[:200]}; differences: {'; '.join(left[:5])}")
+    r.task_states = dict(watch.seen)
+    r.verify = _verify(stack, p, cwd)
+    print(f"\nchaos {fault} round {n}: {json.dumps(asdict(r) | {'duplicates': r.duplicates})}")
+    _save(stack)  # after every round: a run cut short keeps its figures
+    return r, watch
 
 
 @pytest.mark.parametrize("fault", settings.FAULTS)
@@ -175,54 +251,24 @@ def test_fault_under_load(
 ) -> None:
     model = table_model(cql, pipeline.keyspace, "t")
     for n in range(1, settings.ROUNDS + 1):
-        r = Round(fault, n, settings.RF, settings.CONSISTENCY, settings.THREADS)
-        RESULTS.append(r)
-        events_before = events(endpoints.kafka_bootstrap, pipeline.topic)
-        load = Load(
-            cql, pipeline.table, settings.THREADS, settings.RATE,
-            seed=settings.SEED + zlib.crc32(f"{fault}/{n}".encode()) % 10_000,
-            partitions=settings.PARTITIONS, rows=settings.ROWS, profile=WRITE_PROFILE,
-        ).start()
-        with TaskWatch(_urls(endpoints), pipeline.connector) as watch:
-            try:
-                wait_until("the workload writes", lambda: load.writes, lambda w: w > 0, 60)
-                time.sleep(settings.WARMUP_S)  # load before the fault: its length is the point
-                _inject(fault, chaos_stack, endpoints, pipeline, r)
-                time.sleep(settings.TAIL_S)  # load after recovery, then stop it
-            finally:
-                load.stop()
-            stopped = time.monotonic()
-            r.writes, r.failed_writes = load.writes, load.failures
-            # every acknowledged write is an event in the topic (RF replicas each send one)
-            r.events, _ = wait_until(
-                "the topic holds an event per write",
-                lambda: events(endpoints.kafka_bootstrap, pipeline.topic) - events_before,
-                lambda e: e >= r.writes,
-                settings.CONVERGE_DEADLINE_S,
-            )
-            diffs, at = wait_until(
-                "PostgreSQL equals Cassandra (CL=ALL)",
-                lambda: differences(cql, endpoints.postgres_dsn, model),
-                lambda d: d == [],
-                settings.CONVERGE_DEADLINE_S,
-                every_s=1.0,
-            )
-            r.converge_s, r.differences = at - stopped, len(diffs)
-        r.task_states = dict(watch.seen)
-        r.verify = _verify(chaos_stack, pipeline, tmp_path)
-        print(f"\nchaos {fault} round {n}: {json.dumps(asdict(r) | {'duplicates': r.duplicates})}")
+        r, watch = _run_round(fault, n, chaos_stack, endpoints, cql, pipeline, model, tmp_path)
         assert not watch.failed, f"the sink task was FAILED during the {fault} fault: {watch.seen}"
-        assert r.differences == 0
-        assert r.verify.get("exit_code") == 0 and r.verify.get("remaining_differences") == 0, r.verify
+        assert r.differences == 0, r.notes
+        assert r.verify.get("exit_code") == 0, r.verify
+        assert r.verify.get("remaining_differences") == 0, r.verify
         if fault == "postgres":
             assert r.sink_stalled_s >= settings.PG_OUTAGE_S, "the outage was shorter than asked"
+
+
+def _save(stack: LocalStack) -> None:
+    rows = [asdict(r) | {"duplicates": r.duplicates} for r in RESULTS]
+    out = stack.lay.root / "chaos-results.json"
+    out.write_text(json.dumps({"at": datetime.now(UTC).isoformat(), "rounds": rows}, indent=1))
+    write_report(RESULTS)
 
 
 @pytest.fixture(scope="session", autouse=True)
 def _report(chaos_stack: LocalStack) -> Any:
     yield
-    if RESULTS:
-        rows = [asdict(r) | {"duplicates": r.duplicates} for r in RESULTS]
-        out = chaos_stack.lay.root / "chaos-results.json"
-        out.write_text(json.dumps({"at": datetime.now(UTC).isoformat(), "rounds": rows}, indent=1))
-        write_report(RESULTS)
+    if RESULTS:  # rounds that failed half-way too
+        _save(chaos_stack)

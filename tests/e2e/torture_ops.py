@@ -14,8 +14,15 @@ BASE_TS = 1_700_000_000_000_000
 """Write timestamps (µs) are BASE_TS plus one of 200 ms steps: few distinct times, so ties and
 disorder between statements are common."""
 
-KINDS = ("insert", "update_a", "update_b_ttl", "delete_row", "delete_cell", "delete_range",
-         "delete_partition")
+KINDS = (
+    "insert",
+    "update_a",
+    "update_b_ttl",
+    "delete_row",
+    "delete_cell",
+    "delete_range",
+    "delete_partition",
+)
 
 
 def statements(table: str) -> dict[str, str]:
@@ -24,7 +31,9 @@ def statements(table: str) -> dict[str, str]:
     return {
         "insert": f"INSERT INTO {table} (pk, ck, a, b, f) VALUES (?, ?, ?, ?, ?) USING TIMESTAMP ?",
         "update_a": f"UPDATE {table} USING TIMESTAMP ? SET a = ? WHERE pk = ? AND ck = ?",
-        "update_b_ttl": f"UPDATE {table} USING TIMESTAMP ? AND TTL ? SET b = ? WHERE pk = ? AND ck = ?",
+        "update_b_ttl": (
+            f"UPDATE {table} USING TIMESTAMP ? AND TTL ? SET b = ? WHERE pk = ? AND ck = ?"
+        ),
         "delete_row": f"DELETE FROM {table} USING TIMESTAMP ? WHERE pk = ? AND ck = ?",
         "delete_cell": f"DELETE f FROM {table} USING TIMESTAMP ? WHERE pk = ? AND ck = ?",
         "delete_partition": f"DELETE FROM {table} USING TIMESTAMP ? WHERE pk = ?",
