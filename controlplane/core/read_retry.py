@@ -18,9 +18,20 @@ from dataclasses import dataclass
 
 from controlplane.core.errors import UsageError
 
-#: Consistency levels a range read may use. ANY is for writes only; SERIAL/LOCAL_SERIAL read a
-#: single partition (a token-range scan is refused); EACH_QUORUM reads are refused by Cassandra.
-CONSISTENCY_LEVELS = ("ONE", "TWO", "THREE", "QUORUM", "LOCAL_ONE", "LOCAL_QUORUM", "ALL")
+#: Consistency levels a range read may use (each tried on Cassandra 5.0 with a token-range
+#: SELECT). ANY: Cassandra refuses it for reads ("only supported for writes"). SERIAL and
+#: LOCAL_SERIAL: Cassandra 5.0 accepts them, but they are the linearizable reads of lightweight
+#: transactions (a Paxos round per read), not a scan level: refused here.
+CONSISTENCY_LEVELS = (
+    "ONE",
+    "TWO",
+    "THREE",
+    "QUORUM",
+    "LOCAL_ONE",
+    "LOCAL_QUORUM",
+    "EACH_QUORUM",
+    "ALL",
+)
 
 #: The one default: consistent with writes at LOCAL_QUORUM, and one node of three may be down.
 DEFAULT_CONSISTENCY = "LOCAL_QUORUM"

@@ -145,7 +145,14 @@ def test_the_chosen_level_is_used_recorded_and_shown(env: Any, tmp_path: Path) -
     detail = json.loads(shown.stdout)
     assert detail["consistency"] == "ALL"
     assert {r["consistency"] for r in detail["range_details"]} == {"ALL"}
-    bad = cdcctl("verify", "-f", str(env["manifest"]), "--consistency", "EACH_QUORUM")
+    code, out, err = verify(env, tmp_path, "--consistency", "each-quorum")
+    assert code == 0, err
+    assert (out["consistency"], out["status"], out["counters"]["read"]) == (
+        "EACH_QUORUM",
+        "PASS",
+        ROWS,
+    )
+    bad = cdcctl("verify", "-f", str(env["manifest"]), "--consistency", "ANY")
     assert bad.returncode == 2
     assert "not a consistency level" in bad.stderr
 

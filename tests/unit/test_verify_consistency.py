@@ -47,7 +47,7 @@ def test_consistency_default_is_one_constant_and_names_are_normalised() -> None:
     assert v.VerifyOptions(manifests=["x"]).consistency is None  # None: the run's, else default
 
 
-@pytest.mark.parametrize("bad", ["ANY", "SERIAL", "LOCAL_SERIAL", "EACH_QUORUM", "FOUR", "1"])
+@pytest.mark.parametrize("bad", ["ANY", "SERIAL", "LOCAL_SERIAL", "FOUR", "1"])
 def test_a_level_a_range_read_cannot_use_is_a_usage_error(bad: str) -> None:
     with pytest.raises(UsageError) as info:
         rr.parse_consistency(bad)
