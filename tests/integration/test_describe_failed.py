@@ -235,4 +235,9 @@ def test_a_failed_task_stands_out_in_describe_and_get(
     res = describe("-o", "json")
     assert res.returncode == 0, res.stderr
     assert json.loads(res.stdout)["health"] == "2 of 2 tasks RUNNING"
-    assert cdcctl("get", "pipelines").returncode == 0
+    res = cdcctl("get", "pipelines", "-o", "json")
+    rows = json.loads(res.stdout)
+    mine = next(r for r in rows if r["connector"] == CONNECTOR)
+    assert (mine["failed"], mine["health"]) == (False, "2 of 2 tasks RUNNING")
+    # exit 0 unless another pipeline on this (possibly shared) stack is FAILED
+    assert res.returncode == (9 if any(r["failed"] for r in rows) else 0), res.stderr
