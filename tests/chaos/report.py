@@ -52,10 +52,12 @@ def table(rounds: Sequence[Any]) -> str:
     return "\n".join(lines)
 
 
-def write_report(rounds: Sequence[Any]) -> None:
-    name = f"chaos-rf{settings.RF}"
+def write_report(rounds: Sequence[Any], *, nodes: int, workers: int) -> None:
+    """The section of this topology (RF, Cassandra nodes, Connect workers): reruns replace it."""
+    name = f"chaos-rf{settings.RF}-n{nodes}-w{workers}"
     body = (
-        f"Measured by `just chaos` (RF={settings.RF}, writes at {settings.CONSISTENCY}, "
+        f"Measured by `just chaos` on {nodes} Cassandra node(s) and {workers} Connect worker(s) "
+        f"(RF={settings.RF}, writes at {settings.CONSISTENCY}, "
         f"{settings.THREADS} threads x {settings.RATE:g} ops/s, PostgreSQL outage "
         f"{settings.PG_OUTAGE_S:g} s); {machine()}.\n\n{table(rounds)}"
     )

@@ -264,7 +264,7 @@ def _save(stack: LocalStack) -> None:
     rows = [asdict(r) | {"duplicates": r.duplicates} for r in RESULTS]
     out = stack.lay.root / "chaos-results.json"
     out.write_text(json.dumps({"at": datetime.now(UTC).isoformat(), "rounds": rows}, indent=1))
-    write_report(RESULTS)
+    write_report(RESULTS, nodes=stack.s.nodes, workers=stack.s.connect_workers)
 
 
 @pytest.fixture(scope="session", autouse=True)
