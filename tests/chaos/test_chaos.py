@@ -100,13 +100,24 @@ def _worker_of_task(stack: LocalStack, endpoints: Endpoints, connector: str) -> 
 
 
 def _progress(endpoints: Endpoints, p: Pipeline) -> int:
-    return committed(endpoints.kafka_bootstrap, p.group, p.topic)
+    """The sink's committed offsets now; retried while Kafka is still loading its group
+    coordinator (NOT_COORDINATOR right after a restart)."""
+    value, _ = wait_until(
+        "the sink's committed offsets are readable",
+        lambda: committed(endpoints.kafka_bootstrap, p.group, p.topic),
+        lambda _n: True,
+        settings.RECOVER_DEADLINE_S,
+    )
+    return int(value)
 
 
 def _await_progress(endpoints: Endpoints, p: Pipeline, after: int, what: str) -> float:
     """Monotonic time the sink's committed offsets passed ``after``."""
     _, at = wait_until(
-        what, lambda: _progress(endpoints, p), lambda n: n > after, settings.RECOVER_DEADLINE_S
+        what,
+        lambda: committed(endpoints.kafka_bootstrap, p.group, p.topic),
+        lambda n: n > after,
+        settings.RECOVER_DEADLINE_S,
     )
     return at
 
