@@ -17,9 +17,11 @@ test:
     python -m pytest tests/unit tests/integration tests/e2e --cov=controlplane --cov-report=term --cov-report=xml --cov-fail-under=80
 
 # The local cluster profile: 3 Cassandra nodes, an agent per node, 2 Connect workers, in its own
-# state dir (.stack-cluster, port offset 2000); started and stopped by the session fixture
+# state dir (.stack-cluster, port offset 2000); started and stopped by the session fixture. The
+# chaos suite runs after the cluster tests in the same session (one cold start): RF=3, writes at
+# QUORUM, one round of each fault (tests/chaos; figures into docs/reliability.md)
 test-cluster:
-    python -m pytest tests/cluster -m cluster
+    CDC_STACK_DIR="${CDC_CLUSTER_STACK_DIR:-{{justfile_directory()}}/.stack-cluster}" CDC_CHAOS_RF=3 CDC_CHAOS_CL=QUORUM CDC_CHAOS_FAULTS="${CDC_CHAOS_FAULTS:-cassandra,agent,connect,kafka,postgres}" python -m pytest tests/cluster tests/chaos -m "cluster or chaos" -s
 
 # Unit tests only: no network, seconds
 unit:

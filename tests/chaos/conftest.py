@@ -20,7 +20,12 @@ from confluent_kafka.admin import AdminClient
 
 from controlplane.adapters import postgres
 from controlplane.services.stack import Endpoints, LocalStack, repo_root, settings_for
+from controlplane.services.stack_settings import chosen_settings
 from tests.chaos import settings
+from tests.cluster.conftest import NODES as CLUSTER_NODES
+from tests.cluster.conftest import PORT_OFFSET as CLUSTER_PORT_OFFSET
+from tests.cluster.conftest import WORKERS as CLUSTER_WORKERS
+from tests.cluster.conftest import cluster_state_dir
 from tests.e2e.torture_ops import BODY
 from tests.stackfixture import apply_on
 
@@ -41,6 +46,18 @@ class Pipeline:
 @pytest.fixture(scope="session")
 def chaos_stack() -> LocalStack:
     stack = LocalStack(settings_for())
+    if stack.lay.root.resolve() == cluster_state_dir().resolve():
+        # the cluster profile's dir (./dev test-cluster runs tests/cluster first, then this
+        # suite, in one session): the same choices as the `cluster` fixture, so that a chaos run
+        # on its own never starts a default single-node stack there
+        stack = LocalStack(
+            chosen_settings(
+                cluster_state_dir(),
+                CLUSTER_PORT_OFFSET,
+                nodes=CLUSTER_NODES,
+                connect_workers=CLUSTER_WORKERS,
+            )
+        )
     default = (repo_root() / ".stack").resolve()
     if (
         stack.lay.root.resolve() == default
@@ -52,7 +69,7 @@ def chaos_stack() -> LocalStack:
             "CDC_CHAOS_ALLOW_DEFAULT_STACK=1",
             returncode=4,
         )
-    stack.up()  # a no-op for what runs
+    stack.up(persist=True)  # a no-op for what runs
     os.environ["CDC_PG_PASSWORD"] = stack.postgres_password()
     return stack
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 import statistics
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -56,7 +57,8 @@ def write_report(rounds: Sequence[Any], *, nodes: int, workers: int) -> None:
     """The section of this topology (RF, Cassandra nodes, Connect workers): reruns replace it."""
     name = f"chaos-rf{settings.RF}-n{nodes}-w{workers}"
     body = (
-        f"Measured by `just chaos` on {nodes} Cassandra node(s) and {workers} Connect worker(s) "
+        f"Measured by the chaos suite (tests/chaos) on {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, "
+        f"{nodes} Cassandra node(s) and {workers} Connect worker(s) "
         f"(RF={settings.RF}, writes at {settings.CONSISTENCY}, "
         f"{settings.THREADS} threads x {settings.RATE:g} ops/s, PostgreSQL outage "
         f"{settings.PG_OUTAGE_S:g} s); {machine()}.\n\n{table(rounds)}"

@@ -10,7 +10,13 @@ Faults (CDC_CHAOS_FAULTS, each CDC_CHAOS_ROUNDS times):
   reconcile (nothing here runs one), no restart of the task;
 - ``connect``: kill -9 of the worker running the sink task; with several workers the task must
   move (failover time), then the worker is restarted with `cdcctl stack up`;
-- ``kafka``: Kafka stopped (SIGTERM) and restarted with `cdcctl stack up`.
+- ``kafka``: Kafka stopped (SIGTERM) and restarted with `cdcctl stack up`; ``kafka9``: the
+  same with kill -9 (log recovery at the next start);
+- ``cassandra`` (a cluster, RF=3, writes at QUORUM): kill -9 of one Cassandra node
+  (``cassandra-2``) while the writes continue, restarted with `cdcctl stack up`, waited until
+  node 1 sees it UN; the hints replay to it through its commit log;
+- ``agent`` (a cluster): kill -9 of one node's agent (``agent-2``), restarted with `cdcctl stack
+  up`: the other replicas' agents carry the changes meanwhile, it resumes from its offsets.
 
 Run: ``CDC_STACK_DIR=... just chaos`` (settings in tests/chaos/settings.py). Figures go to
 docs/reliability.md (section per RF) and ``<state dir>/chaos-results.json``.
@@ -52,6 +58,9 @@ from tests.e2e.semconf import differences, table_model
 pytestmark = pytest.mark.chaos
 
 RESULTS: list[Round] = []
+NODE_VICTIM = "cassandra-2"
+AGENT_VICTIM = "agent-2"
+CLUSTER_FAULTS = {"cassandra", "agent"}
 
 
 @dataclass
@@ -150,8 +159,40 @@ def _inject(fault: str, stack: LocalStack, endpoints: Endpoints, p: Pipeline, r:
             r.restart_s, r.fault_s = restart.seconds, back - sent
             at = _await_progress(endpoints, p, stuck, "the sink consumes again after the restart")
             r.recover_s, r.sink_stalled_s = at - back, at - sent
-    elif fault == "kafka":
-        sent = faults.kill(stack, "kafka", signal.SIGTERM, timeout=120)
+    elif fault == "cassandra":
+        before = _progress(endpoints, p)
+        sent = faults.kill(stack, NODE_VICTIM, signal.SIGKILL)
+        # the other replicas' agents carry the changes: the sink keeps going while the node is down
+        at = _await_progress(endpoints, p, before, f"the sink consumes with {NODE_VICTIM} down")
+        r.sink_stalled_s = max(0.0, at - sent)
+        restart = faults.restart(stack, NODE_VICTIM)
+        _, up = wait_until(
+            f"node 1 sees {NODE_VICTIM} UN",
+            stack.cluster_view,
+            lambda v: set(v.values()) == {"UN"} and len(v) == stack.s.nodes,
+            settings.RECOVER_DEADLINE_S,
+            every_s=2.0,
+        )
+        r.restart_s, r.fault_s = restart.seconds, up - sent
+        stuck = _progress(endpoints, p)
+        at = _await_progress(endpoints, p, stuck, f"the sink consumes after {NODE_VICTIM} is UN")
+        r.recover_s = at - up
+        r.notes.append(f"kill -9 {NODE_VICTIM}; writes at {settings.CONSISTENCY} continued")
+    elif fault == "agent":
+        before = _progress(endpoints, p)
+        sent = faults.kill(stack, AGENT_VICTIM, signal.SIGKILL)
+        at = _await_progress(endpoints, p, before, f"the sink consumes with {AGENT_VICTIM} down")
+        r.sink_stalled_s = max(0.0, at - sent)
+        restart = faults.restart(stack, AGENT_VICTIM)
+        back = time.monotonic()
+        r.restart_s, r.fault_s = restart.seconds, back - sent
+        stuck = _progress(endpoints, p)
+        at = _await_progress(endpoints, p, stuck, f"the sink consumes after {AGENT_VICTIM} is back")
+        r.recover_s = at - back
+        r.notes.append(f"kill -9 {AGENT_VICTIM}")
+    elif fault in ("kafka", "kafka9"):
+        sig = signal.SIGKILL if fault == "kafka9" else signal.SIGTERM
+        sent = faults.kill(stack, "kafka", sig, timeout=120)
         restart = faults.restart(stack, "kafka")
         back = time.monotonic()
         r.restart_s, r.fault_s = restart.seconds, back - sent
@@ -260,6 +301,8 @@ def test_fault_under_load(
     pipeline: Pipeline,
     tmp_path: Path,
 ) -> None:
+    if fault in CLUSTER_FAULTS and chaos_stack.s.nodes < 2:
+        pytest.skip(f"the {fault} fault needs a cluster (cdcctl stack up --nodes 3)")
     model = table_model(cql, pipeline.keyspace, "t")
     for n in range(1, settings.ROUNDS + 1):
         r, watch = _run_round(fault, n, chaos_stack, endpoints, cql, pipeline, model, tmp_path)
