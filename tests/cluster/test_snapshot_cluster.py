@@ -49,7 +49,7 @@ class SnapshotCount:
     """Counts the snapshot events (``source.snapshot == "true"``) of a topic per row key."""
 
     def __init__(self, bootstrap: str, topic: str) -> None:
-        from confluent_kafka import Consumer
+        from confluent_kafka import Consumer, TopicPartition
 
         self.per_key: dict[int, int] = {}
         self.live = 0
@@ -61,12 +61,24 @@ class SnapshotCount:
                 "enable.auto.commit": False,
             }
         )
+        # Only events produced from now on: a rerun on a kept stack finds the previous run's
+        # events in the topic (the keyspace is recreated, the topic is not).
+        self._start: dict[int, int] = {}
+        metadata = self._consumer.list_topics(topic, timeout=10).topics.get(topic)
+        if metadata is not None and metadata.error is None:
+            for partition in metadata.partitions:
+                _low, high = self._consumer.get_watermark_offsets(
+                    TopicPartition(topic, partition), timeout=10
+                )
+                self._start[partition] = high
         self._consumer.subscribe([topic])
 
     def poll(self) -> int:
         for message in self._consumer.consume(num_messages=1000, timeout=1.0):
             value, raw_key = message.value(), message.key()
             if message.error() is not None or not value or not raw_key:
+                continue
+            if (message.offset() or 0) < self._start.get(message.partition() or 0, 0):
                 continue
             payload = json.loads(value)["payload"]
             if payload["source"].get("snapshot") != "true":

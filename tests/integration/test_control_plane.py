@@ -26,6 +26,7 @@ from cassandra.cluster import Cluster
 from kafka_connect import KafkaConnect
 
 from controlplane.adapters import postgres
+from controlplane.core.errors import FailedStateError
 from controlplane.services.stack import Endpoints, LocalStack, settings_for
 from tests.cli import cdcctl
 
@@ -302,9 +303,14 @@ def test_contexts_decide_the_connect_url(env: dict[str, Any], tmp_path: Path) ->
     rows = json.loads(cdcctl("config", "get-contexts", "-o", "json", env=cfg).stdout)
     assert [(r["name"], r["current"]) for r in rows] == [("dead", True), ("local", False)]
     assert cdcctl("get", "connectors", env=cfg).returncode == 5  # the current context: dead
-    assert cdcctl("get", "connectors", "--context", "local", env=cfg).returncode == 0
+    # Reached: the local Connect answers with its connectors (exit 9 only says that some
+    # connector on this shared stack, another test's, is FAILED — still an answer from it).
+    reached = (0, FailedStateError.exit_code)
+    answer = cdcctl("get", "connectors", "--context", "local", "-o", "json", env=cfg)
+    assert answer.returncode in reached, answer.stderr
+    assert isinstance(json.loads(answer.stdout), list)
     assert cdcctl("config", "use-context", "local", env=cfg).returncode == 0
-    assert cdcctl("get", "connectors", env=cfg).returncode == 0
+    assert cdcctl("get", "connectors", env=cfg).returncode in reached
     # A manifest without connect.url follows the current context.
     nourl = tmp_path / "nourl.yaml"
     nourl.write_text(manifest("cp-it", ["t1"], connect_url=False))
