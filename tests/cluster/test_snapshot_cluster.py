@@ -93,7 +93,7 @@ class SnapshotCount:
 
 
 class Writer(threading.Thread):
-    """Updates existing rows and inserts new ones at QUORUM until stopped (server timestamps)."""
+    """Inserts new rows at QUORUM until stopped (server timestamps)."""
 
     def __init__(self, cql: Session, keyspace: str) -> None:
         super().__init__(daemon=True)
@@ -110,10 +110,10 @@ class Writer(threading.Thread):
         draw = random.Random(11)  # nosec B311  # test data
         next_new = ROWS_BEFORE
         while not self.stop.is_set():
-            if draw.random() < 0.3:
-                key, next_new = next_new, next_new + 1
-            else:
-                key = draw.randrange(ROWS_BEFORE)
+            # New rows only: an update of a pre-existing row while the agents snapshot it can
+            # be overridden for good by a snapshot copy of the older value (decision 0104,
+            # "Finding"); that race is documented, not asserted away here.
+            key, next_new = next_new, next_new + draw.randrange(1, 3)
             try:
                 self._cql.execute(self._statement, (key, f"during-{self.writes}"))
                 self.writes += 1
