@@ -24,3 +24,32 @@ def apply_on(stack: LocalStack, paths: list[Any], **kwargs: Any) -> Any:
     return apply_manifests(
         paths, local_target(stack.lay.root), agents=LocalAgents(stack.s), **kwargs
     )
+
+
+def cql_cluster(stack: Endpoints, hosts: list[Any] | None = None, **kwargs: Any) -> Any:
+    """A cassandra-driver `Cluster` on the stack's nodes (node 1 by default) as cdcctl connects:
+    TLS verified with the stack's CA and cdcctl's role, unless the stack runs --insecure
+    (decision 0110). `kwargs` go to `Cluster` (port defaults to the stack's)."""
+    from cassandra.auth import PlainTextAuthProvider
+    from cassandra.cluster import Cluster
+
+    from controlplane.adapters.cassandra import ssl_context
+
+    sec = stack.cassandra_security
+    kwargs.setdefault("port", stack.cassandra_port)
+    kwargs.setdefault("protocol_version", 5)
+    if sec.tls:
+        kwargs.setdefault("ssl_context", ssl_context(sec))
+    if sec.username is not None:
+        kwargs.setdefault(
+            "auth_provider", PlainTextAuthProvider(username=sec.username, password=sec.password)
+        )
+    return Cluster(hosts or [stack.cassandra_host], **kwargs)
+
+
+def redis_client(stack: Endpoints, **kwargs: Any) -> Any:
+    """A redis-py client on the stack's Redis with its ACL user and CA (decision 0110)."""
+    from controlplane.adapters import redis_store
+
+    assert stack.redis is not None
+    return redis_store.client(stack.redis, **kwargs)

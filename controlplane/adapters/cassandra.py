@@ -2,13 +2,70 @@
 
 from __future__ import annotations
 
+import re
+import ssl
 from collections.abc import Iterator, Sequence
 from typing import Any
 
+from cassandra import AuthenticationFailed
+from cassandra.auth import PlainTextAuthProvider
 from cassandra.cluster import Cluster, NoHostAvailable, Session
 
 from controlplane.core.errors import CassandraError, CassandraReadError
 from controlplane.core.read_retry import DEFAULT_CONSISTENCY, Replica
+from controlplane.core.target import CassandraClientSecurity
+
+
+def ssl_context(security: CassandraClientSecurity) -> ssl.SSLContext | None:
+    """TLS towards Cassandra: the CA file's (else the system's) trust, host names checked
+    against the address connected to (every node's certificate must name it)."""
+    if not security.tls:
+        return None
+    try:
+        ctx = ssl.create_default_context(cafile=security.ca_file)
+    except (OSError, ssl.SSLError) as exc:
+        raise CassandraError(
+            f"cannot read the CA file {security.ca_file} for Cassandra's TLS: {exc}",
+            hint="the target's cassandra.tls.caFile must be a PEM CA bundle",
+        ) from exc
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    return ctx
+
+
+def _cluster_security(security: CassandraClientSecurity | None) -> dict[str, Any]:
+    if security is None:
+        return {}
+    out: dict[str, Any] = {}
+    context = ssl_context(security)
+    if context is not None:
+        out["ssl_context"] = context
+    if security.username is not None:
+        out["auth_provider"] = PlainTextAuthProvider(
+            username=security.username, password=security.password or ""
+        )
+    return out
+
+
+def _connect_error(where: str, exc: BaseException, hint: str | None) -> CassandraError:
+    """The driver's connection failure as one message: authentication and TLS failures named
+    as such (never with a password: the driver's messages hold none)."""
+    causes = list(getattr(exc, "errors", {}).values()) if isinstance(exc, NoHostAvailable) else []
+    if any(isinstance(c, AuthenticationFailed) for c in causes):
+        return CassandraError(
+            f"Cassandra at {where} refused the login: {exc}",
+            hint="check the target's cassandra.username and passwordSecret "
+            "(`cdcctl config get-contexts`)",
+        )
+    if any(isinstance(c, ssl.SSLError) for c in causes):
+        return CassandraError(
+            f"TLS with Cassandra at {where} failed: {exc}",
+            hint="check the target's cassandra.tls.caFile and that the node's certificate names "
+            "the address connected to",
+        )
+    return CassandraError(
+        f"cannot connect to Cassandra at {where}: {exc}",
+        hint=hint or "is it running and reachable from here? (the target's contact points)",
+    )
 
 
 def connect(
@@ -20,10 +77,12 @@ def connect(
     hint: str | None = None,
     request_timeout: float = 10,
     row_factory: Any = None,
+    security: CassandraClientSecurity | None = None,
 ) -> tuple[Any, Session]:
     """A session over every contact point (``host``, ``host:port``, ``[v6]:port``; ``port`` for
     those without one), routed token-aware to ``local_datacenter`` (inferred from the contact
-    points when not given), through the driver's default execution profile."""
+    points when not given), through the driver's default execution profile; with TLS and a
+    login as ``security`` says."""
     from cassandra.cluster import EXEC_PROFILE_DEFAULT, ExecutionProfile
     from cassandra.policies import DCAwareRoundRobinPolicy, TokenAwarePolicy
     from cassandra.query import named_tuple_factory
@@ -46,20 +105,20 @@ def connect(
         protocol_version=5,
         control_connection_timeout=timeout,
         execution_profiles={EXEC_PROFILE_DEFAULT: profile},
+        **_cluster_security(security),
     )
     try:
         return cluster, cluster.connect()
-    except (NoHostAvailable, OSError) as exc:
+    except (NoHostAvailable, AuthenticationFailed, OSError) as exc:
         cluster.shutdown()
-        raise CassandraError(
-            f"cannot connect to Cassandra at {where}: {exc}",
-            hint=hint or "is it running and reachable from here? (the target's contact points)",
-        ) from exc
+        raise _connect_error(where, exc, hint) from exc
 
 
-def ping(host: str = "127.0.0.1", port: int = 9042) -> str:
+def ping(
+    host: str = "127.0.0.1", port: int = 9042, *, security: CassandraClientSecurity | None = None
+) -> str:
     """The release version once the node answers CQL."""
-    cluster, session = connect(host, port, timeout=3)
+    cluster, session = connect(host, port, timeout=3, security=security)
     try:
         row = session.execute("SELECT release_version FROM system.local").one()
         return str(row.release_version)
@@ -127,6 +186,7 @@ def scan_session(
     local_datacenter: str | None = None,
     timeout: float = 30,
     hint: str | None = None,
+    security: CassandraClientSecurity | None = None,
 ) -> tuple[Any, Session]:
     """A session whose rows are plain tuples (cheapest to build) and whose requests wait
     ``timeout`` seconds: a full-table scan reads pages back to back."""
@@ -140,6 +200,7 @@ def scan_session(
         hint=hint,
         request_timeout=timeout,
         row_factory=tuple_factory,
+        security=security,
     )
 
 
@@ -396,3 +457,66 @@ def _unspecified(address: str) -> bool:
         return ipaddress.ip_address(address).is_unspecified
     except ValueError:
         return False
+
+
+# --------------------------------------------------------------------------- roles (local stack)
+
+_ROLE_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,47}$")
+
+
+def _role(name: str) -> str:
+    if not _ROLE_NAME.match(name):
+        raise CassandraError(f"{name!r} is not a role name this project creates")
+    return name
+
+
+def ensure_login_role(session: Session, name: str, password: str, *, superuser: bool) -> None:
+    """Role `name` exists, may log in with `password`, and is (not) a superuser; run twice, it
+    changes nothing but the password. The password travels as a bound value, never in a log."""
+    role = _role(name)
+    flag = "true" if superuser else "false"
+    try:
+        session.execute(
+            f"CREATE ROLE IF NOT EXISTS {role} WITH PASSWORD = %s AND LOGIN = true "  # nosec B608  # role checked above
+            f"AND SUPERUSER = {flag}",
+            (password,),
+        )
+        session.execute(
+            f"ALTER ROLE {role} WITH PASSWORD = %s AND LOGIN = true AND SUPERUSER = {flag}",
+            (password,),
+        )
+    except Exception as exc:  # the driver has no single base class for request errors
+        raise CassandraError(f"cannot create or update Cassandra role {role}: {exc}") from exc
+
+
+def grant_select_all(session: Session, name: str) -> None:
+    """`name` may read every keyspace (the agents' snapshots), nothing else."""
+    role = _role(name)
+    try:
+        session.execute(f"GRANT SELECT ON ALL KEYSPACES TO {role}")
+    except Exception as exc:  # the driver has no single base class for request errors
+        raise CassandraError(f"cannot grant SELECT to Cassandra role {role}: {exc}") from exc
+
+
+def disable_role(session: Session, name: str, password: str) -> None:
+    """`name` can no longer log in (a new unknown password, LOGIN and SUPERUSER off)."""
+    role = _role(name)
+    try:
+        session.execute(
+            f"ALTER ROLE {role} WITH PASSWORD = %s AND LOGIN = false AND SUPERUSER = false",
+            (password,),
+        )
+    except Exception as exc:  # the driver has no single base class for request errors
+        raise CassandraError(f"cannot disable Cassandra role {role}: {exc}") from exc
+
+
+def set_replication(session: Session, keyspace: str, datacenter: str, factor: int) -> None:
+    """``keyspace`` replicated `factor` times in `datacenter` (NetworkTopologyStrategy)."""
+    try:
+        session.execute(
+            f"ALTER KEYSPACE {_role(keyspace)} WITH replication = "
+            "{'class': 'NetworkTopologyStrategy', %s: %s}",
+            (datacenter, factor),
+        )
+    except Exception as exc:  # the driver has no single base class for request errors
+        raise CassandraError(f"cannot change the replication of {keyspace}: {exc}") from exc

@@ -25,6 +25,28 @@ from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
 
 from controlplane.core.errors import RedisError
+from controlplane.core.target import RedisEndpoint
+
+RedisLike = str | RedisEndpoint
+"""A Redis URL, or an endpoint with the ACL user's password and the CA (decision 0110)."""
+
+
+def as_endpoint(where: RedisLike) -> RedisEndpoint:
+    return where if isinstance(where, RedisEndpoint) else RedisEndpoint(url=where)
+
+
+def _tls_options(endpoint: RedisEndpoint) -> dict[str, Any]:
+    """Password and, for rediss://, a verified TLS connection (host name checked)."""
+    out: dict[str, Any] = {}
+    if endpoint.password is not None:
+        out["password"] = endpoint.password
+    if endpoint.url.startswith("rediss://"):
+        out["ssl_cert_reqs"] = "required"
+        out["ssl_check_hostname"] = True
+        if endpoint.ca_file:
+            out["ssl_ca_certs"] = endpoint.ca_file
+    return out
+
 
 _EXTEND = """
 if redis.call('get', KEYS[1]) == ARGV[1] then
@@ -40,10 +62,12 @@ return 0
 """
 
 
-def client(url: str, *, retries: int = 40) -> redis.Redis:
+def client(url: RedisLike, *, retries: int = 40) -> redis.Redis:
     """A client that rides out a Redis restart: ~40 retries with backoff capped at 1 s."""
+    endpoint = as_endpoint(url)
     return redis.Redis.from_url(
-        url,
+        endpoint.url,
+        **_tls_options(endpoint),
         socket_timeout=5,
         socket_connect_timeout=3,
         retry=Retry(ExponentialBackoff(cap=1.0, base=0.05), retries),
@@ -52,13 +76,21 @@ def client(url: str, *, retries: int = 40) -> redis.Redis:
     )
 
 
-def ping(url: str) -> str:
+def ping(url: RedisLike) -> str:
+    endpoint = as_endpoint(url)
     try:
-        r = redis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=3)
+        r = redis.Redis.from_url(
+            endpoint.url, socket_timeout=5, socket_connect_timeout=3, **_tls_options(endpoint)
+        )
         r.ping()
         return str(r.info("server").get("redis_version", "?"))
+    except redis.AuthenticationError as exc:
+        raise RedisError(
+            f"Redis at {endpoint} refused the login: {exc}",
+            hint="check the target's redis URL user and passwordSecret",
+        ) from exc
     except redis.RedisError as exc:
-        raise RedisError(f"Redis at {url} did not answer: {exc}") from exc
+        raise RedisError(f"Redis at {endpoint} did not answer: {exc}") from exc
 
 
 #: A verify run's keys live this long after its last write (`cdcctl verify --keep-days`).
@@ -74,9 +106,13 @@ class CheckpointStore:
     set) forgets runs whose keys expired when it is listed."""
 
     def __init__(
-        self, url: str, *, prefix: str = "cdc:verify", retention_s: int = DEFAULT_RUN_RETENTION_S
+        self,
+        url: RedisLike,
+        *,
+        prefix: str = "cdc:verify",
+        retention_s: int = DEFAULT_RUN_RETENTION_S,
     ) -> None:
-        self.url = url
+        self.url = str(as_endpoint(url))  # for messages: never with a password
         self.prefix = prefix
         self.retention_s = retention_s
         self.r = client(url)
@@ -193,17 +229,22 @@ class CheckpointStore:
 # --- leases and small per-key state for the reconciler -------------------------------------
 
 
-def _client(url: str) -> redis.Redis:
+def _client(url: RedisLike) -> redis.Redis:
+    endpoint = as_endpoint(url)
     return redis.Redis.from_url(
-        url, socket_timeout=5, socket_connect_timeout=3, decode_responses=True
+        endpoint.url,
+        socket_timeout=5,
+        socket_connect_timeout=3,
+        decode_responses=True,
+        **_tls_options(endpoint),
     )
 
 
 class Lease:
     """A named lease held by this process (identified by a random token)."""
 
-    def __init__(self, url: str, key: str, ttl_ms: int, *, owner: str | None = None) -> None:
-        self.url = url
+    def __init__(self, url: RedisLike, key: str, ttl_ms: int, *, owner: str | None = None) -> None:
+        self.url = str(as_endpoint(url))
         self.key = key
         self.ttl_ms = ttl_ms
         self.token = owner or uuid.uuid4().hex
@@ -246,8 +287,8 @@ class Lease:
 class HashStore:
     """Small string maps under ``<prefix><name>`` (e.g. restart counters per connector)."""
 
-    def __init__(self, url: str, prefix: str) -> None:
-        self.url = url
+    def __init__(self, url: RedisLike, prefix: str) -> None:
+        self.url = str(as_endpoint(url))
         self.prefix = prefix
         self._r = _client(url)
 

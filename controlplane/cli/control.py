@@ -15,7 +15,7 @@ import typer
 from controlplane.cli.apply import FILES, PRUNE, PRUNE_MATCH, plan
 from controlplane.cli.base import Typer
 from controlplane.cli.output import OUTPUT_OPTION, OutputFormat, alarm, console, emit
-from controlplane.cli.targeting import CONNECT_URL, CONTEXT, STATE_DIR, resolve
+from controlplane.cli.targeting import CONNECT_URL, CONTEXT, STATE_DIR, redis, resolve
 
 manifest_app = Typer(help="Pipeline manifest tools.", no_args_is_help=True)
 get_app = Typer(help="List pipelines or connectors.", no_args_is_help=True)
@@ -373,7 +373,7 @@ def reconcile(
         list(filename),
         target,
         agents=managed_agents(target),
-        redis_url=redis_url or target.redis.url,
+        redis_url=redis(target, redis_url),
         lease_ttl_s=ttl,
         prune=prune,
         prune_match=prune_match,

@@ -39,6 +39,7 @@ def _stack(
     nodes: int | None = None,
     connect_workers: int | None = None,
     agent_log_level: str | None = None,
+    insecure: bool | None = None,
 ) -> LocalStack:
     # Imported here: the stack service pulls in psutil and every adapter, which `--help` of
     # unrelated commands should not pay for.
@@ -55,7 +56,15 @@ def _stack(
         nodes=nodes,
         connect_workers=connect_workers,
         agent_log_level=agent_log_level,
+        insecure=insecure,
     )
+    if settings.insecure:
+        err.print(
+            "[bold red]WARNING: --insecure: Cassandra's client port and Redis accept plain-text "
+            "connections without authentication. Anyone who can reach them reads and changes "
+            "your data. Never use this beyond a throwaway laptop stack.[/]",
+            highlight=False,
+        )
     return LocalStack(settings, report=report)
 
 
@@ -98,6 +107,13 @@ def up(
         help="Root log level of the agents' rolling logs: TRACE, DEBUG, INFO, WARN or ERROR "
         "(replay-skip lines stay at WARN). Default INFO; kept in stack.json.",
     ),
+    insecure: bool | None = typer.Option(
+        None,
+        "--insecure/--no-insecure",
+        help="UNSAFE: Cassandra's client port and Redis in plain text without authentication "
+        "(default: TLS with the stack's CA, Cassandra roles, a Redis ACL user). Warns on every "
+        "command; kept in stack.json.",
+    ),
     output: OutputFormat = OUTPUT_OPTION,
 ) -> None:
     """Install what is missing, then start every service in dependency order, each gated on a
@@ -110,9 +126,11 @@ def up(
         nodes=nodes,
         connect_workers=connect_workers,
         agent_log_level=agent_log_level,
+        insecure=insecure,
     )
     persist = any(
-        v is not None for v in (port_offset, secure, nodes, connect_workers, agent_log_level)
+        v is not None
+        for v in (port_offset, secure, nodes, connect_workers, agent_log_level, insecure)
     )
     results = stack.up(services or None, persist=persist)
     emit(
@@ -177,6 +195,11 @@ def env(state_dir: Path | None = STATE_DIR) -> None:
         "CDC_CONNECT_URLS": ",".join(ep.connect_urls),
         "CDC_AGENT_URLS": ",".join(ep.agent_urls),
         "CDC_REDIS_URL": ep.redis_url,
+        # Cassandra's TLS and cdcctl's role (decision 0110); cqlsh reads none of these itself.
+        "CDC_CASSANDRA_CA_FILE": str(stack.lay.ca_file) if stack.s.tls else "",
+        "CDC_CASSANDRA_CREDENTIALS_FILE": str(stack.lay.cassandra_admin_file)
+        if stack.s.tls
+        else "",
         "CDC_PROMETHEUS_URL": ep.prometheus_url,
         # OpenBao's own (and hvac's) variables: `bao kv get secret/cdc/postgres` just works.
         "VAULT_ADDR": ep.vault_addr,
@@ -187,6 +210,9 @@ def env(state_dir: Path | None = STATE_DIR) -> None:
         values["VAULT_TOKEN"] = token
     if ep.kafka_tls_bootstrap:
         values["CDC_KAFKA_TLS_BOOTSTRAP"] = ep.kafka_tls_bootstrap
+    if ep.redis is not None and ep.redis.password:
+        # redis-cli's own variable (its --tls --cacert "$CDC_CA_FILE" --user cdcctl).
+        values["REDISCLI_AUTH"] = ep.redis.password
     if stack.s.secure:
         values["CDC_CONNECT_CREDENTIALS_FILE"] = str(stack.lay.connect_credentials_file)
     for k, v in values.items():

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 import typer
 
 if TYPE_CHECKING:
-    from controlplane.core.target import Target
+    from controlplane.core.target import RedisEndpoint, Target
 
 CONNECT_URL = typer.Option(
     None,
@@ -37,3 +37,10 @@ def resolve(
     from controlplane.services.targets import resolve_target
 
     return resolve_target(context=context, connect_url=connect_url, state_dir=state_dir)
+
+
+def redis(target: Target, url: str | None = None) -> RedisEndpoint:
+    """The target's Redis (or `url`) with its ACL password and CA (services.targets)."""
+    from controlplane.services.targets import redis_endpoint
+
+    return redis_endpoint(target, url)

@@ -21,9 +21,10 @@ from rich.progress import (
 
 from controlplane.cli.base import Typer
 from controlplane.cli.output import OUTPUT_OPTION, OutputFormat, emit, err_console
-from controlplane.cli.targeting import CONTEXT, STATE_DIR, resolve
+from controlplane.cli.targeting import CONTEXT, STATE_DIR, redis, resolve
 from controlplane.core.errors import UsageError
 from controlplane.core.read_retry import CONSISTENCY_LEVELS, DEFAULT_CONSISTENCY, RetryPolicy
+from controlplane.core.target import RedisEndpoint
 
 app = Typer(
     no_args_is_help=False,
@@ -35,8 +36,10 @@ REDIS = typer.Option(
 )
 
 
-def _redis(url: str | None) -> str:
-    return url or os.environ.get("CDC_REDIS_URL") or "redis://127.0.0.1:6379/0"
+def _redis(url: str | None) -> RedisEndpoint:
+    """--redis-url, else $CDC_REDIS_URL, else the current target's Redis (the local stack's by
+    default), with the target's ACL password and CA (decision 0110)."""
+    return redis(resolve(None, None, None), url or os.environ.get("CDC_REDIS_URL"))
 
 
 class _Bar:
@@ -198,7 +201,7 @@ def verify(
     opts = svc.VerifyOptions(
         manifests=filename,
         target=target,
-        redis_url=redis_url or os.environ.get("CDC_REDIS_URL") or target.redis.url,
+        redis_url=redis(target, redis_url or os.environ.get("CDC_REDIS_URL")),
         keep_s=max(1, round(keep_days * 86400)),
         table=table,
         ranges=ranges,

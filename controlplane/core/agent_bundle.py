@@ -189,6 +189,8 @@ def render_bundle(
         contact_points=[host_port(node.address, cql_port(pipeline, node.address))],
         local_datacenter=node.datacenter or pipeline.spec.source.cassandra.local_datacenter,
         session_name=label,
+        # External agents: TLS and login towards Cassandra are not rendered yet (decision 0110).
+        security=None,
     )
     common = {"node_id": node.id, "address": node.address, "unit_file": UNIT_FILE}
     files[UNIT_FILE] = _render(

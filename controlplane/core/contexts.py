@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pydantic.alias_generators import to_camel
 
 from controlplane.core.errors import ManifestError, UsageError
+from controlplane.core.manifest_loader import locate
 from controlplane.core.target import Context
 
 
@@ -50,12 +51,31 @@ class CdcctlConfig(_Model):
 
 
 def parse_config(text: str, source: str) -> CdcctlConfig:
+    hint = "fix or delete the file; `cdcctl config set-context` rewrites it"
     try:
         data: Any = yaml.safe_load(text) or {}
         return CdcctlConfig.model_validate(data)
-    except (yaml.YAMLError, ValidationError) as exc:
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{source}:{mark.line + 1}:{mark.column + 1}" if mark else source
         raise ManifestError(
-            f"invalid cdcctl config: {exc}".splitlines()[0],
-            location=source,
-            hint="fix or delete the file; `cdcctl config set-context` rewrites it",
+            f"invalid cdcctl config: {exc}".splitlines()[0], location=where, hint=hint
+        ) from exc
+    except ValidationError as exc:
+        # The first error, where it is written (file:line:column of its key) and what is wrong,
+        # never the value given (it may be a password).
+        err = exc.errors(include_input=False, include_url=False)[0]
+        loc = tuple(err["loc"])
+        where = source
+        try:
+            root = yaml.compose(text, Loader=yaml.SafeLoader)
+        except yaml.YAMLError:
+            root = None
+        if root is not None:
+            node, _ = locate(root, loc, want_key=True)
+            where = f"{source}:{node.start_mark.line + 1}:{node.start_mark.column + 1}"
+        dotted = ".".join(str(p) for p in loc) or "(top level)"
+        message = str(err["msg"]).removeprefix("Value error, ")
+        raise ManifestError(
+            f"invalid cdcctl config at {dotted}: {message}", location=where, hint=hint
         ) from exc

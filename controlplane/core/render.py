@@ -31,6 +31,7 @@ import jinja2
 from controlplane.core.ddl import RAW_SCHEMA_SUFFIX
 from controlplane.core.manifest import Pipeline
 from controlplane.core.properties import escape_value, load_properties
+from controlplane.core.target import AgentCassandraSecurity
 
 CONNECTORS_DIR = Path(__file__).resolve().parents[2] / "connectors"
 
@@ -82,6 +83,8 @@ class RenderContext:
     """The ``cassandra.yaml`` of the node the managed agent runs beside."""
     agent_http_port: int = 8001
     cassandra_node_id: str = "node1"
+    agent_security: AgentCassandraSecurity | None = None
+    """TLS and login of the managed agent's driver (the local stack's, decision 0110)."""
     templates_dir: Path = field(default=CONNECTORS_DIR)
     secret_versions: Mapping[str, int] = field(default_factory=dict)
     """{pipeline: version} of Vault-held sink passwords, recorded in the sink config so a
@@ -389,6 +392,7 @@ def render_driver_conf(pipeline: Pipeline, ctx: RenderContext) -> str:
         contact_points=list(cassandra.contact_points),
         local_datacenter=cassandra.local_datacenter,
         session_name=agent_connector_name(pipeline),
+        security=ctx.agent_security,
     )
 
 

@@ -60,6 +60,19 @@ VAULT_CONNECT_POLICY = "cdc-connect"
 VAULT_CONNECT_TOKEN_PERIOD = "768h"  # noqa: S105  # nosec B105  # a duration
 # The Connect REST admin of secure mode (basic auth; the password is generated per stack).
 CONNECT_REST_USER = "admin"
+# Cassandra's roles on the local stack (PasswordAuthenticator; decision 0110): cdcctl's own
+# superuser, the agents' read-only login, and Cassandra's built-in superuser, which `stack up`
+# disables once the other two exist. Redis's ACL user of cdcctl (the default user is off).
+CASSANDRA_ADMIN_USER = "cdcctl"
+CASSANDRA_AGENT_USER = "cdc_agent"
+CASSANDRA_DEFAULT_SUPERUSER = "cassandra"
+REDIS_USER = "cdcctl"
+# The agents' driver config names the Cassandra password and trust store password as HOCON
+# substitutions of these environment variables (the local stack's agents get them at start; a
+# bundle's agent.env holds them on the node), never as values in the file.
+# Names, not secrets (noqa/nosec/allowlist):
+AGENT_CASSANDRA_PASSWORD_ENV = "CDC_CASSANDRA_PASSWORD"  # noqa: S105  # nosec B105  # pragma: allowlist secret
+AGENT_TRUSTSTORE_PASSWORD_ENV = "CDC_CASSANDRA_TRUSTSTORE_PASSWORD"  # noqa: S105  # nosec B105  # pragma: allowlist secret
 # Config providers of the Connect worker (compose/native/config/connect-distributed.properties.j2).
 VAULT_PROVIDER_CLASS = "io.casscdcpg.config.VaultConfigProvider"
 BASIC_AUTH_EXTENSION = (
@@ -242,6 +255,47 @@ class StackLayout:
     def pid_file(self, service: str) -> Path:
         return self.root / "run" / f"{service}.pid"
 
+    # --- Cassandra client encryption and roles, Redis TLS and ACL (decision 0110) ---
+    @property
+    def cassandra_keystore(self) -> Path:
+        """PKCS12: Cassandra's server key and certificate (with the CA), for every node."""
+        return self.secrets_dir / "cassandra-keystore.p12"
+
+    @property
+    def cassandra_truststore(self) -> Path:
+        """PKCS12 holding the stack's CA: the agents' driver trusts it (and Cassandra's own
+        client encryption options name it)."""
+        return self.secrets_dir / "cassandra-truststore.p12"
+
+    @property
+    def cassandra_store_password_file(self) -> Path:
+        return self.secrets_dir / "cassandra-stores.password"
+
+    @property
+    def cassandra_admin_file(self) -> Path:
+        """``username=``/``password=`` of cdcctl's Cassandra superuser role, 0600."""
+        return self.secrets_dir / "cassandra-admin.properties"
+
+    @property
+    def cassandra_agent_file(self) -> Path:
+        """``username=``/``password=`` of the agents' Cassandra role, 0600."""
+        return self.secrets_dir / "cassandra-agent.properties"
+
+    def cassandra_auth_marker(self) -> Path:
+        """Written once the roles exist and the built-in superuser is disabled; it lives with
+        node 1's data, so a new data directory is set up again."""
+        return self.service_dir("cassandra") / "auth-ready"
+
+    @property
+    def redis_credentials_file(self) -> Path:
+        """``username=``/``password=`` of cdcctl's Redis ACL user, 0600."""
+        return self.secrets_dir / "redis.properties"
+
+    @property
+    def redis_acl_file(self) -> Path:
+        """Redis's ACL file: the default user off, cdcctl's user with a SHA-256 password hash."""
+        return self.secrets_dir / "redis-users.acl"
+
     @property
     def config_dir(self) -> Path:
         return self.root / "config"
@@ -370,6 +424,21 @@ class StackSettings:
     connect_workers: int = 1
     # Root log level of the stack's agents (their replay-skip loggers stay at WARN).
     agent_log_level: str = "INFO"
+    # `stack up --insecure`: Cassandra's client port and Redis in plain text without
+    # authentication, as before decision 0110. Never the default; `stack up` warns loudly.
+    insecure: bool = False
+
+    @property
+    def tls(self) -> bool:
+        """Cassandra's client port and Redis use TLS and authentication (the default)."""
+        return not self.insecure
+
+    @property
+    def redis_url(self) -> str:
+        """The Redis URL cdcctl uses (its ACL user's password is a separate secret)."""
+        if self.insecure:
+            return f"redis://127.0.0.1:{self.ports.redis}/0"
+        return f"rediss://{REDIS_USER}@127.0.0.1:{self.ports.redis}/0"
 
     def instances(self) -> list[str]:
         """Every instance of this stack, in start order."""
@@ -408,29 +477,35 @@ class StackChoices:
     nodes: int = 1
     connect_workers: int = 1
     agent_log_level: str = "INFO"
+    insecure: bool = False
 
     def describe(self) -> str:
         mode = " in secure mode" if self.secure else ""
+        if self.insecure:
+            mode += " with plain-text Cassandra and Redis (--insecure)"
         return (
             f"port offset {self.port_offset}{mode}, {self.nodes} node(s), "
             f"{self.connect_workers} Connect worker(s), agent log level {self.agent_log_level}"
         )
 
-    def restart_relevant(self) -> tuple[int, bool, int, int]:
+    def restart_relevant(self) -> tuple[int, bool, int, int, bool]:
         """What a running stack cannot switch to (the agent log level only needs a restart of
         the agents, which `stack up` does not do either: it is refused too)."""
-        return (self.port_offset, self.secure, self.nodes, self.connect_workers)
+        return (self.port_offset, self.secure, self.nodes, self.connect_workers, self.insecure)
 
 
 def choices_of(s: StackSettings) -> StackChoices | None:
     offset = port_offset_of(s.ports)
     if offset is None:
         return None
-    return StackChoices(offset, s.secure, s.nodes, s.connect_workers, s.agent_log_level)
+    return StackChoices(offset, s.secure, s.nodes, s.connect_workers, s.agent_log_level, s.insecure)
 
 
 def choices_document(c: StackChoices) -> str:
-    return json.dumps(vars(c), indent=1) + "\n"
+    doc = dict(vars(c))
+    if not c.insecure:
+        del doc["insecure"]  # the default: stack.json files stay as they were
+    return json.dumps(doc, indent=1) + "\n"
 
 
 def settings_document(port_offset: int, secure: bool) -> str:
@@ -465,7 +540,10 @@ def parse_choices_document(text: str, source: str = "stack.json") -> StackChoice
         raise ValueError(
             f"{source}: agent_log_level must be one of {', '.join(AGENT_LOG_LEVELS)}, not {level!r}"
         )
-    return StackChoices(offset, secure, nodes, workers, level)
+    insecure = doc.get("insecure", False)
+    if not isinstance(insecure, bool):
+        raise ValueError(f"{source}: insecure must be true or false, not {insecure!r}")
+    return StackChoices(offset, secure, nodes, workers, level, insecure)
 
 
 def parse_settings_document(text: str, source: str = "stack.json") -> tuple[int, bool]:
@@ -482,6 +560,7 @@ def stack_settings(
     nodes: int = 1,
     connect_workers: int = 1,
     agent_log_level: str = "INFO",
+    insecure: bool = False,
 ) -> StackSettings:
     return StackSettings(
         layout=StackLayout(root=root),
@@ -491,6 +570,7 @@ def stack_settings(
         nodes=nodes,
         connect_workers=connect_workers,
         agent_log_level=agent_log_level,
+        insecure=insecure,
     )
 
 
@@ -502,6 +582,7 @@ def settings_from_choices(root: Path, c: StackChoices) -> StackSettings:
         nodes=c.nodes,
         connect_workers=c.connect_workers,
         agent_log_level=c.agent_log_level,
+        insecure=c.insecure,
     )
 
 
@@ -519,6 +600,7 @@ def template_context(
     *,
     vault_provider: bool = False,
     connect_store_password: str = "",
+    cassandra_store_password: str = "",
     node: int = 1,
     worker: int = 1,
 ) -> dict[str, object]:
@@ -526,6 +608,7 @@ def template_context(
 
     ``vault_provider``: the project's VaultConfigProvider jar is on Connect's plugin.path.
     ``connect_store_password``: the password of Connect REST's PKCS12 stores (secure mode).
+    ``cassandra_store_password``: the password of Cassandra's PKCS12 key and trust stores.
     ``node``/``worker``: which Cassandra node (and its agent) / Connect worker the per-instance
     templates (cassandra.yaml, agent.*, connect-distributed.properties) are rendered for.
     """
@@ -559,6 +642,14 @@ def template_context(
             # Node 1 is the seed of every node (itself included).
             "seeds": f"{node_address(1)}:{s.ports.cassandra_storage}",
             "yaml": str(lay.cassandra_yaml(node)),
+            # Client encryption (TLS only) and PasswordAuthenticator unless --insecure.
+            "tls": s.tls,
+            "keystore": str(lay.cassandra_keystore),
+            "truststore": str(lay.cassandra_truststore),
+            "store_password": cassandra_store_password,
+            "agent_user": CASSANDRA_AGENT_USER,
+            "password_env": AGENT_CASSANDRA_PASSWORD_ENV,
+            "truststore_password_env": AGENT_TRUSTSTORE_PASSWORD_ENV,
         },
         "kafka": {
             "port": s.ports.kafka,
@@ -588,7 +679,14 @@ def template_context(
             "cert": str(lay.server_cert("vault")),
             "key": str(lay.server_key("vault")),
         },
-        "redis": {"port": s.ports.redis},
+        "redis": {
+            "port": s.ports.redis,
+            "tls": s.tls,
+            "cert": str(lay.server_cert("redis")),
+            "key": str(lay.server_key("redis")),
+            "ca": str(lay.ca_file),
+            "acl_file": str(lay.redis_acl_file),
+        },
         "prometheus": {
             "port": s.ports.prometheus,
             "connect_metrics_port": s.ports.connect_metrics,
@@ -691,6 +789,9 @@ def cassandra_command(
         f"-Dcassandra.jmx.local.port={s.ports.cassandra_jmx_of(node)}",
         "-Dcassandra.skip_wait_for_gossip_to_settle=0",
         f"-Dcassandra.ring_delay_ms={ring_delay_ms}",
+        # PasswordAuthenticator: create the built-in superuser at once, not after 10 s (`stack
+        # up` replaces it with its own roles right after the last node is up; decision 0110).
+        "-Dcassandra.superuser_setup_delay_ms=0",
         f"-javaagent:{jamm_jar}",
         "-Djdk.attach.allowAttachSelf=true",
         "-Dio.netty.tryReflectionSetAccessible=true",
@@ -821,13 +922,28 @@ def agent_command(
 # The names every local server certificate is valid for (clients verify-full against them).
 SERVER_CERT_NAMES = ("DNS:localhost", "IP:127.0.0.1", "IP:::1")
 POSTGRES_CERT_NAMES = SERVER_CERT_NAMES
+# Cassandra nodes listen on 127.0.0.1..N: its certificate names every node address a driver
+# may verify (the Python driver checks the address it connects to, peers included).
+CASSANDRA_CERT_NAMES = (
+    "DNS:localhost",
+    *(f"IP:{node_address(i)}" for i in range(1, MAX_NODES + 1)),
+    "IP:::1",
+)
 # Services with a server certificate signed by the stack's CA, and when they need one.
-TLS_SERVICES: tuple[str, ...] = ("postgres", "vault", "kafka", "connect")
+TLS_SERVICES: tuple[str, ...] = ("postgres", "vault", "kafka", "connect", "cassandra", "redis")
 
 
 def needs_server_cert(service: str, s: StackSettings) -> bool:
-    """PostgreSQL and OpenBao always serve TLS; Kafka and Connect REST in secure mode."""
+    """PostgreSQL and OpenBao always serve TLS; Cassandra and Redis unless --insecure; Kafka and
+    Connect REST in secure mode."""
+    if service in ("cassandra", "redis"):
+        return s.tls
     return service in ("postgres", "vault") or (s.secure and service in ("kafka", "connect"))
+
+
+def cert_names(service: str) -> tuple[str, ...]:
+    """The subjectAltNames of `service`'s server certificate."""
+    return CASSANDRA_CERT_NAMES if service == "cassandra" else SERVER_CERT_NAMES
 
 
 def vault_command(bao: Path, s: StackSettings) -> list[str]:
@@ -1029,13 +1145,19 @@ def openssl_sign_command(
     ]
 
 
-def server_cert_extensions() -> str:
+def server_cert_extensions(names: tuple[str, ...] = SERVER_CERT_NAMES) -> str:
     return (
         "basicConstraints=critical,CA:FALSE\n"
         "keyUsage=critical,digitalSignature,keyEncipherment\n"
         "extendedKeyUsage=serverAuth\n"
-        f"subjectAltName={','.join(SERVER_CERT_NAMES)}\n"
+        f"subjectAltName={','.join(names)}\n"
     )
+
+
+def redis_acl(password_sha256: str, user: str = REDIS_USER) -> str:
+    """Redis's ACL file: the default user (no password) off; `user` with every command and key,
+    its password given as a SHA-256 hash (``#<hex>``), so the file holds no password."""
+    return f"user default off\nuser {user} on #{password_sha256} ~* &* +@all\n"
 
 
 def redis_command(redis_server: Path, s: StackSettings) -> list[str]:

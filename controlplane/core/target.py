@@ -24,11 +24,14 @@ A context in ``~/.config/cdcctl/config.yaml`` is a named target::
           username: cdcctl
           passwordSecret: {vault: {path: secret/cdc/connect, key: password}}
         kafka: {bootstrapServers: ["kafka1.prod.example:9094"], tls: {caFile: /etc/ssl/prod-ca.pem}}
-        cassandra: {contactPoints: ["10.0.0.1:9042", "10.0.0.2:9042"], localDatacenter: dc1}
+        cassandra: {contactPoints: ["10.0.0.1:9042", "10.0.0.2:9042"], localDatacenter: dc1,
+                    tls: {caFile: /etc/ssl/prod-ca.pem}, username: cdcctl,
+                    passwordSecret: {vault: {path: secret/cdc/cassandra, key: password}}}
         postgres: {user: cdc_owner, passwordSecret: {env: PGPASSWORD}, caFile: /etc/ssl/pg-ca.pem}
         vault: {address: https://vault.prod.example:8200, caFile: /etc/ssl/prod-ca.pem,
                 tokenSecret: {env: VAULT_TOKEN}}
-        redis: {url: "rediss://redis.prod.example:6380/0"}
+        redis: {url: "rediss://cdcctl@redis.prod.example:6380/0", caFile: /etc/ssl/prod-ca.pem,
+                passwordSecret: {env: CDC_REDIS_PASSWORD}}
 
 The older one-line form ``{connectUrl: URL}`` is still read (decision 0020, 0070).
 """
@@ -102,8 +105,24 @@ class KafkaAccess(_Model):
 
 
 class CassandraAccess(_Model):
+    """cdcctl's own CQL sessions (apply, validate --online, schema, verify, agent discovery):
+    TLS and a PasswordAuthenticator login (decision 0110)."""
+
     contact_points: list[HostPort] | None = Field(default=None, min_length=1)
     local_datacenter: str | None = Field(default=None, min_length=1)
+    tls: TlsOptions | None = Field(
+        default=None, description="Connect with TLS (client encryption), verifying the nodes."
+    )
+    username: str | None = Field(default=None, min_length=1, description="Cassandra role.")
+    password_secret: SecretRef | None = Field(
+        default=None, description="The role's password (a secret reference)."
+    )
+
+    @model_validator(mode="after")
+    def _login_pair(self) -> CassandraAccess:
+        if (self.username is None) != (self.password_secret is None):
+            raise ValueError("cassandra needs both username and passwordSecret, or neither")
+        return self
 
 
 class PostgresAccess(_Model):
@@ -137,14 +156,88 @@ class VaultAccess(_Model):
 
 
 class RedisAccess(_Model):
+    """Verify's checkpoints and the reconciler's lease: ``rediss://user@host:port/db`` with the
+    ACL user's password as a secret reference and the CA to verify the server (decision 0110)."""
+
     url: str = Field(default=DEFAULT_REDIS_URL)
+    ca_file: str | None = Field(
+        default=None, min_length=1, description="PEM CA bundle (needs a rediss:// URL)."
+    )
+    password_secret: SecretRef | None = Field(
+        default=None, description="The ACL user's password (a secret reference)."
+    )
 
     @field_validator("url")
     @classmethod
     def _redis_url(cls, value: str) -> str:
         if not _REDIS_URL.match(value):
-            raise ValueError(f"{value!r} is not a redis:// or rediss:// URL")
+            raise ValueError(f"{redact_url(value)!r} is not a redis:// or rediss:// URL")
+        if url_password(value) is not None:
+            # The value itself is not repeated: it holds a password.
+            raise ValueError(
+                "the Redis URL holds a password: write rediss://USER@host:port/db and give the "
+                "password as passwordSecret"
+            )
         return value
+
+    @model_validator(mode="after")
+    def _tls_needs_rediss(self) -> RedisAccess:
+        if self.ca_file is not None and not self.url.startswith("rediss://"):
+            raise ValueError("caFile is for TLS: use a rediss:// URL")
+        return self
+
+
+def url_password(url: str) -> str | None:
+    """The password part of a URL's ``user:password@`` (None when it has none)."""
+    rest = url.split("://", 1)[-1]
+    userinfo, at, _ = rest.partition("@")
+    if not at or "/" in userinfo:
+        return None
+    _, colon, password = userinfo.partition(":")
+    return password if colon else None
+
+
+def url_user(url: str) -> str | None:
+    """The user of a URL's ``user[:password]@`` (None when it names none)."""
+    rest = url.split("://", 1)[-1]
+    userinfo, at, _ = rest.partition("@")
+    if not at or "/" in userinfo:
+        return None
+    return userinfo.partition(":")[0] or None
+
+
+def redact_url(url: str) -> str:
+    """`url` with the password of ``user:password@`` replaced by ``***`` (for messages)."""
+    password = url_password(url)
+    if password is None:
+        return url
+    scheme, _, rest = url.partition("://")
+    userinfo, _, tail = rest.partition("@")
+    user = userinfo.partition(":")[0]
+    return f"{scheme}://{user}:***@{tail}"
+
+
+@dataclass(frozen=True)
+class CassandraClientSecurity:
+    """How cdcctl's driver secures its Cassandra sessions, secrets resolved (never printed)."""
+
+    tls: bool = False
+    ca_file: str | None = None
+    username: str | None = None
+    password: str | None = field(default=None, repr=False)
+
+
+@dataclass(frozen=True)
+class RedisEndpoint:
+    """A Redis URL (no password in it) with the ACL user's resolved password and the CA; its
+    text form is the URL, so messages never show the password."""
+
+    url: str
+    password: str | None = field(default=None, repr=False)
+    ca_file: str | None = None
+
+    def __str__(self) -> str:
+        return redact_url(self.url)
 
 
 class Context(_Model):
@@ -187,6 +280,20 @@ class LocalStackInfo:
     node_id: str = "node1"
     cassandra_config: Path | None = None
     agent_http_port: int = 8001
+    agent_security: AgentCassandraSecurity | None = None
+    """TLS trust store and role of the stack's agents towards Cassandra (None: --insecure)."""
+
+
+@dataclass(frozen=True)
+class AgentCassandraSecurity:
+    """What an agent's driver config needs for TLS and its login, without secret values: the
+    passwords are the environment variables `password_env` and `truststore_password_env` of the
+    agent's process (decision 0110)."""
+
+    truststore: str
+    username: str
+    password_env: str = "CDC_CASSANDRA_PASSWORD"  # noqa: S105  # nosec B105  # a name
+    truststore_password_env: str = "CDC_CASSANDRA_TRUSTSTORE_PASSWORD"  # noqa: S105  # nosec B105
 
 
 @dataclass(frozen=True)

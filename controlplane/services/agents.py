@@ -45,6 +45,7 @@ from controlplane.core.errors import (
 from controlplane.core.manifest import DEFAULT_AGENT_HTTP_PORT, AgentNode, Pipeline
 from controlplane.core.manifest_loader import LoadedManifest
 from controlplane.core.target import Target, endpoints_for
+from controlplane.services.targets import cassandra_security
 
 Member = tuple[str, str, str, str, str]
 """(address, datacenter, rack, host_id, release_version) as `adapters.cassandra` reads it."""
@@ -177,6 +178,7 @@ def discover(pipeline: Pipeline, target: Target, *, session: Any = None) -> list
         list(endpoints.contact_points),
         local_datacenter=endpoints.local_datacenter,
         hint=target.hint("Cassandra"),
+        security=cassandra_security(target),
     )
     try:
         return cassandra.cluster_nodes(own)

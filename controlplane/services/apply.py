@@ -78,7 +78,7 @@ from controlplane.core.schema_evolution import KeyShape, incompatible_error, pla
 from controlplane.core.schema_model import TableModel
 from controlplane.core.target import ConnectAccess, PipelineEndpoints, Target, endpoints_for
 from controlplane.services.contexts import load_config
-from controlplane.services.targets import connect_client, pipeline_dsn
+from controlplane.services.targets import cassandra_security, connect_client, pipeline_dsn
 
 Reporter = Callable[[str], None]
 
@@ -184,6 +184,7 @@ def render_context(target: Target, agents: AgentRuntime | None) -> RenderContext
         cassandra_config=local.cassandra_config,
         agent_http_port=local.agent_http_port,
         cassandra_node_id=local.node_id,
+        agent_security=local.agent_security,
     )
 
 
@@ -201,6 +202,7 @@ class _Cassandra:
                 list(endpoints.contact_points),
                 local_datacenter=endpoints.local_datacenter,
                 hint=self._target.hint("Cassandra"),
+                security=cassandra_security(self._target),
             )
         return self._sessions[key][1]
 

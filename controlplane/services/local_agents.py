@@ -19,6 +19,8 @@ from controlplane.adapters import maven, processes, system
 from controlplane.adapters.agent_health import AgentHttpClient
 from controlplane.core.errors import StackError
 from controlplane.core.stack_model import (
+    AGENT_CASSANDRA_PASSWORD_ENV,
+    AGENT_TRUSTSTORE_PASSWORD_ENV,
     StackLayout,
     StackSettings,
     agent_command,
@@ -116,11 +118,28 @@ class LocalAgent:
             agent_command(java, lib, self.s, properties, self.node),
             self.healthy,
             cwd=adir,
+            env=agent_env(self.s),
             # logback rolls logs/<agent>.log itself (size-capped); the JVM's own output
             # (start-up failures) goes beside it.
             stdout_file=self.lay.stdout_file(self.name),
         )
         return time.monotonic() - started
+
+
+def agent_env(s: StackSettings) -> dict[str, str]:
+    """The secrets an agent's driver config names as environment variables (decision 0110):
+    its Cassandra role's password and the trust store's password; none with --insecure."""
+    if not s.tls:
+        return {}
+    lay = s.layout
+    return {
+        AGENT_CASSANDRA_PASSWORD_ENV: stack_runtime.read_properties(lay.cassandra_agent_file).get(
+            "password", ""
+        ),
+        AGENT_TRUSTSTORE_PASSWORD_ENV: (
+            stack_runtime.read_text(lay.cassandra_store_password_file) or ""
+        ).strip(),
+    }
 
 
 def resolve_agent_lib(report: Reporter) -> Path:

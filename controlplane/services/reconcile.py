@@ -25,7 +25,7 @@ from controlplane.adapters.connect import ConnectClient
 from controlplane.adapters.redis_store import HashStore, Lease
 from controlplane.core.manifest_loader import load_manifests
 from controlplane.core.plan import backoff_should_reset, restart_backoff_minutes, restart_due
-from controlplane.core.target import ConnectAccess, Target
+from controlplane.core.target import ConnectAccess, RedisEndpoint, Target
 from controlplane.services.apply import AgentRuntime, build_plan, execute_plan
 from controlplane.services.targets import connect_client
 
@@ -96,7 +96,7 @@ class Reconciler:
         target: Target,
         *,
         agents: AgentRuntime | None = None,
-        redis_url: str = DEFAULT_REDIS_URL,
+        redis_url: str | RedisEndpoint = DEFAULT_REDIS_URL,
         lease_ttl_s: float = 60.0,
         prune: bool = False,
         prune_match: str = "*",

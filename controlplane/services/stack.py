@@ -39,6 +39,7 @@ from controlplane.core.stack_model import (
     pom_properties,
     prometheus_version,
 )
+from controlplane.core.target import CassandraClientSecurity, RedisEndpoint
 from controlplane.services import stack_provision, stack_runtime, stack_settings, stack_tls
 from controlplane.services.stack_runtime import READY_TIMEOUT, read_properties, stack_lock
 from controlplane.services.stack_services import (
@@ -101,6 +102,9 @@ class Endpoints:
     ca_file: str = ""
     secure: bool = False
     kafka_tls_bootstrap: str | None = None  # secure mode only
+    # Cassandra's client port and Redis: TLS and logins unless `stack up --insecure` (0110).
+    cassandra_security: CassandraClientSecurity = field(default_factory=CassandraClientSecurity)
+    redis: RedisEndpoint | None = None
     # Every node's CQL endpoint, every worker's REST URL, every agent's HTTP URL (node 1 first).
     cassandra_contact_points: tuple[str, ...] = field(default_factory=tuple)
     connect_urls: tuple[str, ...] = field(default_factory=tuple)
@@ -247,7 +251,7 @@ class LocalStack:
         p = self.s.ports
         return Endpoints(
             postgres_dsn=self.postgres_dsn(),
-            redis_url=f"redis://127.0.0.1:{p.redis}/0",
+            redis_url=self.s.redis_url,
             kafka_bootstrap=f"127.0.0.1:{p.kafka}",
             cassandra_host="127.0.0.1",
             cassandra_port=p.cassandra,
@@ -263,6 +267,8 @@ class LocalStack:
                 self.ctx.connect_url(w) for w in range(1, self.s.connect_workers + 1)
             ),
             agent_urls=tuple(self.agents.http_urls()),
+            cassandra_security=self.ctx.cassandra_security(),
+            redis=self.ctx.redis_endpoint(),
         )
 
     def connect_url(self, worker: int = 1) -> str:
@@ -396,6 +402,8 @@ class LocalStack:
             [svc for svc in TLS_SERVICES if svc in kinds and needs_server_cert(svc, self.s)],
             self._report,
         )
+        if self.s.tls and kinds & {"cassandra", "agent"}:
+            stack_tls.write_cassandra_stores(self.lay, system.keytool(self.ctx.jdk()))
         if self.s.secure and "kafka" in kinds:
             stack_tls.write_kafka_keystore(self.lay)
         if self.s.secure and "connect" in kinds:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import hashlib
 import json
 import os
 import pwd
@@ -24,13 +25,17 @@ from controlplane.adapters import maven, processes
 from controlplane.adapters.openbao_admin import OpenBaoAdmin
 from controlplane.core.errors import SecretError, ServiceStartError, StackError
 from controlplane.core.stack_model import (
+    CASSANDRA_ADMIN_USER,
+    CASSANDRA_AGENT_USER,
     LOCAL_PG_SECRET_PATH,
+    REDIS_USER,
     VAULT_CONNECT_POLICY,
     VAULT_CONNECT_TOKEN_PERIOD,
     VAULT_KV_MOUNT,
     StackLayout,
     StackSettings,
     agent_logback_context,
+    redis_acl,
     split_kv_path,
     template_context,
     vault_connect_policy,
@@ -74,6 +79,18 @@ def write_secrets(s: StackSettings) -> None:
     admin = lay.secrets_dir / "postgres-admin.properties"
     if not admin.exists():
         write_private(admin, f"user=postgres\npassword={secrets.token_urlsafe(24)}\n")
+    # Cassandra's roles and Redis's ACL user (decision 0110); generated even with --insecure,
+    # so switching modes later needs nothing new.
+    for path, user in (
+        (lay.cassandra_admin_file, CASSANDRA_ADMIN_USER),
+        (lay.cassandra_agent_file, CASSANDRA_AGENT_USER),
+        (lay.redis_credentials_file, REDIS_USER),
+    ):
+        if not read_properties(path).get("password"):
+            write_private(path, f"username={user}\npassword={secrets.token_urlsafe(24)}\n")
+    redis_password = read_properties(lay.redis_credentials_file)["password"]
+    digest = hashlib.sha256(redis_password.encode()).hexdigest()
+    write_private(lay.redis_acl_file, redis_acl(digest))
 
 
 def prepare_dirs(lay: StackLayout) -> None:
@@ -105,12 +122,14 @@ def render_configs(
     env = _environment(native / "config")
     password = read_text(lay.connect_store_password_file) if s.secure else None
     store_password = (password or "").strip()
+    cassandra_password = (read_text(lay.cassandra_store_password_file) if s.tls else None) or ""
 
     def context(node: int = 1, worker: int = 1) -> dict[str, object]:
         return template_context(
             s,
             vault_provider=vault_provider,
             connect_store_password=store_password,
+            cassandra_store_password=cassandra_password.strip(),
             node=node,
             worker=worker,
         )

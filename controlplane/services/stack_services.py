@@ -12,11 +12,13 @@ from __future__ import annotations
 
 import functools
 import os
+import secrets
 import signal
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from controlplane.adapters import (
     cassandra,
@@ -32,6 +34,8 @@ from controlplane.adapters import (
 from controlplane.adapters.connect import ConnectClient, RetryPolicy
 from controlplane.core.errors import CdcError, ServiceStartError, StackError
 from controlplane.core.stack_model import (
+    CASSANDRA_ADMIN_USER,
+    CASSANDRA_DEFAULT_SUPERUSER,
     StackLayout,
     StackSettings,
     cassandra_command,
@@ -47,10 +51,11 @@ from controlplane.core.stack_model import (
     redis_command,
     vault_command,
 )
+from controlplane.core.target import CassandraClientSecurity, RedisEndpoint
 from controlplane.services import stack_provision
 from controlplane.services.local_agents import LocalAgents
 from controlplane.services.stack_provision import JDBC_SINK_CLASS, TRANSFORM_CLASS, VaultBootstrap
-from controlplane.services.stack_runtime import read_properties, spawn_and_wait
+from controlplane.services.stack_runtime import read_properties, spawn_and_wait, write_private
 
 Reporter = Callable[[str, str], None]
 
@@ -117,6 +122,34 @@ class StackContext:
 
     def postgres_password(self) -> str:
         return read_properties(self.lay.postgres_secret_file).get("password", "")
+
+    def redis_endpoint(self) -> RedisEndpoint:
+        """The stack's Redis as cdcctl reaches it: TLS and its ACL user unless --insecure."""
+        if not self.s.tls:
+            return RedisEndpoint(url=self.s.redis_url)
+        password = read_properties(self.lay.redis_credentials_file).get("password")
+        return RedisEndpoint(url=self.s.redis_url, password=password, ca_file=str(self.lay.ca_file))
+
+    def cassandra_security(self, *, default_superuser: bool = False) -> CassandraClientSecurity:
+        """cdcctl's TLS and login towards the stack's Cassandra (none with --insecure);
+        ``default_superuser``: Cassandra's built-in login, used once to create the roles."""
+        if not self.s.tls:
+            return CassandraClientSecurity()
+        password: str | None
+        if default_superuser:
+            user = password = CASSANDRA_DEFAULT_SUPERUSER
+        else:
+            creds = read_properties(self.lay.cassandra_admin_file)
+            user, password = creds.get("username", CASSANDRA_ADMIN_USER), creds.get("password")
+        return CassandraClientSecurity(
+            tls=True, ca_file=str(self.lay.ca_file), username=user, password=password
+        )
+
+    def cassandra_login(self) -> CassandraClientSecurity:
+        """The login that works now: cdcctl's role once the roles exist, Cassandra's built-in
+        superuser before (a fresh data directory)."""
+        ready = self.lay.cassandra_auth_marker().exists()
+        return self.cassandra_security(default_superuser=self.s.tls and not ready)
 
     def connect_auth(self) -> tuple[str, str] | None:
         """Connect REST's basic-auth user and password (secure mode), else None."""
@@ -195,9 +228,9 @@ def start_redis(ctx: StackContext, _index: int) -> None:
     if server is None:
         raise StackError("redis-server is not installed", hint="apt-get install redis-server")
     ctx.lay.data_dir("redis").mkdir(parents=True, exist_ok=True)
-    url = f"redis://127.0.0.1:{ctx.s.ports.redis}/0"
+    endpoint = ctx.redis_endpoint()
     spawn_and_wait(
-        ctx.lay, "redis", redis_command(server, ctx.s), lambda: bool(redis_store.ping(url))
+        ctx.lay, "redis", redis_command(server, ctx.s), lambda: bool(redis_store.ping(endpoint))
     )
 
 
@@ -266,7 +299,9 @@ def start_cassandra(ctx: StackContext, node: int) -> None:
 
     def ready() -> bool:
         # The driver logs every refused connection: ping once the port listens.
-        if not processes.tcp_open(port, host=address) or not cassandra.ping(address, port):
+        if not processes.tcp_open(port, host=address):
+            return False
+        if not cassandra.ping(address, port, security=ctx.cassandra_login()):
             return False
         if not clustered:
             return True
@@ -278,6 +313,62 @@ def start_cassandra(ctx: StackContext, node: int) -> None:
     spawn_and_wait(
         ctx.lay, name, cassandra_command(ctx.java(), lib, ctx.s, jamm, node), ready, cwd=cdir
     )
+    if node == ctx.s.nodes:
+        # The last node is up (and sees every node before it UN): the roles, once.
+        secure_cassandra(ctx)
+
+
+def secure_cassandra(ctx: StackContext) -> None:
+    """PasswordAuthenticator's roles, once per data directory (decision 0110): with more than
+    one node system_auth replicated min(N, 3) times (and repaired on every node, so the built-in
+    superuser's row is everywhere); cdcctl's superuser role and the agents' read-only role with
+    the generated passwords; then the built-in `cassandra` superuser disabled (new unknown
+    password, no login). A marker beside node 1's data says it is done."""
+    if not ctx.s.tls or ctx.lay.cassandra_auth_marker().exists():
+        return
+    ctx.report("cassandra", "creating the roles of cdcctl and the agents")
+    points = ctx.s.contact_points
+    default = ctx.cassandra_security(default_superuser=True)
+    cluster, session = _login(points, default)
+    try:
+        if ctx.s.nodes > 1:
+            cassandra.set_replication(session, "system_auth", "datacenter1", min(ctx.s.nodes, 3))
+            for node in range(1, ctx.s.nodes + 1):
+                argv = nodetool_command(
+                    ctx.java(), ctx.libs["cassandra"], ctx.s.ports.cassandra_jmx_of(node)
+                )
+                out = processes.run([*argv, "repair", "--full", "system_auth"], timeout=300)
+                if out.returncode != 0:
+                    raise StackError(
+                        f"nodetool repair system_auth on node {node} failed: "
+                        f"{(out.stdout + out.stderr)[-800:]}"
+                    )
+        admin = read_properties(ctx.lay.cassandra_admin_file)
+        agent = read_properties(ctx.lay.cassandra_agent_file)
+        cassandra.ensure_login_role(session, admin["username"], admin["password"], superuser=True)
+        cassandra.ensure_login_role(session, agent["username"], agent["password"], superuser=False)
+        cassandra.grant_select_all(session, agent["username"])
+    finally:
+        cluster.shutdown()
+    cluster, session = _login(points, ctx.cassandra_security())
+    try:
+        cassandra.disable_role(session, CASSANDRA_DEFAULT_SUPERUSER, secrets.token_urlsafe(32))
+    finally:
+        cluster.shutdown()
+    write_private(ctx.lay.cassandra_auth_marker(), "roles created; built-in superuser disabled\n")
+
+
+def _login(points: list[str], security: CassandraClientSecurity) -> tuple[Any, Any]:
+    """A session as `security`'s role, retried for a minute: a role just created (or the
+    built-in superuser right after start) may take a moment to be readable everywhere."""
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            return cassandra.connect(points, local_datacenter="datacenter1", security=security)
+        except CdcError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(1)
 
 
 def start_connect(ctx: StackContext, worker: int) -> None:

@@ -81,6 +81,7 @@ def chosen_settings(
     nodes: int | None = None,
     connect_workers: int | None = None,
     agent_log_level: str | None = None,
+    insecure: bool | None = None,
 ) -> StackSettings:
     """The persisted settings with the choices given on this command line applied (None: keep)."""
     root = (state_dir or default_state_dir()).resolve()
@@ -113,6 +114,7 @@ def chosen_settings(
             n,
             m,
             level,
+            old.insecure if insecure is None else insecure,
         ),
     )
 

@@ -16,6 +16,7 @@ from controlplane.core.stack_model import (
     CONNECT_REST_USER,
     TLS_SERVICES,
     StackLayout,
+    cert_names,
     connect_jaas_config,
     keytool_truststore_command,
     openssl_ca_command,
@@ -47,7 +48,7 @@ def write_tls(lay: StackLayout, services: list[str], report: Reporter) -> None:
             report(svc, "generating its TLS server certificate")
             csr = lay.secrets_dir / f"{svc}-server.csr"
             ext = lay.secrets_dir / f"{svc}-server.ext"
-            ext.write_text(server_cert_extensions())
+            ext.write_text(server_cert_extensions(cert_names(svc)))
             try:
                 openssl(openssl_csr_command(key, csr))
                 openssl(
@@ -102,6 +103,34 @@ def write_connect_security(lay: StackLayout, keytool: Path) -> None:
         )
     write_private(lay.connect_users_file, f"{creds['username']}={creds['password']}\n")
     write_private(lay.connect_jaas_file, connect_jaas_config(lay.connect_users_file))
+
+
+def write_cassandra_stores(lay: StackLayout, keytool: Path) -> None:
+    """Cassandra's client encryption: a PKCS12 key store (its server key and certificate with
+    the CA) and a PKCS12 trust store holding the CA, which the agents' driver trusts too. Made
+    from the PEM files at each start; their password generated once (decision 0110)."""
+    if not lay.cassandra_store_password_file.exists():
+        write_private(lay.cassandra_store_password_file, secrets.token_urlsafe(24))
+    password = lay.cassandra_store_password_file.read_text().strip()
+    for store in (lay.cassandra_keystore, lay.cassandra_truststore):
+        store.unlink(missing_ok=True)
+    openssl(
+        openssl_pkcs12_command(
+            lay.server_key("cassandra"),
+            lay.server_cert("cassandra"),
+            lay.ca_file,
+            lay.cassandra_keystore,
+            lay.cassandra_store_password_file,
+        )
+    )
+    argv = keytool_truststore_command(keytool, lay.ca_file, lay.cassandra_truststore, password)
+    out = processes.run(argv, timeout=120)
+    if out.returncode != 0:
+        raise StackError(
+            f"keytool could not write Cassandra's trust store: {(out.stdout + out.stderr)[-800:]}"
+        )
+    for store in (lay.cassandra_keystore, lay.cassandra_truststore):
+        os.chmod(store, 0o600)
 
 
 def openssl(argv: list[str]) -> None:

@@ -23,16 +23,21 @@ from controlplane.core.errors import UsageError
 from controlplane.core.manifest import Pipeline, SecretRef
 from controlplane.core.target import (
     LOCAL_TARGET_NAME,
+    AgentCassandraSecurity,
     CassandraAccess,
+    CassandraClientSecurity,
     ConnectAccess,
     Context,
     KafkaAccess,
     LocalStackInfo,
     PostgresAccess,
     RedisAccess,
+    RedisEndpoint,
     Target,
     TlsOptions,
     VaultAccess,
+    url_password,
+    url_user,
 )
 from controlplane.services.contexts import load_config
 
@@ -105,17 +110,32 @@ def local_target(state_dir: Path | None) -> Target:
             bootstrap_servers=[f"127.0.0.1:{getattr(ports, 'kafka_tls', 9094)}"],
             tls=TlsOptions(ca_file=str(ca_file)),
         )
+    contact_points = list(
+        getattr(settings, "contact_points", None) or [f"127.0.0.1:{ports.cassandra}"]
+    )
+    # Every node of the local stack (one unless `stack up --nodes N`); TLS and cdcctl's role,
+    # Redis over TLS with its ACL user, unless `stack up --insecure` (decision 0110).
+    if settings.tls:
+        cassandra = CassandraAccess(
+            contact_points=contact_points,
+            local_datacenter="datacenter1",
+            tls=TlsOptions(ca_file=str(ca_file)),
+            username=_read_key(lay.cassandra_admin_file, "username") or "cdcctl",
+            password_secret=SecretRef(file=str(lay.cassandra_admin_file), key="password"),
+        )
+        redis = RedisAccess(
+            url=settings.redis_url,
+            ca_file=str(ca_file),
+            password_secret=SecretRef(file=str(lay.redis_credentials_file), key="password"),
+        )
+    else:
+        cassandra = CassandraAccess(contact_points=contact_points, local_datacenter="datacenter1")
+        redis = RedisAccess(url=settings.redis_url)
     return Target(
         name=LOCAL_TARGET_NAME,
         connect=connect,
         kafka=kafka,
-        # Every node of the local stack (one unless `stack up --nodes N`).
-        cassandra=CassandraAccess(
-            contact_points=list(
-                getattr(settings, "contact_points", None) or [f"127.0.0.1:{ports.cassandra}"]
-            ),
-            local_datacenter="datacenter1",
-        ),
+        cassandra=cassandra,
         # TLS towards the local PostgreSQL as the manifest says (spec.sink.postgres.tls), as before
         postgres=PostgresAccess(host="127.0.0.1", port=ports.postgres),
         vault=VaultAccess(
@@ -125,11 +145,17 @@ def local_target(state_dir: Path | None) -> Target:
                 file=str(getattr(lay, "vault_token_file", lay.secrets_dir / "vault-token"))
             ),
         ),
-        redis=RedisAccess(url=f"redis://127.0.0.1:{ports.redis}/0"),
+        redis=redis,
         local=LocalStackInfo(
             state_dir=lay.root,
             cassandra_config=lay.config_dir / "cassandra.yaml",
             agent_http_port=ports.agent_http,
+            agent_security=AgentCassandraSecurity(
+                truststore=str(lay.cassandra_truststore),
+                username=_read_key(lay.cassandra_agent_file, "username") or "cdc_agent",
+            )
+            if settings.tls
+            else None,
         ),
     )
 
@@ -139,6 +165,32 @@ def connect_password(access: ConnectAccess, target: Target) -> str | None:
     if access.password_secret is None:
         return None
     return vault.resolve(access.password_secret, vault=target.vault)
+
+
+def cassandra_security(target: Target) -> CassandraClientSecurity:
+    """TLS and login of cdcctl's CQL sessions on `target`, the password resolved here."""
+    access = target.cassandra
+    password = None
+    if access.password_secret is not None:
+        password = vault.resolve(access.password_secret, vault=target.vault)
+    return CassandraClientSecurity(
+        tls=access.tls is not None,
+        ca_file=access.tls.ca_file if access.tls else None,
+        username=access.username,
+        password=password,
+    )
+
+
+def redis_endpoint(target: Target, url: str | None = None) -> RedisEndpoint:
+    """The Redis of `target`, the ACL user's password resolved here. `url` (--redis-url or
+    $CDC_REDIS_URL) replaces the target's URL; the target's password goes with it only when it
+    names a user without a password (``rediss://cdcctl@host:port/0``), its CA only to rediss://."""
+    access = target.redis
+    password = None
+    named_user = url is None or (url_user(url) is not None and url_password(url) is None)
+    if access.password_secret is not None and named_user:
+        password = vault.resolve(access.password_secret, vault=target.vault)
+    return RedisEndpoint(url=url or access.url, password=password, ca_file=access.ca_file)
 
 
 def _read_key(path: Path, key: str) -> str | None:

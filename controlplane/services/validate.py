@@ -21,7 +21,7 @@ from controlplane.core.semantics_checks import check_table
 from controlplane.core.target import Target, endpoints_for
 from controlplane.core.validation import Finding
 from controlplane.services.contexts import load_config
-from controlplane.services.targets import connect_client, pipeline_dsn
+from controlplane.services.targets import cassandra_security, connect_client, pipeline_dsn
 
 Loc = tuple[str | int, ...]
 
@@ -91,6 +91,7 @@ def _online(item: LoadedManifest, target: Target, render_ctx: RenderContext) -> 
             local_datacenter=endpoints.local_datacenter,
             timeout=5,
             hint=target.hint("Cassandra"),
+            security=cassandra_security(target),
         )
         try:
             found = cassandra.table_schemas(session, p.keyspace, p.tables)

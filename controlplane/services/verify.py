@@ -68,13 +68,14 @@ from controlplane.core.read_retry import (
     replica_order,
 )
 from controlplane.core.schema_model import CqlType, TableModel
-from controlplane.core.target import Target, endpoints_for
+from controlplane.core.target import RedisEndpoint, Target, endpoints_for
 from controlplane.core.token_ranges import (
     TokenRange,
     default_range_count,
     partition_token,
     split_ring,
 )
+from controlplane.services.targets import cassandra_security
 
 COUNTERS = (
     "read",
@@ -129,7 +130,7 @@ def serve_metrics(port: int, addr: str = "127.0.0.1") -> None:
 @dataclass
 class VerifyOptions:
     manifests: Sequence[str]
-    redis_url: str = "redis://127.0.0.1:6379/0"
+    redis_url: str | RedisEndpoint = "redis://127.0.0.1:6379/0"
     table: str | None = None
     ranges: int | None = None
     workers: int = 0  # 0: 2 x cores
@@ -396,6 +397,7 @@ class Verifier:
             list(where.contact_points),
             local_datacenter=where.local_datacenter,
             hint=target.hint("Cassandra"),
+            security=cassandra_security(target),
         )
         self.local_dc = where.local_datacenter
         self.policy = RetryPolicy(retries=max(0, opts.read_retries))
@@ -1165,7 +1167,7 @@ def check(summary: RunSummary) -> None:
         )
 
 
-def list_runs(redis_url: str, limit: int = 50) -> list[dict[str, Any]]:
+def list_runs(redis_url: str | RedisEndpoint, limit: int = 50) -> list[dict[str, Any]]:
     store = CheckpointStore(redis_url)
     try:
         out = []
@@ -1177,7 +1179,9 @@ def list_runs(redis_url: str, limit: int = 50) -> list[dict[str, Any]]:
         store.close()
 
 
-def show_run(redis_url: str, run_id: str) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+def show_run(
+    redis_url: str | RedisEndpoint, run_id: str
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     store = CheckpointStore(redis_url)
     try:
         summary = summarize(store, run_id)

@@ -10,12 +10,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from cassandra.cluster import Cluster, Session
+from cassandra.cluster import Session
 
 from controlplane.adapters import postgres
 from controlplane.services.stack import Endpoints, LocalStack, settings_for
 from tests.manifests import local_pipeline
-from tests.stackfixture import apply_on, ensure_stack
+from tests.stackfixture import apply_on, cql_cluster, ensure_stack
 
 DEADLINE_S = 90.0
 
@@ -36,7 +36,7 @@ def local_stack(stack: Endpoints) -> LocalStack:
 
 @pytest.fixture(scope="session")
 def cql(stack: Endpoints) -> Iterator[Session]:
-    cluster = Cluster([stack.cassandra_host], port=stack.cassandra_port, protocol_version=5)
+    cluster = cql_cluster(stack)
     session = cluster.connect()
     yield session
     cluster.shutdown()

@@ -22,13 +22,13 @@ from typing import Any
 
 import pytest
 import requests
-from cassandra.cluster import Cluster
 from kafka_connect import KafkaConnect
 
 from controlplane.adapters import postgres
 from controlplane.core.errors import FailedStateError
 from controlplane.services.stack import Endpoints, LocalStack, settings_for
 from tests.cli import cdcctl
+from tests.stackfixture import cql_cluster
 
 pytestmark = pytest.mark.integration
 
@@ -103,7 +103,7 @@ class Observer:
 @pytest.fixture(scope="module")
 def env(stack: Endpoints, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     os.environ.setdefault("CDC_PG_PASSWORD", LocalStack(settings_for()).postgres_password())
-    cluster = Cluster([stack.cassandra_host], port=stack.cassandra_port, protocol_version=5)
+    cluster = cql_cluster(stack)
     cql = cluster.connect()
     cql.execute(
         f"CREATE KEYSPACE IF NOT EXISTS {KS} WITH replication = "

@@ -23,7 +23,7 @@ from typing import Any
 
 import httpx
 import pytest
-from cassandra.cluster import Cluster, Session
+from cassandra.cluster import Session
 from confluent_kafka.admin import AdminClient
 from psycopg.conninfo import conninfo_to_dict
 
@@ -32,7 +32,7 @@ from controlplane.core.connector_health import first_line
 from controlplane.services.stack import Endpoints, LocalStack, settings_for
 from tests.cli import cdcctl
 from tests.manifests import local_pipeline
-from tests.stackfixture import apply_on
+from tests.stackfixture import apply_on, cql_cluster
 
 pytestmark = pytest.mark.integration
 
@@ -107,7 +107,7 @@ def reset(stack: Endpoints, cql: Session) -> None:
 
 @pytest.fixture(scope="module")
 def cql(stack: Endpoints) -> Iterator[Session]:
-    cluster = Cluster([stack.cassandra_host], port=stack.cassandra_port, protocol_version=5)
+    cluster = cql_cluster(stack)
     yield cluster.connect()
     cluster.shutdown()
 

@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from cassandra.cluster import Cluster, Session
+from cassandra.cluster import Session
 
 from controlplane.adapters import postgres
 from controlplane.core.errors import PostgresError
@@ -23,7 +23,7 @@ from controlplane.core.stack_model import Ports, StackLayout, StackSettings, ope
 from controlplane.services.stack import Endpoints, LocalStack, settings_for
 from tests.e2e.semconf import reset_kafka
 from tests.manifests import local_pipeline
-from tests.stackfixture import apply_on
+from tests.stackfixture import apply_on, cql_cluster
 
 pytestmark = pytest.mark.integration
 
@@ -125,7 +125,7 @@ def test_verify_full_with_another_ca_fails_clearly(
 
 @pytest.fixture(scope="module")
 def cql(stack: Endpoints) -> Iterator[Session]:
-    cluster = Cluster([stack.cassandra_host], port=stack.cassandra_port)
+    cluster = cql_cluster(stack)
     session = cluster.connect()
     yield session
     cluster.shutdown()

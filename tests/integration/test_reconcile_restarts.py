@@ -32,12 +32,13 @@ from typing import Any
 import httpx
 import pytest
 import redis
-from cassandra.cluster import Cluster, Session
+from cassandra.cluster import Session
 
 from controlplane.adapters import postgres
 from controlplane.services.reconcile import RESTARTS_PREFIX
 from controlplane.services.stack import Endpoints, LocalStack, settings_for
 from tests.e2e.semconf import deploy, differences, table_model
+from tests.stackfixture import cql_cluster, redis_client
 
 pytestmark = pytest.mark.integration
 
@@ -45,7 +46,6 @@ KS = "rr_it"
 NAME = "rr-it"
 CONNECTOR = f"{NAME}-jdbc-sink"
 CONNECT = "http://127.0.0.1:8083"
-REDIS_URL = "redis://127.0.0.1:6379/0"
 RESTART_KEY = RESTARTS_PREFIX + CONNECTOR
 CONSTRAINT = "rr_it_reject_new_rows"
 TABLES = {"t": f"CREATE TABLE {KS}.t (id int PRIMARY KEY, v text) WITH cdc = true"}
@@ -122,14 +122,14 @@ def events(logs: list[dict[str, Any]], name: str) -> list[dict[str, Any]]:
 
 @pytest.fixture(scope="module")
 def cql(stack: Endpoints) -> Iterator[Session]:
-    cluster = Cluster([stack.cassandra_host], port=stack.cassandra_port, protocol_version=5)
+    cluster = cql_cluster(stack)
     yield cluster.connect()
     cluster.shutdown()
 
 
 @pytest.fixture(scope="module")
-def store() -> Iterator[redis.Redis]:
-    r = redis.Redis.from_url(REDIS_URL, socket_timeout=5, decode_responses=True)
+def store(stack: Endpoints) -> Iterator[redis.Redis]:
+    r = redis_client(stack)
     yield r
     r.close()
 

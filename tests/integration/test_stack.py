@@ -12,21 +12,20 @@ import httpx
 import psutil
 import psycopg
 import pytest
-import redis
-from cassandra.cluster import Cluster
 from confluent_kafka import Consumer, Producer
 
-from controlplane.adapters import maven, processes, system
+from controlplane.adapters import maven, processes, redis_store, system
 from controlplane.core.errors import ArtifactError, JdkError, ServiceStartError
 from controlplane.core.stack_model import Ports, StackLayout, StackSettings
 from controlplane.services.stack import Endpoints, LocalStack
 from tests.cli import cdcctl
+from tests.stackfixture import cql_cluster, redis_client
 
 pytestmark = pytest.mark.integration
 
 
 def test_cassandra_cdc_table_write_and_read(stack: Endpoints) -> None:
-    cluster = Cluster([stack.cassandra_host], port=stack.cassandra_port, protocol_version=5)
+    cluster = cql_cluster(stack)
     try:
         s = cluster.connect()
         s.execute(
@@ -93,7 +92,7 @@ def test_postgres_answers_in_database_cdc(stack: Endpoints) -> None:
 
 
 def test_redis_answers_and_persists(stack: Endpoints) -> None:
-    r = redis.Redis.from_url(stack.redis_url)
+    r = redis_client(stack)
     assert r.ping() is True
     assert r.config_get("appendonly")["appendonly"] == "yes"
 
@@ -223,7 +222,7 @@ def test_down_then_up_keeps_data(tmp_path: Path) -> None:
     st = LocalStack(settings)
     st.up(["redis"])
     try:
-        r = redis.Redis(port=port)
+        r = redis_store.client(st.ctx.redis_endpoint())
         r.set("k", "kept")
         r.execute_command("BGREWRITEAOF")
         deadline = time.monotonic() + 20
@@ -232,7 +231,7 @@ def test_down_then_up_keeps_data(tmp_path: Path) -> None:
         st.down()
         assert st.status()[1].state == "stopped"
         st.up(["redis"])
-        assert redis.Redis(port=port).get("k") == b"kept"
+        assert redis_store.client(st.ctx.redis_endpoint()).get("k") == "kept"
     finally:
         st.down(clean=True)
     assert not (tmp_path / "s").exists()

@@ -21,7 +21,7 @@ from typing import Any
 import httpx
 import psycopg
 import pytest
-from cassandra.cluster import Cluster, Session
+from cassandra.cluster import Session
 
 from controlplane.core.token_ranges import partition_token
 from controlplane.services import verify as svc
@@ -36,6 +36,7 @@ from tests.integration.verify_support import (
     running_stack,
     write_manifest,
 )
+from tests.stackfixture import cql_cluster
 
 pytestmark = pytest.mark.integration
 
@@ -49,7 +50,7 @@ def stack() -> Endpoints:
 
 @pytest.fixture(scope="module")
 def cql(stack: Endpoints) -> Iterator[Session]:
-    cluster = Cluster([stack.cassandra_host], port=stack.cassandra_port, protocol_version=5)
+    cluster = cql_cluster(stack)
     session = cluster.connect()
     yield session
     cluster.shutdown()
@@ -62,7 +63,7 @@ def env(cql: Session, stack: Endpoints, tmp_path_factory: pytest.TempPathFactory
     return {
         "manifest": write_manifest(tmp_path_factory.mktemp("verify")),
         "dsn": stack.postgres_dsn,
-        "redis": stack.redis_url,
+        "redis": stack.redis,
     }
 
 

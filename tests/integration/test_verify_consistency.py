@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from cassandra.cluster import Cluster, Session
+from cassandra.cluster import Session
 
 from controlplane.adapters import postgres
 from controlplane.adapters.redis_store import CheckpointStore
@@ -26,6 +26,7 @@ from controlplane.services.stack import Endpoints
 from tests.cli import cdcctl
 from tests.integration.verify_support import CQL_TABLE, REGULAR, Sim, pg_password, running_stack
 from tests.manifests import local_pipeline
+from tests.stackfixture import cql_cluster
 
 pytestmark = pytest.mark.integration
 
@@ -71,7 +72,7 @@ def stack() -> Endpoints:
 
 @pytest.fixture(scope="module")
 def cql(stack: Endpoints) -> Iterator[Session]:
-    cluster = Cluster([stack.cassandra_host], port=stack.cassandra_port, protocol_version=5)
+    cluster = cql_cluster(stack)
     session = cluster.connect()
     yield session
     cluster.shutdown()
@@ -99,7 +100,7 @@ def env(cql: Session, stack: Endpoints, tmp_path_factory: pytest.TempPathFactory
     _Sim(cql, stack.postgres_dsn, TABLE).load(ROWS)
     manifest = tmp_path_factory.mktemp("vcl") / "vf-consistency.yaml"
     manifest.write_text(local_pipeline("vf-consistency", KS, [TABLE]))
-    yield {"manifest": manifest, "redis": stack.redis_url}
+    yield {"manifest": manifest, "redis": stack.redis}
     cql.execute(f"DROP KEYSPACE IF EXISTS {KS}")
     postgres.execute(
         stack.postgres_dsn,
@@ -140,7 +141,7 @@ def test_the_chosen_level_is_used_recorded_and_shown(env: Any, tmp_path: Path) -
     assert out["not_verified_ranges"] == 0
     assert out["counters"]["retries"] == 0
     assert "reading Cassandra at ALL" in err
-    shown = cdcctl("verify", "show", out["run"], "--redis-url", env["redis"], "-o", "json")
+    shown = cdcctl("verify", "show", out["run"], "--redis-url", env["redis"].url, "-o", "json")
     assert shown.returncode == 0, shown.stderr
     detail = json.loads(shown.stdout)
     assert detail["consistency"] == "ALL"

@@ -6,7 +6,6 @@ restarts the shared agent once when the table is new."""
 
 from __future__ import annotations
 
-import os
 import random
 import threading
 import time
@@ -14,7 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from cassandra.cluster import Cluster, Session
+from cassandra.cluster import Session
 from cassandra.concurrent import execute_concurrent_with_args
 
 from controlplane.adapters import postgres
@@ -23,7 +22,7 @@ from controlplane.services import verify as svc
 from controlplane.services.stack import Endpoints, LocalStack, settings_for
 from tests.integration.verify_support import pg_password, running_stack
 from tests.manifests import local_pipeline
-from tests.stackfixture import apply_on
+from tests.stackfixture import apply_on, cql_cluster
 
 pytestmark = pytest.mark.integration
 
@@ -42,7 +41,7 @@ def stack() -> Endpoints:
 
 @pytest.fixture(scope="module")
 def cql(stack: Endpoints) -> Iterator[Session]:
-    cluster = Cluster([stack.cassandra_host], port=stack.cassandra_port, protocol_version=5)
+    cluster = cql_cluster(stack)
     session = cluster.connect()
     yield session
     cluster.shutdown()
@@ -100,7 +99,7 @@ def test_real_pipeline_with_writes_during_verify(
         summary = svc.run_verify(
             svc.VerifyOptions(
                 manifests=[str(manifest)],
-                redis_url=os.environ.get("CDC_REDIS_URL", stack.redis_url),
+                redis_url=stack.redis or stack.redis_url,
                 ranges=32,
                 lag_s=LAG_S,
                 rechecks=4,
@@ -121,7 +120,13 @@ def test_verify_uses_every_contact_point_ipv6_included(
     """A target that leaves Cassandra to the manifest: contact points `[::1]:9042` (nothing
     listens there) and `127.0.0.1:<port>`, with the local datacenter. verify parses the IPv6
     one as apply does and gets through the other (before, only the first was ever used)."""
-    from controlplane.core.target import ConnectAccess, PostgresAccess, RedisAccess, Target
+    from controlplane.core.target import (
+        CassandraAccess,
+        ConnectAccess,
+        PostgresAccess,
+        RedisAccess,
+        Target,
+    )
 
     pg_password()
     manifest = tmp_path / "vf-live-v6.yaml"
@@ -137,13 +142,19 @@ def test_verify_uses_every_contact_point_ipv6_included(
         name="ipv6-test",
         connect=ConnectAccess(url=stack.connect_url),
         postgres=PostgresAccess(ca_file=local.postgres.ca_file),
+        # The stack's TLS and login, the contact points left to the manifest.
+        cassandra=CassandraAccess(
+            tls=local.cassandra.tls,
+            username=local.cassandra.username,
+            password_secret=local.cassandra.password_secret,
+        ),
         redis=RedisAccess(url=stack.redis_url),
     )
     summary = svc.run_verify(
         svc.VerifyOptions(
             manifests=[str(manifest)],
             target=remote_like,
-            redis_url=stack.redis_url,
+            redis_url=stack.redis or stack.redis_url,
             ranges=4,
             lag_s=LAG_S,
             diff_file=tmp_path / "v6.jsonl",

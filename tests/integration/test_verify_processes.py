@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from cassandra.cluster import Cluster, Session
+from cassandra.cluster import Session
 
 from controlplane.adapters.redis_store import CheckpointStore
 from controlplane.services.stack import Endpoints
@@ -27,6 +27,7 @@ from tests.integration.verify_support import (
     running_stack,
     write_manifest,
 )
+from tests.stackfixture import cql_cluster
 
 pytestmark = pytest.mark.integration
 
@@ -41,7 +42,7 @@ def stack() -> Endpoints:
 
 @pytest.fixture(scope="module")
 def cql(stack: Endpoints) -> Iterator[Session]:
-    cluster = Cluster([stack.cassandra_host], port=stack.cassandra_port, protocol_version=5)
+    cluster = cql_cluster(stack)
     session = cluster.connect()
     yield session
     cluster.shutdown()
@@ -54,7 +55,7 @@ def env(cql: Session, stack: Endpoints, tmp_path_factory: pytest.TempPathFactory
     create_tables(cql, stack.postgres_dsn, tables)
     for t in tables:
         Sim(cql, stack.postgres_dsn, t).load(ROWS)
-    return {"manifest": write_manifest(tmp_path_factory.mktemp("vproc")), "redis": stack.redis_url}
+    return {"manifest": write_manifest(tmp_path_factory.mktemp("vproc")), "redis": stack.redis}
 
 
 def start(env: dict[str, Any], tmp_path: Path, table: str, *args: str) -> subprocess.Popen[str]:

@@ -18,13 +18,12 @@ from pathlib import Path
 
 import pytest
 import requests
-from cassandra.cluster import Cluster
 
 from controlplane.core.manifest_loader import load_manifests
 from controlplane.core.render import RenderContext, render_pipeline
 from controlplane.services.stack import LocalStack, settings_for
 from tests.performance.report import machine, write_section
-from tests.stackfixture import ensure_stack
+from tests.stackfixture import cql_cluster, ensure_stack
 
 pytestmark = pytest.mark.performance
 
@@ -83,7 +82,7 @@ def test_control_plane_benchmarks(tmp_path: Path) -> None:
     help_script = _timed([cdcctl, "--help"], HELP_RUNS) if cdcctl else []
     baseline = _timed([sys.executable, "-c", "pass"], HELP_RUNS)
 
-    cluster = Cluster([ep.cassandra_host], port=ep.cassandra_port, protocol_version=5)
+    cluster = cql_cluster(ep)
     cql = cluster.connect()
     cql.execute(
         "CREATE KEYSPACE IF NOT EXISTS cp_bench WITH replication = "

@@ -162,11 +162,21 @@ def test_layout_names_other_code_relies_on(tmp_path: Path) -> None:
 
 def test_which_services_get_a_server_certificate() -> None:
     plain, secure = settings(), replace(settings(), secure=True)
-    assert [s for s in SERVICE_ORDER if needs_server_cert(s, plain)] == ["postgres", "vault"]
+    insecure = replace(settings(), insecure=True)
+    # Cassandra's client port and Redis use TLS by default (decision 0110).
+    assert [s for s in SERVICE_ORDER if needs_server_cert(s, plain)] == [
+        "postgres",
+        "redis",
+        "vault",
+        "cassandra",
+    ]
+    assert [s for s in SERVICE_ORDER if needs_server_cert(s, insecure)] == ["postgres", "vault"]
     assert [s for s in SERVICE_ORDER if needs_server_cert(s, secure)] == [
         "postgres",
+        "redis",
         "vault",
         "kafka",
+        "cassandra",
         "connect",
     ]
 

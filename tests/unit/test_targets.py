@@ -216,3 +216,123 @@ def test_columns_the_sink_cannot_write_safely_stop_the_plan() -> None:
     with pytest.raises(UnsafeIdentifierError, match="double quote") as info:
         _check_sink_identifiers(table('x") VALUES (1); --'))
     assert info.value.exit_code == 5
+
+
+# --- Cassandra TLS and login, Redis TLS and ACL user (decision 0110) -----------------------------
+
+SECURE_CONTEXTS = """\
+currentContext: prod
+contexts:
+  prod:
+    cassandra:
+      contactPoints: ["10.0.0.1:9042"]
+      tls: {caFile: /etc/ssl/ca.pem}
+      username: cdcctl
+      passwordSecret: {env: CASS_PW}
+    redis:
+      url: "rediss://cdcctl@redis.internal:6380/0"
+      caFile: /etc/ssl/ca.pem
+      passwordSecret: {env: REDIS_PW}
+"""
+
+
+def test_cassandra_and_redis_security_from_a_context(
+    contexts: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from controlplane.services.targets import cassandra_security, redis_endpoint
+
+    contexts.write_text(SECURE_CONTEXTS)
+    monkeypatch.setenv("CASS_PW", "cass-secret-1")  # pragma: allowlist secret
+    monkeypatch.setenv("REDIS_PW", "redis-secret-2")  # pragma: allowlist secret
+    target = resolve_target()
+    sec = cassandra_security(target)
+    assert (sec.tls, sec.ca_file, sec.username, sec.password) == (
+        True,
+        "/etc/ssl/ca.pem",
+        "cdcctl",
+        "cass-secret-1",
+    )
+    assert "cass-secret-1" not in repr(sec)
+    redis = redis_endpoint(target)
+    assert redis.url == "rediss://cdcctl@redis.internal:6380/0"
+    assert (redis.password, redis.ca_file) == ("redis-secret-2", "/etc/ssl/ca.pem")
+    assert "redis-secret-2" not in repr(redis) + str(redis)
+    # --redis-url naming the user keeps the password; one without a user gets none
+    other = "rediss://cdcctl@other:6380/0"
+    assert redis_endpoint(target, other).password == "redis-secret-2"  # pragma: allowlist secret
+    assert redis_endpoint(target, "redis://127.0.0.1:7000/0").password is None
+
+
+def test_a_context_without_security_connects_as_before(contexts: Path) -> None:
+    from controlplane.services.targets import cassandra_security, redis_endpoint
+
+    target = resolve_target()  # PROD: no cassandra tls/login, redis without password
+    assert cassandra_security(target).tls is False
+    assert cassandra_security(target).username is None
+    assert redis_endpoint(target).password is None
+
+
+@pytest.mark.parametrize(
+    ("section", "body", "message"),
+    [
+        ("cassandra", "{username: cdcctl}", "both username and passwordSecret"),
+        ("cassandra", "{passwordSecret: {env: X}}", "both username and passwordSecret"),
+        ("cassandra", "{tls: {caFile: ''}}", "at least 1 character"),
+        ("redis", '{url: "redis://h:6379/0", caFile: /ca.pem}', "rediss://"),
+        (
+            "redis",
+            "{url: 'rediss://u:hunter2@h:6380/0'}",  # pragma: allowlist secret
+            "holds a password",
+        ),
+        ("redis", "{url: 'rediss://h:1/0', password: x}", "password"),
+    ],
+)
+def test_bad_security_settings_are_located_errors(
+    contexts: Path, section: str, body: str, message: str
+) -> None:
+    contexts.write_text(f"contexts:\n  x:\n    {section}: {body}\n")
+    with pytest.raises(ManifestError, match=message) as exc:
+        resolve_target(context="x")
+    # file:line:column of the context that is wrong, and never the password itself
+    assert exc.value.location is not None
+    assert exc.value.location.startswith(f"{contexts}:3:")
+    assert "hunter2" not in str(exc.value)
+
+
+def test_the_local_stack_target_is_tls_and_logins_unless_insecure(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from controlplane.core.stack_model import StackChoices, choices_document
+
+    monkeypatch.setenv("CDCCTL_CONFIG", str(tmp_path / "none.yaml"))
+    root = tmp_path / "st"
+    target = resolve_target(state_dir=root)
+    assert target.cassandra.tls is not None
+    assert target.cassandra.tls.ca_file == str(root.resolve() / "secrets" / "postgres-ca.crt")
+    assert target.cassandra.username == "cdcctl"
+    assert target.cassandra.password_secret is not None
+    assert target.cassandra.password_secret.key == "password"
+    assert target.redis.url == "rediss://cdcctl@127.0.0.1:6379/0"
+    assert target.redis.password_secret is not None
+    assert target.local is not None
+    assert target.local.agent_security is not None
+    root.mkdir()
+    (root / "stack.json").write_text(choices_document(StackChoices(insecure=True)))
+    plain = resolve_target(state_dir=root)
+    assert plain.cassandra.tls is None
+    assert plain.cassandra.username is None
+    assert plain.redis.url == "redis://127.0.0.1:6379/0"
+    assert plain.local is not None
+    assert plain.local.agent_security is None
+
+
+def test_redacted_urls() -> None:
+    from controlplane.core.target import RedisEndpoint, redact_url, url_user
+
+    assert redact_url("rediss://u:pw@h:1/0") == "rediss://u:***@h:1/0"  # pragma: allowlist secret
+    assert redact_url("rediss://u@h:1/0") == "rediss://u@h:1/0"
+    assert redact_url("redis://:pw@h/0") == "redis://:***@h/0"
+    assert url_user("rediss://cdcctl@h:1/0") == "cdcctl"
+    assert url_user("redis://h:1/0") is None
+    inline = "rediss://u:pw@h:1/0"  # pragma: allowlist secret
+    assert str(RedisEndpoint(inline, password="x")) == "rediss://u:***@h:1/0"
