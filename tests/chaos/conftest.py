@@ -14,7 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 from cassandra import ConsistencyLevel
-from cassandra.cluster import EXEC_PROFILE_DEFAULT, Cluster, ExecutionProfile, Session
+from cassandra.cluster import EXEC_PROFILE_DEFAULT, ExecutionProfile, Session
 from cassandra.policies import RoundRobinPolicy
 from confluent_kafka.admin import AdminClient
 
@@ -27,7 +27,7 @@ from tests.cluster.conftest import PORT_OFFSET as CLUSTER_PORT_OFFSET
 from tests.cluster.conftest import WORKERS as CLUSTER_WORKERS
 from tests.cluster.conftest import cluster_state_dir
 from tests.e2e.torture_ops import BODY
-from tests.stackfixture import apply_on
+from tests.stackfixture import apply_on, cql_cluster
 
 WRITE_PROFILE = "chaos-write"
 
@@ -98,12 +98,7 @@ def cql(endpoints: Endpoints) -> Iterator[Session]:
             request_timeout=10,
         ),
     }
-    cluster = Cluster(
-        hosts,
-        port=endpoints.cassandra_port,
-        protocol_version=5,
-        execution_profiles=profiles,
-    )
+    cluster = cql_cluster(endpoints, hosts, execution_profiles=profiles)  # TLS + login (0110)
     session = cluster.connect()
     yield session
     cluster.shutdown()

@@ -16,7 +16,6 @@ import httpx
 import psutil
 import pytest
 from cassandra import ConsistencyLevel
-from cassandra.cluster import Cluster as CqlCluster
 from cassandra.cluster import Session
 from cassandra.query import SimpleStatement
 from confluent_kafka import Consumer
@@ -28,6 +27,7 @@ from controlplane.services.local_agents import LocalAgents
 from controlplane.services.targets import local_target
 from tests.cli import cdcctl_json
 from tests.cluster.conftest import NODES, WORKERS, Cluster
+from tests.stackfixture import cql_cluster
 
 pytestmark = pytest.mark.cluster
 
@@ -50,7 +50,7 @@ def wait_for(what: str, probe: Callable[[], Any], ok: Callable[[Any], bool]) -> 
 def cql(cluster: Cluster) -> Any:
     s = cluster.stack.s
     hosts = [f"127.0.0.{i}" for i in range(1, s.nodes + 1)]
-    c = CqlCluster(hosts, port=s.ports.cassandra, protocol_version=5)
+    c = cql_cluster(cluster.stack.endpoints(), hosts)  # TLS + cdcctl's role (decision 0110)
     session = c.connect()
     yield session
     c.shutdown()

@@ -28,6 +28,7 @@ from controlplane.services.local_agents import LocalAgents
 from controlplane.services.targets import local_target
 from tests.cluster.conftest import NODES, Cluster
 from tests.cluster.test_cluster_stack import DEADLINE_S, pipeline_manifest, wait_for
+from tests.stackfixture import cql_cluster
 
 pytestmark = pytest.mark.cluster
 
@@ -36,11 +37,11 @@ ROWS_BEFORE = 300
 
 @pytest.fixture(scope="module")
 def cql(cluster: Cluster) -> Iterator[Session]:
-    from cassandra.cluster import Cluster as CqlCluster
 
     s = cluster.stack.s
     hosts = [f"127.0.0.{i}" for i in range(1, s.nodes + 1)]
-    connection = CqlCluster(hosts, port=s.ports.cassandra, protocol_version=5)
+    # TLS and cdcctl's role, as every client of the stack (decision 0110)
+    connection = cql_cluster(cluster.stack.endpoints(), hosts)
     yield connection.connect()
     connection.shutdown()
 

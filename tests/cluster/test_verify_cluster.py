@@ -27,7 +27,6 @@ from typing import Any
 import psycopg
 import pytest
 from cassandra import ConsistencyLevel
-from cassandra.cluster import Cluster as CqlCluster
 from cassandra.cluster import Session
 from cassandra.concurrent import execute_concurrent_with_args
 
@@ -40,6 +39,7 @@ from controlplane.services import stack_runtime
 from tests.cluster.conftest import NODES, Cluster
 from tests.integration.verify_support import CQL_TABLE, REGULAR, row_values
 from tests.manifests import local_pipeline
+from tests.stackfixture import cql_cluster
 
 pytestmark = pytest.mark.cluster
 
@@ -80,7 +80,7 @@ def _model(session: Session) -> TableModel:
 @pytest.fixture(scope="module")
 def cql(cluster: Cluster) -> Iterator[Session]:
     hosts = [f"127.0.0.{i}" for i in range(1, cluster.stack.s.nodes + 1)]
-    c = CqlCluster(hosts, port=cluster.stack.s.ports.cassandra, protocol_version=5)
+    c = cql_cluster(cluster.stack.endpoints(), hosts)  # TLS + cdcctl's role (decision 0110)
     session = c.connect()
     yield session
     c.shutdown()
@@ -153,7 +153,7 @@ def test_a_node_killed_mid_verify_costs_retries_not_differences(
     assert pid is not None
     assert stack_runtime.running(lay, victim)
     run = f"vc-kill-{uuid.uuid4().hex[:8]}"
-    store = CheckpointStore(cluster.stack.endpoints().redis_url)
+    store = CheckpointStore(cluster.stack.ctx.redis_endpoint())
     proc = subprocess.Popen(  # nosec B603  # fixed argv
         [
             sys.executable,
@@ -294,7 +294,7 @@ def test_two_nodes_killed_leave_ranges_not_verified_and_resume_finishes_them(
     pids = [stack_runtime.pid_of(lay, v) for v in victims]
     assert all(pids), pids
     run = f"vc-down-{uuid.uuid4().hex[:8]}"
-    store = CheckpointStore(cluster.stack.endpoints().redis_url)
+    store = CheckpointStore(cluster.stack.ctx.redis_endpoint())
     env = {**os.environ, "CDC_STACK_DIR": str(lay.root)}
     args = ["--consistency", "LOCAL_QUORUM", "--ranges", "96", "--workers", "2", "--run-id", run]
     proc = subprocess.Popen(  # nosec B603  # fixed argv

@@ -8,15 +8,16 @@ import uuid
 
 import pytest
 
-from controlplane.adapters.redis_store import CheckpointStore
+from controlplane.adapters.redis_store import CheckpointStore, RedisLike
 from tests.stackfixture import ensure_stack
 
 pytestmark = pytest.mark.integration
 
 
 @pytest.fixture(scope="module")
-def redis_url() -> str:
-    return ensure_stack().redis_url
+def redis_url() -> RedisLike:
+    ep = ensure_stack()
+    return ep.redis or ep.redis_url  # TLS and the ACL user unless --insecure (decision 0110)
 
 
 def keys(store: CheckpointStore, run: str) -> list[str]:

@@ -132,7 +132,7 @@ def test_verify_uses_every_contact_point_ipv6_included(
     manifest = tmp_path / "vf-live-v6.yaml"
     manifest.write_text(
         MANIFEST.replace(
-            'contactPoints: ["127.0.0.1:9042"]',
+            f'contactPoints: ["127.0.0.1:{stack.cassandra_port}"]',
             f'contactPoints: ["[::1]:9042", "127.0.0.1:{stack.cassandra_port}"]\n'
             "      localDatacenter: datacenter1",
         )
