@@ -249,3 +249,21 @@ def test_cdcctl_with_a_wrong_cassandra_password_says_so_without_showing_it(
     assert out.returncode != 0
     assert "refused the login" in out.stderr, out.stderr
     assert "definitely-not-it-0110" not in out.stdout + out.stderr
+
+
+def test_insecure_is_an_explicit_loud_opt_out(tmp_path: Path) -> None:
+    """`stack up --insecure`: plain Redis without a password, remembered in stack.json, and a
+    warning on every stack command; the default stays TLS."""
+    state = ["--state-dir", str(tmp_path / "st")]
+    offset = 3700  # a Redis of its own (10079), beside any test stack
+    try:
+        up = cdcctl("stack", "up", "redis", *state, "--port-offset", str(offset), "--insecure")
+        assert up.returncode == 0, up.stderr
+        assert "WARNING: --insecure" in up.stderr
+        doc = json.loads((tmp_path / "st" / "stack.json").read_text())
+        assert doc["insecure"] is True
+        assert redis.Redis(port=6379 + offset, socket_timeout=3).ping() is True
+        status = cdcctl("stack", "status", *state)
+        assert "WARNING: --insecure" in status.stderr
+    finally:
+        cdcctl("stack", "down", "--clean", *state)

@@ -370,7 +370,9 @@ def test_port_offset_is_kept_for_every_later_command(tmp_path: Path) -> None:
         assert status["redis"]["state"] == "running"
         assert status["redis"]["port"] == 6379 + offset
         env = cdcctl("stack", "env", *state).stdout
-        assert f"export CDC_REDIS_URL=redis://127.0.0.1:{6379 + offset}/0" in env
+        # TLS and the ACL user by default (decision 0110); the password as redis-cli's own var
+        assert f"export CDC_REDIS_URL=rediss://cdcctl@127.0.0.1:{6379 + offset}/0" in env
+        assert "export REDISCLI_AUTH=" in env
         assert f"export VAULT_ADDR=https://127.0.0.1:{8200 + offset}" in env
         again = cdcctl_json("stack", "up", "redis", *state)  # no flags: the same stack
         assert again[0]["action"] == "already running"
