@@ -39,7 +39,9 @@ HAND = "cp-hand-made"
 
 
 def manifest(name: str, tables: list[str], *, connect_url: bool = True) -> str:
-    url = "  connect:\n    url: http://127.0.0.1:8083\n" if connect_url else ""
+    # The ports of the stack the tests use ($CDC_STACK_DIR, e.g. on a port offset).
+    ports = settings_for().ports
+    url = f"  connect:\n    url: http://127.0.0.1:{ports.connect}\n" if connect_url else ""
     return f"""\
 apiVersion: cdc.casscdcpg.io/v1
 kind: Pipeline
@@ -48,14 +50,15 @@ metadata:
 spec:
   source:
     cassandra:
-      contactPoints: ["127.0.0.1:9042"]
+      contactPoints: ["127.0.0.1:{ports.cassandra}"]
       keyspace: {KS}
       tables: [{", ".join(tables)}]
   kafka:
-    bootstrapServers: ["127.0.0.1:9092"]
+    bootstrapServers: ["127.0.0.1:{ports.kafka}"]
     topicPrefix: demo
 {url}  sink:
     postgres:
+      port: {ports.postgres}
       user: cdc
       passwordSecret:
         env: CDC_PG_PASSWORD

@@ -45,7 +45,7 @@ pytestmark = pytest.mark.integration
 KS = "rr_it"
 NAME = "rr-it"
 CONNECTOR = f"{NAME}-jdbc-sink"
-CONNECT = "http://127.0.0.1:8083"
+CONNECT = f"http://127.0.0.1:{settings_for().ports.connect}"  # $CDC_STACK_DIR's stack
 RESTART_KEY = RESTARTS_PREFIX + CONNECTOR
 CONSTRAINT = "rr_it_reject_new_rows"
 TABLES = {"t": f"CREATE TABLE {KS}.t (id int PRIMARY KEY, v text) WITH cdc = true"}
