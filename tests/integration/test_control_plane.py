@@ -58,10 +58,10 @@ spec:
     topicPrefix: demo
 {url}  sink:
     postgres:
-      port: {ports.postgres}
       user: cdc
       passwordSecret:
         env: CDC_PG_PASSWORD
+      port: {ports.postgres}
 """
 
 
