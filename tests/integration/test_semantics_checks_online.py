@@ -7,12 +7,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from cassandra.cluster import Cluster, Session
+from cassandra.cluster import Session
 
 from controlplane.adapters import cassandra
 from controlplane.services.validate import validate
 from tests.manifests import local_pipeline
-from tests.stackfixture import ensure_stack
+from tests.stackfixture import cql_cluster, ensure_stack
 
 pytestmark = pytest.mark.integration
 KS = "sem_opts"
@@ -20,8 +20,7 @@ KS = "sem_opts"
 
 @pytest.fixture(scope="module")
 def session() -> Iterator[Session]:
-    ensure_stack()
-    cluster = Cluster(["127.0.0.1"], protocol_version=5)
+    cluster = cql_cluster(ensure_stack())  # TLS and cdcctl's role (decision 0110)
     s = cluster.connect()
     s.execute(f"DROP KEYSPACE IF EXISTS {KS}")
     s.execute(
