@@ -30,6 +30,7 @@ from collections.abc import Sequence
 
 from pydantic import BaseModel, ConfigDict
 
+from controlplane.core.lww_model import SNAPSHOT_RANK_SHIFT
 from controlplane.core.schema_model import Column, CqlCollection, SchemaError, TableModel
 from controlplane.core.types import JSON_PG_TYPE, TEXT_PG_TYPES, pg_type
 
@@ -423,6 +424,11 @@ class _Gen:
             " got %s/%s', TG_TABLE_SCHEMA, TG_TABLE_NAME, v_ts, v_op),"
         )
         a("      HINT = 'write through the row contract (docs/decisions/0002-row-contract.md)';")
+        a("  END IF;")
+        a("  -- a snapshot copy's time is when the agent's query ran, not the value's write time:")
+        a("  -- it ranks below every live event, so a write racing the read wins (decision 0106)")
+        a('  IF NEW."_cdc_snapshot" THEN')
+        a(f"    v_ts := v_ts - {SNAPSHOT_RANK_SHIFT};")
         a("  END IF;")
         a("  v_set := coalesce(NEW.\"_cdc_set\"::jsonb, '[]'::jsonb);")
         a("  v_xin := coalesce(NEW.\"_cdc_expiry\"::jsonb, '{}'::jsonb);")
