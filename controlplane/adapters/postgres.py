@@ -123,9 +123,14 @@ def ensure_role_and_database(admin_conninfo: str, user: str, password: str, data
         with connect(admin_conninfo) as conn:
             exists = conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (user,)).fetchone()
             verb = "ALTER" if exists else "CREATE"
+            # The SCRAM verifier, computed here: the plain password never travels in a statement
+            # the server could log (log_statement, an error's STATEMENT line).
+            verifier = conn.pgconn.encrypt_password(
+                password.encode(), user.encode(), b"scram-sha-256"
+            ).decode()
             conn.execute(
                 sql.SQL(verb + " ROLE {} WITH LOGIN PASSWORD {}").format(
-                    sql.Identifier(user), sql.Literal(password)
+                    sql.Identifier(user), sql.Literal(verifier)
                 )
             )
             if not conn.execute(

@@ -9,6 +9,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from controlplane.adapters import private_files
 from controlplane.adapters.processes import run
 from controlplane.core.errors import JdkError, StackError
 
@@ -127,7 +128,7 @@ def install_debian_packages(packages: list[str], log: Path) -> None:
     env = {"DEBIAN_FRONTEND": "noninteractive"}
     for argv in (["apt-get", "update", "-q"], ["apt-get", "install", "-y", "-q", *packages]):
         out = run(argv, timeout=1200, env=env)
-        with log.open("a") as fh:
+        with private_files.open_append(log) as fh:
             fh.write(out.stdout + out.stderr)
         if out.returncode != 0:
             raise StackError(

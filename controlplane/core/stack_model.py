@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -912,11 +913,24 @@ def keytool_truststore_command(keytool: Path, ca_cert: Path, out: Path, password
     ]
 
 
+PG_ADMIN_MAP = "cdc_admins"
+"""pg_ident.conf's map of the OS users that may log in as the superuser over the Unix socket."""
+
+
+def pg_ident_conf(os_users: Sequence[str]) -> str:
+    """The peer map of pg_hba.conf's socket line: each OS user may be the ``postgres`` role."""
+    lines = ["# Rendered by cdcctl stack up: who may log in as postgres over the Unix socket."]
+    # quoted: pg_ident.conf splits on whitespace; an OS user name holds no double quote
+    lines += [f'{PG_ADMIN_MAP}  "{user}"  postgres' for user in dict.fromkeys(os_users)]
+    return "\n".join(lines) + "\n"
+
+
 def postgres_command(
     bindir: Path, s: StackSettings, data: Path, socket_dir: Path, conf_dir: Path
 ) -> list[str]:
-    """``conf_dir`` holds ``pg_hba.conf`` and the server's ``server.crt``/``server.key``, owned by
-    the user PostgreSQL runs as (it refuses a key others can read)."""
+    """``conf_dir`` holds ``pg_hba.conf``, ``pg_ident.conf`` and the server's
+    ``server.crt``/``server.key``, owned by the user PostgreSQL runs as (it refuses a key others
+    can read)."""
     return [
         str(bindir / "postgres"),
         "-D",
@@ -938,6 +952,10 @@ def postgres_command(
         "ssl_min_protocol_version=TLSv1.2",
         "-c",
         f"hba_file={conf_dir / 'pg_hba.conf'}",
+        "-c",
+        f"ident_file={conf_dir / 'pg_ident.conf'}",
+        "-c",
+        "unix_socket_permissions=0700",
         "-c",
         "logging_collector=off",
         "-c",

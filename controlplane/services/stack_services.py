@@ -178,6 +178,7 @@ def start_postgres(ctx: StackContext, _index: int) -> None:
     pgdir = stack_provision.postgres_dir(ctx.lay, run_as)
     sock = pgdir / "run"
     sock.mkdir(parents=True, exist_ok=True)
+    os.chmod(sock, 0o700)  # the socket's directory: only the server's user (and root) reach it
     data = stack_provision.initdb(bindir, pgdir, ctx.lay, run_as, ctx.report)
     conf = stack_provision.postgres_conf(ctx.lay, pgdir, run_as)
     argv = postgres_command(bindir, ctx.s, data, sock, conf)

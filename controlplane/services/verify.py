@@ -40,7 +40,7 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, start_http_server
 
-from controlplane.adapters import cassandra, postgres
+from controlplane.adapters import cassandra, postgres, private_files
 from controlplane.adapters.redis_store import DEFAULT_RUN_RETENTION_S, CheckpointStore
 from controlplane.core.canonical import (
     Comparison,
@@ -902,7 +902,7 @@ class Verifier:
         }
         line = json.dumps(rec, sort_keys=True, default=str) + "\n"
         assert self.diff_path is not None
-        with self.lock, self.diff_path.open("a", encoding="utf-8") as fh:
+        with self.lock, private_files.open_append(self.diff_path) as fh:
             fh.write(line)
 
     def _repair(self, t: Table, suspects: list[_Suspect]) -> None:

@@ -262,3 +262,50 @@ def test_up_warns_about_a_postgres_running_from_before_tls(second: LocalStack) -
         marker.write_bytes(kept)
     assert result.action == "already running"
     assert any(svc == "postgres" and "before TLS" in msg for svc, msg in said), said
+
+
+def _psql_over_socket(socket_dir: Path, port: int, user: str, *, as_uid: int | None) -> str:
+    psql = "/usr/bin/psql"
+    out = subprocess.run(  # nosec B603  # fixed argv
+        [psql, "-h", str(socket_dir), "-p", str(port), "-U", user, "-d", "postgres", "-w"]
+        + ["-Atc", "SELECT current_user"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        user=as_uid,
+        cwd="/",
+        check=False,
+    )
+    return (out.stdout + out.stderr).strip()
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="switching OS users needs root (CI runs as root)")
+def test_the_unix_socket_admits_only_the_stack_admin_by_peer_credentials(
+    stack: Endpoints, local: LocalStack
+) -> None:
+    # Issue 12: the socket was `local all all trust` in a world-reachable directory.
+    socket_dir = local.lay.service_dir("postgres").resolve() / "run"
+    port = local.s.ports.postgres
+    assert stat.S_IMODE(socket_dir.stat().st_mode) == 0o700
+    # the user running the stack is the superuser by peer credentials (pg_ident.conf's map)
+    assert _psql_over_socket(socket_dir, port, "postgres", as_uid=None) == "postgres"
+    # any other role over the socket is refused: no password-less logins
+    assert "rejects connection" in _psql_over_socket(socket_dir, port, "cdc", as_uid=None)
+    # another OS user cannot even reach the socket
+    refused = _psql_over_socket(socket_dir, port, "postgres", as_uid=65534)
+    assert "Permission denied" in refused, refused
+
+
+def test_the_application_password_is_stored_as_a_scram_verifier(
+    stack: Endpoints, local: LocalStack
+) -> None:
+    # cdcctl sends the verifier, never the plain password, in ALTER/CREATE ROLE (issue 12)
+    socket_dir = local.lay.service_dir("postgres").resolve() / "run"
+    admin = postgres.dsn(str(socket_dir), local.s.ports.postgres, "postgres", "postgres")
+    rows = postgres.query(
+        admin, "SELECT rolpassword FROM pg_authid WHERE rolname = %s", [local.s.postgres_user]
+    )
+    assert rows and str(rows[0][0]).startswith("SCRAM-SHA-256$")
+    log = local.lay.log_file("postgres")
+    assert local.postgres_password() not in log.read_text(errors="replace")
+    assert stat.S_IMODE(log.stat().st_mode) == 0o600
