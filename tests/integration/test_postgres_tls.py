@@ -265,10 +265,10 @@ def test_up_warns_about_a_postgres_running_from_before_tls(second: LocalStack) -
 
 
 def _psql_over_socket(socket_dir: Path, port: int, user: str, *, as_uid: int | None) -> str:
-    psql = "/usr/bin/psql"
+    argv = ["/usr/bin/psql", "-h", str(socket_dir), "-p", str(port), "-U", user, "-d", "postgres"]
+    argv += ["-w", "-A", "-t", "-c", "SELECT current_user"]
     out = subprocess.run(  # nosec B603  # fixed argv
-        [psql, "-h", str(socket_dir), "-p", str(port), "-U", user, "-d", "postgres", "-w"]
-        + ["-Atc", "SELECT current_user"],
+        argv,
         capture_output=True,
         text=True,
         timeout=30,
@@ -305,7 +305,8 @@ def test_the_application_password_is_stored_as_a_scram_verifier(
     rows = postgres.query(
         admin, "SELECT rolpassword FROM pg_authid WHERE rolname = %s", [local.s.postgres_user]
     )
-    assert rows and str(rows[0][0]).startswith("SCRAM-SHA-256$")
+    assert rows
+    assert str(rows[0][0]).startswith("SCRAM-SHA-256$")
     log = local.lay.log_file("postgres")
     assert local.postgres_password() not in log.read_text(errors="replace")
     assert stat.S_IMODE(log.stat().st_mode) == 0o600
