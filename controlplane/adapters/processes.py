@@ -107,18 +107,27 @@ def write_pid_file(pid_file: Path, pid: int) -> None:
         fh.write(f"{pid} {started:.2f}\n")
 
 
+LEGACY_PID_FILE_WINDOW_S = 30.0
+"""A pid file of an older cdcctl (no start time) names its process only if that process started
+at most this long before the file was written — as `spawn` does — and never after it."""
+
+
 def read_pid(pid_file: Path) -> int | None:
     """The pid a pid file names, only while that very process runs: same pid *and* the start
-    time recorded when it was spawned (a file without one, or with another, names nothing)."""
+    time recorded when it was spawned (another start time names nothing)."""
     try:
         fields = pid_file.read_text().split()
-        pid, started = int(fields[0]), float(fields[1])
+        pid = int(fields[0])
+        started = float(fields[1]) if len(fields) > 1 else None
+        written = pid_file.stat().st_mtime
     except (OSError, ValueError, IndexError):
         return None
     try:
         actual = psutil.Process(pid).create_time()
     except psutil.Error:
         return None
+    if started is None:  # an older cdcctl's file: the process must predate it only just
+        return pid if 0 <= written - actual <= LEGACY_PID_FILE_WINDOW_S else None
     return pid if abs(actual - started) < 0.05 else None
 
 

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import shlex
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import typer
 from rich.console import Console
+from rich.text import Text
 
 from controlplane.cli.base import Typer
 from controlplane.cli.output import OUTPUT_OPTION, OutputFormat, emit
@@ -135,11 +137,59 @@ def down(
 @app.command()
 def status(state_dir: Path | None = STATE_DIR, output: OutputFormat = OUTPUT_OPTION) -> None:
     """Each service's state, version, address, port, pid and resident memory: every Cassandra
-    node, agent and Connect worker on its own row."""
+    node, agent and Connect worker on its own row. Connect's rows also say how many connectors
+    run and how many FAILED; each FAILED connector or task gets a red line of its own (its
+    worker and first trace line)."""
     from controlplane.services.stack import status_rows
 
-    rows = status_rows(_stack(state_dir).status())
-    emit(rows, output, columns=["name", "state", "version", "address", "port", "pid", "rss_mib"])
+    stack = _stack(state_dir)
+    rows = status_rows(stack.status())
+    connectors = _connector_health(stack.lay.root, rows)
+    for row in rows:
+        if str(row["name"]).startswith("connect"):
+            row["connectors"] = connectors.summary
+    emit(
+        rows,
+        output,
+        columns=["name", "state", "version", "address", "port", "pid", "rss_mib", "connectors"],
+    )
+    # A FAILED connector or task must be impossible to miss: one red line each, in any format.
+    for line in connectors.alarms:
+        err.print(Text(line, style="bold red"))
+
+
+@dataclass(frozen=True)
+class _Connectors:
+    summary: str | None = None
+    alarms: tuple[str, ...] = ()
+
+
+def _connector_health(state_dir: Path, rows: list[dict[str, object]]) -> _Connectors:
+    """The connectors' health as the stack's Connect reports it (`get connectors`)."""
+    if not any(str(r["name"]).startswith("connect") and r["state"] == "running" for r in rows):
+        return _Connectors()
+    from controlplane.core.errors import CdcError
+    from controlplane.services.pipelines import Where, get_connectors
+
+    try:
+        found = get_connectors(Where(state_dir=state_dir))
+    except CdcError as exc:
+        return _Connectors(summary=f"unreachable: {exc}")
+    failed = [c for c in found if c.get("failed")]
+    if not found:
+        return _Connectors(summary="none")
+    summary = f"{len(found)} connector{'s' if len(found) != 1 else ''}" + (
+        f", {len(failed)} FAILED" if failed else ", none FAILED"
+    )
+    alarms = []
+    for c in failed:
+        for f in c.get("failures", []):
+            what = f"{c['name']} task {f['task']}" if f["task"] is not None else str(c["name"])
+            alarms.append(
+                f"FAILED: {what} on worker {f['worker'] or '?'}: {f['error'] or 'no trace'} "
+                f"({c['health']}; `cdcctl describe pipeline {c.get('pipeline') or c['name']}`)"
+            )
+    return _Connectors(summary=summary, alarms=tuple(alarms))
 
 
 @app.command()

@@ -20,6 +20,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from cassandra import ConsistencyLevel
 from cassandra.cluster import Session
@@ -134,6 +135,15 @@ def test_rows_before_the_pipeline_arrive_once_in_effect_with_concurrent_writes(
 ) -> None:
     stack = cluster.stack
     keyspace = "clustersnap"
+    # A kept stack (CDC_KEEP_STACK=1) still runs the last run's sink: delete it before its
+    # tables go, or its task fails on the missing table.
+    connect = cluster.stack.endpoints().connect_url
+    httpx.delete(f"{connect}/connectors/{keyspace}-jdbc-sink", timeout=30)
+    wait_for(
+        "the previous run's sink deleted",
+        lambda: httpx.get(f"{connect}/connectors/{keyspace}-jdbc-sink", timeout=30).status_code,
+        lambda code: code == 404,
+    )
     cql.execute(f"DROP KEYSPACE IF EXISTS {keyspace}")
     cql.execute(
         f"CREATE KEYSPACE {keyspace} WITH replication = "

@@ -10,6 +10,7 @@ import sys
 import time
 from pathlib import Path
 
+import psutil
 import pytest
 
 from controlplane.adapters import processes
@@ -177,7 +178,13 @@ def test_a_pid_file_names_only_the_process_it_was_written_for(tmp_path: Path) ->
     processes.write_pid_file(pid_file, os.getpid())
     assert processes.read_pid(pid_file) == os.getpid()
     assert pid_file.stat().st_mode & 0o777 == 0o600
-    pid_file.write_text(f"{os.getpid()}\n")  # no start time (planted, or an old format)
+    pid_file.write_text(f"{os.getpid()}\n")  # no start time: an older cdcctl's file ...
+    started = psutil.Process().create_time()
+    os.utime(pid_file, (started + 1, started + 1))  # ... written as this process started
+    assert processes.read_pid(pid_file) == os.getpid()
+    os.utime(pid_file, (started + 3600, started + 3600))  # planted long after it started
+    assert processes.read_pid(pid_file) is None
+    os.utime(pid_file, (started - 5, started - 5))  # written before it started: a reused pid
     assert processes.read_pid(pid_file) is None
     pid_file.write_text(f"{os.getpid()} 12.00\n")  # the pid was reused by another process
     assert processes.read_pid(pid_file) is None
