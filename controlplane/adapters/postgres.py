@@ -13,6 +13,11 @@ from controlplane.core.errors import PostgresError
 from controlplane.core.manifest import Postgres
 
 
+PASSWORD_AUTH = "scram-sha-256"  # nosec B105  # pragma: allowlist secret  # a method name
+"""The only password authentication cdcctl accepts from a sink database: never md5 or a
+cleartext password a spoofed server could ask for (libpq ``require_auth``)."""
+
+
 def dsn(
     host: str,
     port: int,
@@ -22,8 +27,11 @@ def dsn(
     *,
     sslmode: str | None = None,
     sslrootcert: str | None = None,
+    require_auth: str | None = None,
 ) -> str:
-    """A libpq conninfo string; values are quoted when they need it (spaces, quotes)."""
+    """A libpq conninfo string; values are quoted when they need it (spaces, quotes).
+    ``verify-*`` without ``sslrootcert`` verifies with the system's trust store; ``require_auth``
+    makes libpq refuse any other authentication the server may ask for."""
     params: dict[str, object] = {"host": host, "port": port, "dbname": dbname, "user": user}
     if password:
         params["password"] = password
@@ -31,6 +39,10 @@ def dsn(
         params["sslmode"] = sslmode
     if sslrootcert:
         params["sslrootcert"] = sslrootcert
+    elif sslmode in ("verify-ca", "verify-full"):
+        params["sslrootcert"] = "system"  # libpq >= 16: the system's trust store
+    if require_auth:
+        params["require_auth"] = require_auth
     return " ".join(f"{k}={_conninfo_value(str(v))}" for k, v in params.items())
 
 
@@ -44,6 +56,7 @@ def pipeline_dsn(pg: Postgres, password: str | None) -> str:
         password,
         sslmode=pg.tls.effective_mode,
         sslrootcert=pg.tls.ca_file,
+        require_auth=PASSWORD_AUTH,
     )
 
 

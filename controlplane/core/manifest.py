@@ -467,13 +467,15 @@ PostgresTlsMode = Literal["require", "verify-ca", "verify-full"]
 class PostgresTls(_Model):
     """TLS of every connection to the sink database: the sink's (pgjdbc) and cdcctl's (psycopg).
 
-    There is no mode without TLS. Without `caFile` the default is `require` (encrypted, server not
-    authenticated); with it `verify-full` (CA and host name checked). Decision 0060."""
+    There is no mode without TLS. The default is `verify-full` (CA and host name checked): with
+    `caFile` against that CA, else against the target's CA (a context's `postgres.caFile`; the
+    local stack's CA), else against the system's trust store. `require` (encrypted, server not
+    authenticated) must be asked for. Decision 0060, revised by 0108."""
 
     mode: PostgresTlsMode | None = Field(
         default=None,
-        description="require | verify-ca | verify-full; default verify-full with caFile, "
-        "else require.",
+        description="require | verify-ca | verify-full; default verify-full (with caFile, the "
+        "target's CA or the system trust store).",
     )
     ca_file: str | None = Field(
         default=None,
@@ -484,8 +486,6 @@ class PostgresTls(_Model):
 
     @model_validator(mode="after")
     def _mode_and_ca(self) -> PostgresTls:
-        if self.mode in ("verify-ca", "verify-full") and self.ca_file is None:
-            raise ValueError(f"mode {self.mode} needs caFile (the CA to verify the server with)")
         if self.mode == "require" and self.ca_file is not None:
             raise ValueError(
                 "caFile is only used to verify the server: use mode verify-full (or verify-ca), "
@@ -506,9 +506,7 @@ class PostgresTls(_Model):
 
     @property
     def effective_mode(self) -> PostgresTlsMode:
-        if self.mode is not None:
-            return self.mode
-        return "verify-full" if self.ca_file is not None else "require"
+        return self.mode if self.mode is not None else "verify-full"
 
 
 # PostgreSQL database names cdcctl accepts: an identifier (letters, digits, `_`, `$`; not starting

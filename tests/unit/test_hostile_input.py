@@ -318,7 +318,11 @@ def test_jdbc_url_percent_encodes_even_what_validation_would_refuse() -> None:
     path, _, query = url.partition("?")
     assert path.endswith("/cdc%3Fsslfactory%3Dorg.postgresql.ssl.NonValidatingFactory%26x%3D%2F%23")
     params = [kv.split("=", 1)[0] for kv in query.split("&")]
-    assert params == ["stringtype", "ApplicationName", "sslmode"]
+    # the one sslfactory is ours: verify-full against the JVM's trust store (no caFile given)
+    assert params == ["stringtype", "ApplicationName", "sslmode", "sslfactory"]
+    assert query.endswith(
+        "&sslmode=verify-full&sslfactory=org.postgresql.ssl.DefaultJavaSSLFactory"
+    )
     assert jdbc_url(p).startswith("jdbc:postgresql://127.0.0.1:5432/cdc?stringtype=unspecified&")
 
 
