@@ -12,8 +12,7 @@ from psycopg import sql
 from controlplane.core.errors import PostgresError
 from controlplane.core.manifest import Postgres
 
-
-PASSWORD_AUTH = "scram-sha-256"  # nosec B105  # pragma: allowlist secret  # a method name
+PASSWORD_AUTH = "scram-sha-256"  # noqa: S105  # nosec B105  # pragma: allowlist secret  # a method
 """The only password authentication cdcctl accepts from a sink database: never md5 or a
 cleartext password a spoofed server could ask for (libpq ``require_auth``)."""
 
