@@ -102,9 +102,27 @@ def test_cdcctl_pipeline_connections_are_encrypted(
     stack: Endpoints, ca_file: Path, tmp_path: Path
 ) -> None:
     password = stack.postgres_dsn.split("password=")[1].split()[0]
-    for tls in ("", f"tls:\n  caFile: {ca_file}", f"tls:\n  mode: verify-ca\n  caFile: {ca_file}"):
+    for tls in (
+        "tls:\n  mode: require",
+        f"tls:\n  caFile: {ca_file}",
+        f"tls:\n  mode: verify-ca\n  caFile: {ca_file}",
+    ):
         pg = load_manifests([manifest(tmp_path, tls)])[0].pipeline.spec.sink.postgres
         assert own_ssl(postgres.pipeline_dsn(pg, password))[0], tls
+
+
+def test_without_a_ca_the_default_verifies_with_the_system_trust_store(
+    stack: Endpoints, tmp_path: Path
+) -> None:
+    # decision 0108: no tls section is verify-full; the stack's private CA is in no system
+    # store, so the server is refused — not silently trusted as under the old `require` default
+    password = stack.postgres_dsn.split("password=")[1].split()[0]
+    pg = load_manifests([manifest(tmp_path)])[0].pipeline.spec.sink.postgres
+    with pytest.raises(PostgresError) as info:
+        postgres.ping(postgres.pipeline_dsn(pg, password))
+    assert "certificate verify failed" in info.value.message
+    assert "sslrootcert=system" in info.value.message
+    assert password not in info.value.message
 
 
 def test_verify_full_with_another_ca_fails_clearly(
