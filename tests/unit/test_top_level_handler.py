@@ -256,3 +256,23 @@ def test_validate_from_a_closed_stdin_is_a_manifest_error_not_a_crash(tmp_path: 
     assert res.returncode == 3, res.stderr
     assert "<stdin>: manifest: cannot read manifest: standard input is closed" in res.stderr
     assert "Traceback" not in res.stderr
+
+
+def test_verify_progress_prints_markup_in_names_as_written(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A table, run id or host with Rich markup in it (decision 0090's leftovers in cli/verify)."""
+    from controlplane.cli import verify
+
+    bar = verify._Bar(enabled=True)
+    bar("build", {"table": "[/]t"})
+    bar("start", {"run": "[bold]r[/bold]", "consistency": "QUORUM", "total": 2, "done": 0})
+    retry = {"task": "t:0", "kind": "[red]", "host": "[/]h", "next": None, "attempt": 2}
+    bar("retry", {**retry, "delay_s": 0.5})
+    bar.progress.refresh()
+    bar.stop()
+    err = capsys.readouterr().err
+    assert "computing partition tokens of [/]t" in err
+    assert "run [bold]r[/bold]: reading Cassandra at QUORUM" in err
+    assert "[bold]r[/bold] @ QUORUM" in err  # the bar's description
+    assert "t:0: [red] on [/]h, attempt 2 on the driver-chosen node in 0.5s" in err
