@@ -240,7 +240,7 @@ def postgres_dir(lay: StackLayout, run_as: processes.RunAs | None) -> Path:
         return pgdir.resolve()
     # A fixed /var/tmp path on purpose: it outlives reboots (unlike /tmp), the postgres user can
     # reach it, and each checkout gets its own subdirectory (keyed by its path).
-    outside = Path("/var/tmp/cass-cdc-pg")  # noqa: S108  # nosec B108
+    outside = Path("/var/tmp/cass-cdc-pg")  # noqa: S108  # nosec B108  # fixed path on purpose, see above
     outside = outside / maven.content_key_text(str(lay.root))
     outside.mkdir(parents=True, exist_ok=True)
     os.chmod(outside.parent, 0o755)  # noqa: S103  # nosec B103  # postgres user must traverse it
