@@ -35,6 +35,11 @@ fuzz:
 lint:
     bash scripts/lint.sh
 
+# Known vulnerabilities in the installed Python dependencies (pip-audit; docs/security.md).
+# A logged skip when the vulnerability data cannot be reached; CDC_AUDIT_STRICT=1 makes it fail
+audit:
+    python scripts/dependency_audit.py
+
 # Benchmarks: write docs/benchmarks.md figures (run explicitly, never part of `test`)
 bench:
     python -m pytest tests/performance -m performance -s
