@@ -9,7 +9,8 @@ Reported problems:
 - hostile or meaningless YAML (decision 0090): a file over `MAX_BYTES`, any explicit tag (``!x``,
   ``!!int``, ``!!python/...``), nesting deeper than `MAX_DEPTH`, an alias inside its own anchor,
   aliases that would expand to more than `MAX_ALIAS_NODES` nodes, a key that is not a scalar, a
-  value PyYAML cannot construct (``2020-13-45``), a file with no pipeline at all (empty, only
+  value PyYAML cannot construct (``2020-13-45``), a number YAML 1.1 reads otherwise than YAML
+  1.2 (``05432``, ``54:32``, ``0b1``, ``1_000``), a file with no pipeline at all (empty, only
   comments, ``null``), unreadable stdin; each with ``file:line:column`` (the file alone for size
   and reading), never a traceback;
 - schema errors from `manifest.Pipeline`, unknown keys with a "did you mean" suggestion;
@@ -20,6 +21,7 @@ Reported problems:
 from __future__ import annotations
 
 import difflib
+import re
 import sys
 import types
 import typing
@@ -56,6 +58,12 @@ MAX_BYTES = 1024 * 1024
 #: "billion laughs" document is refused at the alias that passes the bound.
 MAX_ALIAS_NODES = 10_000
 _TAG_SHORTHAND = "tag:yaml.org,2002:"
+#: Plain numbers PyYAML (YAML 1.1) reads in a way YAML 1.2's core schema and JSON do not:
+#: ``05432`` is octal 2842, ``54:32`` base 60 (3272), ``0b101`` binary, ``1_000`` 1000. A port
+#: written ``05432`` must not quietly become 2842.
+_YAML11_NUMBER = re.compile(
+    r"[-+]?(?:0[0-7_]+|0b[01_]+|[0-9][0-9_]*(?::[0-5]?[0-9])+(?:\.[0-9_]*)?|.*_.*)$"
+)
 
 
 @dataclass(frozen=True)
@@ -231,6 +239,27 @@ def _unconstructable(root: Node, source: str) -> list[ManifestProblem]:
                         "quote it to make it a string",
                     )
                 )
+        elif (
+            isinstance(node, ScalarNode)
+            and node.tag in (_TAG_SHORTHAND + "int", _TAG_SHORTHAND + "float")
+            and _YAML11_NUMBER.match(node.value)
+        ):
+            try:
+                number: Any = (
+                    constructor.construct_yaml_int(node)
+                    if node.tag.endswith(":int")
+                    else constructor.construct_yaml_float(node)
+                )
+            except (ValueError, OverflowError):
+                number = "something else"
+            problems.append(
+                ManifestProblem(
+                    _fmt(source, node),
+                    f"{node.value!r} is a YAML 1.1 number, read as {number!r}; YAML 1.2 and "
+                    "JSON read it differently",
+                    "write the number in decimal (or 0x.. hex), or quote it to make it a string",
+                )
+            )
     return problems
 
 

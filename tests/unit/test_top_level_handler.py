@@ -276,3 +276,26 @@ def test_verify_progress_prints_markup_in_names_as_written(
     assert "run [bold]r[/bold]: reading Cassandra at QUORUM" in err
     assert "[bold]r[/bold] @ QUORUM" in err  # the bar's description
     assert "t:0: [red] on [/]h, attempt 2 on the driver-chosen node in 0.5s" in err
+
+
+@pytest.mark.parametrize(
+    ("value", "read_as"),
+    [("05432", "2842"), ("54:32", "3272"), ("0b1010", "10"), ("5_432", "5432"), ("1:30.5", "90.5")],
+)
+def test_numbers_yaml_1_1_reads_otherwise_are_refused(value: str, read_as: str) -> None:
+    """`port: 05432` was port 2842 (octal) without a word; YAML 1.2 and JSON say 5432."""
+    text = EXAMPLE.replace("port: 5432", f"port: {value}")
+    _, problems = check_text(text, "m.yaml")
+    (problem,) = problems
+    assert problem.location == "m.yaml:27:13"
+    assert problem.message == (
+        f"{value!r} is a YAML 1.1 number, read as {read_as}; YAML 1.2 and JSON read it differently"
+    )
+    assert problem.hint is not None
+    assert "quote it" in problem.hint
+
+
+@pytest.mark.parametrize("value", ["5432", "0x1538", "'05432'"])
+def test_numbers_both_yaml_versions_agree_on_pass_this_check(value: str) -> None:
+    _, problems = check_text(EXAMPLE.replace("port: 5432", f"port: {value}"), "m.yaml")
+    assert all("YAML 1.1" not in p.message for p in problems)
