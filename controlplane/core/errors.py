@@ -30,8 +30,8 @@ handler that prints message and hint and exits with ``exit_code`` — never a tr
     │                                        `verify --resume RUN` does them again
     ├── FailedStateError             exit 9  get/describe: a connector or task is FAILED
     └── InternalError                exit 70 (EX_SOFTWARE) a bug: an exception no other class
-                                             describes; the CLI's handler raises it, prints one
-                                             line and the crash log's path (the traceback)
+                                             describes; the CLI's handler turns it into one line
+                                             and the crash log's path (cli/crash.py)
 
 `temporary` marks errors a retry may cure (kopf's TemporaryError/PermanentError idea): callers
 that retry look at it instead of matching classes.
