@@ -14,7 +14,7 @@ demo:
 test:
     mvn -B -q -f transforms/pom.xml verify
     mvn -B -q -f transforms/vault-config-provider/pom.xml verify
-    python -m pytest tests/unit tests/integration tests/e2e --cov=controlplane --cov-report=term --cov-report=xml --cov-fail-under=80
+    python -m pytest tests/unit tests/fuzz tests/integration tests/e2e --cov=controlplane --cov-report=term --cov-report=xml --cov-fail-under=80
 
 # The local cluster profile: 3 Cassandra nodes, an agent per node, 2 Connect workers, in its own
 # state dir (.stack-cluster, port offset 2000); started and stopped by the session fixture. The
@@ -23,13 +23,22 @@ test:
 test-cluster:
     CDC_STACK_DIR="${CDC_CLUSTER_STACK_DIR:-{{justfile_directory()}}/.stack-cluster}" CDC_CHAOS_RF=3 CDC_CHAOS_CL=QUORUM CDC_CHAOS_FAULTS="${CDC_CHAOS_FAULTS:-cassandra,agent,connect,kafka,postgres}" python -m pytest tests/cluster tests/chaos -m "cluster or chaos" -s
 
-# Unit tests only: no network, seconds
+# Unit tests only (with the fuzz suite's default examples and its corpus): no network, seconds
 unit:
-    python -m pytest tests/unit -q
+    python -m pytest tests/unit tests/fuzz -q
+
+# The fuzz suite with many more examples (nightly; docs/contributing.md). FUZZ_EXAMPLES=N per test
+fuzz:
+    HYPOTHESIS_PROFILE=nightly python -m pytest tests/fuzz -q --hypothesis-show-statistics
 
 # The checks CI runs before the tests (pre-commit hooks + import contracts)
 lint:
     bash scripts/lint.sh
+
+# Known vulnerabilities in the installed Python dependencies (pip-audit; docs/security.md).
+# A logged skip when the vulnerability data cannot be reached; CDC_AUDIT_STRICT=1 makes it fail
+audit:
+    python scripts/dependency_audit.py
 
 # Benchmarks: write docs/benchmarks.md figures (run explicitly, never part of `test`)
 bench:

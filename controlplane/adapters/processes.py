@@ -201,7 +201,7 @@ def port_owner(port: int, host: str | None = None) -> str | None:
             c.status == psutil.CONN_LISTEN
             and c.laddr
             and c.laddr.port == port
-            and (host is None or c.laddr.ip in (host, "0.0.0.0", "::"))  # noqa: S104  # nosec B104
+            and (host is None or c.laddr.ip in (host, "0.0.0.0", "::"))  # noqa: S104  # nosec B104  # compares a listener's address, binds nothing
         ):
             if c.pid is None:
                 return "an unknown process"

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.text import Text
 
 from controlplane.cli.base import Typer
@@ -48,7 +49,7 @@ def _stack(
     from controlplane.services.stack_settings import chosen_settings
 
     def report(service: str, message: str) -> None:
-        err.print(f"[cyan]{service:>10}[/] {message}", highlight=False)
+        err.print(f"[cyan]{escape(f'{service:>10}')}[/] {escape(message)}", highlight=False)
 
     settings = chosen_settings(
         state_dir,
@@ -131,7 +132,7 @@ def down(
 ) -> None:
     """Stop every service (data is kept unless --clean)."""
     stopped = _stack(state_dir).down(clean=clean)
-    err.print(f"stopped: {', '.join(stopped) or 'nothing was running'}")
+    err.print(f"stopped: {', '.join(stopped) or 'nothing was running'}", markup=False)
 
 
 @app.command()

@@ -627,7 +627,7 @@ class _Gen:
                 f"   WHERE NOT ({self.visible('r', 'v_now')})",
                 f"     AND greatest({newest}) < v_cut;",
                 "  GET DIAGNOSTICS v_rows = ROW_COUNT;",
-                f'  DELETE FROM {self.n.tombstones_table} WHERE "_cdc_writetime" < v_cut;',  # noqa: S608  # nosec B608
+                f'  DELETE FROM {self.n.tombstones_table} WHERE "_cdc_writetime" < v_cut;',  # noqa: S608  # nosec B608  # quoted identifiers (PgNames)
                 "  GET DIAGNOSTICS v_tombs = ROW_COUNT;",
                 "  RETURN v_rows + v_tombs;",
                 "END",
@@ -692,4 +692,4 @@ def _upsert(target: str, keys: Sequence[str], rest: Sequence[str]) -> str:
     pk = ", ".join(quote_ident(c) for c in keys)
     sets = ", ".join(f"{quote_ident(c)} = EXCLUDED.{quote_ident(c)}" for c in rest)
     # identifiers are quoted by quote_ident, values are placeholders
-    return f"INSERT INTO {target} ({cols}) VALUES ({ph}) ON CONFLICT ({pk}) DO UPDATE SET {sets}"  # noqa: S608  # nosec B608
+    return f"INSERT INTO {target} ({cols}) VALUES ({ph}) ON CONFLICT ({pk}) DO UPDATE SET {sets}"  # noqa: S608  # nosec B608  # quoted identifiers, values as %s

@@ -244,7 +244,7 @@ def postgres_dir(lay: StackLayout, run_as: processes.RunAs | None) -> Path:
     # reach it, and each checkout gets its own subdirectory (keyed by its path). Both levels are
     # predictable, so each must be a real directory of ours that nobody else can write: another
     # local user could otherwise plant it (or a symlink) and have root write through it.
-    outside = Path("/var/tmp/cass-cdc-pg")  # noqa: S108  # nosec B108
+    outside = Path("/var/tmp/cass-cdc-pg")  # noqa: S108  # nosec B108  # fixed path on purpose, checked by _private_dir
     _private_dir(outside, mode=0o755)  # the postgres user must traverse it
     outside = outside / maven.content_key_text(str(lay.root))
     _private_dir(outside, mode=0o755)

@@ -260,12 +260,12 @@ class Table:
             f"WHERE {tk} > %s AND {tk} <= %s ORDER BY {tk}"
         )
         where_pg = " AND ".join(f"{q(c)} = %s" for c in self.pk)
-        self.pg_by_pk = f"SELECT {cols} FROM {self.names.live_view} WHERE {where_pg}"  # noqa: S608  # nosec B608
+        self.pg_by_pk = f"SELECT {cols} FROM {self.names.live_view} WHERE {where_pg}"  # noqa: S608  # nosec B608  # quoted identifiers (PgNames, quote_ident), values as %s
         self.pg_raw_by_pk = (
-            f'SELECT {cols}, "_cdc_wt", "_cdc_live_ts", "_cdc_deleted_at" '  # noqa: S608  # nosec B608
+            f'SELECT {cols}, "_cdc_wt", "_cdc_live_ts", "_cdc_deleted_at" '  # noqa: S608  # nosec B608  # quoted identifiers (PgNames, quote_ident), values as %s
             f"FROM {self.names.raw_table} WHERE {where_pg}"
         )
-        self.pg_keys = f"SELECT {', '.join(q(c) for c in self.pk)} FROM {self.names.live_view}"  # noqa: S608  # nosec B608
+        self.pg_keys = f"SELECT {', '.join(q(c) for c in self.pk)} FROM {self.names.live_view}"  # noqa: S608  # nosec B608  # quoted identifiers (PgNames, quote_ident), values as %s
         self.upsert = sink_upsert_sql(model)
         pk_defs = ", ".join(f"{q(c.name)} {_pg_type(c.cql_type)}" for c in model.primary_key)
         self.pg_token_ddl = [
@@ -275,7 +275,7 @@ class Table:
         ]
         self.pg_token_copy = f"COPY {kt} ({', '.join(q(c) for c in self.pk)}, {tk}) FROM STDIN"
         self.pg_token_index = [
-            f"CREATE UNLOGGED TABLE {tt} AS SELECT k.{tk}, {vcols} "  # noqa: S608  # nosec B608
+            f"CREATE UNLOGGED TABLE {tt} AS SELECT k.{tk}, {vcols} "  # noqa: S608  # nosec B608  # quoted identifiers (PgNames, quote_ident), values as %s
             f"FROM {kt} AS k JOIN {self.names.live_view} AS v ON {join}",
             f"CREATE INDEX ON {tt} ({tk})",
             f"ANALYZE {tt}",
