@@ -29,7 +29,7 @@ from pathlib import Path
 import jinja2
 
 from controlplane.core.ddl import RAW_SCHEMA_SUFFIX
-from controlplane.core.manifest import Pipeline
+from controlplane.core.manifest import TOMBSTONES_TOPIC_SUFFIX, Pipeline
 from controlplane.core.properties import escape_value, load_properties
 
 CONNECTORS_DIR = Path(__file__).resolve().parents[2] / "connectors"
@@ -62,7 +62,7 @@ MARKER_PREFIX = "cdcctl."
 NO_TOPIC_REGEX = "(?!)"
 
 # Row contract (decision 0002): the SMT sends partition/range tombstones to `<topic>` + this.
-TOMBSTONES_SUFFIX = ".tombstones"
+TOMBSTONES_SUFFIX = TOMBSTONES_TOPIC_SUFFIX
 # The JDBC sink's batch.size is capped by the consumer's max.poll.records (default 500).
 _DEFAULT_MAX_POLL_RECORDS = 500
 # ConfigTransformer splits ${provider:path:key} at ':' and ends at '}'.
