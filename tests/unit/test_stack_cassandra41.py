@@ -86,6 +86,17 @@ def test_an_unknown_version_is_a_usage_error_naming_the_choices(tmp_path: Path) 
     assert not (tmp_path / "stack.json").exists()
 
 
+def test_a_41_cluster_is_refused_until_it_was_run(tmp_path: Path) -> None:
+    with pytest.raises(UsageError, match=r"--nodes 3 with Cassandra 4\.1 is not supported") as info:
+        ss.chosen_settings(tmp_path, nodes=3, cassandra_version="4.1")
+    assert info.value.exit_code == 2
+    assert "--nodes 1" in (info.value.hint or "")
+    ss.save(ss.chosen_settings(tmp_path, FAR, cassandra_version="4.1"))
+    with pytest.raises(UsageError, match="not supported yet"):
+        ss.chosen_settings(tmp_path, nodes=2)  # the persisted 4.1 with a new --nodes
+    assert ss.chosen_settings(tmp_path, nodes=3, cassandra_version="5.0").nodes == 3
+
+
 def test_switching_a_state_dir_with_data_is_refused(tmp_path: Path) -> None:
     from controlplane.services.stack import LocalStack
 
