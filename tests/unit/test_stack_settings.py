@@ -69,6 +69,7 @@ def test_save_writes_stack_json_once(tmp_path: Path) -> None:
         "nodes": 1,
         "connect_workers": 1,
         "agent_log_level": "INFO",
+        "cassandra_version": "5.0",
     }
     before = path.stat().st_mtime_ns
     time.sleep(0.01)
