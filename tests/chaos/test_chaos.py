@@ -5,6 +5,9 @@ while it runs, then: the sink consumes again (timed), PostgreSQL equals Cassandr
 CL=ALL (canonicalised, zero differences), and `cdcctl verify` agrees.
 
 Faults (CDC_CHAOS_FAULTS, each CDC_CHAOS_ROUNDS times):
+- ``none``: no fault, the load runs CDC_CHAOS_NONE_S (30 s): the workload alone at the chosen
+  consistency (CDC_CHAOS_CL=ONE or QUORUM); the topic must end with at least RF events per
+  acknowledged write (every replica's agent sends its own copy) besides the usual checks;
 - ``postgres``: PostgreSQL crashes (SIGQUIT, immediate shutdown) and stays down
   CDC_CHAOS_PG_OUTAGE_S (130 s); the sink must ride through by itself: no task FAILED, no
   reconcile (nothing here runs one), no restart of the task;
@@ -93,6 +96,11 @@ class Round:
     def duplicates(self) -> int:
         return self.events - self.writes
 
+    @property
+    def ratio(self) -> float:
+        """Events per acknowledged write (~RF when every replica's agent sent its copy)."""
+        return self.events / self.writes if self.writes else 0.0
+
 
 def _urls(endpoints: Endpoints) -> list[str]:
     return list(endpoints.connect_urls) or [endpoints.connect_url]
@@ -132,7 +140,12 @@ def _await_progress(endpoints: Endpoints, p: Pipeline, after: int, what: str) ->
 
 
 def _inject(fault: str, stack: LocalStack, endpoints: Endpoints, p: Pipeline, r: Round) -> None:
-    if fault == "postgres":
+    if fault == "none":
+        before = _progress(endpoints, p)
+        time.sleep(settings.NONE_S)  # the load alone: its length is the point
+        _await_progress(endpoints, p, before, "the sink commits under the load")
+        r.notes.append(f"no fault; {settings.NONE_S:g} s of load")
+    elif fault == "postgres":
         before = _progress(endpoints, p)
         sent = faults.kill(stack, "postgres", signal.SIGQUIT)
         back, restart = faults.resume_after(stack, "postgres", sent, settings.PG_OUTAGE_S)
@@ -281,13 +294,23 @@ def _run_round(
                 every_s=1.0,
             )
             r.converge_s, r.differences = at - stopped, len(diffs)
+            if fault == "none":
+                # no fault: every replica applied every write, so each replica's agent sent its
+                # copy: RF events per acknowledged write (more where an agent sent one twice)
+                r.events, _ = wait_until(
+                    f"the topic holds {settings.RF} events per acknowledged write",
+                    lambda: events(endpoints.kafka_bootstrap, p.topic) - events_before,
+                    lambda e: e >= settings.RF * r.writes,
+                    settings.CONVERGE_DEADLINE_S,
+                )
         except Deadline as exc:
             left = differences(cql, endpoints.postgres_dsn, model)
             r.differences = len(left)
             r.notes.append(f"{str(exc)[:200]}; differences: {'; '.join(left[:5])}")
     r.task_states = dict(watch.seen)
     r.verify = _verify(stack, p, cwd)
-    print(f"\nchaos {fault} round {n}: {json.dumps(asdict(r) | {'duplicates': r.duplicates})}")
+    extra = {"duplicates": r.duplicates, "events_per_write": round(r.ratio, 3)}
+    print(f"\nchaos {fault} round {n}: {json.dumps(asdict(r) | extra)}")
     _save(stack)  # after every round: a run cut short keeps its figures
     return r, watch
 
@@ -307,6 +330,9 @@ def test_fault_under_load(
     for n in range(1, settings.ROUNDS + 1):
         r, watch = _run_round(fault, n, chaos_stack, endpoints, cql, pipeline, model, tmp_path)
         assert not watch.failed, f"the sink task was FAILED during the {fault} fault: {watch.seen}"
+        if fault == "none":
+            assert r.writes > 0, r
+            assert r.events >= settings.RF * r.writes, r.notes
         assert r.differences == 0, r.notes
         assert r.verify.get("exit_code") == 0, r.verify
         assert r.verify.get("remaining_differences") == 0, r.verify
@@ -315,7 +341,10 @@ def test_fault_under_load(
 
 
 def _save(stack: LocalStack) -> None:
-    rows = [asdict(r) | {"duplicates": r.duplicates} for r in RESULTS]
+    rows = [
+        asdict(r) | {"duplicates": r.duplicates, "events_per_write": round(r.ratio, 3)}
+        for r in RESULTS
+    ]
     out = stack.lay.root / "chaos-results.json"
     out.write_text(json.dumps({"at": datetime.now(UTC).isoformat(), "rounds": rows}, indent=1))
     write_report(RESULTS, nodes=stack.s.nodes, workers=stack.s.connect_workers)
