@@ -8,6 +8,7 @@ Faults (CDC_CHAOS_FAULTS, each CDC_CHAOS_ROUNDS times):
 - ``none``: no fault, the load runs CDC_CHAOS_NONE_S (30 s): the workload alone at the chosen
   consistency (CDC_CHAOS_CL=ONE or QUORUM); the topic must end with at least RF events per
   acknowledged write (every replica's agent sends its own copy) besides the usual checks;
+  ``FAULT@CL`` runs a fault's rounds at another write consistency (``none@ONE`` beside QUORUM);
 - ``postgres``: PostgreSQL crashes (SIGQUIT, immediate shutdown) and stays down
   CDC_CHAOS_PG_OUTAGE_S (130 s); the sink must ride through by itself: no task FAILED, no
   reconcile (nothing here runs one), no restart of the task;
@@ -45,7 +46,7 @@ from controlplane.core.schema_model import TableModel
 from controlplane.services.stack import Endpoints, LocalStack
 from tests import faults
 from tests.chaos import settings
-from tests.chaos.conftest import WRITE_PROFILE, Pipeline
+from tests.chaos.conftest import Pipeline, write_profile
 from tests.chaos.report import write_report
 from tests.chaos.support import (
     Deadline,
@@ -190,7 +191,7 @@ def _inject(fault: str, stack: LocalStack, endpoints: Endpoints, p: Pipeline, r:
         stuck = _progress(endpoints, p)
         at = _await_progress(endpoints, p, stuck, f"the sink consumes after {NODE_VICTIM} is UN")
         r.recover_s = at - up
-        r.notes.append(f"kill -9 {NODE_VICTIM}; writes at {settings.CONSISTENCY} continued")
+        r.notes.append(f"kill -9 {NODE_VICTIM}; writes at {r.consistency} continued")
     elif fault == "agent":
         before = _progress(endpoints, p)
         sent = faults.kill(stack, AGENT_VICTIM, signal.SIGKILL)
@@ -246,7 +247,7 @@ def _verify(stack: LocalStack, p: Pipeline, cwd: Path) -> dict[str, Any]:
 
 
 def _run_round(
-    fault: str,
+    spec: str,
     n: int,
     stack: LocalStack,
     endpoints: Endpoints,
@@ -255,7 +256,8 @@ def _run_round(
     model: TableModel,
     cwd: Path,
 ) -> tuple[Round, TaskWatch]:
-    r = Round(fault, n, settings.RF, settings.CONSISTENCY, settings.THREADS)
+    fault, _, level = spec.partition("@")  # FAULT or FAULT@CL
+    r = Round(spec, n, settings.RF, level.upper() or settings.CONSISTENCY, settings.THREADS)
     RESULTS.append(r)
     events_before = events(endpoints.kafka_bootstrap, p.topic)
     load = Load(
@@ -263,10 +265,10 @@ def _run_round(
         p.table,
         settings.THREADS,
         settings.RATE,
-        seed=settings.SEED + zlib.crc32(f"{fault}/{n}".encode()) % 10_000,
+        seed=settings.SEED + zlib.crc32(f"{spec}/{n}".encode()) % 10_000,
         partitions=settings.PARTITIONS,
         rows=settings.ROWS,
-        profile=WRITE_PROFILE,
+        profile=write_profile(r.consistency),
     ).start()
     with TaskWatch(_urls(endpoints), p.connector) as watch:
         try:
@@ -310,25 +312,26 @@ def _run_round(
     r.task_states = dict(watch.seen)
     r.verify = _verify(stack, p, cwd)
     extra = {"duplicates": r.duplicates, "events_per_write": round(r.ratio, 3)}
-    print(f"\nchaos {fault} round {n}: {json.dumps(asdict(r) | extra)}")
+    print(f"\nchaos {spec} round {n}: {json.dumps(asdict(r) | extra)}")
     _save(stack)  # after every round: a run cut short keeps its figures
     return r, watch
 
 
-@pytest.mark.parametrize("fault", settings.FAULTS)
+@pytest.mark.parametrize("spec", settings.FAULTS)
 def test_fault_under_load(
-    fault: str,
+    spec: str,
     chaos_stack: LocalStack,
     endpoints: Endpoints,
     cql: Session,
     pipeline: Pipeline,
     tmp_path: Path,
 ) -> None:
+    fault = spec.partition("@")[0]
     if fault in CLUSTER_FAULTS and chaos_stack.s.nodes < 2:
         pytest.skip(f"the {fault} fault needs a cluster (cdcctl stack up --nodes 3)")
     model = table_model(cql, pipeline.keyspace, "t")
     for n in range(1, settings.ROUNDS + 1):
-        r, watch = _run_round(fault, n, chaos_stack, endpoints, cql, pipeline, model, tmp_path)
+        r, watch = _run_round(spec, n, chaos_stack, endpoints, cql, pipeline, model, tmp_path)
         assert not watch.failed, f"the sink task was FAILED during the {fault} fault: {watch.seen}"
         if fault == "none":
             assert r.writes > 0, r
