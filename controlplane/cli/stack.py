@@ -39,6 +39,8 @@ def _stack(
     nodes: int | None = None,
     connect_workers: int | None = None,
     agent_log_level: str | None = None,
+    cdc_total_space_mib: int | None = None,
+    cdc_block_writes: bool | None = None,
 ) -> LocalStack:
     # Imported here: the stack service pulls in psutil and every adapter, which `--help` of
     # unrelated commands should not pay for.
@@ -55,6 +57,8 @@ def _stack(
         nodes=nodes,
         connect_workers=connect_workers,
         agent_log_level=agent_log_level,
+        cdc_total_space_mib=cdc_total_space_mib,
+        cdc_block_writes=cdc_block_writes,
     )
     return LocalStack(settings, report=report)
 
@@ -98,6 +102,19 @@ def up(
         help="Root log level of the agents' rolling logs: TRACE, DEBUG, INFO, WARN or ERROR "
         "(replay-skip lines stay at WARN). Default INFO; kept in stack.json.",
     ),
+    cdc_total_space_mib: int | None = typer.Option(
+        None,
+        "--cdc-total-space-mib",
+        min=8,
+        help="Each Cassandra node's cdc_total_space in MiB (default 1024; kept in stack.json). "
+        "A small one lets a test fill cdc_raw.",
+    ),
+    cdc_block_writes: bool | None = typer.Option(
+        None,
+        "--cdc-block-writes/--no-cdc-block-writes",
+        help="When cdc_raw is full, reject writes to CDC tables (nothing is lost) instead of "
+        "deleting the oldest CDC segments (the default here; kept in stack.json).",
+    ),
     output: OutputFormat = OUTPUT_OPTION,
 ) -> None:
     """Install what is missing, then start every service in dependency order, each gated on a
@@ -110,9 +127,20 @@ def up(
         nodes=nodes,
         connect_workers=connect_workers,
         agent_log_level=agent_log_level,
+        cdc_total_space_mib=cdc_total_space_mib,
+        cdc_block_writes=cdc_block_writes,
     )
     persist = any(
-        v is not None for v in (port_offset, secure, nodes, connect_workers, agent_log_level)
+        v is not None
+        for v in (
+            port_offset,
+            secure,
+            nodes,
+            connect_workers,
+            agent_log_level,
+            cdc_total_space_mib,
+            cdc_block_writes,
+        )
     )
     results = stack.up(services or None, persist=persist)
     emit(
