@@ -322,7 +322,8 @@ def start_cdc_exporter(ctx: StackContext, _index: int) -> None:
         "--state-dir",
         str(ctx.lay.root),
     ]
-    # The checkout's controlplane, whichever way this cdcctl was started.
+    # The checkout's controlplane, whichever way (and from whichever directory: `-m` puts the
+    # working directory first on sys.path) this cdcctl was started.
     env = {"PYTHONPATH": str(ctx.root), "CDC_STACK_DIR": str(ctx.lay.root)}
     spawn_and_wait(
         ctx.lay,
@@ -330,6 +331,7 @@ def start_cdc_exporter(ctx: StackContext, _index: int) -> None:
         argv,
         lambda: http_probe.ok(f"http://127.0.0.1:{port}/metrics"),
         env=env,
+        cwd=ctx.root,
     )
 
 
