@@ -1,4 +1,4 @@
-"""Pipeline manifests for tests against the local stack (default endpoints)."""
+"""Pipeline manifests for tests against the local stack (the session's: $CDC_STACK_DIR's ports)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,11 @@ from collections.abc import Iterable
 
 def local_pipeline(name: str, keyspace: str, tables: Iterable[str]) -> str:
     """A manifest for the local stack. Every pipeline on the one Cassandra node shares the agent,
-    hence the topic prefix `demo` (decision 0013); the password comes from CDC_PG_PASSWORD."""
+    hence the topic prefix `demo` (decision 0013); the password comes from CDC_PG_PASSWORD.
+    Endpoints are the session stack's (tests.stackfixture: its port offset)."""
+    from tests.stackfixture import session_ports
+
+    p = session_ports()
     return f"""\
 apiVersion: cdc.casscdcpg.io/v1
 kind: Pipeline
@@ -16,18 +20,18 @@ metadata:
 spec:
   source:
     cassandra:
-      contactPoints: ["127.0.0.1:9042"]
+      contactPoints: ["127.0.0.1:{p.cassandra}"]
       keyspace: {keyspace}
       tables: [{", ".join(tables)}]
   kafka:
-    bootstrapServers: ["127.0.0.1:9092"]
+    bootstrapServers: ["127.0.0.1:{p.kafka}"]
     topicPrefix: demo
   connect:
-    url: http://127.0.0.1:8083
+    url: http://127.0.0.1:{p.connect}
   sink:
     postgres:
       host: 127.0.0.1
-      port: 5432
+      port: {p.postgres}
       database: cdc
       user: cdc
       passwordSecret:

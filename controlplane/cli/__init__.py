@@ -8,7 +8,7 @@ import sys
 import typer
 
 from controlplane import __version__
-from controlplane.cli import agent, cdc_raw, dlq, logs, schema, verify
+from controlplane.cli import agent, cdc_raw, crash, dlq, logs, schema, verify
 from controlplane.cli.apply import apply
 from controlplane.cli.base import Typer
 from controlplane.cli.control import register as register_control
@@ -73,7 +73,9 @@ def _root(
 
 
 def main() -> None:
-    """Run the app; turn every `CdcError` into one red line, a hint and its exit code."""
+    """Run the app; turn every `CdcError` into one red line, a hint and its exit code. Anything
+    else is a bug: one line, the path of a crash log holding the traceback, exit 70
+    (`cli.crash`); a traceback never reaches the terminal."""
     try:
         rc = app(standalone_mode=False)
         sys.exit(rc if isinstance(rc, int) else 0)
@@ -91,4 +93,6 @@ def main() -> None:
         if callable(show) and isinstance(code, int):
             show()
             sys.exit(code)
-        raise
+        error = crash.internal_error(exc, logs.current_run_id(), sys.argv)
+        print_error(error)
+        sys.exit(error.exit_code)

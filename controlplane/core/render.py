@@ -29,7 +29,7 @@ from pathlib import Path
 import jinja2
 
 from controlplane.core.ddl import RAW_SCHEMA_SUFFIX
-from controlplane.core.manifest import Pipeline
+from controlplane.core.manifest import TOMBSTONES_TOPIC_SUFFIX, Pipeline
 from controlplane.core.properties import escape_value, load_properties
 
 CONNECTORS_DIR = Path(__file__).resolve().parents[2] / "connectors"
@@ -62,7 +62,7 @@ MARKER_PREFIX = "cdcctl."
 NO_TOPIC_REGEX = "(?!)"
 
 # Row contract (decision 0002): the SMT sends partition/range tombstones to `<topic>` + this.
-TOMBSTONES_SUFFIX = ".tombstones"
+TOMBSTONES_SUFFIX = TOMBSTONES_TOPIC_SUFFIX
 # The JDBC sink's batch.size is capped by the consumer's max.poll.records (default 500).
 _DEFAULT_MAX_POLL_RECORDS = 500
 # ConfigTransformer splits ${provider:path:key} at ':' and ends at '}'.
@@ -83,6 +83,10 @@ class RenderContext:
     agent_http_port: int = 8001
     cassandra_node_id: str = "node1"
     templates_dir: Path = field(default=CONNECTORS_DIR)
+    postgres_ca_file: str | None = None
+    """The CA the sink verifies PostgreSQL with when the manifest names none: the local stack's
+    (its workers run on this machine). None for a remote target: a path of cdcctl's machine
+    means nothing to its workers, which then use their JVM's trust store (decision 0108)."""
     secret_versions: Mapping[str, int] = field(default_factory=dict)
     """{pipeline: version} of Vault-held sink passwords, recorded in the sink config so a
     rotated password (a new version) makes apply restart the connector (decision 0070)."""
@@ -173,7 +177,11 @@ def sink_schema(pipeline: Pipeline) -> str:
     return pipeline.keyspace + RAW_SCHEMA_SUFFIX
 
 
-def jdbc_url(pipeline: Pipeline) -> str:
+PGJDBC_SYSTEM_TRUST_FACTORY = "org.postgresql.ssl.DefaultJavaSSLFactory"
+"""pgjdbc's socket factory that trusts the JVM's own CAs (pgjdbc's default wants a root.crt)."""
+
+
+def jdbc_url(pipeline: Pipeline, ca_file: str | None = None) -> str:
     pg = pipeline.spec.sink.postgres
     host = f"[{pg.host}]" if ":" in pg.host and not pg.host.startswith("[") else pg.host
     # stringtype=unspecified: text parameters are typed by the server, so strings from the
@@ -190,8 +198,13 @@ def jdbc_url(pipeline: Pipeline) -> str:
         f"&ApplicationName={quote(sink_application_name(pipeline), safe='')}"
         f"&sslmode={quote(pg.tls.effective_mode, safe='')}"
     )
-    if pg.tls.ca_file is not None:
-        url += f"&sslrootcert={quote(pg.tls.ca_file, safe='/')}"
+    verify = pg.tls.effective_mode != "require"  # an explicit `require` checks nothing
+    root = pg.tls.ca_file or ca_file
+    if verify and root is not None:
+        url += f"&sslrootcert={quote(root, safe='/')}"
+    elif verify:
+        # verify-* without a CA file: the worker JVM's trust store, host name still checked
+        url += f"&sslfactory={PGJDBC_SYSTEM_TRUST_FACTORY}"
     return url
 
 
@@ -297,7 +310,7 @@ def render_sink_config(
         # An explicit list, not a regex: a regex subscription only notices topics created later
         # (the agent creates them on its first event) after metadata.max.age.ms, five minutes.
         topics=",".join(pipeline.table_topic(t) for t in pipeline.tables if t not in stopped),
-        jdbc_url=jdbc_url(pipeline),
+        jdbc_url=jdbc_url(pipeline, ctx.postgres_ca_file),
         username=spec.sink.postgres.user,
         password_placeholder=password_placeholder(pipeline),
         batch_size=str(batch_size),

@@ -147,7 +147,27 @@ class LocalStack:
                     hint=f"`cdcctl stack down --state-dir {self.lay.root}` first (data is kept)",
                 )
         self._refuse_shrinking()
+        if was is not None and was.cassandra_version != choices.cassandra_version:
+            self._refuse_version_switch(was.cassandra_version)
         stack_settings.save(self.s)
+
+    def _refuse_version_switch(self, was: str) -> None:
+        """Cassandra data of another version: 4.1 cannot read 5.0's system tables and SSTables,
+        and the agents' offsets name commit-log segments of the other node. Refused, not
+        half-done."""
+        data = [
+            name
+            for i in range(1, MAX_NODES + 1)
+            if _has_files(self.lay.data_dir(name := instance_name("cassandra", i)))
+        ]
+        if data:
+            raise UsageError(
+                f"the stack in {self.lay.root} holds Cassandra {was} data ({', '.join(data)}); "
+                f"it cannot switch to Cassandra {self.s.cassandra_version} in place",
+                hint=f"keep --cassandra-version {was}, or start afresh with `cdcctl stack down "
+                f"--clean --state-dir {self.lay.root}` (deletes all data), or use another "
+                "--state-dir",
+            )
 
     def _refuse_shrinking(self) -> None:
         """Fewer nodes than this state dir has data for: node 1's ring still holds the others
@@ -306,8 +326,8 @@ class LocalStack:
             "redis": "debian",
             "kafka": props.get("version.kafka", "?"),
             "connect": props.get("version.kafka", "?"),
-            "cassandra": props.get("version.cassandra", "?"),
-            "agent": props.get("version.debezium.cassandra", "?"),
+            "cassandra": props.get(self.s.flavour.cassandra_pin, "?"),
+            "agent": props.get(self.s.flavour.agent_pin, "?"),
             "prometheus": _prometheus_version(prom) if prom else "not installed",
             "vault": _openbao_version(bao) if (bao := system.openbao_binary()) else "not installed",
         }

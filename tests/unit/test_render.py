@@ -55,7 +55,8 @@ def test_sink_config(pipeline: Pipeline, ctx: RenderContext) -> None:
         "cdc.retry.backoff.max.ms": "15000",
         "connection.url": (
             "jdbc:postgresql://127.0.0.1:5432/cdc?stringtype=unspecified"
-            "&ApplicationName=cdc-sink-demo&sslmode=require"
+            "&ApplicationName=cdc-sink-demo&sslmode=verify-full"
+            "&sslfactory=org.postgresql.ssl.DefaultJavaSSLFactory"
         ),
         "connection.username": "cdc",
         "connection.password": "${vault:secret/cdc/postgres:password}",
