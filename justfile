@@ -62,6 +62,12 @@ bench:
 chaos:
     python -m pytest tests/chaos -m chaos -s
 
+# cdc_raw full: agent stopped, cdc_raw filled past the alert until Cassandra rejects writes, then
+# the documented recovery (docs/reliability.md#cdc_raw-full). Restarts the stack of CDC_STACK_DIR
+# with a small cdc_total_space (CDC_FULL_SPACE_MIB, default 48) and cdc_block_writes; never .stack/
+cdc-full:
+    python -m pytest tests/e2e/test_cdc_raw_full.py -m cdcfull -s
+
 # Stop the local stack (data kept); `just clean` deletes it
 down:
     cdcctl stack down

@@ -1,4 +1,4 @@
-"""The host: Java runtimes and Debian packages."""
+"""The host: Java runtimes, Debian packages, and files of local services (cdc_raw sizes)."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import importlib
 import os
 import re
 import shutil
+import stat
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -186,3 +187,43 @@ def install_debian_packages(packages: list[str], log: Path) -> None:
                 f"`{' '.join(argv)}` failed (exit {out.returncode}); see {log}",
                 hint=f"run it by hand: {cmd}",
             )
+
+
+def regular_file_sizes(directory: Path) -> list[int]:
+    """The sizes of the regular files under `directory` (recursively, symlinks not followed) —
+    what Cassandra's DirectorySizeCalculator sums for cdc_raw. A file deleted while walking
+    (the agent removing a processed segment) is skipped."""
+    if not directory.is_dir():
+        raise StackError(
+            f"{directory} is not a directory",
+            hint="check cdc_raw_directory in the node's cassandra.yaml (and that CDC is on)",
+        )
+    sizes: list[int] = []
+    try:
+        for root, _dirs, files in os.walk(directory):
+            for name in files:
+                try:
+                    st = os.lstat(os.path.join(root, name))
+                except FileNotFoundError:
+                    continue
+                if stat.S_ISREG(st.st_mode):
+                    sizes.append(st.st_size)
+    except OSError as exc:
+        raise StackError(f"cannot read {directory}: {exc.strerror or exc}") from exc
+    return sizes
+
+
+def volume_bytes(path: Path) -> int:
+    """The size of the file system holding `path`."""
+    try:
+        st = os.statvfs(path)
+    except OSError as exc:
+        raise StackError(f"cannot stat the volume of {path}: {exc.strerror or exc}") from exc
+    return st.f_blocks * st.f_frsize
+
+
+def read_text_file(path: Path) -> str:
+    try:
+        return path.read_text()
+    except OSError as exc:
+        raise StackError(f"cannot read {path}: {exc.strerror or exc}") from exc

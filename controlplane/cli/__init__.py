@@ -8,7 +8,7 @@ import sys
 import typer
 
 from controlplane import __version__
-from controlplane.cli import agent, crash, dlq, logs, schema, verify
+from controlplane.cli import agent, cdc_raw, crash, dlq, logs, schema, verify
 from controlplane.cli.apply import apply
 from controlplane.cli.base import Typer
 from controlplane.cli.control import register as register_control
@@ -28,6 +28,7 @@ app.add_typer(verify.app, name="verify")
 app.add_typer(schema.app, name="schema")
 app.add_typer(dlq.app, name="dlq")
 app.add_typer(agent.app, name="agent")
+app.add_typer(cdc_raw.app, name="cdc-raw")
 app.command()(apply)
 register_control(app)
 # The name the product was announced with: the same command as `dlq replay`, listed in the help.

@@ -42,6 +42,8 @@ def _stack(
     nodes: int | None = None,
     connect_workers: int | None = None,
     agent_log_level: str | None = None,
+    cdc_total_space_mib: int | None = None,
+    cdc_block_writes: bool | None = None,
     cassandra_version: str | None = None,
 ) -> LocalStack:
     # Imported here: the stack service pulls in psutil and every adapter, which `--help` of
@@ -59,6 +61,8 @@ def _stack(
         nodes=nodes,
         connect_workers=connect_workers,
         agent_log_level=agent_log_level,
+        cdc_total_space_mib=cdc_total_space_mib,
+        cdc_block_writes=cdc_block_writes,
         cassandra_version=cassandra_version,
     )
     return LocalStack(settings, report=report)
@@ -103,6 +107,19 @@ def up(
         help="Root log level of the agents' rolling logs: TRACE, DEBUG, INFO, WARN or ERROR "
         "(replay-skip lines stay at WARN). Default INFO; kept in stack.json.",
     ),
+    cdc_total_space_mib: int | None = typer.Option(
+        None,
+        "--cdc-total-space-mib",
+        min=8,
+        help="Each Cassandra node's cdc_total_space in MiB (default 1024; kept in stack.json). "
+        "A small one lets a test fill cdc_raw.",
+    ),
+    cdc_block_writes: bool | None = typer.Option(
+        None,
+        "--cdc-block-writes/--no-cdc-block-writes",
+        help="When cdc_raw is full, reject writes to CDC tables (nothing is lost) instead of "
+        "deleting the oldest CDC segments (the default here; kept in stack.json).",
+    ),
     cassandra_version: str | None = typer.Option(
         None,
         "--cassandra-version",
@@ -123,11 +140,22 @@ def up(
         nodes=nodes,
         connect_workers=connect_workers,
         agent_log_level=agent_log_level,
+        cdc_total_space_mib=cdc_total_space_mib,
+        cdc_block_writes=cdc_block_writes,
         cassandra_version=cassandra_version,
     )
     persist = any(
         v is not None
-        for v in (port_offset, secure, nodes, connect_workers, agent_log_level, cassandra_version)
+        for v in (
+            port_offset,
+            secure,
+            nodes,
+            connect_workers,
+            agent_log_level,
+            cdc_total_space_mib,
+            cdc_block_writes,
+            cassandra_version,
+        )
     )
     results = stack.up(services or None, persist=persist)
     emit(

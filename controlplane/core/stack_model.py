@@ -25,6 +25,7 @@ SERVICE_ORDER: tuple[str, ...] = (
     "cassandra",
     "connect",
     "agent",
+    "cdc-exporter",
     "prometheus",
 )
 JVM_SERVICES: frozenset[str] = frozenset({"kafka", "cassandra", "connect", "agent"})
@@ -36,6 +37,8 @@ WORKER_KINDS: frozenset[str] = frozenset({"connect"})
 MAX_NODES = 5
 JMX_STRIDE = 100
 MAX_CONNECT_WORKERS = 3
+# cdc_total_space below a few segments (1 MiB each on the stack) leaves Cassandra no room at all.
+MIN_CDC_TOTAL_SPACE_MIB = 8
 AGENT_LOG_LEVELS: tuple[str, ...] = ("TRACE", "DEBUG", "INFO", "WARN", "ERROR")
 # The stack's agents log to a size-capped rolling file (the same template as the rendered
 # bundles, connectors/agent-logback.xml.j2): agent.log plus this many rotated files of this size.
@@ -145,6 +148,8 @@ class Ports:
     vault_cluster: int = 8201
     # Kafka's TLS listener for external clients (secure mode only).
     kafka_tls: int = 9094
+    # `cdcctl cdc-raw export` for every node: cdc_raw usage for Prometheus (decision 0105).
+    cdc_exporter: int = 9500
 
     def shifted(self, offset: int) -> Ports:
         """Every port moved by `offset`: a second stack beside the default one (benchmarks)."""
@@ -169,6 +174,7 @@ class Ports:
             "cassandra": [self.cassandra, self.cassandra_storage, self.cassandra_jmx_of(i)],
             "connect": [self.connect + step, self.connect_metrics + step],
             "agent": [self.agent_http + step],
+            "cdc-exporter": [self.cdc_exporter],
             "prometheus": [self.prometheus],
         }[kind]
 
@@ -428,6 +434,11 @@ class StackSettings:
     connect_workers: int = 1
     # Root log level of the stack's agents (their replay-skip loggers stay at WARN).
     agent_log_level: str = "INFO"
+    # Each node's cdc_total_space and cdc_block_writes (`stack up --cdc-total-space-mib N
+    # --cdc-block-writes`): a small space lets a test fill cdc_raw (docs/reliability.md,
+    # "cdc_raw full").
+    cdc_total_space_mib: int = 1024
+    cdc_block_writes: bool = False
     # Which Cassandra (and agent) the stack runs: "5.0" or "4.1" (CASSANDRA_VERSIONS).
     cassandra_version: str = DEFAULT_CASSANDRA_VERSION
 
@@ -472,13 +483,17 @@ class StackChoices:
     nodes: int = 1
     connect_workers: int = 1
     agent_log_level: str = "INFO"
+    cdc_total_space_mib: int = 1024
+    cdc_block_writes: bool = False
     cassandra_version: str = DEFAULT_CASSANDRA_VERSION
 
     def describe(self) -> str:
         mode = " in secure mode" if self.secure else ""
+        block = "blocking" if self.cdc_block_writes else "non-blocking"
         return (
             f"port offset {self.port_offset}{mode}, {self.nodes} node(s), "
             f"{self.connect_workers} Connect worker(s), agent log level {self.agent_log_level}, "
+            f"cdc_total_space {self.cdc_total_space_mib} MiB ({block}), "
             f"Cassandra {self.cassandra_version}"
         )
 
@@ -499,7 +514,14 @@ def choices_of(s: StackSettings) -> StackChoices | None:
     if offset is None:
         return None
     return StackChoices(
-        offset, s.secure, s.nodes, s.connect_workers, s.agent_log_level, s.cassandra_version
+        offset,
+        s.secure,
+        s.nodes,
+        s.connect_workers,
+        s.agent_log_level,
+        s.cdc_total_space_mib,
+        s.cdc_block_writes,
+        s.cassandra_version,
     )
 
 
@@ -539,13 +561,17 @@ def parse_choices_document(text: str, source: str = "stack.json") -> StackChoice
         raise ValueError(
             f"{source}: agent_log_level must be one of {', '.join(AGENT_LOG_LEVELS)}, not {level!r}"
         )
+    cdc_space = _int_in(doc, "cdc_total_space_mib", 1024, MIN_CDC_TOTAL_SPACE_MIB, 1 << 20, source)
+    block = doc.get("cdc_block_writes", False)
+    if not isinstance(block, bool):
+        raise ValueError(f"{source}: cdc_block_writes must be true or false, not {block!r}")
     version = doc.get("cassandra_version", DEFAULT_CASSANDRA_VERSION)
     if version not in CASSANDRA_VERSIONS:
         raise ValueError(
             f"{source}: cassandra_version must be one of {', '.join(CASSANDRA_VERSIONS)}, "
             f"not {version!r}"
         )
-    return StackChoices(offset, secure, nodes, workers, level, version)
+    return StackChoices(offset, secure, nodes, workers, level, cdc_space, block, version)
 
 
 def parse_settings_document(text: str, source: str = "stack.json") -> tuple[int, bool]:
@@ -562,6 +588,8 @@ def stack_settings(
     nodes: int = 1,
     connect_workers: int = 1,
     agent_log_level: str = "INFO",
+    cdc_total_space_mib: int = 1024,
+    cdc_block_writes: bool = False,
     cassandra_version: str = DEFAULT_CASSANDRA_VERSION,
 ) -> StackSettings:
     flavour(cassandra_version)  # ValueError for a version the stack cannot run
@@ -573,6 +601,8 @@ def stack_settings(
         nodes=nodes,
         connect_workers=connect_workers,
         agent_log_level=agent_log_level,
+        cdc_total_space_mib=cdc_total_space_mib,
+        cdc_block_writes=cdc_block_writes,
         cassandra_version=cassandra_version,
     )
 
@@ -585,6 +615,8 @@ def settings_from_choices(root: Path, c: StackChoices) -> StackSettings:
         nodes=c.nodes,
         connect_workers=c.connect_workers,
         agent_log_level=c.agent_log_level,
+        cdc_total_space_mib=c.cdc_total_space_mib,
+        cdc_block_writes=c.cdc_block_writes,
         cassandra_version=c.cassandra_version,
     )
 
@@ -639,6 +671,8 @@ def template_context(
             "storage_port": s.ports.cassandra_storage,
             "num_tokens": 16,
             "commitlog_sync_period_ms": s.commitlog_sync_period_ms,
+            "cdc_total_space_mib": s.cdc_total_space_mib,
+            "cdc_block_writes": s.cdc_block_writes,
             "node": node,
             "nodes": s.nodes,
             "address": node_address(node),
@@ -683,6 +717,7 @@ def template_context(
                 s.ports.connect_metrics_of(w) for w in range(1, s.connect_workers + 1)
             ],
             "scrape_interval": s.prometheus_scrape_interval,
+            "cdc_exporter_port": s.ports.cdc_exporter,
         },
         "agent": {
             "http_port": s.ports.agent_http_of(node),

@@ -27,6 +27,7 @@ READY_TIMEOUT = {
     "cassandra": 240,
     "connect": 240,
     "agent": 180,
+    "cdc-exporter": 30,
     "prometheus": 60,
 }
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import functools
 import os
 import signal
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -348,6 +349,35 @@ def start_agent(ctx: StackContext, node: int) -> None:
     ctx.agents.agent(node).start(java=ctx.java(), lib=ctx.lib("agent"))
 
 
+def start_cdc_exporter(ctx: StackContext, _index: int) -> None:
+    """`cdcctl cdc-raw export` for every node of this stack, on 127.0.0.1 (decision 0105)."""
+    port = ctx.s.ports.cdc_exporter
+    argv = [
+        sys.executable,
+        "-m",
+        "controlplane",
+        "--log-format",
+        "json",
+        "cdc-raw",
+        "export",
+        "--listen",
+        f"127.0.0.1:{port}",
+        "--state-dir",
+        str(ctx.lay.root),
+    ]
+    # The checkout's controlplane, whichever way (and from whichever directory: `-m` puts the
+    # working directory first on sys.path) this cdcctl was started.
+    env = {"PYTHONPATH": str(ctx.root), "CDC_STACK_DIR": str(ctx.lay.root)}
+    spawn_and_wait(
+        ctx.lay,
+        "cdc-exporter",
+        argv,
+        lambda: http_probe.ok(f"http://127.0.0.1:{port}/metrics"),
+        env=env,
+        cwd=ctx.root,
+    )
+
+
 def start_prometheus(ctx: StackContext, _index: int) -> None:
     server = system.prometheus_server()
     if server is None:
@@ -373,6 +403,7 @@ _STARTS: dict[str, Callable[[StackContext, int], None]] = {
     "cassandra": start_cassandra,
     "connect": start_connect,
     "agent": start_agent,
+    "cdc-exporter": start_cdc_exporter,
     "prometheus": start_prometheus,
 }
 

@@ -19,6 +19,7 @@ from controlplane.core.stack_model import (
     MAX_CONNECT_WORKERS,
     MAX_NODES,
     MAX_PORT_OFFSET,
+    MIN_CDC_TOTAL_SPACE_MIB,
     StackChoices,
     StackLayout,
     StackSettings,
@@ -82,6 +83,8 @@ def chosen_settings(
     nodes: int | None = None,
     connect_workers: int | None = None,
     agent_log_level: str | None = None,
+    cdc_total_space_mib: int | None = None,
+    cdc_block_writes: bool | None = None,
     cassandra_version: str | None = None,
 ) -> StackSettings:
     """The persisted settings with the choices given on this command line applied (None: keep)."""
@@ -107,6 +110,12 @@ def chosen_settings(
             f"--agent-log-level {agent_log_level} is not a log level",
             hint=f"give one of {', '.join(AGENT_LOG_LEVELS)}",
         )
+    space = old.cdc_total_space_mib if cdc_total_space_mib is None else cdc_total_space_mib
+    if space < MIN_CDC_TOTAL_SPACE_MIB:
+        raise UsageError(
+            f"--cdc-total-space-mib {space} is too small",
+            hint=f"give at least {MIN_CDC_TOTAL_SPACE_MIB} (commit log segments are 1 MiB)",
+        )
     version = old.cassandra_version if cassandra_version is None else cassandra_version
     if version not in CASSANDRA_VERSIONS:
         raise UsageError(
@@ -128,6 +137,8 @@ def chosen_settings(
             n,
             m,
             level,
+            space,
+            old.cdc_block_writes if cdc_block_writes is None else cdc_block_writes,
             version,
         ),
     )

@@ -69,6 +69,8 @@ def test_save_writes_stack_json_once(tmp_path: Path) -> None:
         "nodes": 1,
         "connect_workers": 1,
         "agent_log_level": "INFO",
+        "cdc_total_space_mib": 1024,
+        "cdc_block_writes": False,
         "cassandra_version": "5.0",
     }
     before = path.stat().st_mtime_ns
