@@ -1,18 +1,20 @@
-"""A Prometheus metrics endpoint (prometheus_client): gauges computed at each scrape.
+"""Prometheus metrics endpoints (prometheus_client): gauges computed at each scrape, and
+counters a command increments while it runs.
 
-The only place prometheus_client is used. A caller hands a function returning the gauge
-families (pure data, ``core.cdc_raw.Gauge``); every scrape calls it, so the figures are as fresh
-as the scrape. `cdcctl cdc-raw export` serves cdc_raw usage with it; a later `cdcctl serve` can
-add its own families to the same endpoint.
+The only place prometheus_client is used (an import-linter contract keeps it here). For gauges a
+caller hands a function returning the families (pure data, ``core.cdc_raw.Gauge``); every scrape
+calls it, so the figures are as fresh as the scrape: `cdcctl cdc-raw export` serves cdc_raw usage
+with it. `Counters` is a set of labelled counters with its own registry: `cdcctl verify
+--metrics-port` serves its run, range, row, retry and difference counts with it.
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
-from prometheus_client import CollectorRegistry, start_http_server
+from prometheus_client import CollectorRegistry, Counter, start_http_server
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.exposition import generate_latest
 
@@ -86,3 +88,28 @@ def serve(
             hint="choose another --listen address or stop what holds the port",
         ) from exc
     return MetricsServer(server, thread)
+
+
+class Counters:
+    """Labelled counters in one registry of their own (never the global one), served on demand."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+
+    def counter(self, name: str, help_text: str, labels: Sequence[str]) -> Counter:
+        """A counter; ``.labels(*values).inc(n)`` counts (prometheus_client's Counter)."""
+        return Counter(name, help_text, list(labels), registry=self.registry)
+
+    def exposition(self) -> str:
+        return generate_latest(self.registry).decode()
+
+    def serve(self, host: str, port: int) -> MetricsServer:
+        """Serve `/metrics` on host:port in a daemon thread for the life of the process."""
+        try:
+            server, thread = start_http_server(port, addr=host, registry=self.registry)
+        except OSError as exc:
+            raise UsageError(
+                f"cannot listen on {host}:{port}: {exc.strerror or exc}",
+                hint="choose another --metrics-port or stop what holds the port",
+            ) from exc
+        return MetricsServer(server, thread)

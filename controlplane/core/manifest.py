@@ -641,6 +641,17 @@ class Sink(_Model):
     postgres: Postgres
     batch_size: int = Field(default=500, ge=1, le=100_000)
     tasks_max: int = Field(default=1, ge=1, le=64)
+    standby_tasks: int = Field(
+        default=0,
+        ge=0,
+        le=8,
+        description=(
+            "Sink tasks beyond tasksMax (Connect's tasks.max is their sum). With no more "
+            "partitions than tasksMax they idle, already started, and take a dead worker's "
+            "partitions after consumer.session.timeout.ms instead of waiting for Connect to "
+            "restart its task (decision 0101). 1 on a Connect cluster of several workers."
+        ),
+    )
     retry: SinkRetry = Field(default_factory=SinkRetry)
 
 

@@ -306,7 +306,7 @@ def render_sink_config(
         connector_name=sink_connector_name(pipeline),
         connector_class=SINK_CONNECTOR_CLASS,
         pipeline_name=pipeline.name,
-        tasks_max=str(spec.sink.tasks_max),
+        tasks_max=str(spec.sink.tasks_max + spec.sink.standby_tasks),
         # An explicit list, not a regex: a regex subscription only notices topics created later
         # (the agent creates them on its first event) after metadata.max.age.ms, five minutes.
         topics=",".join(pipeline.table_topic(t) for t in pipeline.tables if t not in stopped),

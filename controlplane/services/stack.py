@@ -12,14 +12,11 @@ from __future__ import annotations
 
 import contextlib
 import shutil
-import ssl
 import subprocess  # nosec B404  # only for TimeoutExpired of processes.run
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-
-import httpx
 
 from controlplane.adapters import postgres, processes, system
 from controlplane.core.errors import UsageError
@@ -296,19 +293,6 @@ class LocalStack:
         if not creds.get("password"):
             return None
         return creds.get("username", CONNECT_REST_USER), creds["password"]
-
-    def connect_http(self, *, timeout: float = 10.0, worker: int = 1) -> httpx.Client:
-        """An HTTP client for Connect REST as the stack itself talks to it: https with basic auth,
-        verified with the stack's CA, in secure mode (for tests and scripts)."""
-        verify: ssl.SSLContext | bool = True
-        if self.s.secure:
-            verify = ssl.create_default_context(cafile=str(self.lay.ca_file))
-        return httpx.Client(
-            base_url=self.connect_url(worker),
-            verify=verify,
-            auth=self.connect_auth(),
-            timeout=timeout,
-        )
 
     def vault_addr(self) -> str:
         return self.ctx.vault.addr

@@ -38,9 +38,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, start_http_server
-
-from controlplane.adapters import cassandra, postgres, private_files
+from controlplane.adapters import cassandra, metrics_http, postgres, private_files
 from controlplane.adapters.redis_store import DEFAULT_RUN_RETENTION_S, CheckpointStore
 from controlplane.core.canonical import (
     Comparison,
@@ -98,29 +96,27 @@ Progress = Callable[[str, Mapping[str, Any]], None]
 
 # ----------------------------------------------------------------------------- metrics
 
-REGISTRY = CollectorRegistry()
-RUNS = Counter("cdc_verify_runs", "Verify runs finished, by result", ["result"], registry=REGISTRY)
-RANGES = Counter(
-    "cdc_verify_ranges", "Token ranges verified, by status", ["table", "status"], registry=REGISTRY
+METRICS = metrics_http.Counters()
+RUNS = METRICS.counter("cdc_verify_runs", "Verify runs finished, by result", ["result"])
+RANGES = METRICS.counter(
+    "cdc_verify_ranges", "Token ranges verified, by status", ["table", "status"]
 )
-ROWS = Counter("cdc_verify_rows", "Cassandra rows read by verify", ["table"], registry=REGISTRY)
-RETRIES = Counter(
+ROWS = METRICS.counter("cdc_verify_rows", "Cassandra rows read by verify", ["table"])
+RETRIES = METRICS.counter(
     "cdc_verify_read_retries",
     "Range reads done again after a temporary Cassandra failure, by error kind",
     ["table", "kind"],
-    registry=REGISTRY,
 )
-DIFFS = Counter(
+DIFFS = METRICS.counter(
     "cdc_verify_differences",
     "Differences found (missing, extra, mismatch) and corrected",
     ["table", "kind"],
-    registry=REGISTRY,
 )
 
 
 def serve_metrics(port: int, addr: str = "127.0.0.1") -> None:
     """Expose the verify metrics on ``http://addr:port/metrics`` for the life of the process."""
-    start_http_server(port, addr=addr, registry=REGISTRY)
+    METRICS.serve(addr, port)
 
 
 # ----------------------------------------------------------------------------- options

@@ -144,6 +144,7 @@ spec:
       user: cdc
       passwordSecret:
         env: CDC_PG_PASSWORD
+    standbyTasks: {1 if len(endpoints.connect_urls) > 1 else 0}
 """
 
 

@@ -53,6 +53,7 @@ from tests.chaos.support import (
     Load,
     TaskWatch,
     committed,
+    consuming_tasks,
     events,
     task_states,
     wait_until,
@@ -107,14 +108,28 @@ def _urls(endpoints: Endpoints) -> list[str]:
     return list(endpoints.connect_urls) or [endpoints.connect_url]
 
 
-def _worker_of_task(stack: LocalStack, endpoints: Endpoints, connector: str) -> str:
-    """The stack instance (``connect``, ``connect-2``...) running the sink's task 0."""
-    _, worker = task_states(_urls(endpoints), connector)[0]
-    port = worker.rsplit(":", 1)[-1]
+def _worker_instance(endpoints: Endpoints, worker_id: str) -> str:
+    """The stack instance (``connect``, ``connect-2``...) of a Connect worker id (host:port)."""
+    port = worker_id.rsplit(":", 1)[-1]
     for i, url in enumerate(_urls(endpoints), start=1):
         if url.rstrip("/").endswith(f":{port}"):
             return "connect" if i == 1 else f"connect-{i}"
-    raise AssertionError(f"task runs on {worker}, not a worker of this stack")
+    raise AssertionError(f"task runs on {worker_id}, not a worker of this stack")
+
+
+def _sink_worker(endpoints: Endpoints, p: Pipeline) -> tuple[str, str]:
+    """The worker whose task consumes the topic now (a standby task holds no partition), and a
+    note of where the other tasks run."""
+    tasks = task_states(_urls(endpoints), p.connector)
+    active = consuming_tasks(endpoints.kafka_bootstrap, p.group, p.connector) or {0}
+    victim = _worker_instance(endpoints, tasks[min(active)][1])
+    others = [
+        f"task {i} on {_worker_instance(endpoints, w)}"
+        for i, (_, w) in enumerate(tasks)
+        if i not in active
+    ]
+    note = f"consuming task {min(active)} on {victim}"
+    return victim, note + (f", standby {', '.join(others)}" if others else "")
 
 
 def _progress(endpoints: Endpoints, p: Pipeline) -> int:
@@ -157,7 +172,8 @@ def _inject(fault: str, stack: LocalStack, endpoints: Endpoints, p: Pipeline, r:
         at = _await_progress(endpoints, p, stuck, "the sink writes again after PostgreSQL is back")
         r.recover_s, r.sink_stalled_s = at - back, at - sent
     elif fault == "connect":
-        victim = _worker_of_task(stack, endpoints, p.connector)
+        victim, placement = _sink_worker(endpoints, p)
+        r.notes.append(placement)
         workers = len(_urls(endpoints))
         sent = faults.kill(stack, victim, signal.SIGKILL)
         stuck = _progress(endpoints, p)

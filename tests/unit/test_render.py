@@ -105,6 +105,13 @@ def _route(config: dict[str, str], topic: str) -> str:
     return topic
 
 
+def test_standby_tasks_add_to_tasks_max(pipeline: Pipeline, ctx: RenderContext) -> None:
+    sink = pipeline.spec.sink.model_copy(update={"tasks_max": 3, "standby_tasks": 1})
+    spec = pipeline.spec.model_copy(update={"sink": sink})
+    config = render_sink_config(pipeline.model_copy(update={"spec": spec}), ctx)
+    assert config["tasks.max"] == "4"
+
+
 def test_topics_and_target_tables(pipeline: Pipeline, ctx: RenderContext) -> None:
     config = render_sink_config(pipeline, ctx)
     assert config["topics"] == "demo.demo.users,demo.demo.orders"
