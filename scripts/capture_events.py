@@ -1,11 +1,17 @@
 """Capture real Debezium Cassandra change events as the transform's JUnit fixtures.
 
-Runs a scripted CQL workload against the local stack (`cdcctl stack up` first), reads what the
-real agent produced to Kafka after each step, and writes one JSON file per scenario to
-transforms/src/test/resources/events/ in the format the tests load:
-{"scenario", "cql", "topic", "partition", "offset", "key": {schema, payload}, "value": {...}}.
+Runs a scripted CQL workload against the local stack (`cdcctl stack up` first; the stack of
+$CDC_STACK_DIR, on its ports), reads what the real agent produced to Kafka after each step, and
+writes one JSON file per scenario to transforms/src/test/resources/events/ in the format the tests
+load: {"scenario", "cql", "agent", "topic", "partition", "offset", "key": {schema, payload},
+"value": {...}}.
 
-    python scripts/capture_events.py            # regenerate every fixture
+Both Cassandra versions the stack runs: a 5.0 stack's events are ``real_<scenario>.json``, a 4.1
+stack's (Debezium's cassandra-4 agent) ``real_c41_<scenario>.json``; a run replaces only the files
+of its own version. JUnit's CapturedEventsTest runs every ``real_*`` file.
+
+    python scripts/capture_events.py                           # the default stack (.stack/)
+    CDC_STACK_DIR=.stack-c41 python scripts/capture_events.py  # a stack run with Cassandra 4.1
 """
 
 from __future__ import annotations
@@ -21,12 +27,14 @@ from cassandra.cluster import Cluster
 from confluent_kafka import Consumer, TopicPartition
 
 from controlplane.core.render import parse_properties, without_properties
+from controlplane.core.stack_model import pom_properties
 from controlplane.services.stack import LocalStack, settings_for
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "transforms" / "src" / "test" / "resources" / "events"
 KS = "fixtures"
-PREFIX = "demo"  # the node's one agent uses the pipelines' prefix (decision 0013)
+# File name prefix of each Cassandra version's captures (all start with real_: CapturedEventsTest).
+FILE_PREFIX = {"5.0": "real_", "4.1": "real_c41_"}
 DEADLINE_S = 60
 NO_EVENT_S = 25
 
@@ -221,6 +229,30 @@ def read_from(
     return out
 
 
+def topic_prefix(stack: LocalStack) -> str:
+    """The agent's topic.prefix: the stack's default, or the pipelines' once `cdcctl apply` ran
+    (the node's one agent uses the pipelines' prefix, decision 0013)."""
+    return parse_properties(stack.agent_properties_path().read_text())["topic.prefix"]
+
+
+def agent_version(stack: LocalStack) -> str:
+    """``debezium-connector-cassandra-4 3.3.0.Final``: which agent wrote the events."""
+    f = stack.s.flavour
+    pins = pom_properties((ROOT / "compose" / "native" / "pom.xml").read_text())
+    return (
+        f"{f.agent_artifact} {pins.get(f.agent_pin, '?')} (Cassandra {pins.get(f.cassandra_pin)})"
+    )
+
+
+def is_own(path: Path, version: str) -> bool:
+    """Is `path` a capture of this Cassandra version (5.0's prefix is a prefix of 4.1's)?"""
+    name = path.name
+    others = [
+        p for v, p in FILE_PREFIX.items() if v != version and p.startswith(FILE_PREFIX[version])
+    ]
+    return name.startswith(FILE_PREFIX[version]) and not any(name.startswith(p) for p in others)
+
+
 def forget_snapshots(stack: LocalStack) -> None:
     """While the agent is stopped: drop this keyspace's tables from its snapshot offsets. It
     snapshots a table once per name, and the keyspace is recreated on every run."""
@@ -233,11 +265,17 @@ def forget_snapshots(stack: LocalStack) -> None:
 
 
 def main() -> int:
-    cluster = Cluster(["127.0.0.1"], protocol_version=5)
+    stack = LocalStack(settings_for())
+    version = stack.s.cassandra_version
+    ep = stack.endpoints()
+    prefix = topic_prefix(stack)
+    agent = agent_version(stack)
+    print(f"capturing from {agent}, topics {prefix}.{KS}.*, into {OUT}/{FILE_PREFIX[version]}*")
+    cluster = Cluster([ep.cassandra_host], port=ep.cassandra_port, protocol_version=5)
     session = cluster.connect()
     consumer = Consumer(
         {
-            "bootstrap.servers": "127.0.0.1:9092",
+            "bootstrap.servers": ep.kafka_bootstrap,
             "group.id": f"capture-{uuid.uuid4()}",
             "enable.auto.commit": False,
             "auto.offset.reset": "earliest",
@@ -245,10 +283,14 @@ def main() -> int:
         }
     )
     for stmt in SETUP:
-        session.execute(stmt)
+        session.execute(stmt, timeout=120)
     OUT.mkdir(parents=True, exist_ok=True)
     for old in OUT.glob("real_*.json"):
-        old.unlink()
+        if is_own(old, version):
+            old.unlink()
+
+    def write(events: list[dict[str, Any]], scenario: str, cql: str) -> None:
+        write_events(events, scenario, cql, FILE_PREFIX[version], agent)
 
     # A row that existed before the table had cdc on arrives through the agent's snapshot.
     session.execute(f"CREATE TABLE {KS}.presnap (id int PRIMARY KEY, v text) WITH cdc = false")
@@ -257,15 +299,14 @@ def main() -> int:
     # The agent reads table schemas at start; new tables are captured after a restart (this is
     # what `cdcctl apply` does on the local stack too).
     # The topic outlives the keyspace: read only what this run's snapshot adds.
-    snap_start = end_offsets(consumer, f"{PREFIX}.{KS}.presnap")
-    stack = LocalStack(settings_for())
+    snap_start = end_offsets(consumer, f"{prefix}.{KS}.presnap")
     stack.restart_agent(before_start=lambda: forget_snapshots(stack))
     # Generous: the snapshot takes its turn behind every other CDC table on the shared node.
-    snap = read_from(consumer, f"{PREFIX}.{KS}.presnap", snap_start, deadline_s=300)
+    snap = read_from(consumer, f"{prefix}.{KS}.presnap", snap_start, deadline_s=300)
     write(snap, "snapshot_row", "row present before cdc = true (agent snapshot)")
 
     for scenario, table, cql in STEPS:
-        topic = f"{PREFIX}.{KS}.{table}"
+        topic = f"{prefix}.{KS}.{table}"
         start = end_offsets(consumer, topic)
         session.execute(cql)
         try:
@@ -277,15 +318,18 @@ def main() -> int:
     consumer.close()
     # Dropped at the end: the agent snapshots every CDC table again when it restarts, and a
     # scratch keyspace has no business in anybody else's restart.
-    session.execute(f"DROP KEYSPACE IF EXISTS {KS}")
+    # A schema change waits for every node's agreement: more than the driver's 10 s when busy.
+    session.execute(f"DROP KEYSPACE IF EXISTS {KS}", timeout=120)
     cluster.shutdown()
     return 0
 
 
-def write(events: list[dict[str, Any]], scenario: str, cql: str) -> None:
+def write_events(
+    events: list[dict[str, Any]], scenario: str, cql: str, file_prefix: str, agent: str
+) -> None:
     for i, ev in enumerate(events):
-        name = f"real_{scenario}" + (f"_{i}" if len(events) > 1 else "")
-        doc = {"scenario": scenario, "cql": cql, **ev}
+        name = f"{file_prefix}{scenario}" + (f"_{i}" if len(events) > 1 else "")
+        doc = {"scenario": scenario, "cql": cql, "agent": agent, **ev}
         (OUT / f"{name}.json").write_text(json.dumps(doc, indent=2, sort_keys=False) + "\n")
         print(f"{name}: op={ev['value']['payload']['op'] if ev['value'] else None}")
 

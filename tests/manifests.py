@@ -1,4 +1,4 @@
-"""Pipeline manifests for tests against the local stack (default endpoints)."""
+"""Pipeline manifests for tests against the local stack (the session's: $CDC_STACK_DIR's ports)."""
 
 from __future__ import annotations
 
@@ -7,12 +7,12 @@ from collections.abc import Iterable
 
 def local_pipeline(name: str, keyspace: str, tables: Iterable[str]) -> str:
     """A manifest for the local stack. Every pipeline on the one Cassandra node shares the agent,
-        hence the topic prefix `demo` (decision 0013); the password comes from CDC_PG_PASSWORD. The
-    ports are those of the stack tests use ($CDC_STACK_DIR, e.g. on a port offset); no
+    hence the topic prefix `demo` (decision 0013); the password comes from CDC_PG_PASSWORD.
+    Endpoints are the session stack's (tests.stackfixture: its port offset); no
     `spec.connect.url`, so the target's Connect (http or https) is used."""
-    from controlplane.services.stack_settings import settings_for
+    from tests.stackfixture import session_ports
 
-    ports = settings_for().ports  # $CDC_STACK_DIR's stack (its stack.json), else the defaults
+    p = session_ports()
     return f"""\
 apiVersion: cdc.casscdcpg.io/v1
 kind: Pipeline
@@ -21,16 +21,16 @@ metadata:
 spec:
   source:
     cassandra:
-      contactPoints: ["127.0.0.1:{ports.cassandra}"]
+      contactPoints: ["127.0.0.1:{p.cassandra}"]
       keyspace: {keyspace}
       tables: [{", ".join(tables)}]
   kafka:
-    bootstrapServers: ["127.0.0.1:{ports.kafka}"]
+    bootstrapServers: ["127.0.0.1:{p.kafka}"]
     topicPrefix: demo
   sink:
     postgres:
       host: 127.0.0.1
-      port: {ports.postgres}
+      port: {p.postgres}
       database: cdc
       user: cdc
       passwordSecret:

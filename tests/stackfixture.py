@@ -1,17 +1,49 @@
-"""The real local stack for tests: brought up once per session, or reused when already running."""
+"""The real local stack for tests: brought up once per session, or reused when already running.
+
+The session's stack is the one of ``$CDC_STACK_DIR`` (default ``.stack/``) with the settings
+persisted there. ``CDC_CASSANDRA_VERSION`` (``5.0`` or ``4.1``) makes the Cassandra version a
+parameter of the session: the stack is brought up with it (and keeps it in its ``stack.json``), so
+the same test code runs against either version (``./dev test-c41``; decision 0107). A state dir
+holding data of the other version is refused with exit-2's message (use another state dir).
+"""
 
 from __future__ import annotations
 
 import functools
+import os
 from typing import Any
 
+from controlplane.core.stack_model import Ports, StackSettings
 from controlplane.services.stack import Endpoints, LocalStack, settings_for
+from controlplane.services.stack_settings import chosen_settings
+
+CASSANDRA_VERSION_ENV = "CDC_CASSANDRA_VERSION"
+
+
+def session_settings() -> StackSettings:
+    """The settings of the session's stack: $CDC_STACK_DIR's, with $CDC_CASSANDRA_VERSION."""
+    version = os.environ.get(CASSANDRA_VERSION_ENV)
+    if not version:
+        return settings_for()
+    return chosen_settings(None, cassandra_version=version)
+
+
+def session_ports() -> Ports:
+    """The ports of the session's stack (its --port-offset applied)."""
+    return session_settings().ports
+
+
+def session_cassandra_version() -> str:
+    """The Cassandra version the session's tests run against ("5.0" or "4.1")."""
+    return session_settings().cassandra_version
 
 
 @functools.cache
 def ensure_stack() -> Endpoints:
-    stack = LocalStack(settings_for())
-    stack.up()  # a no-op for services already running
+    stack = LocalStack(session_settings())
+    # a no-op for services already running; with CDC_CASSANDRA_VERSION the choice is persisted
+    # (refused while the stack runs with another version)
+    stack.up(persist=bool(os.environ.get(CASSANDRA_VERSION_ENV)))
     return stack.endpoints()
 
 

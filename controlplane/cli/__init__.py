@@ -8,7 +8,7 @@ import sys
 import typer
 
 from controlplane import __version__
-from controlplane.cli import agent, dlq, logs, schema, verify
+from controlplane.cli import agent, cdc_raw, crash, dlq, logs, schema, verify
 from controlplane.cli.apply import apply
 from controlplane.cli.base import Typer
 from controlplane.cli.control import register as register_control
@@ -28,6 +28,7 @@ app.add_typer(verify.app, name="verify")
 app.add_typer(schema.app, name="schema")
 app.add_typer(dlq.app, name="dlq")
 app.add_typer(agent.app, name="agent")
+app.add_typer(cdc_raw.app, name="cdc-raw")
 app.command()(apply)
 register_control(app)
 # The name the product was announced with: the same command as `dlq replay`, listed in the help.
@@ -72,7 +73,9 @@ def _root(
 
 
 def main() -> None:
-    """Run the app; turn every `CdcError` into one red line, a hint and its exit code."""
+    """Run the app; turn every `CdcError` into one red line, a hint and its exit code. Anything
+    else is a bug: one line, the path of a crash log holding the traceback, exit 70
+    (`cli.crash`); a traceback never reaches the terminal."""
     try:
         rc = app(standalone_mode=False)
         sys.exit(rc if isinstance(rc, int) else 0)
@@ -90,4 +93,6 @@ def main() -> None:
         if callable(show) and isinstance(code, int):
             show()
             sys.exit(code)
-        raise
+        error = crash.internal_error(exc, logs.current_run_id(), sys.argv)
+        print_error(error)
+        sys.exit(error.exit_code)

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import typer
+from rich.markup import escape
 
 from controlplane.cli.apply import FILES
 from controlplane.cli.base import Typer
@@ -72,7 +73,7 @@ def render(
     for files in dict.fromkeys(r.files for r in results):
         typer.echo(f"files in each directory: {', '.join(files)}")
     for note in dict.fromkeys(n for r in results for n in r.notes):
-        err_console.print(f"[yellow]note:[/] {note}", highlight=False)
+        err_console.print(f"[yellow]note:[/] {escape(note)}", highlight=False)
     groups: dict[tuple[str, ...], list[str]] = {}
     for r in results:
         groups.setdefault(r.rollout, []).append(r.node_id)

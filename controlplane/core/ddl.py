@@ -30,6 +30,7 @@ from collections.abc import Sequence
 
 from pydantic import BaseModel, ConfigDict
 
+from controlplane.core.lww_model import SNAPSHOT_RANK_SHIFT
 from controlplane.core.schema_model import Column, CqlCollection, SchemaError, TableModel
 from controlplane.core.types import JSON_PG_TYPE, TEXT_PG_TYPES, pg_type
 
@@ -424,6 +425,11 @@ class _Gen:
         )
         a("      HINT = 'write through the row contract (docs/decisions/0002-row-contract.md)';")
         a("  END IF;")
+        a("  -- a snapshot copy's time is when the agent's query ran, not the value's write time:")
+        a("  -- it ranks below every live event, so a write racing the read wins (decision 0106)")
+        a('  IF NEW."_cdc_snapshot" THEN')
+        a(f"    v_ts := v_ts - {SNAPSHOT_RANK_SHIFT};")
+        a("  END IF;")
         a("  v_set := coalesce(NEW.\"_cdc_set\"::jsonb, '[]'::jsonb);")
         a("  v_xin := coalesce(NEW.\"_cdc_expiry\"::jsonb, '{}'::jsonb);")
         for c in self.nonfrozen_collections():
@@ -621,7 +627,7 @@ class _Gen:
                 f"   WHERE NOT ({self.visible('r', 'v_now')})",
                 f"     AND greatest({newest}) < v_cut;",
                 "  GET DIAGNOSTICS v_rows = ROW_COUNT;",
-                f'  DELETE FROM {self.n.tombstones_table} WHERE "_cdc_writetime" < v_cut;',  # noqa: S608  # nosec B608
+                f'  DELETE FROM {self.n.tombstones_table} WHERE "_cdc_writetime" < v_cut;',  # noqa: S608  # nosec B608  # quoted identifiers (PgNames)
                 "  GET DIAGNOSTICS v_tombs = ROW_COUNT;",
                 "  RETURN v_rows + v_tombs;",
                 "END",
@@ -686,4 +692,4 @@ def _upsert(target: str, keys: Sequence[str], rest: Sequence[str]) -> str:
     pk = ", ".join(quote_ident(c) for c in keys)
     sets = ", ".join(f"{quote_ident(c)} = EXCLUDED.{quote_ident(c)}" for c in rest)
     # identifiers are quoted by quote_ident, values are placeholders
-    return f"INSERT INTO {target} ({cols}) VALUES ({ph}) ON CONFLICT ({pk}) DO UPDATE SET {sets}"  # noqa: S608  # nosec B608
+    return f"INSERT INTO {target} ({cols}) VALUES ({ph}) ON CONFLICT ({pk}) DO UPDATE SET {sets}"  # noqa: S608  # nosec B608  # quoted identifiers, values as %s

@@ -28,7 +28,10 @@ handler that prints message and hint and exits with ``exit_code`` — never a tr
     ├── NotVerifiedError             exit 8  verify could not read (or never finished) some token
     │                                        ranges: they are not verified, not different;
     │                                        `verify --resume RUN` does them again
-    └── FailedStateError             exit 9  get/describe: a connector or task is FAILED
+    ├── FailedStateError             exit 9  get/describe: a connector or task is FAILED
+    └── InternalError                exit 70 (EX_SOFTWARE) a bug: an exception no other class
+                                             describes; the CLI's handler turns it into one line
+                                             and the crash log's path (cli/crash.py)
 
 `temporary` marks errors a retry may cure (kopf's TemporaryError/PermanentError idea): callers
 that retry look at it instead of matching classes.
@@ -162,3 +165,9 @@ class FailedStateError(CdcError):
     first; the exit code makes it impossible to miss in scripts)."""
 
     exit_code = 9
+
+
+class InternalError(CdcError):
+    """Not the user's doing: an unexpected exception inside cdcctl (sysexits' EX_SOFTWARE)."""
+
+    exit_code = 70

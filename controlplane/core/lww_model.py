@@ -12,7 +12,10 @@ Rules (Cassandra's, docs/semantics.md):
 - the row marker is the newest INSERT newer than the tombstone; an INSERT whose every set cell has
   an expiry gives the marker the latest of them;
 - a row is visible iff its marker is live or any cell is non-null and not expired; an expired
-  cell reads as null.
+  cell reads as null;
+- a snapshot copy (``snapshot=True``) ranks below every live event (decision 0106): its time is
+  when the agent's query ran, not when the value was written, so it must never beat a live write
+  that raced the read. Among snapshot copies the later read wins.
 """
 
 from __future__ import annotations
@@ -23,6 +26,9 @@ from typing import Any, Literal
 
 Key = tuple[Any, ...]
 _INF = 2**63 - 1
+SNAPSHOT_RANK_SHIFT = 2**62
+"""Subtracted from a snapshot copy's time: it then ranks below every live write later than about
+144,000 BC (2**62 µs before the epoch) and cannot overflow a bigint."""
 
 
 @dataclass(frozen=True)
@@ -34,6 +40,12 @@ class RowEvent:
     ts: int
     values: Mapping[str, Any] = field(default_factory=dict)  # the set columns only
     expiry: Mapping[str, int] = field(default_factory=dict)
+    snapshot: bool = False
+
+    @property
+    def rank_ts(self) -> int:
+        """The time the gate compares: a snapshot copy's is shifted below every live event's."""
+        return self.ts - SNAPSHOT_RANK_SHIFT if self.snapshot else self.ts
 
 
 @dataclass(frozen=True)
@@ -112,21 +124,27 @@ def visible_rows(
     for key, evs in rows.items():
         part, ck = key[:partition_size], key[partition_size:]
         deleted = max(
-            [e.ts for e in evs if e.op == "d"]
+            [e.rank_ts for e in evs if e.op == "d"]
             + [t.ts for t in tombs if t.partition == part and covers(t, ck, clustering_desc)],
             default=None,
         )
         floor = -(2**63) if deleted is None else deleted
-        live = [e for e in evs if e.op != "d" and e.ts > floor]
+        live = [e for e in evs if e.op != "d" and e.rank_ts > floor]
         marker = max(
-            ((e.ts, _INF if (x := _row_expiry(e)) is None else x) for e in live if e.op == "i"),
+            (
+                (e.rank_ts, _INF if (x := _row_expiry(e)) is None else x)
+                for e in live
+                if e.op == "i"
+            ),
             default=None,
         )
         row: dict[str, Any] = {}
         any_cell = False
         for col in columns:
             cands = [
-                _cell_rank(e.ts, e.values[col], e.expiry.get(col)) for e in live if col in e.values
+                _cell_rank(e.rank_ts, e.values[col], e.expiry.get(col))
+                for e in live
+                if col in e.values
             ]
             value = None
             if cands:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import ipaddress
 import os
 import re
+import urllib.parse
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -40,6 +41,11 @@ _CQL_IDENT = re.compile(r"^[a-z][a-z0-9_]{0,47}$")
 _HOST_PORT = re.compile(r"^(?P<host>\[[0-9a-fA-F:.]+\]|[A-Za-z0-9._-]+):(?P<port>\d{1,5})$")
 # Kafka topic names: legal characters, at most 249.
 _TOPIC = re.compile(r"^[A-Za-z0-9._-]{1,249}$")
+# Kafka refuses these two names (Topic.validate) although their characters are legal.
+_RESERVED_TOPICS = (".", "..")
+MAX_TOPIC_LENGTH = 249
+TOMBSTONES_TOPIC_SUFFIX = ".tombstones"
+"""The agent's topic of a table's partition/range deletes: ``<table topic>.tombstones``."""
 _ENV_VAR = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _LABEL_KEY = re.compile(r"^([a-z0-9.-]{1,253}/)?[A-Za-z0-9]([A-Za-z0-9._-]{0,61}[A-Za-z0-9])?$")
 
@@ -458,6 +464,13 @@ class ConnectCluster(_Model):
     def _url(cls, value: str) -> str:
         if not re.match(r"^https?://[^\s/]+(/\S*)?$", value):
             raise ValueError(f"{value!r} is not an http(s) URL")
+        parts = urllib.parse.urlsplit(value)
+        try:
+            parts.port  # noqa: B018  # raises on a port that is not a number in 0..65535
+        except ValueError as exc:
+            raise ValueError(f"{value!r} is not an http(s) URL: {exc}") from None
+        if not parts.hostname:
+            raise ValueError(f"{value!r} is not an http(s) URL: it names no host")
         return value.rstrip("/")
 
 
@@ -467,13 +480,15 @@ PostgresTlsMode = Literal["require", "verify-ca", "verify-full"]
 class PostgresTls(_Model):
     """TLS of every connection to the sink database: the sink's (pgjdbc) and cdcctl's (psycopg).
 
-    There is no mode without TLS. Without `caFile` the default is `require` (encrypted, server not
-    authenticated); with it `verify-full` (CA and host name checked). Decision 0060."""
+    There is no mode without TLS. The default is `verify-full` (CA and host name checked): with
+    `caFile` against that CA, else against the target's CA (a context's `postgres.caFile`; the
+    local stack's CA), else against the system's trust store. `require` (encrypted, server not
+    authenticated) must be asked for. Decision 0060, revised by 0108."""
 
     mode: PostgresTlsMode | None = Field(
         default=None,
-        description="require | verify-ca | verify-full; default verify-full with caFile, "
-        "else require.",
+        description="require | verify-ca | verify-full; default verify-full (with caFile, the "
+        "target's CA or the system trust store).",
     )
     ca_file: str | None = Field(
         default=None,
@@ -484,8 +499,6 @@ class PostgresTls(_Model):
 
     @model_validator(mode="after")
     def _mode_and_ca(self) -> PostgresTls:
-        if self.mode in ("verify-ca", "verify-full") and self.ca_file is None:
-            raise ValueError(f"mode {self.mode} needs caFile (the CA to verify the server with)")
         if self.mode == "require" and self.ca_file is not None:
             raise ValueError(
                 "caFile is only used to verify the server: use mode verify-full (or verify-ca), "
@@ -506,9 +519,7 @@ class PostgresTls(_Model):
 
     @property
     def effective_mode(self) -> PostgresTlsMode:
-        if self.mode is not None:
-            return self.mode
-        return "verify-full" if self.ca_file is not None else "require"
+        return self.mode if self.mode is not None else "verify-full"
 
 
 # PostgreSQL database names cdcctl accepts: an identifier (letters, digits, `_`, `$`; not starting
@@ -630,6 +641,17 @@ class Sink(_Model):
     postgres: Postgres
     batch_size: int = Field(default=500, ge=1, le=100_000)
     tasks_max: int = Field(default=1, ge=1, le=64)
+    standby_tasks: int = Field(
+        default=0,
+        ge=0,
+        le=8,
+        description=(
+            "Sink tasks beyond tasksMax (Connect's tasks.max is their sum). With no more "
+            "partitions than tasksMax they idle, already started, and take a dead worker's "
+            "partitions after consumer.session.timeout.ms instead of waiting for Connect to "
+            "restart its task (decision 0101). 1 on a Connect cluster of several workers."
+        ),
+    )
     retry: SinkRetry = Field(default_factory=SinkRetry)
 
 
@@ -647,8 +669,11 @@ class Options(_Model):
     @field_validator("dlq_topic")
     @classmethod
     def _dlq(cls, value: str | None) -> str | None:
-        if value is not None and not _TOPIC.match(value):
-            raise ValueError(f"{value!r} is not a valid Kafka topic name")
+        if value is not None and (not _TOPIC.match(value) or value in _RESERVED_TOPICS):
+            raise ValueError(
+                f"{value!r} is not a valid Kafka topic name (letters, digits, '.', '_', '-', "
+                f"at most {MAX_TOPIC_LENGTH}, not '.' or '..')"
+            )
         return value
 
 
@@ -690,6 +715,18 @@ class Pipeline(_Model):
     kind: Literal["Pipeline"]
     metadata: Metadata
     spec: Spec
+
+    @model_validator(mode="after")
+    def _topic_names_fit(self) -> Pipeline:
+        # <prefix>.<keyspace>.<table>.tombstones: Kafka refuses names over 249 characters
+        longest = max((self.table_topic(t) + TOMBSTONES_TOPIC_SUFFIX for t in self.tables), key=len)
+        if len(longest) > MAX_TOPIC_LENGTH:
+            raise ValueError(
+                f"spec.kafka.topicPrefix makes topic names too long for Kafka: {longest[:60]!r}... "
+                f"has {len(longest)} characters (at most {MAX_TOPIC_LENGTH}); use a shorter "
+                "topicPrefix"
+            )
+        return self
 
     @model_validator(mode="after")
     def _dlq_not_consumed(self) -> Pipeline:

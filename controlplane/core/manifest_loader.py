@@ -6,10 +6,13 @@ port``) is walked down that tree. Only `load_manifests` touches the file system 
 
 Reported problems:
 - YAML syntax errors, duplicate keys (PyYAML would silently keep the last one);
-- hostile or meaningless YAML (decision 0090): any explicit tag (``!x``, ``!!int``,
-  ``!!python/...``), nesting deeper than `MAX_DEPTH`, an alias inside its own anchor, a key that is
-  not a scalar, a value PyYAML cannot construct (``2020-13-45``), a file with no pipeline at all
-  (empty, only comments, ``null``); each with ``file:line:column``, never a traceback;
+- hostile or meaningless YAML (decision 0090): a file over `MAX_BYTES`, any explicit tag (``!x``,
+  ``!!int``, ``!!python/...``), nesting deeper than `MAX_DEPTH`, an alias inside its own anchor,
+  aliases that would expand to more than `MAX_ALIAS_NODES` nodes, a key that is not a scalar, a
+  value PyYAML cannot construct (``2020-13-45``), a number YAML 1.1 reads otherwise than YAML
+  1.2 (``05432``, ``54:32``, ``0b1``, ``1_000``), a file with no pipeline at all (empty, only
+  comments, ``null``), unreadable stdin; each with ``file:line:column`` (the file alone for size
+  and reading), never a traceback;
 - schema errors from `manifest.Pipeline`, unknown keys with a "did you mean" suggestion;
 - across documents: the same pipeline name twice, and pipelines on the same Cassandra cluster
   that would need two different Debezium agents (see docs/decisions/0013).
@@ -18,6 +21,7 @@ Reported problems:
 from __future__ import annotations
 
 import difflib
+import re
 import sys
 import types
 import typing
@@ -45,7 +49,21 @@ Loc = tuple[str | int, ...]
 #: level (a few hundred levels exhaust Python's stack), so anything deeper is refused while
 #: composing, before it can crash.
 MAX_DEPTH = 64
+#: Largest manifest file (or stdin) read: a real one is a few KiB. Checked before parsing, so a
+#: huge file is refused without being read whole.
+MAX_BYTES = 1024 * 1024
+#: Most nodes that aliases may add to a file when expanded (each ``*a`` counts the size of what
+#: ``&a`` names, aliases in it included). Composing and every walk here share aliased nodes, but
+#: whatever gets the constructed data (pydantic, ``json.dumps``) sees each alias expanded: a
+#: "billion laughs" document is refused at the alias that passes the bound.
+MAX_ALIAS_NODES = 10_000
 _TAG_SHORTHAND = "tag:yaml.org,2002:"
+#: Plain numbers PyYAML (YAML 1.1) reads in a way YAML 1.2's core schema and JSON do not:
+#: ``05432`` is octal 2842, ``54:32`` base 60 (3272), ``0b101`` binary, ``1_000`` 1000. A port
+#: written ``05432`` must not quietly become 2842.
+_YAML11_NUMBER = re.compile(
+    r"[-+]?(?:0[0-7_]+|0b[01_]+|[0-9][0-9_]*(?::[0-5]?[0-9])+(?:\.[0-9_]*)?|.*_.*)$"
+)
 
 
 @dataclass(frozen=True)
@@ -101,6 +119,8 @@ class _ManifestLoader(yaml.SafeLoader):
         super().__init__(stream)
         self._depth = 0
         self._open: set[str] = set()
+        self._sizes: dict[int, int] = {}
+        self._aliased = 0
 
     def compose_node(self, parent: Node | None, index: Any) -> Node | None:
         event: Any = self.peek_event()  # type: ignore[no-untyped-call]
@@ -111,6 +131,14 @@ class _ManifestLoader(yaml.SafeLoader):
                     f"the alias *{event.anchor} is inside the node &{event.anchor} it refers to",
                     "a manifest cannot be recursive; write the value out",
                 )
+            if event.anchor in self.anchors:  # else PyYAML reports the undefined alias
+                self._aliased += self._size(self.anchors[event.anchor])
+                if self._aliased > MAX_ALIAS_NODES:
+                    raise _Refused(
+                        event.start_mark,
+                        f"aliases expand to more than {MAX_ALIAS_NODES} nodes (at *{event.anchor})",
+                        "a manifest needs few aliases; write the values out",
+                    )
             return super().compose_node(parent, index)
         tag = getattr(event, "tag", None)
         if tag is not None:
@@ -135,6 +163,20 @@ class _ManifestLoader(yaml.SafeLoader):
             self._depth -= 1
             if anchor is not None:
                 self._open.discard(anchor)
+
+    def _size(self, node: Node) -> int:
+        """Nodes in `node` with every alias expanded (memoised: shared nodes count once here,
+        and the depth is at most `MAX_DEPTH`)."""
+        known = self._sizes.get(id(node))
+        if known is not None:
+            return known
+        size = 1
+        if isinstance(node, MappingNode):
+            size += sum(self._size(k) + self._size(v) for k, v in node.value)
+        elif isinstance(node, SequenceNode):
+            size += sum(self._size(item) for item in node.value)
+        self._sizes[id(node)] = size
+        return size
 
 
 def _compose_all(text: str) -> list[Node]:
@@ -197,6 +239,27 @@ def _unconstructable(root: Node, source: str) -> list[ManifestProblem]:
                         "quote it to make it a string",
                     )
                 )
+        elif (
+            isinstance(node, ScalarNode)
+            and node.tag in (_TAG_SHORTHAND + "int", _TAG_SHORTHAND + "float")
+            and _YAML11_NUMBER.match(node.value)
+        ):
+            try:
+                number: Any = (
+                    constructor.construct_yaml_int(node)
+                    if node.tag.endswith(":int")
+                    else constructor.construct_yaml_float(node)
+                )
+            except (ValueError, OverflowError):
+                number = "something else"
+            problems.append(
+                ManifestProblem(
+                    _fmt(source, node),
+                    f"{node.value!r} is a YAML 1.1 number, read as {number!r}; YAML 1.2 and "
+                    "JSON read it differently",
+                    "write the number in decimal (or 0x.. hex), or quote it to make it a string",
+                )
+            )
     return problems
 
 
@@ -377,6 +440,8 @@ def check_text(
     """Validate every document in `text`; pure. Returns the valid pipelines and all problems."""
     loaded: list[LoadedManifest] = []
     problems: list[ManifestProblem] = []
+    if len(text) > MAX_BYTES or len(text.encode("utf-8", "surrogatepass")) > MAX_BYTES:
+        return [], [_too_large(source)]
     try:
         roots = _compose_all(text)
     except _Refused as exc:
@@ -441,6 +506,14 @@ def check_text(
     return loaded, problems
 
 
+def _too_large(source: str) -> ManifestProblem:
+    return ManifestProblem(
+        source,
+        f"manifest is larger than {MAX_BYTES // 1024} KiB",
+        "a pipeline manifest is a few KiB; split it into files or check that -f names a manifest",
+    )
+
+
 def _base_dir(source: str) -> Path:
     return Path.cwd() if source == STDIN else Path(source).parent
 
@@ -494,8 +567,17 @@ def _files(path: Path) -> list[Path]:
     return [path]
 
 
+def _read_stdin() -> str:
+    """Standard input, looked up when read (tests and callers swap it), at most one byte more
+    than `MAX_BYTES` characters (enough for `check_text` to refuse it)."""
+    stream = sys.stdin
+    if stream is None:  # started with stdin closed
+        raise OSError("standard input is closed")
+    return stream.read(MAX_BYTES + 1)
+
+
 def check_manifests(
-    paths: Iterable[str | Path], *, read_stdin: Callable[[], str] = sys.stdin.read
+    paths: Iterable[str | Path], *, read_stdin: Callable[[], str] | None = None
 ) -> tuple[list[LoadedManifest], list[ManifestProblem]]:
     """Read files, directories (``*.yaml``/``*.yml``, sorted) and ``-`` (stdin); check all."""
     loaded: list[LoadedManifest] = []
@@ -508,7 +590,12 @@ def check_manifests(
                 hint="name a manifest file, a directory of *.yaml manifests, or - for stdin",
             )
         if str(raw) == "-":
-            found, probs = check_text(read_stdin(), STDIN)
+            try:
+                text = read_stdin() if read_stdin is not None else _read_stdin()
+            except (OSError, UnicodeDecodeError, AttributeError) as exc:
+                problems.append(ManifestProblem(STDIN, f"cannot read manifest: {exc}"))
+                continue
+            found, probs = check_text(text, STDIN)
             loaded.extend(found)
             problems.extend(probs)
             continue
@@ -525,7 +612,12 @@ def check_manifests(
             )
         for file in files:
             try:
-                text = file.read_text(encoding="utf-8")
+                with file.open("rb") as stream:
+                    raw_bytes = stream.read(MAX_BYTES + 1)  # never more than the limit
+                if len(raw_bytes) > MAX_BYTES:
+                    problems.append(_too_large(str(file)))
+                    continue
+                text = raw_bytes.decode("utf-8")
             except (OSError, UnicodeDecodeError) as exc:
                 problems.append(ManifestProblem(str(file), f"cannot read manifest: {exc}"))
                 continue
@@ -537,7 +629,7 @@ def check_manifests(
 
 
 def load_manifests(
-    paths: Iterable[str | Path], *, read_stdin: Callable[[], str] = sys.stdin.read
+    paths: Iterable[str | Path], *, read_stdin: Callable[[], str] | None = None
 ) -> list[LoadedManifest]:
     """Like `check_manifests`, but raise `ManifestError` (the first problem) on any problem."""
     loaded, problems = check_manifests(paths, read_stdin=read_stdin)

@@ -29,7 +29,7 @@ from pathlib import Path
 import jinja2
 
 from controlplane.core.ddl import RAW_SCHEMA_SUFFIX
-from controlplane.core.manifest import Pipeline
+from controlplane.core.manifest import TOMBSTONES_TOPIC_SUFFIX, Pipeline
 from controlplane.core.properties import escape_value, load_properties
 from controlplane.core.target import AgentCassandraSecurity
 
@@ -63,7 +63,7 @@ MARKER_PREFIX = "cdcctl."
 NO_TOPIC_REGEX = "(?!)"
 
 # Row contract (decision 0002): the SMT sends partition/range tombstones to `<topic>` + this.
-TOMBSTONES_SUFFIX = ".tombstones"
+TOMBSTONES_SUFFIX = TOMBSTONES_TOPIC_SUFFIX
 # The JDBC sink's batch.size is capped by the consumer's max.poll.records (default 500).
 _DEFAULT_MAX_POLL_RECORDS = 500
 # ConfigTransformer splits ${provider:path:key} at ':' and ends at '}'.
@@ -86,6 +86,10 @@ class RenderContext:
     agent_security: AgentCassandraSecurity | None = None
     """TLS and login of the managed agent's driver (the local stack's, decision 0110)."""
     templates_dir: Path = field(default=CONNECTORS_DIR)
+    postgres_ca_file: str | None = None
+    """The CA the sink verifies PostgreSQL with when the manifest names none: the local stack's
+    (its workers run on this machine). None for a remote target: a path of cdcctl's machine
+    means nothing to its workers, which then use their JVM's trust store (decision 0108)."""
     secret_versions: Mapping[str, int] = field(default_factory=dict)
     """{pipeline: version} of Vault-held sink passwords, recorded in the sink config so a
     rotated password (a new version) makes apply restart the connector (decision 0070)."""
@@ -176,7 +180,11 @@ def sink_schema(pipeline: Pipeline) -> str:
     return pipeline.keyspace + RAW_SCHEMA_SUFFIX
 
 
-def jdbc_url(pipeline: Pipeline) -> str:
+PGJDBC_SYSTEM_TRUST_FACTORY = "org.postgresql.ssl.DefaultJavaSSLFactory"
+"""pgjdbc's socket factory that trusts the JVM's own CAs (pgjdbc's default wants a root.crt)."""
+
+
+def jdbc_url(pipeline: Pipeline, ca_file: str | None = None) -> str:
     pg = pipeline.spec.sink.postgres
     host = f"[{pg.host}]" if ":" in pg.host and not pg.host.startswith("[") else pg.host
     # stringtype=unspecified: text parameters are typed by the server, so strings from the
@@ -193,8 +201,13 @@ def jdbc_url(pipeline: Pipeline) -> str:
         f"&ApplicationName={quote(sink_application_name(pipeline), safe='')}"
         f"&sslmode={quote(pg.tls.effective_mode, safe='')}"
     )
-    if pg.tls.ca_file is not None:
-        url += f"&sslrootcert={quote(pg.tls.ca_file, safe='/')}"
+    verify = pg.tls.effective_mode != "require"  # an explicit `require` checks nothing
+    root = pg.tls.ca_file or ca_file
+    if verify and root is not None:
+        url += f"&sslrootcert={quote(root, safe='/')}"
+    elif verify:
+        # verify-* without a CA file: the worker JVM's trust store, host name still checked
+        url += f"&sslfactory={PGJDBC_SYSTEM_TRUST_FACTORY}"
     return url
 
 
@@ -296,11 +309,11 @@ def render_sink_config(
         connector_name=sink_connector_name(pipeline),
         connector_class=SINK_CONNECTOR_CLASS,
         pipeline_name=pipeline.name,
-        tasks_max=str(spec.sink.tasks_max),
+        tasks_max=str(spec.sink.tasks_max + spec.sink.standby_tasks),
         # An explicit list, not a regex: a regex subscription only notices topics created later
         # (the agent creates them on its first event) after metadata.max.age.ms, five minutes.
         topics=",".join(pipeline.table_topic(t) for t in pipeline.tables if t not in stopped),
-        jdbc_url=jdbc_url(pipeline),
+        jdbc_url=jdbc_url(pipeline, ctx.postgres_ca_file),
         username=spec.sink.postgres.user,
         password_placeholder=password_placeholder(pipeline),
         batch_size=str(batch_size),

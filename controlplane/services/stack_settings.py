@@ -15,9 +15,11 @@ from pathlib import Path
 from controlplane.core.errors import UsageError
 from controlplane.core.stack_model import (
     AGENT_LOG_LEVELS,
+    CASSANDRA_VERSIONS,
     MAX_CONNECT_WORKERS,
     MAX_NODES,
     MAX_PORT_OFFSET,
+    MIN_CDC_TOTAL_SPACE_MIB,
     StackChoices,
     StackLayout,
     StackSettings,
@@ -55,8 +57,8 @@ def persisted_choices(root: Path) -> StackChoices | None:
     except ValueError as exc:
         raise UsageError(
             str(exc),
-            hint=f"fix or delete {path} (it holds port_offset, secure, nodes, connect_workers "
-            "and agent_log_level)",
+            hint=f"fix or delete {path} (it holds port_offset, secure, nodes, connect_workers, "
+            "agent_log_level and cassandra_version)",
         ) from exc
 
 
@@ -81,6 +83,9 @@ def chosen_settings(
     nodes: int | None = None,
     connect_workers: int | None = None,
     agent_log_level: str | None = None,
+    cdc_total_space_mib: int | None = None,
+    cdc_block_writes: bool | None = None,
+    cassandra_version: str | None = None,
     insecure: bool | None = None,
 ) -> StackSettings:
     """The persisted settings with the choices given on this command line applied (None: keep)."""
@@ -106,6 +111,25 @@ def chosen_settings(
             f"--agent-log-level {agent_log_level} is not a log level",
             hint=f"give one of {', '.join(AGENT_LOG_LEVELS)}",
         )
+    space = old.cdc_total_space_mib if cdc_total_space_mib is None else cdc_total_space_mib
+    if space < MIN_CDC_TOTAL_SPACE_MIB:
+        raise UsageError(
+            f"--cdc-total-space-mib {space} is too small",
+            hint=f"give at least {MIN_CDC_TOTAL_SPACE_MIB} (commit log segments are 1 MiB)",
+        )
+    version = old.cassandra_version if cassandra_version is None else cassandra_version
+    if version not in CASSANDRA_VERSIONS:
+        raise UsageError(
+            f"--cassandra-version {cassandra_version} is not supported",
+            hint=f"give one of {', '.join(CASSANDRA_VERSIONS)} (5.0 is the default)",
+        )
+    if version != "5.0" and n > 1:
+        raise UsageError(
+            f"--nodes {n} with Cassandra {version} is not supported yet: the cluster profile has "
+            "only been run with 5.0",
+            hint=f"use --nodes 1 with --cassandra-version {version}, or --cassandra-version 5.0 "
+            "for a cluster (decision 0107)",
+        )
     return settings_from_choices(
         root,
         StackChoices(
@@ -114,6 +138,9 @@ def chosen_settings(
             n,
             m,
             level,
+            space,
+            old.cdc_block_writes if cdc_block_writes is None else cdc_block_writes,
+            version,
             old.insecure if insecure is None else insecure,
         ),
     )

@@ -136,8 +136,12 @@ def local_target(state_dir: Path | None) -> Target:
         connect=connect,
         kafka=kafka,
         cassandra=cassandra,
-        # TLS towards the local PostgreSQL as the manifest says (spec.sink.postgres.tls), as before
-        postgres=PostgresAccess(host="127.0.0.1", port=ports.postgres),
+        # The local PostgreSQL is verified with the stack's CA unless the manifest names one
+        postgres=PostgresAccess(
+            host="127.0.0.1",
+            port=ports.postgres,
+            ca_file=str(getattr(lay, "postgres_ca_file", ca_file)),
+        ),
         vault=VaultAccess(
             address=f"https://127.0.0.1:{vault_port}",
             ca_file=str(ca_file),
@@ -249,10 +253,8 @@ def pipeline_dsn(target: Target, pipeline: Pipeline, *, base_dir: Path | None = 
     else:
         user = pg.user
         password = vault.resolve(pg.password_secret, base_dir=base_dir, vault=target.vault)
-    ca_file = access.ca_file or pg.tls.ca_file
     mode = pg.tls.effective_mode
-    if access.ca_file and mode == "require":
-        mode = "verify-full"
+    ca_file = None if mode == "require" else (pg.tls.ca_file or access.ca_file)
     return postgres.dsn(
         access.host or pg.host,
         access.port or pg.port,
@@ -261,4 +263,5 @@ def pipeline_dsn(target: Target, pipeline: Pipeline, *, base_dir: Path | None = 
         password,
         sslmode=mode,
         sslrootcert=ca_file,
+        require_auth=postgres.PASSWORD_AUTH,
     )

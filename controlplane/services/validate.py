@@ -4,7 +4,6 @@ PostgreSQL reachable with the resolved secret, secret references resolvable."""
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
@@ -51,7 +50,7 @@ def validate(
     online: bool = False,
     target: Target | None = None,
     render_ctx: RenderContext | None = None,
-    read_stdin: Callable[[], str] = sys.stdin.read,
+    read_stdin: Callable[[], str] | None = None,
 ) -> tuple[list[LoadedManifest], list[Finding]]:
     loaded, problems = check_manifests(paths, read_stdin=read_stdin)
     findings = [Finding("manifest", p.message, p.location, p.hint) for p in problems]

@@ -38,9 +38,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, start_http_server
-
-from controlplane.adapters import cassandra, postgres
+from controlplane.adapters import cassandra, metrics_http, postgres, private_files
 from controlplane.adapters.redis_store import DEFAULT_RUN_RETENTION_S, CheckpointStore
 from controlplane.core.canonical import (
     Comparison,
@@ -99,29 +97,27 @@ Progress = Callable[[str, Mapping[str, Any]], None]
 
 # ----------------------------------------------------------------------------- metrics
 
-REGISTRY = CollectorRegistry()
-RUNS = Counter("cdc_verify_runs", "Verify runs finished, by result", ["result"], registry=REGISTRY)
-RANGES = Counter(
-    "cdc_verify_ranges", "Token ranges verified, by status", ["table", "status"], registry=REGISTRY
+METRICS = metrics_http.Counters()
+RUNS = METRICS.counter("cdc_verify_runs", "Verify runs finished, by result", ["result"])
+RANGES = METRICS.counter(
+    "cdc_verify_ranges", "Token ranges verified, by status", ["table", "status"]
 )
-ROWS = Counter("cdc_verify_rows", "Cassandra rows read by verify", ["table"], registry=REGISTRY)
-RETRIES = Counter(
+ROWS = METRICS.counter("cdc_verify_rows", "Cassandra rows read by verify", ["table"])
+RETRIES = METRICS.counter(
     "cdc_verify_read_retries",
     "Range reads done again after a temporary Cassandra failure, by error kind",
     ["table", "kind"],
-    registry=REGISTRY,
 )
-DIFFS = Counter(
+DIFFS = METRICS.counter(
     "cdc_verify_differences",
     "Differences found (missing, extra, mismatch) and corrected",
     ["table", "kind"],
-    registry=REGISTRY,
 )
 
 
 def serve_metrics(port: int, addr: str = "127.0.0.1") -> None:
     """Expose the verify metrics on ``http://addr:port/metrics`` for the life of the process."""
-    start_http_server(port, addr=addr, registry=REGISTRY)
+    METRICS.serve(addr, port)
 
 
 # ----------------------------------------------------------------------------- options
@@ -261,12 +257,12 @@ class Table:
             f"WHERE {tk} > %s AND {tk} <= %s ORDER BY {tk}"
         )
         where_pg = " AND ".join(f"{q(c)} = %s" for c in self.pk)
-        self.pg_by_pk = f"SELECT {cols} FROM {self.names.live_view} WHERE {where_pg}"  # noqa: S608  # nosec B608
+        self.pg_by_pk = f"SELECT {cols} FROM {self.names.live_view} WHERE {where_pg}"  # noqa: S608  # nosec B608  # quoted identifiers (PgNames, quote_ident), values as %s
         self.pg_raw_by_pk = (
-            f'SELECT {cols}, "_cdc_wt", "_cdc_live_ts", "_cdc_deleted_at" '  # noqa: S608  # nosec B608
+            f'SELECT {cols}, "_cdc_wt", "_cdc_live_ts", "_cdc_deleted_at" '  # noqa: S608  # nosec B608  # quoted identifiers (PgNames, quote_ident), values as %s
             f"FROM {self.names.raw_table} WHERE {where_pg}"
         )
-        self.pg_keys = f"SELECT {', '.join(q(c) for c in self.pk)} FROM {self.names.live_view}"  # noqa: S608  # nosec B608
+        self.pg_keys = f"SELECT {', '.join(q(c) for c in self.pk)} FROM {self.names.live_view}"  # noqa: S608  # nosec B608  # quoted identifiers (PgNames, quote_ident), values as %s
         self.upsert = sink_upsert_sql(model)
         pk_defs = ", ".join(f"{q(c.name)} {_pg_type(c.cql_type)}" for c in model.primary_key)
         self.pg_token_ddl = [
@@ -276,7 +272,7 @@ class Table:
         ]
         self.pg_token_copy = f"COPY {kt} ({', '.join(q(c) for c in self.pk)}, {tk}) FROM STDIN"
         self.pg_token_index = [
-            f"CREATE UNLOGGED TABLE {tt} AS SELECT k.{tk}, {vcols} "  # noqa: S608  # nosec B608
+            f"CREATE UNLOGGED TABLE {tt} AS SELECT k.{tk}, {vcols} "  # noqa: S608  # nosec B608  # quoted identifiers (PgNames, quote_ident), values as %s
             f"FROM {kt} AS k JOIN {self.names.live_view} AS v ON {join}",
             f"CREATE INDEX ON {tt} ({tk})",
             f"ANALYZE {tt}",
@@ -904,7 +900,7 @@ class Verifier:
         }
         line = json.dumps(rec, sort_keys=True, default=str) + "\n"
         assert self.diff_path is not None
-        with self.lock, self.diff_path.open("a", encoding="utf-8") as fh:
+        with self.lock, private_files.open_append(self.diff_path) as fh:
             fh.write(line)
 
     def _repair(self, t: Table, suspects: list[_Suspect]) -> None:

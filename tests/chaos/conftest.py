@@ -29,7 +29,10 @@ from tests.cluster.conftest import cluster_state_dir
 from tests.e2e.torture_ops import BODY
 from tests.stackfixture import apply_on, cql_cluster
 
-WRITE_PROFILE = "chaos-write"
+
+def write_profile(consistency: str) -> str:
+    """The execution profile of the workload's writes at ``consistency``."""
+    return f"chaos-write-{consistency.upper()}"
 
 
 @dataclass(frozen=True)
@@ -81,7 +84,8 @@ def endpoints(chaos_stack: LocalStack) -> Endpoints:
 
 @pytest.fixture(scope="session")
 def cql(endpoints: Endpoints) -> Iterator[Session]:
-    """Default profile: CL=ALL (what the comparison reads); ``WRITE_PROFILE``: the workload's CL."""
+    """Default profile: CL=ALL (what the comparison reads); ``write_profile(CL)``: the workload's
+    writes at CDC_CHAOS_CL and at the CL of every ``FAULT@CL``."""
     points = list(endpoints.cassandra_contact_points) or [
         f"{endpoints.cassandra_host}:{endpoints.cassandra_port}"
     ]
@@ -91,13 +95,15 @@ def cql(endpoints: Endpoints) -> Iterator[Session]:
             load_balancing_policy=RoundRobinPolicy(),
             consistency_level=ConsistencyLevel.ALL,
             request_timeout=30,
-        ),
-        WRITE_PROFILE: ExecutionProfile(
-            load_balancing_policy=RoundRobinPolicy(),
-            consistency_level=ConsistencyLevel.name_to_value[settings.CONSISTENCY],
-            request_timeout=10,
-        ),
+        )
     }
+    levels = {settings.CONSISTENCY} | {f.partition("@")[2].upper() for f in settings.FAULTS}
+    for level in levels - {""}:
+        profiles[write_profile(level)] = ExecutionProfile(
+            load_balancing_policy=RoundRobinPolicy(),
+            consistency_level=ConsistencyLevel.name_to_value[level],
+            request_timeout=10,
+        )
     cluster = cql_cluster(endpoints, hosts, execution_profiles=profiles)  # TLS + login (0110)
     session = cluster.connect()
     yield session
@@ -133,6 +139,7 @@ spec:
       user: cdc
       passwordSecret:
         env: CDC_PG_PASSWORD
+    standbyTasks: {1 if len(endpoints.connect_urls) > 1 else 0}
 """
 
 

@@ -27,8 +27,8 @@ def _fmt(values: list[float]) -> str:
 def table(rounds: Sequence[Any]) -> str:
     lines = [
         "| fault | round | down s | stack up s | sink back s | sink stalled s | converge s "
-        "| writes (failed) | events | dup | diffs | verify | task states | notes |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| writes (failed) | events | ev/write | dup | diffs | verify | task states | notes |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rounds:
         states = ", ".join(f"{k} {v}" for k, v in sorted(r.task_states.items()))
@@ -36,8 +36,8 @@ def table(rounds: Sequence[Any]) -> str:
         lines.append(
             f"| {r.fault} | {r.round} | {r.fault_s:.1f} | {r.restart_s:.1f} | {r.recover_s:.1f} "
             f"| {r.sink_stalled_s:.1f} | {r.converge_s:.1f} | {r.writes} ({r.failed_writes}) "
-            f"| {r.events} | {r.duplicates} | {r.differences} | {verify} | {states} "
-            f"| {'; '.join(r.notes)} |"
+            f"| {r.events} | {r.ratio:.2f} | {r.duplicates} | {r.differences} | {verify} "
+            f"| {states} | {'; '.join(r.notes)} |"
         )
     lines += [
         "",
@@ -56,6 +56,8 @@ def table(rounds: Sequence[Any]) -> str:
 def write_report(rounds: Sequence[Any], *, nodes: int, workers: int) -> None:
     """The section of this topology (RF, Cassandra nodes, Connect workers): reruns replace it."""
     name = f"chaos-rf{settings.RF}-n{nodes}-w{workers}"
+    if settings.CONSISTENCY != settings.DEFAULT_CONSISTENCY:  # e.g. CL=ONE at RF=3: its own
+        name += f"-{settings.CONSISTENCY.lower()}"
     body = (
         f"Measured by the chaos suite (tests/chaos) on {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, "
         f"{nodes} Cassandra node(s) and {workers} Connect worker(s) "

@@ -141,6 +141,21 @@ def committed(bootstrap: str, group: str, topic: str) -> int:
         c.close()
 
 
+def consuming_tasks(bootstrap: str, group: str, connector: str) -> set[int]:
+    """The sink's task ids that hold partitions now (Connect names each task's consumer
+    ``connector-consumer-<connector>-<task>``); a standby task holds none."""
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    described = admin.describe_consumer_groups([group], request_timeout=10)[group].result(
+        timeout=15
+    )
+    prefix = f"connector-consumer-{connector}-"
+    return {
+        int(m.client_id.removeprefix(prefix))
+        for m in described.members
+        if m.client_id.startswith(prefix) and m.assignment and m.assignment.topic_partitions
+    }
+
+
 # --- Connect ------------------------------------------------------------------------------------
 
 

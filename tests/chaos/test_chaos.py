@@ -5,6 +5,10 @@ while it runs, then: the sink consumes again (timed), PostgreSQL equals Cassandr
 CL=ALL (canonicalised, zero differences), and `cdcctl verify` agrees.
 
 Faults (CDC_CHAOS_FAULTS, each CDC_CHAOS_ROUNDS times):
+- ``none``: no fault, the load runs CDC_CHAOS_NONE_S (30 s): the workload alone at the chosen
+  consistency (CDC_CHAOS_CL=ONE or QUORUM); the topic must end with at least RF events per
+  acknowledged write (every replica's agent sends its own copy) besides the usual checks;
+  ``FAULT@CL`` runs a fault's rounds at another write consistency (``none@ONE`` beside QUORUM);
 - ``postgres``: PostgreSQL crashes (SIGQUIT, immediate shutdown) and stays down
   CDC_CHAOS_PG_OUTAGE_S (130 s); the sink must ride through by itself: no task FAILED, no
   reconcile (nothing here runs one), no restart of the task;
@@ -42,13 +46,14 @@ from controlplane.core.schema_model import TableModel
 from controlplane.services.stack import Endpoints, LocalStack
 from tests import faults
 from tests.chaos import settings
-from tests.chaos.conftest import WRITE_PROFILE, Pipeline
+from tests.chaos.conftest import Pipeline, write_profile
 from tests.chaos.report import write_report
 from tests.chaos.support import (
     Deadline,
     Load,
     TaskWatch,
     committed,
+    consuming_tasks,
     events,
     task_states,
     wait_until,
@@ -93,19 +98,38 @@ class Round:
     def duplicates(self) -> int:
         return self.events - self.writes
 
+    @property
+    def ratio(self) -> float:
+        """Events per acknowledged write (~RF when every replica's agent sent its copy)."""
+        return self.events / self.writes if self.writes else 0.0
+
 
 def _urls(endpoints: Endpoints) -> list[str]:
     return list(endpoints.connect_urls) or [endpoints.connect_url]
 
 
-def _worker_of_task(stack: LocalStack, endpoints: Endpoints, connector: str) -> str:
-    """The stack instance (``connect``, ``connect-2``...) running the sink's task 0."""
-    _, worker = task_states(_urls(endpoints), connector)[0]
-    port = worker.rsplit(":", 1)[-1]
+def _worker_instance(endpoints: Endpoints, worker_id: str) -> str:
+    """The stack instance (``connect``, ``connect-2``...) of a Connect worker id (host:port)."""
+    port = worker_id.rsplit(":", 1)[-1]
     for i, url in enumerate(_urls(endpoints), start=1):
         if url.rstrip("/").endswith(f":{port}"):
             return "connect" if i == 1 else f"connect-{i}"
-    raise AssertionError(f"task runs on {worker}, not a worker of this stack")
+    raise AssertionError(f"task runs on {worker_id}, not a worker of this stack")
+
+
+def _sink_worker(endpoints: Endpoints, p: Pipeline) -> tuple[str, str]:
+    """The worker whose task consumes the topic now (a standby task holds no partition), and a
+    note of where the other tasks run."""
+    tasks = task_states(_urls(endpoints), p.connector)
+    active = consuming_tasks(endpoints.kafka_bootstrap, p.group, p.connector) or {0}
+    victim = _worker_instance(endpoints, tasks[min(active)][1])
+    others = [
+        f"task {i} on {_worker_instance(endpoints, w)}"
+        for i, (_, w) in enumerate(tasks)
+        if i not in active
+    ]
+    note = f"consuming task {min(active)} on {victim}"
+    return victim, note + (f", standby {', '.join(others)}" if others else "")
 
 
 def _progress(endpoints: Endpoints, p: Pipeline) -> int:
@@ -132,7 +156,12 @@ def _await_progress(endpoints: Endpoints, p: Pipeline, after: int, what: str) ->
 
 
 def _inject(fault: str, stack: LocalStack, endpoints: Endpoints, p: Pipeline, r: Round) -> None:
-    if fault == "postgres":
+    if fault == "none":
+        before = _progress(endpoints, p)
+        time.sleep(settings.NONE_S)  # the load alone: its length is the point
+        _await_progress(endpoints, p, before, "the sink commits under the load")
+        r.notes.append(f"no fault; {settings.NONE_S:g} s of load")
+    elif fault == "postgres":
         before = _progress(endpoints, p)
         sent = faults.kill(stack, "postgres", signal.SIGQUIT)
         back, restart = faults.resume_after(stack, "postgres", sent, settings.PG_OUTAGE_S)
@@ -143,7 +172,8 @@ def _inject(fault: str, stack: LocalStack, endpoints: Endpoints, p: Pipeline, r:
         at = _await_progress(endpoints, p, stuck, "the sink writes again after PostgreSQL is back")
         r.recover_s, r.sink_stalled_s = at - back, at - sent
     elif fault == "connect":
-        victim = _worker_of_task(stack, endpoints, p.connector)
+        victim, placement = _sink_worker(endpoints, p)
+        r.notes.append(placement)
         workers = len(_urls(endpoints))
         sent = faults.kill(stack, victim, signal.SIGKILL)
         stuck = _progress(endpoints, p)
@@ -177,7 +207,7 @@ def _inject(fault: str, stack: LocalStack, endpoints: Endpoints, p: Pipeline, r:
         stuck = _progress(endpoints, p)
         at = _await_progress(endpoints, p, stuck, f"the sink consumes after {NODE_VICTIM} is UN")
         r.recover_s = at - up
-        r.notes.append(f"kill -9 {NODE_VICTIM}; writes at {settings.CONSISTENCY} continued")
+        r.notes.append(f"kill -9 {NODE_VICTIM}; writes at {r.consistency} continued")
     elif fault == "agent":
         before = _progress(endpoints, p)
         sent = faults.kill(stack, AGENT_VICTIM, signal.SIGKILL)
@@ -233,7 +263,7 @@ def _verify(stack: LocalStack, p: Pipeline, cwd: Path) -> dict[str, Any]:
 
 
 def _run_round(
-    fault: str,
+    spec: str,
     n: int,
     stack: LocalStack,
     endpoints: Endpoints,
@@ -242,7 +272,8 @@ def _run_round(
     model: TableModel,
     cwd: Path,
 ) -> tuple[Round, TaskWatch]:
-    r = Round(fault, n, settings.RF, settings.CONSISTENCY, settings.THREADS)
+    fault, _, level = spec.partition("@")  # FAULT or FAULT@CL
+    r = Round(spec, n, settings.RF, level.upper() or settings.CONSISTENCY, settings.THREADS)
     RESULTS.append(r)
     events_before = events(endpoints.kafka_bootstrap, p.topic)
     load = Load(
@@ -250,10 +281,10 @@ def _run_round(
         p.table,
         settings.THREADS,
         settings.RATE,
-        seed=settings.SEED + zlib.crc32(f"{fault}/{n}".encode()) % 10_000,
+        seed=settings.SEED + zlib.crc32(f"{spec}/{n}".encode()) % 10_000,
         partitions=settings.PARTITIONS,
         rows=settings.ROWS,
-        profile=WRITE_PROFILE,
+        profile=write_profile(r.consistency),
     ).start()
     with TaskWatch(_urls(endpoints), p.connector) as watch:
         try:
@@ -281,32 +312,46 @@ def _run_round(
                 every_s=1.0,
             )
             r.converge_s, r.differences = at - stopped, len(diffs)
+            if fault == "none":
+                # no fault: every replica applied every write, so each replica's agent sent its
+                # copy: RF events per acknowledged write (more where an agent sent one twice)
+                r.events, _ = wait_until(
+                    f"the topic holds {settings.RF} events per acknowledged write",
+                    lambda: events(endpoints.kafka_bootstrap, p.topic) - events_before,
+                    lambda e: e >= settings.RF * r.writes,
+                    settings.CONVERGE_DEADLINE_S,
+                )
         except Deadline as exc:
             left = differences(cql, endpoints.postgres_dsn, model)
             r.differences = len(left)
             r.notes.append(f"{str(exc)[:200]}; differences: {'; '.join(left[:5])}")
     r.task_states = dict(watch.seen)
     r.verify = _verify(stack, p, cwd)
-    print(f"\nchaos {fault} round {n}: {json.dumps(asdict(r) | {'duplicates': r.duplicates})}")
+    extra = {"duplicates": r.duplicates, "events_per_write": round(r.ratio, 3)}
+    print(f"\nchaos {spec} round {n}: {json.dumps(asdict(r) | extra)}")
     _save(stack)  # after every round: a run cut short keeps its figures
     return r, watch
 
 
-@pytest.mark.parametrize("fault", settings.FAULTS)
+@pytest.mark.parametrize("spec", settings.FAULTS)
 def test_fault_under_load(
-    fault: str,
+    spec: str,
     chaos_stack: LocalStack,
     endpoints: Endpoints,
     cql: Session,
     pipeline: Pipeline,
     tmp_path: Path,
 ) -> None:
+    fault = spec.partition("@")[0]
     if fault in CLUSTER_FAULTS and chaos_stack.s.nodes < 2:
         pytest.skip(f"the {fault} fault needs a cluster (cdcctl stack up --nodes 3)")
     model = table_model(cql, pipeline.keyspace, "t")
     for n in range(1, settings.ROUNDS + 1):
-        r, watch = _run_round(fault, n, chaos_stack, endpoints, cql, pipeline, model, tmp_path)
+        r, watch = _run_round(spec, n, chaos_stack, endpoints, cql, pipeline, model, tmp_path)
         assert not watch.failed, f"the sink task was FAILED during the {fault} fault: {watch.seen}"
+        if fault == "none":
+            assert r.writes > 0, r
+            assert r.events >= settings.RF * r.writes, r.notes
         assert r.differences == 0, r.notes
         assert r.verify.get("exit_code") == 0, r.verify
         assert r.verify.get("remaining_differences") == 0, r.verify
@@ -315,7 +360,10 @@ def test_fault_under_load(
 
 
 def _save(stack: LocalStack) -> None:
-    rows = [asdict(r) | {"duplicates": r.duplicates} for r in RESULTS]
+    rows = [
+        asdict(r) | {"duplicates": r.duplicates, "events_per_write": round(r.ratio, 3)}
+        for r in RESULTS
+    ]
     out = stack.lay.root / "chaos-results.json"
     out.write_text(json.dumps({"at": datetime.now(UTC).isoformat(), "rounds": rows}, indent=1))
     write_report(RESULTS, nodes=stack.s.nodes, workers=stack.s.connect_workers)

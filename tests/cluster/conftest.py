@@ -1,7 +1,7 @@
 """The local cluster profile: 3 Cassandra nodes (127.0.0.1-3), an agent per node, 2 Connect
 workers, in its own state dir (``<repo>/.stack-cluster`` or $CDC_CLUSTER_STACK_DIR) on port
-offset 2000, beside the default stack. Started once per session and stopped at its end
-(CDC_KEEP_STACK=1 keeps it running for the next session)."""
+offset 2000 ($CDC_CLUSTER_PORT_OFFSET), beside the default stack. Started once per session and
+stopped at its end (CDC_KEEP_STACK=1 keeps it running for the next session)."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ import pytest
 from controlplane.services.stack import LocalStack, StartResult, repo_root
 from controlplane.services.stack_settings import chosen_settings
 
-PORT_OFFSET = 2000
+PORT_OFFSET = int(os.environ.get("CDC_CLUSTER_PORT_OFFSET", "2000"))  # a multiple of 1000
 NODES = 3
 WORKERS = 2
 

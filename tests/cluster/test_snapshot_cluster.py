@@ -1,10 +1,13 @@
 """The initial snapshot on the cluster (decision 0104): rows written before the pipeline existed
-arrive exactly once in effect while writes go on during `apply` and the agents' snapshots.
+arrive exactly once in effect while writes — updates of those rows among them — go on during
+`apply` and the agents' snapshots.
 
 Every node's agent snapshots the new table (``snapshot.mode=initial`` on each, read at the
 manifest's ``snapshotConsistency``, QUORUM by default), so each pre-existing row arrives once per
-agent; the last-write-wins gate makes the copies no-ops. The test counts the snapshot events
-against the rows, and compares PostgreSQL with what Cassandra returns at CL=ALL."""
+agent; the last-write-wins gate makes the copies no-ops, and ranks them below live events, so an
+update that races a snapshot read is never overridden by the read's older value (decision 0106).
+The test counts the snapshot events against the rows, and compares PostgreSQL with what
+Cassandra returns at CL=ALL."""
 
 from __future__ import annotations
 
@@ -17,6 +20,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from cassandra import ConsistencyLevel
 from cassandra.cluster import Session
@@ -94,12 +98,14 @@ class SnapshotCount:
 
 
 class Writer(threading.Thread):
-    """Inserts new rows at QUORUM until stopped (server timestamps)."""
+    """Writes at QUORUM until stopped (server timestamps): 70 % updates of pre-existing rows —
+    the writes that race the agents' snapshot reads (decision 0106) — and 30 % new rows."""
 
     def __init__(self, cql: Session, keyspace: str) -> None:
         super().__init__(daemon=True)
         self.stop = threading.Event()
         self.writes = 0
+        self.updates = 0
         self.errors: list[str] = []
         self._cql = cql
         self._statement = SimpleStatement(
@@ -111,13 +117,15 @@ class Writer(threading.Thread):
         draw = random.Random(11)  # nosec B311  # test data
         next_new = ROWS_BEFORE
         while not self.stop.is_set():
-            # New rows only: an update of a pre-existing row while the agents snapshot it can
-            # be overridden for good by a snapshot copy of the older value (decision 0104,
-            # "Finding"); that race is documented, not asserted away here.
-            key, next_new = next_new, next_new + draw.randrange(1, 3)
+            update = draw.random() < 0.7
+            if update:
+                key = draw.randrange(ROWS_BEFORE)
+            else:
+                key, next_new = next_new, next_new + draw.randrange(1, 3)
             try:
                 self._cql.execute(self._statement, (key, f"during-{self.writes}"))
                 self.writes += 1
+                self.updates += update
             except Exception as exc:  # recorded and asserted below
                 self.errors.append(repr(exc))
             self.stop.wait(0.02)
@@ -128,6 +136,15 @@ def test_rows_before_the_pipeline_arrive_once_in_effect_with_concurrent_writes(
 ) -> None:
     stack = cluster.stack
     keyspace = "clustersnap"
+    # A kept stack (CDC_KEEP_STACK=1) still runs the last run's sink: delete it before its
+    # tables go, or its task fails on the missing table.
+    connect = cluster.stack.endpoints().connect_url
+    httpx.delete(f"{connect}/connectors/{keyspace}-jdbc-sink", timeout=30)
+    wait_for(
+        "the previous run's sink deleted",
+        lambda: httpx.get(f"{connect}/connectors/{keyspace}-jdbc-sink", timeout=30).status_code,
+        lambda code: code == 404,
+    )
     cql.execute(f"DROP KEYSPACE IF EXISTS {keyspace}")
     cql.execute(
         f"CREATE KEYSPACE {keyspace} WITH replication = "
@@ -190,6 +207,7 @@ def test_rows_before_the_pipeline_arrive_once_in_effect_with_concurrent_writes(
     figures = {
         "rows_before": ROWS_BEFORE,
         "writes_during": writer.writes,
+        "updates_of_rows_before": writer.updates,
         "snapshot_events": sum(count.per_key.values()),
         "snapshot_events_per_row": round(sum(count.per_key.values()) / len(count.per_key), 3),
         "min_copies": copies[0],

@@ -27,7 +27,7 @@ from controlplane.core.schema_model import (
 )
 from controlplane.services.stack import LocalStack
 from tests.manifests import local_pipeline
-from tests.stackfixture import apply_on
+from tests.stackfixture import apply_on, session_ports
 
 
 def deploy(
@@ -68,8 +68,9 @@ def deploy(
 
 def reset_kafka(pipeline: str, topics: list[str]) -> None:
     connector = f"{pipeline}-jdbc-sink"
-    httpx.delete(f"http://127.0.0.1:8083/connectors/{connector}", timeout=30)
-    admin = AdminClient({"bootstrap.servers": "127.0.0.1:9092"})
+    ports = session_ports()
+    httpx.delete(f"http://127.0.0.1:{ports.connect}/connectors/{connector}", timeout=30)
+    admin = AdminClient({"bootstrap.servers": f"127.0.0.1:{ports.kafka}"})
     existing = set(admin.list_topics(timeout=10).topics)
     doomed = [t for t in topics if t in existing]
     for fut in admin.delete_topics(doomed, operation_timeout=30).values() if doomed else []:

@@ -22,6 +22,7 @@ from controlplane.adapters import postgres
 from controlplane.services.stack import Endpoints, LocalStack
 from tests.e2e.conftest import wait_for
 from tests.e2e.semconf import deploy, differences, table_model
+from tests.stackfixture import session_ports
 
 pytestmark = pytest.mark.e2e
 
@@ -276,7 +277,7 @@ def test_replaying_the_whole_topic_changes_nothing(
 def _lag(group: str, topic: str) -> int:
     from confluent_kafka import Consumer, TopicPartition
 
-    c = Consumer({"bootstrap.servers": "127.0.0.1:9092", "group.id": group})
+    c = Consumer({"bootstrap.servers": f"127.0.0.1:{session_ports().kafka}", "group.id": group})
     try:
         tp = TopicPartition(topic, 0)
         committed = c.committed([tp], timeout=10)[0].offset

@@ -226,6 +226,17 @@ def test_a_failed_task_stands_out_in_describe_and_get(
     line = next(x for x in ANSI.sub("", res.stdout).splitlines() if CONNECTOR in x)
     assert "1 of 2 tasks FAILED" in line
 
+    # stack status: Connect's row counts the FAILED connectors, and a red line names the task
+    res = cdcctl("stack", "status", env={"FORCE_COLOR": "1", "COLUMNS": "300"})
+    assert res.returncode == 0, res.stderr
+    red = r"\x1b\[1;31mFAILED: " + re.escape(f"{CONNECTOR} task {task['id']}")
+    assert re.search(red, res.stderr), res.stderr
+    alarm = " ".join(ANSI.sub("", res.stderr).split())
+    assert " ".join(f"on worker {task['worker_id']}: {head[:60]}".split()) in alarm
+    res = cdcctl("stack", "status", "-o", "json")
+    connect_row = next(r for r in json.loads(res.stdout) if r["name"] == "connect")
+    assert re.fullmatch(r"\d+ connectors?, [1-9]\d* FAILED", connect_row["connectors"])
+
     # the failed task restarted (its cause is gone): healthy again, exit 0
     restarted = cdcctl("restart", NAME, "--failed")
     assert restarted.returncode == 0, restarted.stderr

@@ -89,8 +89,9 @@ class Gate:
         ts: int,
         values: Mapping[str, Any] | None = None,
         expiry: Mapping[str, int] | None = None,
+        snapshot: bool = False,
     ) -> None:
-        self.conn.execute(self.upsert, self.params(key, op, ts, values, expiry))
+        self.conn.execute(self.upsert, self.params(key, op, ts, values, expiry, snapshot))
 
     def tomb_params(self, t: TombstoneEvent) -> tuple[Any, ...]:
         def bound(b: Bound | None, start: bool) -> str | None:
@@ -206,6 +207,25 @@ def test_same_time_a_ttl_beats_a_greater_value_then_the_later_expiry_wins(gate: 
     gate.write(key, "u", 10, {"user": "z"}, expiry={"user": FUTURE})
     gate.write(key, "u", 10, {"user": "a"}, expiry={"user": FUTURE + 1_000_000})
     assert gate.view()[key]["user"] == "a"
+
+
+@pytest.mark.parametrize("snapshot_first", [True, False])
+def test_a_write_racing_the_snapshot_beats_its_later_stamped_copy(
+    gate: Gate, snapshot_first: bool
+) -> None:
+    # decision 0106: the agent read the old value, then a live update (time 20) landed; the
+    # snapshot copy carries its query's time (30). Whatever the arrival order, the update wins.
+    writes: list[Callable[[], None]] = [
+        lambda: gate.write(K, "i", 30, {"user": "old", "qty": 1, "select": "s"}, snapshot=True),
+        lambda: gate.write(K, "u", 20, {"user": "new"}),
+    ]
+    for write in writes if snapshot_first else reversed(writes):
+        write()
+    assert gate.view() == {K: {"user": "new", "qty": 1, "select": "s"}}
+    gate.write(K, "i", 40, {"user": "later", "qty": 2, "select": "t"}, snapshot=True)
+    assert gate.view() == {K: {"user": "new", "qty": 2, "select": "t"}}, "later read wins"
+    gate.write(K, "d", 25)  # a live delete after the snapshot's reads hides their copies
+    assert gate.view() == {}
 
 
 def test_row_delete_hides_the_row_but_keeps_it(gate: Gate) -> None:
@@ -434,7 +454,11 @@ def random_events(rnd: random.Random, n: int) -> list[Event]:
                 c: rnd.choice(users) if c != "qty" else rnd.choice([1, 2, 3, None]) for c in cols
             }
             expiry = {c: rnd.choice([PAST, FUTURE]) for c in cols if rnd.random() < 0.3}
-            events.append(RowEvent(key=key, op=op, ts=ts, values=values, expiry=expiry))
+            # an agent's snapshot copy: an INSERT of the whole row, stamped with its read time
+            snapshot = op == "i" and len(cols) == 3 and rnd.random() < 0.5
+            events.append(
+                RowEvent(key=key, op=op, ts=ts, values=values, expiry=expiry, snapshot=snapshot)
+            )
     return events
 
 
@@ -453,7 +477,7 @@ def test_gate_matches_the_reference_model(gate: Gate, seed: int) -> None:
                 if isinstance(e, TombstoneEvent):
                     gate.tombstone(e)
                 else:
-                    gate.write(e.key, e.op, e.ts, e.values, e.expiry)
+                    gate.write(e.key, e.op, e.ts, e.values, e.expiry, e.snapshot)
     expected = visible_rows(
         events, columns=gate.cols, partition_size=1, now_us=NOW, clustering_desc=(False,)
     )

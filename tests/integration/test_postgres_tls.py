@@ -102,9 +102,27 @@ def test_cdcctl_pipeline_connections_are_encrypted(
     stack: Endpoints, ca_file: Path, tmp_path: Path
 ) -> None:
     password = stack.postgres_dsn.split("password=")[1].split()[0]
-    for tls in ("", f"tls:\n  caFile: {ca_file}", f"tls:\n  mode: verify-ca\n  caFile: {ca_file}"):
+    for tls in (
+        "tls:\n  mode: require",
+        f"tls:\n  caFile: {ca_file}",
+        f"tls:\n  mode: verify-ca\n  caFile: {ca_file}",
+    ):
         pg = load_manifests([manifest(tmp_path, tls)])[0].pipeline.spec.sink.postgres
         assert own_ssl(postgres.pipeline_dsn(pg, password))[0], tls
+
+
+def test_without_a_ca_the_default_verifies_with_the_system_trust_store(
+    stack: Endpoints, tmp_path: Path
+) -> None:
+    # decision 0108: no tls section is verify-full; the stack's private CA is in no system
+    # store, so the server is refused — not silently trusted as under the old `require` default
+    password = stack.postgres_dsn.split("password=")[1].split()[0]
+    pg = load_manifests([manifest(tmp_path)])[0].pipeline.spec.sink.postgres
+    with pytest.raises(PostgresError) as info:
+        postgres.ping(postgres.pipeline_dsn(pg, password))
+    assert "certificate verify failed" in info.value.message
+    assert "sslrootcert=system" in info.value.message
+    assert password not in info.value.message
 
 
 def test_verify_full_with_another_ca_fails_clearly(
@@ -262,3 +280,51 @@ def test_up_warns_about_a_postgres_running_from_before_tls(second: LocalStack) -
         marker.write_bytes(kept)
     assert result.action == "already running"
     assert any(svc == "postgres" and "before TLS" in msg for svc, msg in said), said
+
+
+def _psql_over_socket(socket_dir: Path, port: int, user: str, *, as_uid: int | None) -> str:
+    argv = ["/usr/bin/psql", "-h", str(socket_dir), "-p", str(port), "-U", user, "-d", "postgres"]
+    argv += ["-w", "-A", "-t", "-c", "SELECT current_user"]
+    out = subprocess.run(  # nosec B603  # fixed argv
+        argv,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        user=as_uid,
+        cwd="/",
+        check=False,
+    )
+    return (out.stdout + out.stderr).strip()
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="switching OS users needs root (CI runs as root)")
+def test_the_unix_socket_admits_only_the_stack_admin_by_peer_credentials(
+    stack: Endpoints, local: LocalStack
+) -> None:
+    # Issue 12: the socket was `local all all trust` in a world-reachable directory.
+    socket_dir = local.lay.service_dir("postgres").resolve() / "run"
+    port = local.s.ports.postgres
+    assert stat.S_IMODE(socket_dir.stat().st_mode) == 0o700
+    # the user running the stack is the superuser by peer credentials (pg_ident.conf's map)
+    assert _psql_over_socket(socket_dir, port, "postgres", as_uid=None) == "postgres"
+    # any other role over the socket is refused: no password-less logins
+    assert "rejects connection" in _psql_over_socket(socket_dir, port, "cdc", as_uid=None)
+    # another OS user cannot even reach the socket
+    refused = _psql_over_socket(socket_dir, port, "postgres", as_uid=65534)
+    assert "Permission denied" in refused, refused
+
+
+def test_the_application_password_is_stored_as_a_scram_verifier(
+    stack: Endpoints, local: LocalStack
+) -> None:
+    # cdcctl sends the verifier, never the plain password, in ALTER/CREATE ROLE (issue 12)
+    socket_dir = local.lay.service_dir("postgres").resolve() / "run"
+    admin = postgres.dsn(str(socket_dir), local.s.ports.postgres, "postgres", "postgres")
+    rows = postgres.query(
+        admin, "SELECT rolpassword FROM pg_authid WHERE rolname = %s", [local.s.postgres_user]
+    )
+    assert rows
+    assert str(rows[0][0]).startswith("SCRAM-SHA-256$")
+    log = local.lay.log_file("postgres")
+    assert local.postgres_password() not in log.read_text(errors="replace")
+    assert stat.S_IMODE(log.stat().st_mode) == 0o600

@@ -276,7 +276,10 @@ def validated(st: LocalStack, **config: str) -> dict[str, Any]:
         "connection.url": "jdbc:postgresql://127.0.0.1:1/none",
         **config,
     }
-    with st.connect_http() as http:
+    verify = ssl.create_default_context(cafile=str(st.lay.ca_file))
+    with httpx.Client(
+        base_url=st.connect_url(1), verify=verify, auth=st.connect_auth(), timeout=10.0
+    ) as http:
         r = http.put("/connector-plugins/JdbcSinkConnector/config/validate", json=body)
     r.raise_for_status()
     return {c["value"]["name"]: c["value"]["value"] for c in r.json()["configs"]}

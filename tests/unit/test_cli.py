@@ -44,6 +44,7 @@ def test_status_of_a_stack_never_started_is_json(tmp_path: Path) -> None:
         "cassandra",
         "connect",
         "agent",
+        "cdc-exporter",
         "prometheus",
     ]
     assert {r["state"] for r in rows} == {"stopped"}

@@ -118,12 +118,16 @@ def load(text: str, source: str = "dir/p.yaml") -> Pipeline:
     return load_text(text, source)[0].pipeline
 
 
-def test_existing_manifests_get_tls_require_without_edits() -> None:
+def test_verify_full_is_the_default_and_require_must_be_asked_for() -> None:
+    # decision 0108: without caFile the server is still verified (target CA or system store)
     tls = load(manifest()).spec.sink.postgres.tls
-    assert tls.effective_mode == "require"
+    assert tls.effective_mode == "verify-full"
     assert tls.ca_file is None
     example = load_manifests([REPO / "examples" / "pipeline.yaml"])[0].pipeline
-    assert example.spec.sink.postgres.tls.effective_mode == "require"
+    assert example.spec.sink.postgres.tls.effective_mode == "verify-full"
+    assert load(manifest("tls:\n  mode: require")).spec.sink.postgres.tls.effective_mode == (
+        "require"
+    )
 
 
 def test_ca_file_defaults_to_verify_full_and_is_relative_to_the_manifest(tmp_path: Path) -> None:
@@ -141,8 +145,6 @@ def test_absolute_ca_file_is_kept_and_verify_ca_accepted() -> None:
 @pytest.mark.parametrize(
     ("tls", "location", "expected"),
     [
-        ("tls:\n  mode: verify-full", "25:9", "mode verify-full needs caFile"),
-        ("tls:\n  mode: verify-ca", "25:9", "mode verify-ca needs caFile"),
         ("tls:\n  mode: require\n  caFile: c.pem", "25:9", "caFile is only used to verify the"),
         (
             "tls:\n  mode: disable",
@@ -165,10 +167,17 @@ def test_tls_errors_have_file_line(tls: str, location: str, expected: str) -> No
 # --- rendering: JDBC URL and psycopg DSNs ----------------------------------------------------
 
 
-def test_jdbc_url_require_by_default() -> None:
-    url = jdbc_url(load(manifest()))
-    assert url.endswith("&ApplicationName=cdc-sink-tls-demo&sslmode=require")
-    assert "sslrootcert" not in url
+def test_jdbc_url_verifies_by_default() -> None:
+    p = load(manifest())
+    # no CA anywhere: pgjdbc verifies with the worker JVM's trust store
+    assert jdbc_url(p).endswith(
+        "&ApplicationName=cdc-sink-tls-demo&sslmode=verify-full"
+        "&sslfactory=org.postgresql.ssl.DefaultJavaSSLFactory"
+    )
+    # a local stack's CA (RenderContext.postgres_ca_file) when the manifest names none
+    assert jdbc_url(p, "/st/ca.crt").endswith("&sslmode=verify-full&sslrootcert=/st/ca.crt")
+    explicit = load(manifest("tls:\n  mode: require"))
+    assert jdbc_url(explicit, "/st/ca.crt").endswith("&sslmode=require")
 
 
 def test_jdbc_url_verify_full_with_absolute_quoted_ca(tmp_path: Path) -> None:
@@ -199,7 +208,9 @@ def test_pipeline_dsn_has_the_same_tls_settings() -> None:
         "port": "5432",
         "dbname": "cdc",
         "user": "cdc",
-        "sslmode": "require",
+        "sslmode": "verify-full",
+        "sslrootcert": "system",  # libpq's system trust store
+        "require_auth": "scram-sha-256",  # never md5 or a cleartext password
     }
 
 

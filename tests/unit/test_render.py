@@ -55,7 +55,8 @@ def test_sink_config(pipeline: Pipeline, ctx: RenderContext) -> None:
         "cdc.retry.backoff.max.ms": "15000",
         "connection.url": (
             "jdbc:postgresql://127.0.0.1:5432/cdc?stringtype=unspecified"
-            "&ApplicationName=cdc-sink-demo&sslmode=require"
+            "&ApplicationName=cdc-sink-demo&sslmode=verify-full"
+            "&sslfactory=org.postgresql.ssl.DefaultJavaSSLFactory"
         ),
         "connection.username": "cdc",
         "connection.password": "${vault:secret/cdc/postgres:password}",
@@ -102,6 +103,13 @@ def _route(config: dict[str, str], topic: str) -> str:
         if re.fullmatch(regex, topic):
             topic = re.sub(regex, replacement, topic, count=1)
     return topic
+
+
+def test_standby_tasks_add_to_tasks_max(pipeline: Pipeline, ctx: RenderContext) -> None:
+    sink = pipeline.spec.sink.model_copy(update={"tasks_max": 3, "standby_tasks": 1})
+    spec = pipeline.spec.model_copy(update={"sink": sink})
+    config = render_sink_config(pipeline.model_copy(update={"spec": spec}), ctx)
+    assert config["tasks.max"] == "4"
 
 
 def test_topics_and_target_tables(pipeline: Pipeline, ctx: RenderContext) -> None:

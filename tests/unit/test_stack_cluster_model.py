@@ -5,6 +5,7 @@ output, and the rendered configs of every node, agent and worker. No service is 
 from __future__ import annotations
 
 import json
+import os
 import re
 from pathlib import Path
 
@@ -12,6 +13,7 @@ import jinja2
 import pytest
 import yaml
 
+from controlplane.adapters import processes
 from controlplane.core.stack_model import (
     AGENT_LOG_LEVELS,
     SERVICE_ORDER,
@@ -79,6 +81,7 @@ def test_first_instances_keep_the_single_node_names() -> None:
         "agent",
         "agent-2",
         "agent-3",
+        "cdc-exporter",
         "prometheus",
     ]
     assert [instance_name("agent", i) for i in (1, 2)] == ["agent", "agent-2"]
@@ -199,14 +202,13 @@ def test_settings_for_and_chosen_settings_carry_the_topology(tmp_path: Path) -> 
 
 
 def test_a_running_stack_keeps_its_topology(tmp_path: Path) -> None:
-    import os
 
     from controlplane.core.errors import UsageError
     from controlplane.services.stack import LocalStack
 
     ss.save(stack_settings(tmp_path, 41000))
     (tmp_path / "run").mkdir()
-    (tmp_path / "run" / "redis.pid").write_text(f"{os.getpid()}\n")  # stands for a service
+    processes.write_pid_file(tmp_path / "run" / "redis.pid", os.getpid())  # stands for a service
     other = LocalStack(stack_settings(tmp_path, 41000, nodes=3, connect_workers=2))
     with pytest.raises(UsageError, match="1 node") as info:
         other.up(["redis"], persist=True)

@@ -86,7 +86,11 @@ def test_prometheus_command_binds_loopback_and_keeps_state_in_the_state_dir() ->
 def test_rendered_prometheus_config_scrapes_connect_and_itself() -> None:
     conf = yaml.safe_load(render("prometheus.yml.j2", settings(offset=1000)))
     jobs = {j["job_name"]: j["static_configs"][0]["targets"] for j in conf["scrape_configs"]}
-    assert jobs == {"kafka-connect": ["127.0.0.1:10404"], "prometheus": ["127.0.0.1:10090"]}
+    assert jobs == {
+        "kafka-connect": ["127.0.0.1:10404"],
+        "cassandra-cdc": ["127.0.0.1:10500"],
+        "prometheus": ["127.0.0.1:10090"],
+    }
     assert conf["rule_files"] == ["alerts.yml"]
 
 

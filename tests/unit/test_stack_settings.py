@@ -10,6 +10,7 @@ import sys
 import time
 from pathlib import Path
 
+import psutil
 import pytest
 
 from controlplane.adapters import processes
@@ -68,6 +69,9 @@ def test_save_writes_stack_json_once(tmp_path: Path) -> None:
         "nodes": 1,
         "connect_workers": 1,
         "agent_log_level": "INFO",
+        "cdc_total_space_mib": 1024,
+        "cdc_block_writes": False,
+        "cassandra_version": "5.0",
     }
     before = path.stat().st_mtime_ns
     time.sleep(0.01)
@@ -84,7 +88,7 @@ def test_up_refuses_other_settings_while_the_stack_runs(tmp_path: Path) -> None:
     ss.save(stack_settings(tmp_path, FAR))
     # This test process stands for a running service of that stack.
     (tmp_path / "run").mkdir()
-    (tmp_path / "run" / "redis.pid").write_text(f"{os.getpid()}\n")
+    processes.write_pid_file(tmp_path / "run" / "redis.pid", os.getpid())
     other = LocalStack(stack_settings(tmp_path, FAR + 1, secure=True))
     with pytest.raises(UsageError, match="runs with port offset 41000") as info:
         other.up(["redis"], persist=True)
@@ -169,3 +173,59 @@ def test_spawn_without_the_callers_environment(
         if not inherit:
             assert names <= {*processes.BASE_ENV_NAMES, "ONLY_THIS"}
             assert "PATH" in names
+
+
+def test_a_pid_file_names_only_the_process_it_was_written_for(tmp_path: Path) -> None:
+    # stack down must never signal a process a stale, recycled or planted pid file names
+    pid_file = tmp_path / "svc.pid"
+    processes.write_pid_file(pid_file, os.getpid())
+    assert processes.read_pid(pid_file) == os.getpid()
+    assert pid_file.stat().st_mode & 0o777 == 0o600
+    pid_file.write_text(f"{os.getpid()}\n")  # no start time: an older cdcctl's file ...
+    started = psutil.Process().create_time()
+    os.utime(pid_file, (started + 1, started + 1))  # ... written as this process started
+    assert processes.read_pid(pid_file) == os.getpid()
+    os.utime(pid_file, (started + 3600, started + 3600))  # planted long after it started
+    assert processes.read_pid(pid_file) is None
+    os.utime(pid_file, (started - 5, started - 5))  # written before it started: a reused pid
+    assert processes.read_pid(pid_file) is None
+    pid_file.write_text(f"{os.getpid()} 12.00\n")  # the pid was reused by another process
+    assert processes.read_pid(pid_file) is None
+    pid_file.unlink()
+    target = tmp_path / "elsewhere"
+    target.write_text("keep")
+    pid_file.symlink_to(target)  # never written through
+    processes.write_pid_file(pid_file, os.getpid())
+    assert target.read_text() == "keep"
+    assert processes.read_pid(pid_file) == os.getpid()
+
+
+def test_logs_and_diff_files_are_private_and_never_written_through_a_symlink(
+    tmp_path: Path,
+) -> None:
+    from controlplane.adapters import private_files
+
+    log = tmp_path / "svc.log"
+    log.write_text("old\n")
+    log.chmod(0o644)  # a log an older stack created world-readable
+    with private_files.open_append(log) as fh:
+        fh.write("new\n")
+    assert log.read_text() == "old\nnew\n"
+    assert log.stat().st_mode & 0o777 == 0o600
+    with private_files.open_append(tmp_path / "fresh.log", binary=True) as fb:
+        fb.write(b"x")
+    assert (tmp_path / "fresh.log").stat().st_mode & 0o777 == 0o600
+    target = tmp_path / "target"
+    target.write_text("keep")
+    (tmp_path / "link.log").symlink_to(target)
+    with pytest.raises(OSError, match="Too many levels of symbolic links"):
+        private_files.open_append(tmp_path / "link.log")
+    assert target.read_text() == "keep"
+
+
+def test_pg_ident_lets_only_the_named_os_users_be_the_superuser() -> None:
+    from controlplane.core.stack_model import PG_ADMIN_MAP, pg_ident_conf
+
+    text = pg_ident_conf(["root", "postgres", "root"])
+    lines = [ln.split() for ln in text.splitlines() if not ln.startswith("#")]
+    assert lines == [[PG_ADMIN_MAP, '"root"', "postgres"], [PG_ADMIN_MAP, '"postgres"', "postgres"]]

@@ -146,6 +146,8 @@ class CapturedEventsTest {
         boolean nullKey = key.schema().fields().stream().anyMatch(f -> key.get(f) == null);
         String kind = "r".equals(op) ? "tombstone:r" : ("d".equals(op) && nullKey ? "tombstone:p" : "row:" + op);
         String scenario = Fixtures.scenario(name);
+        // captured from a Cassandra 4.1 stack (debezium-connector-cassandra-4), not 5.0
+        boolean cassandra41 = name.startsWith("real_c41_");
         if (scenario != null && EXPECTED.containsKey(scenario)) {
             assertEquals(EXPECTED.get(scenario), kind, "scenario " + scenario);
         }
@@ -210,11 +212,31 @@ class CapturedEventsTest {
             if ("nested_insert".equals(scenario)) {
                 assertEquals("[\"0001-01-01T00:00:00Z\",\"1969-12-31T23:59:59.999Z\",\"1970-01-01T00:00:00Z\","
                         + "\"9999-12-31T23:59:59.999Z\"]", o.getString("lts"));
-                assertEquals("[\"-5877641-06-23\",\"0001-01-01\",\"1969-12-31\",\"+5881580-07-11\"]", o.getString("ld"));
                 assertEquals("[\"0x\",\"0x00ff\",\"0xcafe\"]", o.getString("lbl"));
                 assertEquals("{\"NaN\":1,\"-Infinity\":2,\"0.5\":3}".length(), o.getString("mdb").length());
-                assertEquals("[[\"1969-12-31T23:59:59.999Z\",[\"0.0\",\"-1.5\"]],[\"9999-12-31T23:59:59.999Z\",[]]]",
-                        o.getString("deep"));
+                if (cassandra41) {
+                    // The cassandra-4 agent (3.3.0.Final) writes Cassandra's raw day number (days +
+                    // 2^31, as int32) for every date, and decimal as float64 (docs/transform.md,
+                    // "The Cassandra 4.1 agent"): ['-5877641-06-23', '0001-01-01', '1969-12-31',
+                    // '+5881580-07-11'] arrive 2^31 days off; -1.5 and 0.0 as numbers.
+                    assertEquals("[\"1970-01-01\",\"+5879611-07-13\",\"+5881580-07-11\",\"1969-12-31\"]",
+                            o.getString("ld"));
+                    assertEquals("[[\"1969-12-31T23:59:59.999Z\",[0.0,-1.5]],[\"9999-12-31T23:59:59.999Z\",[]]]",
+                            o.getString("deep"));
+                }
+                else {
+                    assertEquals("[\"-5877641-06-23\",\"0001-01-01\",\"1969-12-31\",\"+5881580-07-11\"]",
+                            o.getString("ld"));
+                    assertEquals("[[\"1969-12-31T23:59:59.999Z\",[\"0.0\",\"-1.5\"]],[\"9999-12-31T23:59:59.999Z\",[]]]",
+                            o.getString("deep"));
+                }
+            }
+            if (cassandra41 && "types_insert".equals(scenario)) {
+                // 4.1 agent: decimal as float64 (precision lost), varint as int64 (wrapped to 64
+                // bits), date as the raw day number: what the transform is given, it passes on.
+                assertEquals(1.2345678901234568E29, o.getFloat64("dc"));
+                assertEquals(4362896299872285998L, o.getInt64("vi"), "-123456789012345678901234567890 mod 2^64");
+                assertEquals(-165 ^ Integer.MIN_VALUE, o.getInt32("d"), "'1969-07-20' is day -165");
             }
             if ("types_map_delete_key".equals(scenario)) {
                 assertEquals("{\"k1\":null}", o.getString("m"), "a removed map key looks like a key set to null");
