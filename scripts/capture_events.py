@@ -23,9 +23,9 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from cassandra.cluster import Cluster
 from confluent_kafka import Consumer, TopicPartition
 
+from controlplane.adapters import cassandra
 from controlplane.core.render import parse_properties, without_properties
 from controlplane.core.stack_model import pom_properties
 from controlplane.services.stack import LocalStack, settings_for
@@ -271,8 +271,10 @@ def main() -> int:
     prefix = topic_prefix(stack)
     agent = agent_version(stack)
     print(f"capturing from {agent}, topics {prefix}.{KS}.*, into {OUT}/{FILE_PREFIX[version]}*")
-    cluster = Cluster([ep.cassandra_host], port=ep.cassandra_port, protocol_version=5)
-    session = cluster.connect()
+    # TLS and cdcctl's role unless the stack runs --insecure (decision 0110)
+    cluster, session = cassandra.connect(
+        ep.cassandra_host, ep.cassandra_port, security=ep.cassandra_security
+    )
     consumer = Consumer(
         {
             "bootstrap.servers": ep.kafka_bootstrap,

@@ -293,7 +293,7 @@ class AgentCassandraSecurity:
     truststore: str
     username: str
     password_env: str = "CDC_CASSANDRA_PASSWORD"  # noqa: S105  # nosec B105  # a name
-    truststore_password_env: str = "CDC_CASSANDRA_TRUSTSTORE_PASSWORD"  # noqa: S105  # nosec B105
+    truststore_password_env: str = "CDC_CASSANDRA_TRUSTSTORE_PASSWORD"  # noqa: S105  # nosec B105  # a name
 
 
 @dataclass(frozen=True)

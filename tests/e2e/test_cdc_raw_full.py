@@ -34,7 +34,7 @@ from typing import Any
 import httpx
 import pytest
 from cassandra import ConsistencyLevel
-from cassandra.cluster import EXEC_PROFILE_DEFAULT, Cluster, ExecutionProfile, Session
+from cassandra.cluster import EXEC_PROFILE_DEFAULT, ExecutionProfile, Session
 from cassandra.policies import RoundRobinPolicy
 
 from controlplane.adapters import postgres
@@ -48,7 +48,7 @@ from tests import faults
 from tests.chaos.conftest import manifest_text, reset_kafka
 from tests.chaos.support import wait_until
 from tests.e2e.semconf import cass_rows, differences, table_model
-from tests.stackfixture import apply_on
+from tests.stackfixture import apply_on, cql_cluster
 
 pytestmark = pytest.mark.cdcfull
 
@@ -116,12 +116,8 @@ def cql(endpoints: Endpoints) -> Iterator[Session]:
         consistency_level=ConsistencyLevel.ONE,
         request_timeout=30,
     )
-    cluster = Cluster(
-        [endpoints.cassandra_host],
-        port=endpoints.cassandra_port,
-        protocol_version=5,
-        execution_profiles={EXEC_PROFILE_DEFAULT: profile},
-    )
+    # TLS and cdcctl's role unless the stack runs --insecure (decision 0110)
+    cluster = cql_cluster(endpoints, execution_profiles={EXEC_PROFILE_DEFAULT: profile})
     session = cluster.connect()
     yield session
     cluster.shutdown()

@@ -86,10 +86,13 @@ def wait_for(what: str, probe: Callable[[], Any], deadline: float = DEADLINE_S) 
 def prod(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     root = tmp_path_factory.mktemp("prod") / "stack"
     services = ["postgres", "redis", "vault", "kafka", "cassandra", "connect"]
+    # --insecure: the external agent's bundle has no Cassandra TLS/login blocks yet (decision
+    # 0110, Limits), so "production" keeps a plain-text Cassandra and Redis here.
     argv = ["stack", "up", "--state-dir", str(root), "--port-offset", str(OFFSET), "--secure"]
+    argv.append("--insecure")
     up = run(*argv, *services, cwd=REPO, env=dict(os.environ), timeout=900)
     assert up.returncode == 0, up.stdout + up.stderr
-    settings = stack_settings(root, OFFSET, secure=True)
+    settings = stack_settings(root, OFFSET, secure=True, insecure=True)
     lay, ports = settings.layout, settings.ports
     creds = load_properties(lay.connect_credentials_file.read_text(encoding="latin-1"))
     info: dict[str, Any] = {

@@ -34,7 +34,7 @@ from typing import Any
 
 import psutil
 from cassandra import ConsistencyLevel
-from cassandra.cluster import EXEC_PROFILE_DEFAULT, Cluster, ExecutionProfile, Session
+from cassandra.cluster import EXEC_PROFILE_DEFAULT, ExecutionProfile, Session
 from cassandra.policies import RoundRobinPolicy
 
 from controlplane.adapters import postgres, processes
@@ -44,7 +44,7 @@ from controlplane.services.stack import LocalStack, repo_root, settings_for
 from tests.chaos.conftest import manifest_text, reset_kafka
 from tests.chaos.support import committed, events
 from tests.performance.report import machine
-from tests.stackfixture import apply_on
+from tests.stackfixture import apply_on, cql_cluster
 
 KEYSPACE = "soak"
 PIPELINE = "soak"
@@ -301,12 +301,8 @@ def main(argv: list[str] | None = None) -> int:
         consistency_level=ConsistencyLevel.ONE,
         request_timeout=10,
     )
-    cluster = Cluster(
-        [ep.cassandra_host],
-        port=ep.cassandra_port,
-        protocol_version=5,
-        execution_profiles={EXEC_PROFILE_DEFAULT: profile},
-    )
+    # TLS and cdcctl's role unless the stack runs --insecure (decision 0110)
+    cluster = cql_cluster(ep, execution_profiles={EXEC_PROFILE_DEFAULT: profile})
     session = cluster.connect()
     try:
         topic, group = deploy(stack, session, out_dir)

@@ -143,24 +143,26 @@ def test_absolute_ca_file_is_kept_and_verify_ca_accepted() -> None:
 
 
 @pytest.mark.parametrize(
-    ("tls", "location", "expected"),
+    ("tls", "line", "column", "expected"),
     [
-        ("tls:\n  mode: require\n  caFile: c.pem", "25:9", "caFile is only used to verify the"),
+        ("tls:\n  mode: require\n  caFile: c.pem", 1, 9, "caFile is only used to verify the"),
         (
             "tls:\n  mode: disable",
-            "25:15",
+            1,
+            15,
             "should be 'require', 'verify-ca' or 'verify-full'",
         ),
-        ("tls:\n  mode: require\n  sslMode: x", "26:9", "unknown key 'sslMode'"),
+        ("tls:\n  mode: require\n  sslMode: x", 2, 9, "unknown key 'sslMode'"),
     ],
 )
-def test_tls_errors_have_file_line(tls: str, location: str, expected: str) -> None:
-    # the manifest's `tls:` is line 24; its keys start in column 9
+def test_tls_errors_have_file_line(tls: str, line: int, column: int, expected: str) -> None:
+    # `tls:` is the line after the base manifest; its keys are `line` lines below, from column 9
+    tls_line = len(manifest().splitlines()) + 1
     with pytest.raises(ManifestError) as info:
         load(manifest(tls), "dir/p.yaml")
     assert expected in info.value.message
     assert "spec.sink.postgres.tls" in info.value.message
-    assert info.value.location == f"dir/p.yaml:{location}"
+    assert info.value.location == f"dir/p.yaml:{tls_line + line}:{column}"
     assert info.value.exit_code == 3
 
 
