@@ -40,7 +40,10 @@ def main() -> int:
     ep = stack.endpoints()
     os.environ.setdefault("CDC_PG_PASSWORD", stack.postgres_password())
 
-    cluster, session = cassandra.connect(ep.cassandra_host, ep.cassandra_port)
+    # TLS and cdcctl's role unless the stack runs --insecure (decision 0110)
+    cluster, session = cassandra.connect(
+        ep.cassandra_host, ep.cassandra_port, security=ep.cassandra_security
+    )
     try:
         console.rule("1. Cassandra schema and rows that exist before the pipeline")
         for stmt in cql_statements(ROOT / "examples" / "demo.cql"):

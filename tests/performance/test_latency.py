@@ -73,7 +73,8 @@ def measure(st: LocalStack, tmp: Path, poll_ms: int) -> list[float]:
         )
     )
     os.environ["CDC_BENCH_PG_PASSWORD"] = st.postgres_password()
-    cluster, session = cassandra.connect("127.0.0.1", p.cassandra)
+    security = st.endpoints().cassandra_security  # TLS + cdcctl's role (decision 0110)
+    cluster, session = cassandra.connect("127.0.0.1", p.cassandra, security=security)
     try:
         session.execute(
             "CREATE KEYSPACE IF NOT EXISTS lat WITH replication = "
