@@ -19,7 +19,12 @@ from controlplane.core.errors import ArtifactError, JdkError, ServiceStartError
 from controlplane.core.stack_model import Ports, StackLayout, StackSettings
 from controlplane.services.stack import Endpoints, LocalStack
 from tests.cli import cdcctl
-from tests.stackfixture import cql_cluster, redis_client
+from tests.stackfixture import (
+    cql_cluster,
+    redis_client,
+    session_cassandra_version,
+    session_ports,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -112,22 +117,24 @@ def test_status_json_and_up_twice_is_a_noop(stack: Endpoints) -> None:
         "cassandra",
         "connect",
         "agent",
+        "cdc-exporter",
         "prometheus",
     }
     for row in rows.values():
         assert row["state"] == "running"
         assert row["pid"] > 0
         assert row["rss_mib"] > 1
-    assert rows["cassandra"]["version"].startswith("5.0")
-    assert rows["kafka"]["port"] == 9092
-    assert rows["prometheus"]["port"] == 9090
-    assert rows["vault"]["port"] == 8200
+    assert rows["cassandra"]["version"].startswith(session_cassandra_version())
+    ports = session_ports()  # the session stack's (e.g. on a port offset)
+    assert rows["kafka"]["port"] == ports.kafka
+    assert rows["prometheus"]["port"] == ports.prometheus
+    assert rows["vault"]["port"] == ports.vault
     assert rows["vault"]["version"][0].isdigit()
     assert rows["prometheus"]["version"][0].isdigit()
 
 
 def test_prometheus_answers_on_loopback(stack: Endpoints) -> None:
-    assert stack.prometheus_url == "http://127.0.0.1:9090"
+    assert stack.prometheus_url == f"http://127.0.0.1:{session_ports().prometheus}"
     assert httpx.get(f"{stack.prometheus_url}/-/ready", timeout=10).status_code == 200
     out = cdcctl("stack", "env")
     assert f"export CDC_PROMETHEUS_URL={stack.prometheus_url}" in out.stdout.splitlines()
@@ -140,10 +147,14 @@ def test_logs_shows_the_service_log(stack: Endpoints) -> None:
 
 
 def test_port_in_use_names_the_owner(stack: Endpoints, tmp_path: Path) -> None:
-    # The running stack's Redis holds 6379: a second stack must say so, without a traceback.
-    out = cdcctl("stack", "up", "redis", "--state-dir", str(tmp_path / "other"))
+    # The running stack's Redis holds its port: a second stack on the same ports must say so,
+    # without a traceback.
+    ports = session_ports()
+    offset = ports.redis - Ports().redis
+    other = ["--state-dir", str(tmp_path / "other"), "--port-offset", str(offset)]
+    out = cdcctl("stack", "up", "redis", *other)
     assert out.returncode == 4
-    assert "port 6379 is already in use by redis-server" in out.stderr
+    assert f"port {ports.redis} is already in use by redis-server" in out.stderr
     assert "Traceback" not in out.stderr
 
 
