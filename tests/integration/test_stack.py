@@ -114,6 +114,7 @@ def test_status_json_and_up_twice_is_a_noop(stack: Endpoints) -> None:
         "connect",
         "agent",
         "prometheus",
+        "cdc-exporter",
     }
     for row in rows.values():
         assert row["state"] == "running"
