@@ -7,7 +7,10 @@ Two rules, applied by the CLI's log processors (``cli.logs``) to every event:
 - any occurrence of a secret value cdcctl resolved during this run is replaced by ``MASK``
   wherever it appears — inside a DSN, an error message, a traceback, a nested structure — in its
   plain, JSON-escaped and ``repr`` spellings. ``adapters.vault.resolve`` registers every value it
-  returns (`redacted_in_logs`), so a secret logged by accident is still masked.
+  returns (`redacted_in_logs`), so a secret logged by accident is still masked;
+- the password of a URL (``redis://:pw@host``, ``postgresql://user:pw@host/db``) is masked in
+  any string: such URLs arrive from options and the environment (``--redis-url``,
+  ``$CDC_REDIS_URL``), not through ``vault.resolve``.
 
 The registry is process-wide and only grows during a run; `forget_secrets` is for tests.
 """
@@ -43,6 +46,9 @@ SECRET_WORDS = frozenset(
 )
 # Multi-word spellings, matched on the joined words: api_key, private_key, access_key, secret_id.
 SECRET_PHRASES = ("api_key", "private_key", "access_key", "secret_key", "client_secret")
+
+# scheme://user:password@ — the password part (no "@", "/" or whitespace in it).
+_URL_PASSWORD = re.compile(r"(?P<head>\b[a-zA-Z][a-zA-Z0-9+.-]*://[^:/@\s]*:)[^@/\s]+(?=@)")
 
 _WORD = re.compile(r"[A-Z]?[a-z0-9]+|[A-Z]+(?![a-z])")
 
@@ -97,10 +103,13 @@ def forget_secrets() -> None:
 
 
 def redact_text(text: str) -> str:
-    """`text` with every remembered secret (in any of its spellings) replaced by `MASK`."""
+    """`text` with every remembered secret (in any of its spellings) and every URL's password
+    replaced by `MASK`."""
     for spelling in _spellings:
         if spelling in text:
             text = text.replace(spelling, MASK)
+    if "://" in text:
+        text = _URL_PASSWORD.sub(rf"\g<head>{MASK}", text)
     return text
 
 
