@@ -54,8 +54,8 @@ def _root(
         envvar="CDCCTL_LOG_FORMAT",
         case_sensitive=False,
         help="Log lines on stderr as json (one object per line) or text. Default: text when "
-        "stderr is a terminal, json otherwise. Given, json makes every stderr line JSON: notes "
-        "and errors become log records too.",
+        "stderr is a terminal, json otherwise. Asked for, json makes every stderr line JSON: "
+        "notes and errors become log records too.",
     ),
     log_level: logs.LogLevel = typer.Option(
         logs.LogLevel.info,
