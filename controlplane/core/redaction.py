@@ -8,8 +8,8 @@ Two rules, applied by the CLI's log processors (``cli.logs``) to every event:
   wherever it appears — inside a DSN, an error message, a traceback, a nested structure — in its
   plain, JSON-escaped and ``repr`` spellings. ``adapters.vault.resolve`` registers every value it
   returns (`redacted_in_logs`), so a secret logged by accident is still masked;
-- the password of a URL (``redis://:pw@host``, ``postgresql://user:pw@host/db``) is masked in
-  any string: such URLs arrive from options and the environment (``--redis-url``,
+- the password of a URL (after ``scheme://user:``, up to ``@``: Redis and PostgreSQL URLs) is
+  masked in any string: such URLs arrive from options and the environment (``--redis-url``,
   ``$CDC_REDIS_URL``), not through ``vault.resolve``.
 
 The registry is process-wide and only grows during a run; `forget_secrets` is for tests.
@@ -47,7 +47,7 @@ SECRET_WORDS = frozenset(
 # Multi-word spellings, matched on the joined words: api_key, private_key, access_key, secret_id.
 SECRET_PHRASES = ("api_key", "private_key", "access_key", "secret_key", "client_secret")
 
-# scheme://user:password@ — the password part (no "@", "/" or whitespace in it).
+# A URL's password: after "scheme://user:", up to "@" (no "@", "/" or whitespace in it).
 _URL_PASSWORD = re.compile(r"(?P<head>\b[a-zA-Z][a-zA-Z0-9+.-]*://[^:/@\s]*:)[^@/\s]+(?=@)")
 
 _WORD = re.compile(r"[A-Z]?[a-z0-9]+|[A-Z]+(?![a-z])")
