@@ -332,7 +332,7 @@ def offsets_reset(
     from controlplane.services.pipelines import offsets_reset as run
 
     if not yes:
-        typer.confirm(f"reset the offsets of {name}?", abort=True)
+        typer.confirm(f"reset the offsets of {name}?", abort=True, err=True)  # stdout: -o json
     emit(run(_where(connect_url, context, state_dir), name), output)
 
 

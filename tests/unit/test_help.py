@@ -140,7 +140,11 @@ def test_every_option_and_argument_is_explained(path: tuple[str, ...]) -> None:
 def test_help_texts_have_no_hard_line_breaks(path: tuple[str, ...]) -> None:
     """The source of what is rendered: paragraphs are one line each (`base.flow`)."""
     cmd = dict(TREE)[path]
-    texts = [cmd.help or "", *(getattr(p, "help", None) or "" for p in cmd.params)]
+    texts = [
+        cmd.help or "",
+        cmd.epilog or "",
+        *(getattr(p, "help", None) or "" for p in cmd.params),
+    ]
     for text in texts:
         for paragraph in text.split("\n\n"):
             assert "\n" not in paragraph.strip(), f"cdcctl {' '.join(path)}: {paragraph!r}"
