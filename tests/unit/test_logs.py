@@ -196,7 +196,8 @@ def leaves() -> list[tuple[str, ...]]:
 
 def safe_argv(path: tuple[str, ...], tmp: Path) -> list[str]:
     """`path` with its required values and options that keep it away from any component: a
-    manifest that does not exist, a context that does not exist, an empty stack directory."""
+    manifest that does not exist, a context that does not exist, an empty stack directory; and
+    --yes, so nothing asks."""
     cmd = dict(_tree())[path]
     argv = [*path, *SAFE_OPTIONS.get(path, [])]
     opts = {o for p in cmd.params for o in getattr(p, "opts", [])}
@@ -209,6 +210,8 @@ def safe_argv(path: tuple[str, ...], tmp: Path) -> list[str]:
             argv += ["-f", str(tmp / "missing.yaml")]
         else:
             argv += [p.opts[0], str(tmp / p.name)]
+    if "--yes" in opts:  # a run that asked for JSON is not interactive (decision 0112)
+        argv.append("--yes")
     if "--context" in opts:
         argv += ["--context", "nope"]
     elif "--state-dir" in opts:
