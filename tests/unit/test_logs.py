@@ -316,6 +316,12 @@ def test_json_asked_turns_notes_and_errors_into_records(
     assert f"{missing}: manifest: no such file or directory" in err.splitlines()
     assert "0 pipeline(s), 1 problem(s) (offline checks)" in err.splitlines()
 
+    monkeypatch.setenv("CDCCTL_LOG_FORMAT", "json")  # asked for through the environment
+    code, _, err = run_main(monkeypatch, capsys, ["validate", "-f", missing])
+    assert code == 3
+    assert len(assert_only_json_lines(err, logs.current_run_id(), "validate")) == 2
+    monkeypatch.delenv("CDCCTL_LOG_FORMAT")
+
     argv = ["--log-format", "json", "get", "pipelines", "--context", "nope"]
     code, _, err = run_main(monkeypatch, capsys, argv)
     (error,) = [r for r in assert_only_json_lines(err, logs.current_run_id(), "get")]
