@@ -127,6 +127,22 @@ def test_a_resolved_secret_never_reaches_the_log(monkeypatch: pytest.MonkeyPatch
             assert events["command_finished"]["exit_code"] == 5
 
 
+def test_a_short_secret_is_masked_as_a_whole_token_only() -> None:
+    redaction.forget_secrets()
+    try:
+        redaction.remember_secret("t")  # a throwaway test secret
+        redaction.remember_secret("pw-9")
+        redaction.remember_secret("a-long-secret-value")
+        line = '{"command": "validate", "pw": "t", "dsn": "user=cdc password=pw-9 host=x"}'
+        assert redaction.redact_text(line) == (
+            '{"command": "validate", "pw": "***", "dsn": "user=cdc password=*** host=x"}'
+        )
+        # a long one is masked wherever it occurs, even inside a longer word
+        assert redaction.redact_text("xa-long-secret-valuex") == "x***x"
+    finally:
+        redaction.forget_secrets()
+
+
 def test_values_of_secret_looking_keys_are_masked() -> None:
     for key in ("password", "pg_password", "connect.password", "X-Vault-Token", "tokenSecret"):
         assert redaction.key_is_secret(key), key
