@@ -24,7 +24,7 @@ import redis
 from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
 
-from controlplane.core.errors import RedisError
+from controlplane.core.errors import RedisError, UsageError
 
 _EXTEND = """
 if redis.call('get', KEYS[1]) == ARGV[1] then
@@ -42,7 +42,7 @@ return 0
 
 def client(url: str, *, retries: int = 40) -> redis.Redis:
     """A client that rides out a Redis restart: ~40 retries with backoff capped at 1 s."""
-    return redis.Redis.from_url(
+    return _from_url(
         url,
         socket_timeout=5,
         socket_connect_timeout=3,
@@ -52,9 +52,21 @@ def client(url: str, *, retries: int = 40) -> redis.Redis:
     )
 
 
+def _from_url(url: str, **kwargs: Any) -> redis.Redis:
+    """`redis.Redis.from_url`; a URL it cannot read is a usage error (exit 2), not a crash."""
+    try:
+        return redis.Redis.from_url(url, **kwargs)
+    except ValueError as exc:
+        raise UsageError(
+            f"{url!r} is not a Redis URL: {exc}",
+            hint="give a redis://, rediss:// (TLS) or unix:// URL, e.g. redis://127.0.0.1:6379/0 "
+            "(--redis-url, $CDC_REDIS_URL or the context's redis.url)",
+        ) from exc
+
+
 def ping(url: str) -> str:
     try:
-        r = redis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=3)
+        r = _from_url(url, socket_timeout=5, socket_connect_timeout=3)
         r.ping()
         return str(r.info("server").get("redis_version", "?"))
     except redis.RedisError as exc:
@@ -194,9 +206,7 @@ class CheckpointStore:
 
 
 def _client(url: str) -> redis.Redis:
-    return redis.Redis.from_url(
-        url, socket_timeout=5, socket_connect_timeout=3, decode_responses=True
-    )
+    return _from_url(url, socket_timeout=5, socket_connect_timeout=3, decode_responses=True)
 
 
 class Lease:
