@@ -8,10 +8,12 @@ from collections.abc import Iterable
 def local_pipeline(name: str, keyspace: str, tables: Iterable[str]) -> str:
     """A manifest for the local stack. Every pipeline on the one Cassandra node shares the agent,
     hence the topic prefix `demo` (decision 0013); the password comes from CDC_PG_PASSWORD.
-    Endpoints are the session stack's (tests.stackfixture: its port offset)."""
-    from tests.stackfixture import session_ports
+    Endpoints are the session stack's (tests.stackfixture: its port offset), and so is the
+    Cassandra version (spec.source.cassandra.version: the sink corrects the 4.1 agent's dates)."""
+    from tests.stackfixture import session_cassandra_version, session_ports
 
     p = session_ports()
+    version = session_cassandra_version()
     return f"""\
 apiVersion: cdc.casscdcpg.io/v1
 kind: Pipeline
@@ -21,6 +23,7 @@ spec:
   source:
     cassandra:
       contactPoints: ["127.0.0.1:{p.cassandra}"]
+      version: "{version}"
       keyspace: {keyspace}
       tables: [{", ".join(tables)}]
   kafka:
