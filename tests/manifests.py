@@ -14,6 +14,8 @@ def local_pipeline(name: str, keyspace: str, tables: Iterable[str]) -> str:
 
     p = session_ports()
     version = session_cassandra_version()
+    # only on a 4.1 stack: a 5.0 manifest stays the default one, byte for byte
+    version_line = f'      version: "{version}"\n' if version != "5.0" else ""
     return f"""\
 apiVersion: cdc.casscdcpg.io/v1
 kind: Pipeline
@@ -23,8 +25,7 @@ spec:
   source:
     cassandra:
       contactPoints: ["127.0.0.1:{p.cassandra}"]
-      version: "{version}"
-      keyspace: {keyspace}
+{version_line}      keyspace: {keyspace}
       tables: [{", ".join(tables)}]
   kafka:
     bootstrapServers: ["127.0.0.1:{p.kafka}"]
