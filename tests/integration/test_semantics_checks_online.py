@@ -13,7 +13,7 @@ from controlplane.adapters import cassandra
 from controlplane.core.semantics_checks import major_minor
 from controlplane.services.validate import validate
 from tests.manifests import local_pipeline
-from tests.stackfixture import ensure_stack, session_cassandra_version
+from tests.stackfixture import ensure_stack, session_cassandra_version, session_ports
 
 pytestmark = pytest.mark.integration
 KS = "sem_opts"
@@ -22,7 +22,8 @@ KS = "sem_opts"
 @pytest.fixture(scope="module")
 def session() -> Iterator[Session]:
     ensure_stack()
-    cluster = Cluster(["127.0.0.1"], protocol_version=5)
+    # the session stack's port (its --port-offset), as the manifests of local_pipeline name it
+    cluster = Cluster(["127.0.0.1"], port=session_ports().cassandra, protocol_version=5)
     s = cluster.connect()
     s.execute(f"DROP KEYSPACE IF EXISTS {KS}")
     s.execute(
