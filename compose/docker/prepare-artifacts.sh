@@ -6,6 +6,8 @@
 #                    and the project's transform built from transforms/
 # and creates the agent's state directories on the Cassandra data volume. Idempotent: a stamp of
 # the inputs' content skips the work when nothing changed.
+#   prepare-artifacts.sh agent41   (the `artifacts41` service, profile cassandra41): only the
+#                    Cassandra 4.1 agent (compose/native/agent41) into /out/agent-lib
 set -eu
 
 DEP_PLUGIN=org.apache.maven.plugins:maven-dependency-plugin:3.6.1
@@ -14,6 +16,25 @@ work=/tmp/cass-cdc-pg
 stamp_file=/out/plugins/.inputs.sha256
 
 mkdir -p /var/lib/cassandra/cdc-agent/relocation /var/lib/cassandra/cdc-agent/offsets
+
+if [ "${1:-}" = "agent41" ]; then
+  stamp41=$(find "$src/compose/native/pom.xml" "$src/compose/native/agent41" -type f -name '*.xml' \
+            | LC_ALL=C sort | xargs cat | sha256sum | cut -c1-64)
+  if [ -f /out/agent-lib/.inputs.sha256 ] && [ "$(cat /out/agent-lib/.inputs.sha256)" = "$stamp41" ]; then
+    echo "agent41 artifacts up to date ($stamp41)"
+    exit 0
+  fi
+  rm -rf "$work"
+  mkdir -p "$work"
+  cp -R "$src/compose/native" "$work/native"
+  echo "resolving the Debezium Cassandra 4.1 agent (compose/native/agent41/pom.xml)"
+  rm -rf /out/agent-lib/*
+  mvn -B -q -f "$work/native/agent41/pom.xml" "$DEP_PLUGIN:copy-dependencies" \
+    -DoutputDirectory=/out/agent-lib
+  echo "$stamp41" > /out/agent-lib/.inputs.sha256
+  echo "agent41 artifacts ready"
+  exit 0
+fi
 
 stamp=$(find "$src/compose/native" "$src/transforms/pom.xml" "$src/transforms/src/main" \
           -type f \( -name '*.xml' -o -name '*.java' -o -name '*.properties' \) 2>/dev/null \

@@ -126,6 +126,17 @@ def ping(
         cluster.shutdown()
 
 
+def release_version(session: Session) -> str | None:
+    """The release_version of the node answering (system.local), e.g. ``"4.1.7"``; None when
+    the row has none."""
+    try:
+        row = session.execute("SELECT release_version FROM system.local").one()
+    except Exception as exc:  # the driver has no single base class for request errors
+        raise CassandraError(f"cannot read release_version from system.local: {exc}") from exc
+    value = getattr(row, "release_version", None) if row is not None else None
+    return str(value) if value else None
+
+
 def table_schemas(
     session: Session, keyspace: str, tables: list[str]
 ) -> dict[str, tuple[bool, list[dict[str, Any]]]]:

@@ -24,7 +24,7 @@ import redis
 from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
 
-from controlplane.core.errors import RedisError
+from controlplane.core.errors import RedisError, UsageError
 from controlplane.core.target import RedisEndpoint
 
 RedisLike = str | RedisEndpoint
@@ -64,10 +64,8 @@ return 0
 
 def client(url: RedisLike, *, retries: int = 40) -> redis.Redis:
     """A client that rides out a Redis restart: ~40 retries with backoff capped at 1 s."""
-    endpoint = as_endpoint(url)
-    return redis.Redis.from_url(
-        endpoint.url,
-        **_tls_options(endpoint),
+    return _from_url(
+        url,
         socket_timeout=5,
         socket_connect_timeout=3,
         retry=Retry(ExponentialBackoff(cap=1.0, base=0.05), retries),
@@ -76,12 +74,24 @@ def client(url: RedisLike, *, retries: int = 40) -> redis.Redis:
     )
 
 
+def _from_url(where: RedisLike, **kwargs: Any) -> redis.Redis:
+    """`redis.Redis.from_url` with the endpoint's login and TLS; a URL it cannot read is a usage
+    error (exit 2), not a crash."""
+    endpoint = as_endpoint(where)
+    try:
+        return redis.Redis.from_url(endpoint.url, **_tls_options(endpoint), **kwargs)
+    except ValueError as exc:
+        raise UsageError(
+            f"{endpoint.url!r} is not a Redis URL: {exc}",
+            hint="give a redis://, rediss:// (TLS) or unix:// URL, e.g. redis://127.0.0.1:6379/0 "
+            "(--redis-url, $CDC_REDIS_URL or the context's redis.url)",
+        ) from exc
+
+
 def ping(url: RedisLike) -> str:
     endpoint = as_endpoint(url)
     try:
-        r = redis.Redis.from_url(
-            endpoint.url, socket_timeout=5, socket_connect_timeout=3, **_tls_options(endpoint)
-        )
+        r = _from_url(endpoint, socket_timeout=5, socket_connect_timeout=3)
         r.ping()
         return str(r.info("server").get("redis_version", "?"))
     except redis.AuthenticationError as exc:
@@ -230,14 +240,7 @@ class CheckpointStore:
 
 
 def _client(url: RedisLike) -> redis.Redis:
-    endpoint = as_endpoint(url)
-    return redis.Redis.from_url(
-        endpoint.url,
-        socket_timeout=5,
-        socket_connect_timeout=3,
-        decode_responses=True,
-        **_tls_options(endpoint),
-    )
+    return _from_url(url, socket_timeout=5, socket_connect_timeout=3, decode_responses=True)
 
 
 class Lease:

@@ -12,7 +12,7 @@ from controlplane.cli import agent, cdc_raw, crash, dlq, logs, schema, verify
 from controlplane.cli.apply import apply
 from controlplane.cli.base import Typer
 from controlplane.cli.control import register as register_control
-from controlplane.cli.output import print_error
+from controlplane.cli.output import print_error, print_usage_error
 from controlplane.cli.stack import app as stack_app
 from controlplane.core.errors import CdcError
 
@@ -54,7 +54,8 @@ def _root(
         envvar="CDCCTL_LOG_FORMAT",
         case_sensitive=False,
         help="Log lines on stderr as json (one object per line) or text. Default: text when "
-        "stderr is a terminal, json otherwise.",
+        "stderr is a terminal, json otherwise. Asked for, json makes every stderr line JSON: "
+        "notes and errors become log records too.",
     ),
     log_level: logs.LogLevel = typer.Option(
         logs.LogLevel.info,
@@ -67,9 +68,11 @@ def _root(
     ),
 ) -> None:
     """Control plane of the cass-cdc-pg Cassandra -> PostgreSQL CDC pipeline."""
+    asked = log_format is not None
     if log_format is None:
         log_format = logs.LogFormat.text if sys.stderr.isatty() else logs.LogFormat.json
-    logs.configure(log_format, log_level, os.environ.get(logs.RUN_ID_ENV) or logs.new_run_id())
+    run = os.environ.get(logs.RUN_ID_ENV) or logs.new_run_id()
+    logs.configure(log_format, log_level, run, asked=asked)
 
 
 def main() -> None:
@@ -91,7 +94,7 @@ def main() -> None:
         # click exceptions; typer >= 0.20 vendors click, so match them by shape, not by class.
         show, code = getattr(exc, "show", None), getattr(exc, "exit_code", None)
         if callable(show) and isinstance(code, int):
-            show()
+            print_usage_error(exc)
             sys.exit(code)
         error = crash.internal_error(exc, logs.current_run_id(), sys.argv)
         print_error(error)

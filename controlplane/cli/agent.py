@@ -11,11 +11,12 @@ from pathlib import Path
 from typing import Any
 
 import typer
-from rich.markup import escape
+from rich.text import Text
 
 from controlplane.cli.apply import FILES
 from controlplane.cli.base import Typer
-from controlplane.cli.output import OUTPUT_OPTION, OutputFormat, emit, err_console
+from controlplane.cli.output import OUTPUT_OPTION, OutputFormat, emit
+from controlplane.cli.output import note as output_note
 from controlplane.cli.targeting import CONTEXT, STATE_DIR, resolve
 
 app = Typer(
@@ -73,7 +74,7 @@ def render(
     for files in dict.fromkeys(r.files for r in results):
         typer.echo(f"files in each directory: {', '.join(files)}")
     for note in dict.fromkeys(n for r in results for n in r.notes):
-        err_console.print(f"[yellow]note:[/] {escape(note)}", highlight=False)
+        output_note("agent_note", Text.assemble(("note:", "yellow"), f" {note}"))
     groups: dict[tuple[str, ...], list[str]] = {}
     for r in results:
         groups.setdefault(r.rollout, []).append(r.node_id)

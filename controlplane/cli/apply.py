@@ -6,13 +6,10 @@ from dataclasses import asdict
 from pathlib import Path
 
 import typer
-from rich.console import Console
-from rich.markup import escape
+from rich.text import Text
 
-from controlplane.cli.output import OUTPUT_OPTION, OutputFormat, emit
+from controlplane.cli.output import OUTPUT_OPTION, OutputFormat, emit, note
 from controlplane.cli.targeting import CONNECT_URL, CONTEXT, STATE_DIR, resolve
-
-err = Console(stderr=True, soft_wrap=True)
 
 FILES = typer.Option(
     ...,
@@ -89,7 +86,7 @@ def apply(
         filename,
         target,
         agents=managed_agents(target),
-        report=lambda m: err.print(f"[cyan]apply[/] {escape(m)}", highlight=False),
+        report=lambda m: note("apply_progress", Text.assemble(("apply", "cyan"), f" {m}"), step=m),
         prune=prune,
         prune_match=prune_match,
     )
@@ -101,10 +98,10 @@ def apply(
     )
     rollouts = [c for c in result.changes if c.action == "to roll out"]
     if rollouts and output is OutputFormat.table:
-        err.print(
+        note(
+            "agent_rollout_needed",
             f"{len(rollouts)} external agent bundle(s) changed: the operator rolls them out "
             "(`cdcctl agent render -f ... --out DIR`, then on each node: install, "
             "`systemctl restart cass-cdc-pg-agent`)",
-            highlight=False,
-            markup=False,
+            bundles=len(rollouts),
         )

@@ -11,9 +11,10 @@ import threading
 from pathlib import Path
 
 import typer
+from rich.text import Text
 
 from controlplane.cli.base import Typer
-from controlplane.cli.output import OUTPUT_OPTION, OutputFormat, emit, err_console
+from controlplane.cli.output import OUTPUT_OPTION, OutputFormat, emit, note
 
 app = Typer(
     help="cdc_raw usage of each Cassandra node against its cdc_total_space: print it, or serve "
@@ -99,10 +100,12 @@ def export_cmd(
         raise UsageError(f"--listen {listen!r} is not HOST:PORT", hint="e.g. 127.0.0.1:9500")
 
     def on_error(exc: Exception) -> None:
-        err_console.print(f"[bold red]scrape failed:[/] {exc}", highlight=False)
+        line = Text.assemble(("scrape failed:", "bold red"), f" {exc}")
+        note("scrape_failed", line, level="error", error=str(exc))
 
     server = serve(sources, host, int(port), on_error)  # type: ignore[arg-type]
-    err_console.print(f"serving cdc_raw metrics on http://{host}:{port}/metrics", highlight=False)
+    url = f"http://{host}:{port}/metrics"
+    note("serving", f"serving cdc_raw metrics on {url}", url=url)
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())

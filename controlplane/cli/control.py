@@ -14,7 +14,7 @@ import typer
 
 from controlplane.cli.apply import FILES, PRUNE, PRUNE_MATCH, plan
 from controlplane.cli.base import Typer
-from controlplane.cli.output import OUTPUT_OPTION, OutputFormat, alarm, console, emit
+from controlplane.cli.output import OUTPUT_OPTION, OutputFormat, alarm, console, emit, note
 from controlplane.cli.targeting import CONNECT_URL, CONTEXT, STATE_DIR, redis, resolve
 
 manifest_app = Typer(help="Pipeline manifest tools.", no_args_is_help=True)
@@ -100,10 +100,14 @@ def validate(
             typer.echo(github_annotation(f))
     else:
         for f in findings:
-            typer.echo(f.text(), err=True)
+            note("manifest_problem", f.text(), level="warning", problem=f.to_dict())
         checked = "offline and online" if online else "offline"
-        typer.echo(
-            f"{len(loaded)} pipeline(s), {len(findings)} problem(s) ({checked} checks)", err=True
+        note(
+            "validated",
+            f"{len(loaded)} pipeline(s), {len(findings)} problem(s) ({checked} checks)",
+            pipelines=len(loaded),
+            problems=len(findings),
+            online=online,
         )
     if code:
         raise typer.Exit(code)
@@ -328,7 +332,7 @@ def offsets_reset(
     from controlplane.services.pipelines import offsets_reset as run
 
     if not yes:
-        typer.confirm(f"reset the offsets of {name}?", abort=True)
+        typer.confirm(f"reset the offsets of {name}?", abort=True, err=True)  # stdout: -o json
     emit(run(_where(connect_url, context, state_dir), name), output)
 
 
@@ -412,11 +416,17 @@ def get_contexts(output: OutputFormat = OUTPUT_OPTION) -> None:
 
 
 @config_app.command("use-context")
-def use_context(name: str = typer.Argument(..., help="Context name.")) -> None:
+def use_context(
+    name: str = typer.Argument(..., help="Context name."), output: OutputFormat = OUTPUT_OPTION
+) -> None:
     """Make NAME the current context."""
     from controlplane.services.contexts import use_context as run
 
-    typer.echo(f"current context: {name} ({run(name)})")
+    config = run(name)
+    if output is not OutputFormat.table:
+        emit({"current_context": name, "config": str(config)}, output)
+        return
+    typer.echo(f"current context: {name} ({config})")
 
 
 @config_app.command("set-context")
@@ -444,6 +454,7 @@ def set_context(
         "--connect-password-file",
         help="File holding the basic auth password (its whole content).",
     ),
+    output: OutputFormat = OUTPUT_OPTION,
 ) -> None:
     """Create or update a context: a named target (the first one becomes current). Only
     references to secrets are stored, never a password."""
@@ -487,7 +498,11 @@ def set_context(
     context = parse_config(
         yaml.safe_dump({"contexts": {name: data}}), str(from_file or "command line")
     ).contexts[name]
-    typer.echo(f"context {name} -> {context.connect_url} ({run(name, context)})")
+    config = run(name, context)
+    if output is not OutputFormat.table:
+        emit({"context": name, "connect_url": context.connect_url, "config": str(config)}, output)
+        return
+    typer.echo(f"context {name} -> {context.connect_url} ({config})")
 
 
 def register(app: typer.Typer) -> None:

@@ -7,10 +7,12 @@ from typing import Any
 
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.text import Text
 
 from controlplane.cli.apply import FILES
 from controlplane.cli.base import Typer
-from controlplane.cli.output import OUTPUT_OPTION, OutputFormat, emit, err_console
+from controlplane.cli.logs import stderr_is_json
+from controlplane.cli.output import OUTPUT_OPTION, OutputFormat, emit, err_console, note
 from controlplane.cli.targeting import CONTEXT, STATE_DIR, resolve
 
 app = Typer(
@@ -109,7 +111,7 @@ def show(
     emit([{"field": k, "value": _json(v)} for k, v in record.items()], output)
     emit(headers, output, columns=["key", "value"], title="headers")
     if trace:
-        err_console.print(trace, highlight=False, markup=False)
+        note("dlq_record_stacktrace", trace, stacktrace=trace)
 
 
 @app.command("replay")
@@ -156,7 +158,7 @@ def replay(
         MofNCompleteColumn(),
         TimeElapsedColumn(),
         console=err_console,
-        disable=total < _BAR_FROM or output is not OutputFormat.table,
+        disable=total < _BAR_FROM or output is not OutputFormat.table or stderr_is_json(),
     )
     with progress:
         task = progress.add_task("replay", total=total)
@@ -165,9 +167,11 @@ def replay(
     emit(rows, output, columns=REPLAY_COLUMNS)
     skipped = sum(1 for r in rows if r["action"] == "skipped")
     if skipped and output is OutputFormat.table:
-        err_console.print(
-            f"[yellow]{skipped} record(s) skipped; they stay in the DLQ (see REASON)[/]",
-            highlight=False,
+        note(
+            "dlq_records_skipped",
+            Text(f"{skipped} record(s) skipped; they stay in the DLQ (see REASON)", "yellow"),
+            level="warning",
+            skipped=skipped,
         )
 
 

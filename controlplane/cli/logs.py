@@ -49,6 +49,8 @@ class LogLevel(StrEnum):
 # What every line of this process carries; one run per process, so module state (not
 # contextvars, which worker threads would not inherit).
 _run: dict[str, str] = {}
+# Whether --log-format json was asked for (`stderr_is_json`), once configured.
+_json_asked: list[bool] = []
 _write_lock = threading.Lock()
 
 
@@ -62,12 +64,22 @@ def current_run_id() -> str:
     return _run.get("run_id") or new_run_id()
 
 
-def configure(fmt: LogFormat, level: LogLevel, run: str) -> None:
-    """Configure structlog and the stdlib root logger for this run (idempotent)."""
+def stderr_is_json() -> bool:
+    """Whether everything this run writes to stderr is JSON lines: when JSON was asked for
+    (``--log-format json``, ``$CDCCTL_LOG_FORMAT``), what a command tells the person at the
+    terminal — notes, errors, usage errors — goes out as log records too (`output.note`). JSON
+    only by default (stderr not a terminal) keeps those lines as text (decision 0112)."""
+    return _json_asked == [True]
+
+
+def configure(fmt: LogFormat, level: LogLevel, run: str, *, asked: bool = False) -> None:
+    """Configure structlog and the stdlib root logger for this run (idempotent); `asked`: the
+    format was chosen, not defaulted (`stderr_is_json`)."""
     import structlog  # here, not at the top: `cdcctl --help` does not pay for it
 
     _run.clear()
     _run["run_id"] = run
+    _json_asked[:] = [asked and fmt is LogFormat.json]
     threshold = getattr(logging, level.value.upper())
     text = fmt is LogFormat.text
     pre_chain: list[Any] = [
@@ -116,6 +128,7 @@ def reset() -> None:
     import structlog
 
     _run.clear()
+    _json_asked.clear()
     structlog.reset_defaults()
     root = logging.getLogger()
     for old in [h for h in root.handlers if isinstance(h, _StderrHandler)]:
@@ -138,6 +151,9 @@ def command_context(path: str) -> Iterator[None]:
     fields: dict[str, Any] = {"exit_code": 0}
     try:
         yield
+    except typer.Exit as exc:  # a command's chosen exit code (validate's 3): no error to tell
+        fields = {"exit_code": exc.exit_code}
+        raise
     except BaseException as exc:
         fields = {"exit_code": _exit_code(exc), "error": str(exc) or type(exc).__name__}
         raise

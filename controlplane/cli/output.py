@@ -1,4 +1,6 @@
-"""Rendering for every command: rich tables for people, JSON/YAML for machines.
+"""Rendering for every command: rich tables for people, JSON/YAML for machines; on stderr, notes
+and errors for the person running it, which become log records when JSON logs were asked for
+(`note`, `print_error`: then every stderr line is one JSON object, decision 0112).
 
 Rich reads ``[...]`` in a string as markup: text that comes from users or components (a file
 name, a pipeline called ``[/]``, an error message quoting either) is escaped or passed as `Text`
@@ -18,7 +20,9 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
+from controlplane.cli import logs
 from controlplane.core.errors import CdcError
+from controlplane.core.redaction import redact_text
 
 console = Console()
 err_console = Console(stderr=True, soft_wrap=True)
@@ -35,10 +39,49 @@ OUTPUT_OPTION = typer.Option(
 )
 
 
+def note(event: str, text: str | Text, *, level: str = "info", **fields: Any) -> None:
+    """Tell the person running the command what it does or found, on stderr: `text` as written
+    (a `Text` keeps its style; a str is never read as markup), or, when JSON logs were asked
+    for, a log record `event` at `level` with `fields` and the text as ``message``."""
+    if logs.stderr_is_json():
+        _record(level, event, message=text.plain if isinstance(text, Text) else text, **fields)
+        return
+    err_console.print(text, highlight=False, markup=False)
+
+
 def print_error(exc: CdcError) -> None:
-    err_console.print(f"[bold red]error:[/] {escape(exc.message)}", highlight=False)
-    if exc.hint:
-        err_console.print(f"[yellow]hint:[/] {escape(exc.hint)}", highlight=False)
+    """The error a command ended with: a red line and a hint, or one ``error`` log record (with
+    ``exit_code``) when JSON logs were asked for. Secrets this run resolved are masked."""
+    message, hint = redact_text(exc.message), redact_text(exc.hint) if exc.hint else None
+    if logs.stderr_is_json():
+        _record("error", "error", message=message, hint=hint, exit_code=exc.exit_code)
+        return
+    err_console.print(f"[bold red]error:[/] {escape(message)}", highlight=False)
+    if hint:
+        err_console.print(f"[yellow]hint:[/] {escape(hint)}", highlight=False)
+
+
+def print_usage_error(exc: Any) -> None:
+    """A usage error (click's, by shape: `show`, `format_message`, `exit_code`) as click shows it,
+    or one ``usage_error`` log record when JSON logs were asked for."""
+    if not logs.stderr_is_json():
+        exc.show()
+        return
+    ctx = getattr(exc, "ctx", None)
+    _record(
+        "error",
+        "usage_error",
+        message=exc.format_message(),
+        usage=ctx.get_usage() if ctx is not None else None,
+        hint=f"{ctx.command_path} --help" if ctx is not None else "cdcctl --help",
+        exit_code=exc.exit_code,
+    )
+
+
+def _record(level: str, event: str, **fields: Any) -> None:
+    import structlog
+
+    getattr(structlog.get_logger("cdcctl"), level)(event, **fields)
 
 
 def emit(

@@ -59,6 +59,7 @@ def apply(
             f"Drop the PostgreSQL tables of {', '.join(rebuild)} and rebuild them from the "
             "events waiting in Kafka?",
             abort=True,
+            err=True,  # stdout is the command's output (-o json)
         )
     target = resolve(context, connect_url, state_dir)
     changes = apply_schema(filename, target, agents=managed_agents(target), rebuild=rebuild)

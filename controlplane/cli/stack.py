@@ -9,12 +9,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import typer
-from rich.console import Console
-from rich.markup import escape
 from rich.text import Text
 
 from controlplane.cli.base import Typer
-from controlplane.cli.output import OUTPUT_OPTION, OutputFormat, emit
+from controlplane.cli.output import OUTPUT_OPTION, OutputFormat, emit, note
 
 if TYPE_CHECKING:
     from controlplane.services.stack import LocalStack
@@ -24,7 +22,6 @@ app = Typer(
     "Kafka Connect, the Debezium Cassandra agent and Prometheus.",
     no_args_is_help=True,
 )
-err = Console(stderr=True, soft_wrap=True)
 
 STATE_DIR = typer.Option(
     None,
@@ -53,7 +50,8 @@ def _stack(
     from controlplane.services.stack_settings import chosen_settings
 
     def report(service: str, message: str) -> None:
-        err.print(f"[cyan]{escape(f'{service:>10}')}[/] {escape(message)}", highlight=False)
+        line = Text.assemble((f"{service:>10}", "cyan"), f" {message}")
+        note("stack_progress", line, service=service, step=message)
 
     settings = chosen_settings(
         state_dir,
@@ -68,11 +66,15 @@ def _stack(
         cassandra_version=cassandra_version,
     )
     if settings.insecure:
-        err.print(
-            "[bold red]WARNING: --insecure: Cassandra's client port and Redis accept plain-text "
-            "connections without authentication. Anyone who can reach them reads and changes "
-            "your data. Never use this beyond a throwaway laptop stack.[/]",
-            highlight=False,
+        note(
+            "stack_insecure",
+            Text(
+                "WARNING: --insecure: Cassandra's client port and Redis accept plain-text "
+                "connections without authentication. Anyone who can reach them reads and changes "
+                "your data. Never use this beyond a throwaway laptop stack.",
+                style="bold red",
+            ),
+            level="warning",
         )
     return LocalStack(settings, report=report)
 
@@ -187,10 +189,15 @@ def up(
 def down(
     clean: bool = typer.Option(False, "--clean", help="Also delete all data (not the caches)."),
     state_dir: Path | None = STATE_DIR,
+    output: OutputFormat = OUTPUT_OPTION,
 ) -> None:
     """Stop every service (data is kept unless --clean)."""
     stopped = _stack(state_dir).down(clean=clean)
-    err.print(f"stopped: {', '.join(stopped) or 'nothing was running'}", markup=False)
+    if output is not OutputFormat.table:
+        emit({"stopped": stopped, "clean": clean}, output)
+        return
+    line = f"stopped: {', '.join(stopped) or 'nothing was running'}"
+    note("stack_stopped", line, stopped=stopped)
 
 
 @app.command()
@@ -214,7 +221,7 @@ def status(state_dir: Path | None = STATE_DIR, output: OutputFormat = OUTPUT_OPT
     )
     # A FAILED connector or task must be impossible to miss: one red line each, in any format.
     for line in connectors.alarms:
-        err.print(Text(line, style="bold red"))
+        note("connector_failed", Text(line, style="bold red"), level="error")
 
 
 @dataclass(frozen=True)

@@ -18,9 +18,11 @@ from rich.progress import (
     TimeElapsedColumn,
     TimeRemainingColumn,
 )
+from rich.text import Text
 
 from controlplane.cli.base import Typer
-from controlplane.cli.output import OUTPUT_OPTION, OutputFormat, emit, err_console
+from controlplane.cli.logs import stderr_is_json
+from controlplane.cli.output import OUTPUT_OPTION, OutputFormat, emit, err_console, note
 from controlplane.cli.targeting import CONTEXT, STATE_DIR, redis, resolve
 from controlplane.core.errors import UsageError
 from controlplane.core.read_retry import CONSISTENCY_LEVELS, DEFAULT_CONSISTENCY, RetryPolicy
@@ -66,17 +68,21 @@ class _Bar:
 
     def __call__(self, kind: str, data: Mapping[str, Any]) -> None:
         if kind == "build":
-            err_console.print(
-                f"[cyan]verify[/] computing partition tokens of {escape(str(data['table']))}",
-                highlight=False,
+            note(
+                "verify_tokens",
+                _line("cyan", f"computing partition tokens of {data['table']}"),
+                table=data["table"],
             )
         elif kind == "start":
             # The consistency level is shown where the run is named: on stderr even without a
             # bar (-o json, --no-progress), so a log of the run says how it read.
-            err_console.print(
-                f"[cyan]verify[/] run {escape(str(data['run']))}: reading Cassandra at "
-                f"{escape(str(data['consistency']))}",
-                highlight=False,
+            note(
+                "verify_started",
+                _line("cyan", f"run {data['run']}: reading Cassandra at {data['consistency']}"),
+                run=data["run"],
+                consistency=data["consistency"],
+                ranges=data["total"],
+                done=data["done"],
             )
             self.progress.start()
             self.task = self.progress.add_task(
@@ -90,14 +96,21 @@ class _Bar:
             )
         elif kind == "retry":
             self.retries += 1
-            err_console.print(
-                f"[yellow]verify[/] range {escape(str(data['task']))}: "
-                + escape(
-                    f"{data['kind']} on {data['host'] or 'the driver-chosen node'}, attempt "
-                    f"{data['attempt']} on {data['next'] or 'the driver-chosen node'} in "
-                    f"{data['delay_s']:.1f}s"
+            note(
+                "verify_retry",
+                _line(
+                    "yellow",
+                    f"range {data['task']}: {data['kind']} on "
+                    f"{data['host'] or 'the driver-chosen node'}, attempt {data['attempt']} on "
+                    f"{data['next'] or 'the driver-chosen node'} in {data['delay_s']:.1f}s",
                 ),
-                highlight=False,
+                level="warning",
+                range=data["task"],
+                kind=data["kind"],
+                host=data["host"],
+                attempt=data["attempt"],
+                next_host=data["next"],
+                delay_s=data["delay_s"],
             )
             if self.task is not None:
                 self.progress.update(self.task, retries=self.retries)
@@ -105,10 +118,17 @@ class _Bar:
             self.rows += int(data.get("rows", 0))
             if data.get("status") == "FAIL":
                 self.failed += 1
-                err_console.print(
-                    f"[red]verify[/] range {escape(str(data['task']))} NOT VERIFIED after "
-                    f"{data.get('retries', 0)} retries: {escape(str(data.get('error')))}",
-                    highlight=False,
+                note(
+                    "verify_range_not_verified",
+                    _line(
+                        "red",
+                        f"range {data['task']} NOT VERIFIED after {data.get('retries', 0)} "
+                        f"retries: {data.get('error')}",
+                    ),
+                    level="error",
+                    range=data["task"],
+                    retries=data.get("retries", 0),
+                    error=data.get("error"),
                 )
             elapsed = self.progress.tasks[0].elapsed or 0.0
             rate = self.rows / elapsed if elapsed else 0.0
@@ -118,6 +138,11 @@ class _Bar:
 
     def stop(self) -> None:
         self.progress.stop()
+
+
+def _line(style: str, text: str) -> Text:
+    """A note of verify's: ``verify`` in `style`, then `text` as written (never markup)."""
+    return Text.assemble(("verify", style), f" {text}")
 
 
 @app.callback()
@@ -223,7 +248,7 @@ def verify(
         consistency=consistency,
         read_retries=read_retries,
     )
-    bar = _Bar(progress and output is OutputFormat.table)
+    bar = _Bar(progress and output is OutputFormat.table and not stderr_is_json())
     try:
         summary = svc.run_verify(opts, progress=bar)
     finally:

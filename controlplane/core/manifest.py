@@ -21,6 +21,7 @@ from typing import Annotated, Any, Literal
 from pydantic import (
     AfterValidator,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     ValidationInfo,
@@ -177,6 +178,27 @@ class SecretRef(_Model):
 # --- spec sections -------------------------------------------------------------------------
 
 
+SUPPORTED_CASSANDRA_VERSIONS = ("5.0", "4.1")
+"""Source versions cdcctl supports (major.minor); the first is the default."""
+
+
+def _check_cassandra_version(value: object) -> object:
+    if isinstance(value, float | int) and not isinstance(value, bool):
+        # YAML reads an unquoted 4.1 as a float (and 5.0 as 5.0); say so instead of guessing.
+        raise ValueError(
+            f'{value!r} is a number: write the version as a string, e.g. version: "4.1"'
+        )
+    if value not in SUPPORTED_CASSANDRA_VERSIONS:
+        raise ValueError(
+            f"{value!r} is not a supported Cassandra version "
+            f"({', '.join(SUPPORTED_CASSANDRA_VERSIONS)})"
+        )
+    return value
+
+
+CassandraVersion = Annotated[Literal["5.0", "4.1"], BeforeValidator(_check_cassandra_version)]
+
+
 class CassandraSource(_Model):
     contact_points: list[HostPort] = Field(
         default_factory=lambda: ["127.0.0.1:9042"],
@@ -184,6 +206,13 @@ class CassandraSource(_Model):
         description="Cassandra nodes as host:port.",
     )
     local_datacenter: str = Field(default="datacenter1", min_length=1)
+    version: CassandraVersion = Field(
+        default="5.0",
+        description='The source cluster\'s Cassandra version, 5.0 or 4.1 (quoted: "4.1"). It '
+        "says which Debezium agent writes the events: the 4.1 agent writes dates as raw day "
+        "numbers, which the sink's transform corrects only when told (decision 0113). "
+        "`cdcctl validate --online` checks it against the cluster's release_version. Default 5.0.",
+    )
     keyspace: CqlIdent = Field(description="Keyspace whose tables are captured.")
     tables: list[CqlIdent] = Field(min_length=1, description="Tables (all `WITH cdc = true`).")
 

@@ -6,8 +6,13 @@ Two rules, applied by the CLI's log processors (``cli.logs``) to every event:
   ``X-Vault-Token``) is replaced whole by ``MASK``;
 - any occurrence of a secret value cdcctl resolved during this run is replaced by ``MASK``
   wherever it appears — inside a DSN, an error message, a traceback, a nested structure — in its
-  plain, JSON-escaped and ``repr`` spellings. ``adapters.vault.resolve`` registers every value it
-  returns (`redacted_in_logs`), so a secret logged by accident is still masked.
+  plain, JSON-escaped and ``repr`` spellings (one shorter than `WHOLE_TOKEN_BELOW` characters
+  only as a whole token, so that it cannot shred every word it occurs in).
+  ``adapters.vault.resolve`` registers every value it returns (`redacted_in_logs`), so a
+  secret logged by accident is still masked;
+- the password of a URL (after ``scheme://user:``, up to ``@``: Redis and PostgreSQL URLs) is
+  masked in any string: such URLs arrive from options and the environment (``--redis-url``,
+  ``$CDC_REDIS_URL``), not through ``vault.resolve``.
 
 The registry is process-wide and only grows during a run; `forget_secrets` is for tests.
 """
@@ -44,12 +49,19 @@ SECRET_WORDS = frozenset(
 # Multi-word spellings, matched on the joined words: api_key, private_key, access_key, secret_id.
 SECRET_PHRASES = ("api_key", "private_key", "access_key", "secret_key", "client_secret")
 
+# A URL's password: after "scheme://user:", up to "@" (no "@", "/" or whitespace in it).
+_URL_PASSWORD = re.compile(r"(?P<head>\b[a-zA-Z][a-zA-Z0-9+.-]*://[^:/@\s]*:)[^@/\s]+(?=@)")
+
 _WORD = re.compile(r"[A-Z]?[a-z0-9]+|[A-Z]+(?![a-z])")
 
 _lock = threading.Lock()
 _secrets: set[str] = set()
 # Every spelling to replace, longest first (a secret that contains another is replaced whole).
-_spellings: tuple[str, ...] = ()
+_spellings: tuple[str, ...] = ()  # masked wherever they occur
+# A secret shorter than this is masked only as a whole token (not inside a longer word):
+# replacing a 1-character test secret "t" everywhere turned "validate" into "valida***e".
+WHOLE_TOKEN_BELOW = 8
+_short_spellings: re.Pattern[str] | None = None
 
 P = ParamSpec("P")
 
@@ -67,14 +79,24 @@ def key_is_secret(key: object) -> bool:
 
 def remember_secret(value: str) -> str:
     """Register a secret value cdcctl resolved; it is masked in every later log line. Returns it."""
-    global _spellings
+    global _spellings, _short_spellings
     if not value:
         return value
     with _lock:
         if value not in _secrets:
             _secrets.add(value)
             forms = {s for v in _secrets for s in _forms(v)}
-            _spellings = tuple(sorted(forms, key=len, reverse=True))
+            _spellings = tuple(
+                sorted((f for f in forms if len(f) >= WHOLE_TOKEN_BELOW), key=len, reverse=True)
+            )
+            short = sorted((f for f in forms if len(f) < WHOLE_TOKEN_BELOW), key=len, reverse=True)
+            _short_spellings = (
+                re.compile(
+                    r"(?<![A-Za-z0-9_])(?:" + "|".join(map(re.escape, short)) + r")(?![A-Za-z0-9_])"
+                )
+                if short
+                else None
+            )
     return value
 
 
@@ -90,17 +112,23 @@ def redacted_in_logs(func: Callable[P, str]) -> Callable[P, str]:
 
 def forget_secrets() -> None:
     """Empty the registry (tests)."""
-    global _spellings
+    global _spellings, _short_spellings
     with _lock:
         _secrets.clear()
         _spellings = ()
+        _short_spellings = None
 
 
 def redact_text(text: str) -> str:
-    """`text` with every remembered secret (in any of its spellings) replaced by `MASK`."""
+    """`text` with every remembered secret (in any of its spellings) and every URL's password
+    replaced by `MASK`."""
     for spelling in _spellings:
         if spelling in text:
             text = text.replace(spelling, MASK)
+    if _short_spellings is not None:
+        text = _short_spellings.sub(MASK, text)
+    if "://" in text:
+        text = _URL_PASSWORD.sub(rf"\g<head>{MASK}", text)
     return text
 
 

@@ -323,6 +323,8 @@ def render_sink_config(
         # core.ddl creates (decision 0010).
         collection_name_format=f"{sink_schema(pipeline)}.${{topic}}",
         tombstones_suffix=TOMBSTONES_SUFFIX,
+        # which agent writes the events: the 4.1 agent's dates need correcting (decision 0113)
+        cassandra_version=spec.source.cassandra.version,
         tombstone_topic_regex=rf"{topics}\.({tables}){re.escape(TOMBSTONES_SUFFIX)}",
         row_topic_regex=rf"{topics}\.({tables})",
         retry_timeout_ms=str(spec.sink.retry.timeout_ms),

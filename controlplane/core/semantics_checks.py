@@ -21,6 +21,12 @@ sorted errors first. ``severity``:
 
 Every ``code`` is stable (tests and docs refer to it). What each check means and why is in
 docs/semantics.md ("What the source cannot carry"), each backed by a test.
+
+Cassandra 4.1 sources (issue 13, decisions 0107 and 0113): ``check_table(..., cassandra_version=
+"4.1")`` says what differs there (its agent, debezium-connector-cassandra-4 3.3.0.Final, writes
+decimal as float64 and varint as int64; vector does not exist before 5.0), and
+``source_version_findings`` compares the manifest's ``spec.source.cassandra.version`` with the
+``release_version`` the cluster reports (the adapter reads it from system.local).
 """
 
 from __future__ import annotations
@@ -44,6 +50,13 @@ from controlplane.core.schema_model import (
 )
 
 Severity = Literal["error", "warning", "info"]
+CassandraVersion = Literal["5.0", "4.1"]
+DEFAULT_CASSANDRA_VERSION: CassandraVersion = "5.0"
+#: the agent each source version runs, as findings name it (compose/native/pom.xml pins)
+AGENTS: dict[str, str] = {
+    "5.0": "debezium-connector-cassandra-5 3.4.1.Final",
+    "4.1": "debezium-connector-cassandra-4 3.3.0.Final",
+}
 _ORDER = {"error": 0, "warning": 1, "info": 2}
 
 
@@ -305,8 +318,67 @@ def _nested_value_findings(where: str, c: Column, t: CqlType) -> list[Finding]:
     return out
 
 
+def _scalars(t: CqlType) -> set[str]:
+    return {p.name for p in _walk(t) if isinstance(p, CqlScalar)}
+
+
+def _c41_findings(where: str, c: Column, expanded: CqlType) -> list[Finding]:
+    """What the Cassandra 4.1 agent carries differently from the 5.0 one (decision 0113)."""
+    col = f"{where}.{c.name}"
+    agent = AGENTS["4.1"]
+    scalars = _scalars(expanded)
+    out: list[Finding] = []
+    if "decimal" in scalars:
+        out.append(
+            Finding(
+                "error",
+                where,
+                "decimal-lossy-on-41",
+                f"{col} is {c.cql_type}: on Cassandra 4.1 the agent ({agent}) writes decimal as "
+                "a float64 whatever decimal.handling.mode says, so digits beyond a double's ~16 "
+                "are lost before Kafka (123456789012345678901234567890.123456789 arrives as "
+                "1.2345678901234568E29); the 5.0 agent carries it exactly",
+                "store the value as text (exact), or keep the table on Cassandra 5.0; "
+                "`cdcctl verify` reports every value that differs",
+                c.name,
+            )
+        )
+    if "varint" in scalars:
+        out.append(
+            Finding(
+                "error",
+                where,
+                "varint-wraps-on-41",
+                f"{col} is {c.cql_type}: on Cassandra 4.1 the agent ({agent}) writes varint as "
+                "an int64, so a value outside -2^63..2^63-1 arrives wrapped to 64 bits, silently "
+                "(-123456789012345678901234567890 arrives as 4362896299872285998); the 5.0 agent "
+                "carries it exactly",
+                "use bigint if the values fit in 64 bits, text otherwise, or keep the table on "
+                "Cassandra 5.0; `cdcctl verify` reports every value that differs",
+                c.name,
+            )
+        )
+    if "date" in scalars:
+        out.append(
+            Finding(
+                "info",
+                where,
+                "date-raw-on-41",
+                f"{col} is {c.cql_type}: on Cassandra 4.1 the agent ({agent}) writes dates as "
+                "Cassandra's raw day number (days + 2^31); the sink's transform turns them back "
+                "into dates, exactly, because spec.source.cassandra.version is 4.1",
+                'keep spec.source.cassandra.version: "4.1" while the source runs 4.1',
+                c.name,
+            )
+        )
+    return out
+
+
 def _column_findings(
-    where: str, c: Column, udts: dict[str, tuple[tuple[str, str], ...]]
+    where: str,
+    c: Column,
+    udts: dict[str, tuple[tuple[str, str], ...]],
+    cassandra_version: str = DEFAULT_CASSANDRA_VERSION,
 ) -> list[Finding]:
     out: list[Finding] = []
     t = c.type
@@ -341,7 +413,21 @@ def _column_findings(
             )
         )
     out.extend(_nested_value_findings(where, c, expanded))
-    if any(isinstance(p, CqlVector) for p in parts):
+    if cassandra_version == "4.1":
+        out.extend(_c41_findings(where, c, expanded))
+    if any(isinstance(p, CqlVector) for p in parts) and cassandra_version == "4.1":
+        out.append(
+            Finding(
+                "error",
+                where,
+                "vector-not-in-41",
+                f"{col} is {c.cql_type}: vector types exist from Cassandra 5.0 on; a 4.1 "
+                "cluster cannot hold this column (is spec.source.cassandra.version right?)",
+                'set spec.source.cassandra.version to the cluster\'s version ("5.0" here)',
+                c.name,
+            )
+        )
+    elif any(isinstance(p, CqlVector) for p in parts):
         out.append(
             Finding(
                 "error",
@@ -431,8 +517,15 @@ def _column_findings(
     return out
 
 
-def check_table(table: TableModel, options: TableOptions) -> list[Finding]:
-    """Everything about ``table`` that the pipeline cannot copy exactly; errors first."""
+def check_table(
+    table: TableModel,
+    options: TableOptions,
+    cassandra_version: str = DEFAULT_CASSANDRA_VERSION,
+) -> list[Finding]:
+    """Everything about ``table`` that the pipeline cannot copy exactly; errors first.
+
+    ``cassandra_version``: the source's major.minor ("5.0" or "4.1"); findings that differ
+    between the two agents follow it."""
     where = table.qualified_name
     out: list[Finding] = []
     if not options.exists:
@@ -503,8 +596,81 @@ def check_table(table: TableModel, options: TableOptions) -> list[Finding]:
         )
     udts = dict(options.udts)
     for c in table.columns:
-        out.extend(_column_findings(where, c, udts))
+        out.extend(_column_findings(where, c, udts, cassandra_version))
     return sorted(out, key=lambda f: (_ORDER[f.severity], f.code, f.column or ""))
+
+
+_RELEASE = re.compile(r"^\s*(\d+)\.(\d+)(?:[.\-~+].*)?\s*$")
+
+
+def major_minor(release_version: str | None) -> str | None:
+    """``"4.1.7"`` -> ``"4.1"``, ``"5.0-rc1"`` -> ``"5.0"``; None when it is not a version."""
+    match = _RELEASE.match(release_version or "")
+    return f"{int(match[1])}.{int(match[2])}" if match else None
+
+
+def effective_version(declared: str, release_version: str | None) -> str:
+    """The version whose findings apply: the cluster's when it reports a supported one (it is
+    the truth about the agent's behaviour), else the manifest's."""
+    actual = major_minor(release_version)
+    return actual if actual in AGENTS else declared
+
+
+def source_version_findings(
+    where: str, declared: str, release_version: str | None
+) -> list[Finding]:
+    """The manifest's ``spec.source.cassandra.version`` against the cluster's release_version
+    (system.local of the node validate talks to)."""
+    actual = major_minor(release_version)
+    if actual is None:
+        return [
+            Finding(
+                "warning",
+                where,
+                "cassandra-version-unknown",
+                f"the cluster reports release_version {release_version!r}: cannot tell whether "
+                f"it is Cassandra {declared} as spec.source.cassandra.version says",
+                "check the nodes' version (nodetool version)",
+            )
+        ]
+    if actual not in AGENTS:
+        return [
+            Finding(
+                "error",
+                where,
+                "cassandra-version-unsupported",
+                f"the cluster runs Cassandra {release_version}: cdcctl supports "
+                f"{' and '.join(AGENTS)} (one Debezium agent each: "
+                f"{'; '.join(f'{v}: {a}' for v, a in AGENTS.items())})",
+                "upgrade the cluster to 4.1 or 5.0",
+            )
+        ]
+    if actual != declared:
+        what = (
+            "its 4.1 agent's dates would reach PostgreSQL as raw day numbers (read back as "
+            "-infinity)"
+            if actual == "4.1"
+            else "the sink's transform would shift the 5.0 agent's correct dates by 2^31 days"
+        )
+        return [
+            Finding(
+                "error",
+                where,
+                "cassandra-version-mismatch",
+                f"spec.source.cassandra.version is {declared} but the cluster runs Cassandra "
+                f"{release_version}: {what}",
+                f'set spec.source.cassandra.version: "{actual}"',
+            )
+        ]
+    return [
+        Finding(
+            "info",
+            where,
+            "cassandra-version",
+            f"Cassandra {release_version}, agent {AGENTS[actual]}",
+            "nothing to do",
+        )
+    ]
 
 
 def has_errors(findings: Iterable[Finding]) -> bool:

@@ -16,7 +16,11 @@ from controlplane.core.errors import CdcError
 from controlplane.core.manifest_loader import LoadedManifest, check_manifests, locate
 from controlplane.core.render import RenderContext, render_sink_config
 from controlplane.core.schema_model import TableModel
-from controlplane.core.semantics_checks import check_table
+from controlplane.core.semantics_checks import (
+    check_table,
+    effective_version,
+    source_version_findings,
+)
 from controlplane.core.target import Target, endpoints_for
 from controlplane.core.validation import Finding
 from controlplane.services.contexts import load_config
@@ -84,57 +88,7 @@ def _online(item: LoadedManifest, target: Target, render_ctx: RenderContext) -> 
             out.append(_finding("postgres", item, exc, ("spec", "sink", "postgres")))
 
     endpoints = endpoints_for(target, p, load_config().contexts)
-    try:
-        cluster, session = cassandra.connect(
-            list(endpoints.contact_points),
-            local_datacenter=endpoints.local_datacenter,
-            timeout=5,
-            hint=target.hint("Cassandra"),
-            security=cassandra_security(target),
-        )
-        try:
-            found = cassandra.table_schemas(session, p.keyspace, p.tables)
-            existing = [t for t in p.tables if t in found]
-            options = cassandra.table_options(session, p.keyspace, existing)
-        finally:
-            cluster.shutdown()
-        for i, table in enumerate(p.tables):
-            loc: Loc = ("spec", "source", "cassandra", "tables", i)
-            if table not in found:
-                out.append(
-                    Finding(
-                        "cassandra",
-                        f"table {p.keyspace}.{table} does not exist",
-                        _position(item, loc),
-                        "create it WITH cdc = true, or remove it from spec.source.cassandra.tables",
-                        pipeline=p.name,
-                    )
-                )
-            elif not found[table][0]:
-                out.append(
-                    Finding(
-                        "cassandra",
-                        f"table {p.keyspace}.{table} has cdc = false",
-                        _position(item, loc),
-                        f"ALTER TABLE {p.keyspace}.{table} WITH cdc = true",
-                        pipeline=p.name,
-                    )
-                )
-            if table in found:  # what the source cannot carry faithfully (issue 4)
-                model = TableModel.from_system_schema(p.keyspace, table, found[table][1])
-                out.extend(
-                    Finding(
-                        "cassandra",
-                        f"{f.severity}: {f.message}",
-                        _position(item, loc),
-                        f.remedy,
-                        pipeline=p.name,
-                    )
-                    for f in check_table(model, options[table])
-                    if f.severity != "info" and f.code not in ("cdc-disabled", "table-missing")
-                )
-    except CdcError as exc:
-        out.append(_finding("cassandra", item, exc, ("spec", "source", "cassandra")))
+    out.extend(_cassandra_findings(item, target, endpoints))
 
     try:
         config = render_sink_config(p, render_ctx)
@@ -166,5 +120,77 @@ def _online(item: LoadedManifest, target: Target, render_ctx: RenderContext) -> 
                     key=key,
                 )
                 for error in errors
+            )
+    return out
+
+
+def _cassandra_findings(item: LoadedManifest, target: Target, endpoints: Any) -> list[Finding]:
+    """Tables, cdc flags, the cluster's version against spec.source.cassandra.version, and what
+    the source cannot carry faithfully on that version (issue 4; issue 13 item 4)."""
+    p = item.pipeline
+    declared = p.spec.source.cassandra.version
+    try:
+        cluster, session = cassandra.connect(
+            list(endpoints.contact_points),
+            local_datacenter=endpoints.local_datacenter,
+            timeout=5,
+            hint=target.hint("Cassandra"),
+            security=cassandra_security(target),
+        )
+        try:
+            release = cassandra.release_version(session)
+            found = cassandra.table_schemas(session, p.keyspace, p.tables)
+            existing = [t for t in p.tables if t in found]
+            options = cassandra.table_options(session, p.keyspace, existing)
+        finally:
+            cluster.shutdown()
+    except CdcError as exc:
+        return [_finding("cassandra", item, exc, ("spec", "source", "cassandra"))]
+    out = [
+        Finding(
+            "cassandra",
+            f"{f.severity}: {f.message}",
+            _position(item, ("spec", "source", "cassandra")),
+            f.remedy,
+            pipeline=p.name,
+        )
+        for f in source_version_findings(p.keyspace, declared, release)
+        if f.severity != "info"
+    ]
+    version = effective_version(declared, release)
+    for i, table in enumerate(p.tables):
+        loc: Loc = ("spec", "source", "cassandra", "tables", i)
+        if table not in found:
+            out.append(
+                Finding(
+                    "cassandra",
+                    f"table {p.keyspace}.{table} does not exist",
+                    _position(item, loc),
+                    "create it WITH cdc = true, or remove it from spec.source.cassandra.tables",
+                    pipeline=p.name,
+                )
+            )
+        elif not found[table][0]:
+            out.append(
+                Finding(
+                    "cassandra",
+                    f"table {p.keyspace}.{table} has cdc = false",
+                    _position(item, loc),
+                    f"ALTER TABLE {p.keyspace}.{table} WITH cdc = true",
+                    pipeline=p.name,
+                )
+            )
+        if table in found:  # what the source cannot carry faithfully, on this version
+            model = TableModel.from_system_schema(p.keyspace, table, found[table][1])
+            out.extend(
+                Finding(
+                    "cassandra",
+                    f"{f.severity}: {f.message}",
+                    _position(item, loc),
+                    f.remedy,
+                    pipeline=p.name,
+                )
+                for f in check_table(model, options[table], version)
+                if f.severity != "info" and f.code not in ("cdc-disabled", "table-missing")
             )
     return out

@@ -26,6 +26,7 @@ import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -80,6 +81,23 @@ def status() -> dict[str, Any]:
 
 def task_states() -> list[str]:
     return [t["state"] for t in status().get("tasks", [])]
+
+
+def task_started_since(since: float) -> bool:
+    """Whether the session's Connect worker logged a start of the sink's task 0 at or after
+    ``since`` (epoch s): a restart counts even when the task fails again before a status poll
+    could see it out of FAILED. Connect logs in UTC here, ``[YYYY-MM-DD HH:MM:SS,mmm]``."""
+    from controlplane.services.stack import LocalStack
+    from tests.stackfixture import session_settings
+
+    log = LocalStack(session_settings()).lay.log_file("connect")
+    marker = f"Starting task {CONNECTOR}-0 "
+    for line in log.read_text(errors="replace").splitlines():
+        if marker in line and line.startswith("["):
+            at = datetime.strptime(line[1:20], "%Y-%m-%d %H:%M:%S").replace(tzinfo=UTC)
+            if at.timestamp() >= int(since):
+                return True
+    return False
 
 
 def pg_count(dsn: str) -> int:
@@ -199,10 +217,10 @@ def test_reconcile_restarts_a_failed_task_with_backoff(
     assert before - 1 <= last <= after + 1
     next_allowed = last + 2 * 60  # restart_due: now - last_restart >= backoff(restarts) * 60
 
-    # 2. Connect did restart it (the sink retries the flush for a few seconds before it fails,
-    # so the task is seen out of FAILED), it fails again as the cause is still there; a
-    # reconcile right after does not restart it: still in backoff
-    wait_for("the task restarted", task_states, lambda s: s != ["FAILED"], 30, every=0.05)
+    # 2. Connect did restart it (its worker counts one more task start: the restarted task may
+    # fail again before a status poll sees it out of FAILED), it fails again as the cause is
+    # still there; a reconcile right after does not restart it: still in backoff
+    wait_for("the task restarted", lambda: task_started_since(before), bool, 30)
     wait_for("the sink task FAILED again", task_states, lambda s: s == ["FAILED"])
     trace = status()["tasks"][0].get("trace", "")
     assert CONSTRAINT in trace, trace

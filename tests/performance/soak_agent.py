@@ -73,6 +73,7 @@ class Result:
     target_rate: int
     threads: int
     inflight: int
+    rf: int
     machine: str
     offset_flush_interval_ms: dict[str, str]
     samples: list[Sample] = field(default_factory=list)
@@ -181,14 +182,14 @@ def flush_settings(stack: LocalStack) -> dict[str, str]:
     return out
 
 
-def deploy(stack: LocalStack, session: Session, workdir: Path) -> tuple[str, str]:
+def deploy(stack: LocalStack, session: Session, workdir: Path, rf: int) -> tuple[str, str]:
     ep = stack.endpoints()
     topic, group = f"demo.{KEYSPACE}.t", f"connect-{PIPELINE}-jdbc-sink"
     reset_kafka(ep, f"{PIPELINE}-jdbc-sink", topic, group)
     session.execute(f"DROP KEYSPACE IF EXISTS {KEYSPACE}")
     session.execute(
         f"CREATE KEYSPACE {KEYSPACE} WITH replication = "
-        "{'class': 'SimpleStrategy', 'replication_factor': 1}"
+        f"{{'class': 'SimpleStrategy', 'replication_factor': {rf}}}"
     )
     session.execute(
         f"CREATE TABLE {KEYSPACE}.t (id int PRIMARY KEY, v text, n int) WITH cdc = true"
@@ -210,8 +211,10 @@ def markdown(r: Result) -> str:
     agents = list(r.offset_flush_interval_ms)
     head = (
         f"Measured by `python -m tests.performance.soak_agent --minutes {r.minutes:g} "
-        f"--rate {r.target_rate}` ({r.threads} threads x up to {r.inflight} async requests in "
-        f"flight), started {r.started_utc}; {r.machine}.\n\n"
+        f"--rate {r.target_rate} --rf {r.rf}` ({r.threads} threads x up to {r.inflight} async "
+        f"requests in flight; keyspace at RF={r.rf}, so each agent sees "
+        f"{'every write' if r.rf >= 3 else f'{r.rf} in 3 writes on 3 nodes'}), "
+        f"started {r.started_utc}; {r.machine}.\n\n"
         f"Rendered `offset.flush.interval.ms`: "
         + ", ".join(f"{a} {v}" for a, v in r.offset_flush_interval_ms.items())
         + ".\n\n"
@@ -277,6 +280,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--minutes", type=float, default=30.0)
     ap.add_argument("--rate", type=int, default=2000, help="target writes/s (all threads)")
+    ap.add_argument("--rf", type=int, default=3, help="replication factor of the soak keyspace")
     ap.add_argument("--threads", type=int, default=4)
     ap.add_argument("--inflight", type=int, default=64, help="async requests per thread")
     ap.add_argument("--sample-s", type=float, default=30.0)
@@ -305,7 +309,7 @@ def main(argv: list[str] | None = None) -> int:
     cluster = cql_cluster(ep, execution_profiles={EXEC_PROFILE_DEFAULT: profile})
     session = cluster.connect()
     try:
-        topic, group = deploy(stack, session, out_dir)
+        topic, group = deploy(stack, session, out_dir, args.rf)
         pids = agent_pids(stack)
         procs = {name: psutil.Process(pid) for name, pid in pids.items()}
         result = Result(
@@ -314,6 +318,7 @@ def main(argv: list[str] | None = None) -> int:
             target_rate=args.rate,
             threads=args.threads,
             inflight=args.inflight,
+            rf=args.rf,
             machine=machine(),
             offset_flush_interval_ms=flush_settings(stack),
             warmup_s=args.warmup_min * 60,

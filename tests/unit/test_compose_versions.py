@@ -14,6 +14,8 @@ import pytest
 import yaml
 
 from controlplane.core.stack_model import (
+    AGENT41_MODULE_FLAGS,
+    FLAVOURS,
     JDK17_MODULE_FLAGS,
     Ports,
     StackLayout,
@@ -69,13 +71,17 @@ def _properties(text: str) -> dict[str, str]:
     return out
 
 
-def _render_native(template: str, *, insecure: bool = False) -> str:
+def _render_native(template: str, cassandra_version: str = "5.0", *, insecure: bool = False) -> str:
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(NATIVE_CONFIG),
         undefined=jinja2.StrictUndefined,
         autoescape=False,  # noqa: S701 - renders properties/YAML, not HTML
     )
-    settings = StackSettings(layout=StackLayout(root=Path("/stack")), insecure=insecure)
+    settings = StackSettings(
+        layout=StackLayout(root=Path("/stack")),
+        cassandra_version=cassandra_version,
+        insecure=insecure,
+    )
     ctx = template_context(settings)
     return env.get_template(template).render(**ctx)
 
@@ -136,6 +142,105 @@ def test_artifacts_come_from_the_native_pins(compose: dict[str, Any]) -> None:
 
 
 # ------------------------------------------------------------------------ ports and wiring
+
+
+# ------------------------------------------------------- the cassandra41 profile (issue 13 item 6)
+
+C41 = FLAVOURS["4.1"]
+C41_SERVICES = ("cassandra41", "agent41", "artifacts41")
+
+
+def test_c41_profile_holds_exactly_the_41_services(compose: dict[str, Any]) -> None:
+    """`docker compose up` without a profile runs the 5.0 stack exactly as before."""
+    for name, service in _services(compose).items():
+        if name in C41_SERVICES:
+            assert service.get("profiles") == ["cassandra41"], name
+        else:
+            assert "profiles" not in service, name
+
+
+def test_c41_cassandra_image_matches_native_pin(
+    compose: dict[str, Any], pins: dict[str, str]
+) -> None:
+    assert C41.cassandra_pin == "version.cassandra41"
+    assert _image(compose, "cassandra41") == ("cassandra", pins[C41.cassandra_pin])
+    assert pins[C41.cassandra_pin].startswith("4.1.")
+
+
+def test_c41_agent_version_matches_native_pin(
+    compose: dict[str, Any], pins: dict[str, str]
+) -> None:
+    labels = _services(compose)["agent41"]["labels"]
+    assert labels["io.casscdcpg.debezium-cassandra.version"] == pins[C41.agent_pin]
+    # the agent41 part resolves the artifact the flavour names, at that pin
+    pom = (COMPOSE_DIR / "native" / C41.agent_part / "pom.xml").read_text()
+    assert f"<artifactId>{C41.agent_artifact}</artifactId>" in pom
+    assert f"<version>${{{C41.agent_pin}}}</version>" in pom
+
+
+def test_c41_agent_runs_on_the_flavours_jdk(compose: dict[str, Any]) -> None:
+    name, tag = _image(compose, "agent41")
+    assert name == "eclipse-temurin"
+    assert tag.split("-")[0].split(".")[0] == str(C41.agent_jdk)
+
+
+def test_c41_artifacts_come_from_the_agent41_part(compose: dict[str, Any]) -> None:
+    script = (DOCKER_DIR / "prepare-artifacts.sh").read_text()
+    assert f"native/{C41.agent_part}/pom.xml" in script
+    artifacts = _services(compose)["artifacts41"]
+    assert artifacts["command"] == ["sh", "/src/compose/docker/prepare-artifacts.sh", "agent41"]
+    assert "agent41-lib:/out/agent-lib" in artifacts["volumes"]
+    assert "agent41-lib:/opt/cass-cdc-pg/agent-lib:ro" in _services(compose)["agent41"]["volumes"]
+
+
+def test_c41_has_its_own_data_volume(compose: dict[str, Any]) -> None:
+    """4.1 cannot read 5.0's system tables (decision 0107): never the 5.0 node's volume."""
+    for name in C41_SERVICES:
+        volumes = _services(compose)[name]["volumes"]
+        assert "cassandra41-data:/var/lib/cassandra" in volumes, name
+        assert not any(str(v).startswith("cassandra-data:") for v in volumes), name
+    assert {"cassandra41-data", "agent41-lib"} <= set(compose["volumes"])
+
+
+def test_c41_node_answers_as_cassandra(compose: dict[str, Any]) -> None:
+    """The shared configs name `cassandra` (seeds, driver contact point)."""
+    node = _services(compose)["cassandra41"]
+    assert "cassandra" in node["networks"]["default"]["aliases"]
+    assert "cassandra:9042" in (DOCKER_DIR / "agent-driver.conf").read_text()
+    assert node["environment"] == _services(compose)["cassandra"]["environment"]
+    assert node["healthcheck"] == _services(compose)["cassandra"]["healthcheck"]
+
+
+def test_c41_publishes_the_default_ports(compose: dict[str, Any]) -> None:
+    p = Ports()
+    assert p.cassandra in _host_ports(_services(compose)["cassandra41"])
+    assert p.agent_http in _host_ports(_services(compose)["agent41"])
+
+
+def test_c41_agent_jvm_options_are_the_50_ones_plus_agent41_flags() -> None:
+    def options(name: str) -> list[str]:
+        lines = (DOCKER_DIR / name).read_text().splitlines()
+        return [ln.strip() for ln in lines if ln.strip() and not ln.startswith("#")]
+
+    c50 = options("agent-jvm.options")
+    c41 = options("agent41-jvm.options")
+    assert [o for o in c41 if o not in AGENT41_MODULE_FLAGS] == c50
+    assert all(flag in c41 for flag in AGENT41_MODULE_FLAGS)
+    agent = _services(compose_data())["agent41"]
+    assert "@/etc/cass-cdc-pg/agent41-jvm.options" in agent["command"]
+
+
+def compose_data() -> dict[str, Any]:
+    data = yaml.safe_load(COMPOSE_FILE.read_text())
+    assert isinstance(data, dict)
+    return data
+
+
+def test_c41_configs_mirror_the_native_41_ones() -> None:
+    """The native stack renders cassandra.yaml and agent.properties for 4.1 from the same
+    templates; the compose files serve both versions only while those renderings agree."""
+    for template in ("cassandra.yaml.j2", "agent.properties.j2"):
+        assert _render_native(template, "4.1") == _render_native(template, "5.0"), template
 
 
 def test_default_ports_are_published(compose: dict[str, Any]) -> None:

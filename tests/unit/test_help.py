@@ -10,8 +10,10 @@ have fitted was broken by the text (a hard line break in a docstring), not by th
 from __future__ import annotations
 
 import itertools
+import re
 from collections import Counter
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -39,9 +41,8 @@ PATHS = [path for path, _ in TREE]
 
 
 def render(path: tuple[str, ...], width: int) -> str:
-    result = CliRunner().invoke(
-        app, [*path, "--help"], env={"COLUMNS": str(width), "TERMINAL_WIDTH": str(width)}
-    )
+    env = {"COLUMNS": str(width), "TERMINAL_WIDTH": str(width), "NO_COLOR": "1"}
+    result = CliRunner().invoke(app, [*path, "--help"], env=env)
     assert result.exit_code == 0, f"cdcctl {' '.join(path)} --help: {result.output}"
     return result.output
 
@@ -120,6 +121,7 @@ def test_help_reads_well(path: tuple[str, ...], width: int) -> None:
     output = render(path, width)
     assert "Usage:" in output
     assert "<bool>" not in output, output
+    assert "BOOLEAN" not in output, output  # click's plain formatter's spelling of it
     broken = broken_lines(output, width, help_texts(dict(TREE)[path]))
     assert not broken, f"cdcctl {' '.join(path)} --help at {width} columns:\n" + "\n".join(broken)
 
@@ -138,7 +140,11 @@ def test_every_option_and_argument_is_explained(path: tuple[str, ...]) -> None:
 def test_help_texts_have_no_hard_line_breaks(path: tuple[str, ...]) -> None:
     """The source of what is rendered: paragraphs are one line each (`base.flow`)."""
     cmd = dict(TREE)[path]
-    texts = [cmd.help or "", *(getattr(p, "help", None) or "" for p in cmd.params)]
+    texts = [
+        cmd.help or "",
+        cmd.epilog or "",
+        *(getattr(p, "help", None) or "" for p in cmd.params),
+    ]
     for text in texts:
         for paragraph in text.split("\n\n"):
             assert "\n" not in paragraph.strip(), f"cdcctl {' '.join(path)}: {paragraph!r}"
@@ -191,3 +197,44 @@ def test_replay_dlq_is_dlq_replay_and_listed() -> None:
     assert not alias.hidden
     assert "replay-dlq" in render((), 100)
     assert "dlq replay" in render(("replay-dlq",), 100)
+
+
+# The rule: every command has --help and -o json. These print no result to render, and why.
+WITHOUT_OUTPUT_FORMAT = {
+    ("stack", "logs"): "a service's own log lines, as they are",
+    ("stack", "env"): "shell code for eval",
+    ("cdc-raw", "export"): "Prometheus' text format (--once), else a server",
+    ("manifest", "schema"): "a JSON Schema: JSON already",
+}
+
+
+def runnable(path: tuple[str, ...], cmd: Any) -> bool:
+    """Commands a user runs: leaves, and groups with options of their own but the root."""
+    own = [p for p in cmd.params if getattr(p, "param_type_name", "") == "option"]
+    return bool(path) and (not getattr(cmd, "commands", None) or bool(own))
+
+
+def output_option(cmd: Any) -> Any:
+    return next((p for p in cmd.params if "-o" in getattr(p, "opts", [])), None)
+
+
+@pytest.mark.parametrize("path", [p for p, c in TREE if runnable(p, c)], ids=lambda p: " ".join(p))
+def test_every_command_prints_json_with_o(path: tuple[str, ...]) -> None:
+    option = output_option(dict(TREE)[path])
+    if path in WITHOUT_OUTPUT_FORMAT:
+        assert option is None, f"cdcctl {' '.join(path)} has -o now: drop it from the list"
+        return
+    assert option is not None, f"cdcctl {' '.join(path)} has no -o/--output"
+    assert "--output" in option.opts
+    # What the user reads: the option's help names json among its formats.
+    formats = option.help.replace(",", " ").replace(".", " ").split()
+    assert "json" in formats, f"cdcctl {' '.join(path)} -o: {option.help!r}"
+
+
+def test_the_commands_without_o_exist_and_the_readme_names_them() -> None:
+    unknown = [" ".join(p) for p in WITHOUT_OUTPUT_FORMAT if p not in dict(TREE)]
+    assert not unknown, f"WITHOUT_OUTPUT_FORMAT names commands cdcctl does not have: {unknown}"
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    (rule,) = [line for line in readme.splitlines() if line.startswith("Every command has")]
+    named = set(re.findall(r"`([a-z][a-z -]*)`", rule))
+    assert named == {" ".join(p) for p in WITHOUT_OUTPUT_FORMAT}, rule

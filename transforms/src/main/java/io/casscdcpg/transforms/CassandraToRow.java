@@ -57,9 +57,23 @@ public class CassandraToRow<R extends ConnectRecord<R>> implements Transformatio
                     + "partition deletes and range deletes become. The sink maps that topic to the "
                     + "table's tombstone table.";
 
+    public static final String CASSANDRA_VERSION_CONFIG = "cassandra.version";
+    public static final String CASSANDRA_VERSION_50 = "5.0";
+    public static final String CASSANDRA_VERSION_41 = "4.1";
+    private static final String CASSANDRA_VERSION_DOC =
+            "The Cassandra version of the source cluster, which says which Debezium agent wrote the "
+                    + "events: 5.0 (debezium-connector-cassandra-5) or 4.1 "
+                    + "(debezium-connector-cassandra-4 3.3.0.Final). The 4.1 agent writes every date as "
+                    + "Cassandra's raw day number (days since 1970-01-01 + 2^31); with 4.1 the transform "
+                    + "turns it back into days since the epoch, in keys, columns and nested values. "
+                    + "Nothing in an event says which agent wrote it (docs/decisions/0113).";
+
     public static final ConfigDef CONFIG_DEF = new ConfigDef()
             .define(TOMBSTONES_TOPIC_SUFFIX_CONFIG, ConfigDef.Type.STRING, TOMBSTONES_TOPIC_SUFFIX_DEFAULT,
-                    new ConfigDef.NonEmptyString(), ConfigDef.Importance.MEDIUM, TOMBSTONES_TOPIC_SUFFIX_DOC);
+                    new ConfigDef.NonEmptyString(), ConfigDef.Importance.MEDIUM, TOMBSTONES_TOPIC_SUFFIX_DOC)
+            .define(CASSANDRA_VERSION_CONFIG, ConfigDef.Type.STRING, CASSANDRA_VERSION_50,
+                    ConfigDef.ValidString.in(CASSANDRA_VERSION_50, CASSANDRA_VERSION_41),
+                    ConfigDef.Importance.HIGH, CASSANDRA_VERSION_DOC);
 
     // ---- output field names (the contract) ----------------------------------------------------
 
@@ -102,6 +116,8 @@ public class CassandraToRow<R extends ConnectRecord<R>> implements Transformatio
     private static final String VERSION = loadVersion();
 
     private String tombstonesTopicSuffix = TOMBSTONES_TOPIC_SUFFIX_DEFAULT;
+    /** The events come from the 4.1 agent: every io.debezium.time.Date value is a raw day number. */
+    private boolean rawDates = false;
     private Cache<SchemaPair, Plan> plans = new SynchronizedCache<>(new LRUCache<>(PLAN_CACHE_SIZE));
     /** One-entry identity fast path in front of {@link #plans} (JsonConverter reuses schema instances). */
     private volatile Plan lastPlan;
@@ -110,6 +126,7 @@ public class CassandraToRow<R extends ConnectRecord<R>> implements Transformatio
     public void configure(Map<String, ?> props) {
         SimpleConfig config = new SimpleConfig(CONFIG_DEF, props);
         tombstonesTopicSuffix = config.getString(TOMBSTONES_TOPIC_SUFFIX_CONFIG);
+        rawDates = CASSANDRA_VERSION_41.equals(config.getString(CASSANDRA_VERSION_CONFIG));
         plans = new SynchronizedCache<>(new LRUCache<>(PLAN_CACHE_SIZE));
         lastPlan = null;
     }
@@ -159,6 +176,9 @@ public class CassandraToRow<R extends ConnectRecord<R>> implements Transformatio
                     + "structs of the primary-key columns), got " + typeName(record.key()));
         }
         Plan plan = planFor(record.keySchema(), record.valueSchema());
+        if (plan.keyHasRawDates) {
+            key = (Struct) fixDates(key, key.schema());
+        }
 
         Object opValue = value.get(plan.opField);
         if (!(opValue instanceof String op)) {
@@ -225,8 +245,9 @@ public class CassandraToRow<R extends ConnectRecord<R>> implements Transformatio
             }
             Object cellValue = cell.get(column.cellValue);
             out.put(column.outField, column.json
-                    ? (cellValue == null ? null : CqlJson.render(cellValue, column.valueSchema))
-                    : adapt(cellValue, column.outField.schema()));
+                    ? (cellValue == null ? null : CqlJson.render(cellValue, column.valueSchema, plan.rawDates))
+                    : adapt(plan.rawDates ? fixDates(cellValue, column.valueSchema) : cellValue,
+                            column.outField.schema()));
             if (!firstSet) {
                 set.append(',');
             }
@@ -401,6 +422,40 @@ public class CassandraToRow<R extends ConnectRecord<R>> implements Transformatio
         return v instanceof String s && !s.isEmpty() && !"false".equalsIgnoreCase(s);
     }
 
+    /** True if {@code schema} holds an {@code io.debezium.time.Date} anywhere (struct fields, arrays, maps). */
+    static boolean hasDate(Schema schema) {
+        return switch (schema.type()) {
+            case INT32 -> CqlJson.DATE.equals(schema.name());
+            case ARRAY -> hasDate(schema.valueSchema());
+            case MAP -> hasDate(schema.keySchema()) || hasDate(schema.valueSchema());
+            case STRUCT -> schema.fields().stream().anyMatch(f -> hasDate(f.schema()));
+            default -> false;
+        };
+    }
+
+    /**
+     * {@code value} with every {@code io.debezium.time.Date} turned from Cassandra's raw day number
+     * (the 4.1 agent's: days since 1970-01-01 + 2^31, as int32) into days since the epoch. Exact: the
+     * raw number is the unsigned day, so flipping the sign bit is the subtraction of 2^31 mod 2^32.
+     * Only key structs and top-level values need it (JSON columns are fixed by {@link CqlJson}).
+     */
+    static Object fixDates(Object value, Schema schema) {
+        if (value == null) {
+            return null;
+        }
+        if (schema.type() == Schema.Type.INT32 && CqlJson.DATE.equals(schema.name()) && value instanceof Integer raw) {
+            return raw ^ Integer.MIN_VALUE;
+        }
+        if (schema.type() == Schema.Type.STRUCT && value instanceof Struct s && hasDate(schema)) {
+            Struct copy = new Struct(s.schema());
+            for (Field f : s.schema().fields()) {
+                copy.put(f, fixDates(s.get(f), f.schema()));
+            }
+            return copy;
+        }
+        return value;
+    }
+
     /** Re-wraps a struct value whose schema was copied to be optional; other values pass as they are. */
     private static Object adapt(Object value, Schema target) {
         if (value instanceof Struct s && !s.schema().equals(target)) {
@@ -417,13 +472,14 @@ public class CassandraToRow<R extends ConnectRecord<R>> implements Transformatio
 
     Plan planFor(Schema keySchema, Schema valueSchema) {
         Plan last = lastPlan;
-        if (last != null && last.keySchema == keySchema && last.valueSchema == valueSchema) {
+        if (last != null && last.keySchema == keySchema && last.valueSchema == valueSchema
+                && last.rawDates == rawDates) {
             return last;
         }
         SchemaPair pair = new SchemaPair(keySchema, valueSchema);
         Plan plan = plans.get(pair);
         if (plan == null) {
-            plan = new Plan(keySchema, valueSchema);
+            plan = new Plan(keySchema, valueSchema, rawDates);
             plans.put(pair, plan);
         }
         lastPlan = plan;
@@ -434,6 +490,10 @@ public class CassandraToRow<R extends ConnectRecord<R>> implements Transformatio
     static final class Plan {
         final Schema keySchema;
         final Schema valueSchema;
+        /** Dates are raw day numbers (the 4.1 agent's) and are corrected. */
+        final boolean rawDates;
+        /** {@link #rawDates} and the key has a date column: the key is rebuilt with corrected dates. */
+        final boolean keyHasRawDates;
         final Field opField;
         final Field sourceField;
         final Field tsUsField;
@@ -458,9 +518,10 @@ public class CassandraToRow<R extends ConnectRecord<R>> implements Transformatio
 
         private final Map<BitSet, TombstonePlan> tombstonePlans = new ConcurrentHashMap<>();
 
-        Plan(Schema keySchema, Schema valueSchema) {
+        Plan(Schema keySchema, Schema valueSchema, boolean rawDates) {
             this.keySchema = keySchema;
             this.valueSchema = valueSchema;
+            this.rawDates = rawDates;
             if (valueSchema.type() != Schema.Type.STRUCT) {
                 throw new Malformed("value schema is " + valueSchema.type() + ", not a struct");
             }
@@ -492,6 +553,7 @@ public class CassandraToRow<R extends ConnectRecord<R>> implements Transformatio
             rangeEndField = afterSchema.field(IN_RANGE_END);
 
             keyFields = keySchema.fields();
+            keyHasRawDates = rawDates && hasDate(keySchema);
             for (Field f : keyFields) {
                 keyPosition.put(f.name(), f.index());
             }

@@ -37,9 +37,21 @@ final class CqlJson {
     }
 
     static String render(Object value, Schema schema) {
+        return render(value, schema, false);
+    }
+
+    /**
+     * {@code rawDates}: every {@code io.debezium.time.Date} value is Cassandra's raw day number
+     * (days + 2^31, the Cassandra 4.1 agent's) and is written as the date it stands for.
+     */
+    static String render(Object value, Schema schema, boolean rawDates) {
         StringBuilder out = new StringBuilder(64);
-        append(out, value, schema);
+        append(out, value, schema, rawDates);
         return out.toString();
+    }
+
+    static void append(StringBuilder out, Object value, Schema schema) {
+        append(out, value, schema, false);
     }
 
     private static boolean isTuple(Schema schema) {
@@ -55,7 +67,7 @@ final class CqlJson {
         return true;
     }
 
-    static void append(StringBuilder out, Object value, Schema schema) {
+    static void append(StringBuilder out, Object value, Schema schema, boolean rawDates) {
         if (value == null) {
             out.append("null");
             return;
@@ -69,7 +81,7 @@ final class CqlJson {
                         out.append(',');
                     }
                     first = false;
-                    append(out, item, schema.valueSchema());
+                    append(out, item, schema.valueSchema(), rawDates);
                 }
                 out.append(']');
             }
@@ -88,14 +100,14 @@ final class CqlJson {
                     }
                     else {
                         StringBuilder kb = new StringBuilder();
-                        append(kb, k, schema.keySchema());
+                        append(kb, k, schema.keySchema(), rawDates);
                         key = kb.toString();
                         if (key.length() >= 2 && key.charAt(0) == '"') {
                             key = key.substring(1, key.length() - 1);
                         }
                     }
                     Json.appendString(out, key).append(':');
-                    append(out, e.getValue(), schema.valueSchema());
+                    append(out, e.getValue(), schema.valueSchema(), rawDates);
                 }
                 out.append('}');
             }
@@ -112,7 +124,7 @@ final class CqlJson {
                     if (!tuple) {
                         Json.appendString(out, f.name()).append(':');
                     }
-                    append(out, struct.get(f.name()), f.schema());
+                    append(out, struct.get(f.name()), f.schema(), rawDates);
                 }
                 out.append(tuple ? ']' : '}');
             }
@@ -163,7 +175,7 @@ final class CqlJson {
             }
             case INT32 -> {
                 if (DATE.equals(schema.name()) && value instanceof Integer days) {
-                    Json.appendString(out, LocalDate.ofEpochDay(days).toString());
+                    Json.appendString(out, LocalDate.ofEpochDay(rawDates ? days ^ Integer.MIN_VALUE : days).toString());
                 }
                 else if (value instanceof java.util.Date date) {
                     Json.appendString(out, LocalDate.ofEpochDay(Math.floorDiv(date.getTime(), 86_400_000L)).toString());

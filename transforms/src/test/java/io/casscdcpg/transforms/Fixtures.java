@@ -38,10 +38,14 @@ final class Fixtures {
     }
 
     static SinkRecord load(String name) {
-        JsonNode doc = readTree(name);
+        return fromJson(readTree(name));
+    }
+
+    /** A record from a fixture document (e.g. a captured one edited in a test). */
+    static SinkRecord fromJson(JsonNode doc) {
         String topic = doc.path("topic").asText(null);
         if (topic == null) {
-            throw new IllegalArgumentException("fixture " + name + " has no topic");
+            throw new IllegalArgumentException("fixture has no topic");
         }
         SchemaAndValue key = convert(topic, doc.get("key"), true);
         SchemaAndValue value = convert(topic, doc.get("value"), false);
