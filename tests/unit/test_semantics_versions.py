@@ -21,6 +21,7 @@ from controlplane.core.semantics_checks import (
     major_minor,
     source_version_findings,
 )
+from controlplane.core.target import CassandraAccess
 from controlplane.services import validate as validate_service
 
 
@@ -224,6 +225,8 @@ class _Endpoints:
 
 
 class _Target:
+    cassandra = CassandraAccess()  # no TLS, no login: the fake session needs neither
+
     def hint(self, _what: str) -> str:
         return "hint"
 
