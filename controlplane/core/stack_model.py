@@ -127,6 +127,7 @@ CONNECT_REST_USER = "admin"
 CASSANDRA_ADMIN_USER = "cdcctl"
 CASSANDRA_AGENT_USER = "cdc_agent"
 CASSANDRA_DEFAULT_SUPERUSER = "cassandra"
+CASSANDRA_JMX_USER = "cdcjmx"  # JMX (nodetool) login of every node, unless --insecure
 REDIS_USER = "cdcctl"
 # The agents' driver config names the Cassandra password and trust store password as HOCON
 # substitutions of these environment variables (the local stack's agents get them at start; a
@@ -344,6 +345,17 @@ class StackLayout:
     def cassandra_agent_file(self) -> Path:
         """``username=``/``password=`` of the agents' Cassandra role, 0600."""
         return self.secrets_dir / "cassandra-agent.properties"
+
+    @property
+    def cassandra_jmx_password_file(self) -> Path:
+        """``<user> <password>``: the nodes' JMX password file and nodetool's ``-pwf``, 0600
+        (the JVM refuses a password file others can read)."""
+        return self.secrets_dir / "cassandra-jmx.password"
+
+    @property
+    def cassandra_jmx_access_file(self) -> Path:
+        """``<user> readwrite``: what the JMX user may do (nodetool repair invokes operations)."""
+        return self.secrets_dir / "cassandra-jmx.access"
 
     def cassandra_auth_marker(self) -> Path:
         """Written once the roles exist and the built-in superuser is disabled; it lives with
@@ -936,6 +948,7 @@ def cassandra_command(
         f"-Dcassandra.logdir={cdir / 'logs'}",
         f"-Dlogback.configurationFile={lay.config_dir / 'cassandra-logback.xml'}",
         f"-Dcassandra.jmx.local.port={s.ports.cassandra_jmx_of(node)}",
+        *cassandra_jmx_auth_flags(s),
         "-Dcassandra.skip_wait_for_gossip_to_settle=0",
         f"-Dcassandra.ring_delay_ms={ring_delay_ms}",
         # PasswordAuthenticator: create the built-in superuser at once, not after 10 s (`stack
@@ -951,16 +964,39 @@ def cassandra_command(
     ]
 
 
+def cassandra_jmx_auth_flags(s: StackSettings) -> tuple[str, ...]:
+    """JMX authentication and authorisation of a node's local JMX port: Cassandra's
+    `JMXServerUtils` applies ``com.sun.management.jmxremote.authenticate`` and the password and
+    access files to the local port too (read in cassandra-all 5.0.2's bytecode). None with
+    --insecure."""
+    if not s.tls:
+        return ()
+    lay = s.layout
+    return (
+        "-Dcom.sun.management.jmxremote.authenticate=true",
+        f"-Dcom.sun.management.jmxremote.password.file={lay.cassandra_jmx_password_file}",
+        f"-Dcom.sun.management.jmxremote.access.file={lay.cassandra_jmx_access_file}",
+    )
+
+
+def nodetool_login(s: StackSettings) -> tuple[str, ...]:
+    """nodetool's ``-u <user> -pwf <file>`` for the nodes' JMX login (none with --insecure)."""
+    if not s.tls:
+        return ()
+    return ("-u", CASSANDRA_JMX_USER, "-pwf", str(s.layout.cassandra_jmx_password_file))
+
+
 def nodetool_command(
     java: Path,
     lib: Path,
     jmx_port: int,
     *args: str,
     cassandra_version: str = DEFAULT_CASSANDRA_VERSION,
+    login: tuple[str, ...] = (),
 ) -> list[str]:
-    """``nodetool -h 127.0.0.1 -p <jmx> <args>`` run from cassandra-all's classpath (the stack
-    installs no Cassandra tarball, so there is no nodetool script), on the Java of that
-    Cassandra version."""
+    """``nodetool -h 127.0.0.1 -p <jmx> [login] <args>`` run from cassandra-all's classpath (the
+    stack installs no Cassandra tarball, so there is no nodetool script), on the Java of that
+    Cassandra version; `login` from `nodetool_login`."""
     return [
         str(java),
         "-Xms32M",
@@ -977,6 +1013,7 @@ def nodetool_command(
         "127.0.0.1",
         "-p",
         str(jmx_port),
+        *login,
         *args,
     ]
 

@@ -28,6 +28,7 @@ from controlplane.core.errors import SecretError, ServiceStartError, StackError
 from controlplane.core.stack_model import (
     CASSANDRA_ADMIN_USER,
     CASSANDRA_AGENT_USER,
+    CASSANDRA_JMX_USER,
     LOCAL_PG_SECRET_PATH,
     REDIS_USER,
     VAULT_CONNECT_POLICY,
@@ -90,6 +91,13 @@ def write_secrets(s: StackSettings) -> None:
     ):
         if not read_properties(path).get("password"):
             write_private(path, f"username={user}\npassword={secrets.token_urlsafe(24)}\n")
+    if not lay.cassandra_jmx_password_file.exists():
+        write_private(
+            lay.cassandra_jmx_password_file,
+            f"{CASSANDRA_JMX_USER} {secrets.token_urlsafe(24)}\n",
+        )
+    if not lay.cassandra_jmx_access_file.exists():
+        write_private(lay.cassandra_jmx_access_file, f"{CASSANDRA_JMX_USER} readwrite\n")
     redis_password = read_properties(lay.redis_credentials_file)["password"]
     digest = hashlib.sha256(redis_password.encode()).hexdigest()
     write_private(lay.redis_acl_file, redis_acl(digest))

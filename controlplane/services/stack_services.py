@@ -47,6 +47,7 @@ from controlplane.core.stack_model import (
     kafka_format_command,
     node_address,
     nodetool_command,
+    nodetool_login,
     parse_instance,
     postgres_command,
     prometheus_command,
@@ -320,6 +321,7 @@ def cluster_view(ctx: StackContext, node: int) -> dict[str, str]:
         ctx.lib("cassandra"),
         ctx.s.ports.cassandra_jmx_of(node),
         cassandra_version=ctx.s.cassandra_version,
+        login=nodetool_login(ctx.s),
     )
     return nodetool.status([*argv, "status"])
 
@@ -383,6 +385,7 @@ def secure_cassandra(ctx: StackContext) -> None:
                     ctx.lib("cassandra"),
                     ctx.s.ports.cassandra_jmx_of(node),
                     cassandra_version=ctx.s.cassandra_version,
+                    login=nodetool_login(ctx.s),
                 )
                 out = processes.run([*argv, "repair", "--full", "system_auth"], timeout=300)
                 if out.returncode != 0:

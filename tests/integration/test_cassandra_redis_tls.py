@@ -18,10 +18,11 @@ from cassandra import AuthenticationFailed
 from cassandra.auth import PlainTextAuthProvider
 from cassandra.cluster import Cluster, NoHostAvailable, Session
 
+from controlplane.adapters import processes
 from controlplane.adapters.cassandra import ssl_context
-from controlplane.core.stack_model import CASSANDRA_AGENT_USER
+from controlplane.core.stack_model import CASSANDRA_AGENT_USER, CASSANDRA_JMX_USER, nodetool_command
 from controlplane.core.target import CassandraClientSecurity
-from controlplane.services.stack import Endpoints, settings_for
+from controlplane.services.stack import Endpoints, LocalStack, settings_for
 from controlplane.services.targets import local_target
 from tests.cli import cdcctl
 from tests.integration.verify_support import KEYSPACE, Sim, create_tables, pg_password
@@ -131,6 +132,27 @@ def test_the_agents_role_reads_but_cannot_change(stack: Endpoints, cql: Session)
             session.execute("INSERT INTO tls_it.t (id) VALUES (1)")
     finally:
         cluster.shutdown()
+
+
+def test_cassandra_jmx_refuses_nodetool_without_the_login(stack: Endpoints) -> None:
+    """JMX (7199) takes only the stack's JMX user: nodetool without `-u/-pwf` or with a wrong
+    password is refused; the stack's own `nodetool status` (its readiness probe) logs in."""
+    local = LocalStack(settings_for())
+    assert local.cluster_view() == {"127.0.0.1": "UN"}
+    ctx = local.ctx
+    argv = nodetool_command(
+        ctx.cassandra_java(),
+        ctx.lib("cassandra"),
+        ctx.s.ports.cassandra_jmx_of(1),
+        cassandra_version=ctx.s.cassandra_version,
+    )
+    anonymous = processes.run([*argv, "status"], timeout=120)
+    assert anonymous.returncode != 0
+    assert "Authentication failed" in anonymous.stdout + anonymous.stderr
+    wrong = processes.run([*argv, "-u", CASSANDRA_JMX_USER, "-pw", "not-the-password", "status"])
+    assert wrong.returncode != 0
+    assert "Authentication failed" in wrong.stdout + wrong.stderr
+    assert oct(ctx.lay.cassandra_jmx_password_file.stat().st_mode & 0o777) == "0o600"
 
 
 # --- Redis ---------------------------------------------------------------------------------------

@@ -4,6 +4,7 @@ output, and the rendered configs of every node, agent and worker. No service is 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import re
@@ -33,6 +34,7 @@ from controlplane.core.stack_model import (
     node_address,
     node_id,
     nodetool_command,
+    nodetool_login,
     parse_choices_document,
     parse_instance,
     parse_nodetool_status,
@@ -273,6 +275,15 @@ def test_single_node_command_lines_are_unchanged() -> None:
     assert "-Dcassandra.config=file:///st/config/cassandra.yaml" in cmd
     assert "-Dcassandra.jmx.local.port=7199" in cmd
     assert "-Xmx1G" in cmd
+    # JMX takes the stack's JMX user only (its password file 0600 under secrets/)
+    assert "-Dcom.sun.management.jmxremote.authenticate=true" in cmd
+    assert "-Dcom.sun.management.jmxremote.password.file=/st/secrets/cassandra-jmx.password" in cmd
+    assert "-Dcom.sun.management.jmxremote.access.file=/st/secrets/cassandra-jmx.access" in cmd
+    assert nodetool_login(s) == ("-u", "cdcjmx", "-pwf", "/st/secrets/cassandra-jmx.password")
+    insecure = dataclasses.replace(s, insecure=True)
+    plain = cassandra_command(JAVA, LIB, insecure, Path("/jamm.jar"))
+    assert not any("jmxremote" in a for a in plain)
+    assert nodetool_login(insecure) == ()
     agent = agent_command(JAVA, LIB, s, Path("/p.properties"))
     assert "-Dlogback.configurationFile=/st/config/agent-logback.xml" in agent
     assert "-Dcassandra.storagedir=/st/cassandra" in agent
@@ -313,6 +324,13 @@ UJ  127.0.0.2  70.1 KiB    16      ?                 0e8c0a7e-0000-0000-0000-000
 DN  127.0.0.3  ?           16      66.1%             0e8c0a7e-0000-0000-0000-000000000003  rack1
 """
     states = parse_nodetool_status(out)
+    assert nodetool_command(JAVA, LIB, 9299, "status", login=("-u", "u", "-pwf", "/f"))[-5:] == [
+        "-u",
+        "u",
+        "-pwf",
+        "/f",
+        "status",
+    ]
     assert states == {"127.0.0.1": "UN", "127.0.0.2": "UJ", "127.0.0.3": "DN"}
     assert not all_up_normal(states, 3)
     assert all_up_normal({f"127.0.0.{i}": "UN" for i in (1, 2, 3)}, 3)
