@@ -26,7 +26,7 @@ from typing import Any
 
 import psycopg
 import pytest
-from cassandra.cluster import Cluster, Session
+from cassandra.cluster import Session
 from cassandra.concurrent import execute_concurrent
 from cassandra.query import BatchStatement, BatchType
 
@@ -36,6 +36,7 @@ from controlplane.core.schema_model import Column, TableModel
 from tests.integration.verify_support import pg_password, running_stack
 from tests.manifests import local_pipeline
 from tests.performance.report import machine, write_section
+from tests.stackfixture import cql_cluster
 
 pytestmark = pytest.mark.performance
 
@@ -68,7 +69,11 @@ RAW_SCAN = textwrap.dedent(
     from concurrent.futures import ThreadPoolExecutor
     from controlplane.adapters import cassandra
     from controlplane.core.token_ranges import default_range_count, split_ring
-    cluster, session = cassandra.scan_session("127.0.0.1", 9042)
+    from controlplane.services.stack import LocalStack, settings_for
+    ep = LocalStack(settings_for()).endpoints()  # CDC_STACK_DIR's stack: TLS and cdcctl's role
+    cluster, session = cassandra.scan_session(
+        ep.cassandra_host, ep.cassandra_port, security=ep.cassandra_security
+    )
     ranges = split_ring(default_range_count(os.cpu_count() or 1), cassandra.ring_tokens(cluster))
     stmt = cassandra.prepare(session, "SELECT token(id), id, name, qty, price FROM {ks}.{t} "
                              "WHERE token(id) > ? AND token(id) <= ?")
@@ -86,8 +91,7 @@ RAW_SCAN = textwrap.dedent(
 
 @pytest.fixture(scope="module")
 def cql() -> Iterator[Session]:
-    running_stack()
-    cluster = Cluster(["127.0.0.1"], port=9042, protocol_version=5)
+    cluster = cql_cluster(running_stack())  # TLS and cdcctl's role unless --insecure
     session = cluster.connect()
     yield session
     # the agent snapshots every CDC table on the node: do not leave millions of rows to it

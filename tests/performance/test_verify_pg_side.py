@@ -16,13 +16,14 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from cassandra.cluster import Cluster, Session
+from cassandra.cluster import Session
 
 from controlplane.adapters import cassandra, postgres
 from controlplane.core.token_ranges import split_ring
 from controlplane.services import verify as v
 from tests.integration.verify_support import pg_password, running_stack
 from tests.performance import test_verify_benchmark as bench
+from tests.stackfixture import cql_cluster
 
 pytestmark = pytest.mark.performance
 
@@ -32,8 +33,7 @@ SIDE = "side"
 
 @pytest.fixture(scope="module")
 def cql() -> Iterator[Session]:
-    running_stack()
-    cluster = Cluster(["127.0.0.1"], port=9042, protocol_version=5)
+    cluster = cql_cluster(running_stack())  # TLS and cdcctl's role unless --insecure
     session = cluster.connect()
     yield session
     # the agent snapshots every CDC table on the node: do not leave millions of rows to it
@@ -43,11 +43,14 @@ def cql() -> Iterator[Session]:
 
 def test_pk_lookups_vs_token_side_table(cql: Session) -> None:
     pg_password()
-    dsn = running_stack().postgres_dsn
+    ep = running_stack()
+    dsn = ep.postgres_dsn
     bench._create(cql, dsn, SIDE)
     bench._load(cql, dsn, 0, ROWS, SIDE)
     table = v.Table(bench.model(SIDE), "decision-0030")
-    cluster, session = cassandra.scan_session("127.0.0.1", 9042)
+    cluster, session = cassandra.scan_session(
+        ep.cassandra_host, ep.cassandra_port, security=ep.cassandra_security
+    )
     scan = cassandra.prepare(session, table.cql_scan)
     ranges = split_ring(16, cassandra.ring_tokens(cluster))
     conn = postgres.verify_connect(dsn)
