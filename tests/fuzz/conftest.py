@@ -12,7 +12,10 @@ that into a failure. Failing examples are printed with the blob that replays the
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from pathlib import Path
 
+import pytest
 from hypothesis import HealthCheck, settings
 
 _COMMON = {
@@ -25,3 +28,16 @@ _EXAMPLES = int(os.environ["FUZZ_EXAMPLES"]) if os.environ.get("FUZZ_EXAMPLES") 
 settings.register_profile("default", max_examples=_EXAMPLES or 30, **_COMMON)
 settings.register_profile("nightly", max_examples=_EXAMPLES or 3000, **_COMMON)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
+
+
+@pytest.fixture(scope="module")
+def work(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """A scratch directory; cdcctl's config and crash logs under it, not in the user's home, and
+    no context or stack of the caller's environment in the way."""
+    base = tmp_path_factory.mktemp("fuzz")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("XDG_CONFIG_HOME", str(base / "config"))
+        mp.setenv("XDG_STATE_HOME", str(base / "state"))
+        for var in ("CDCCTL_CONTEXT", "CDCCTL_CONNECT_URL", "CDC_STACK_DIR"):
+            mp.delenv(var, raising=False)
+        yield base

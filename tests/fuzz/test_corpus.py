@@ -13,7 +13,6 @@ GitHub annotations. A crash the fuzzer finds is added here with its fix.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -31,17 +30,6 @@ def cases() -> list[Any]:
         marks = [pytest.mark.xfail(reason=case["open"], strict=True)] if "open" in case else []
         out.append(pytest.param(name, case, id=name, marks=marks))
     return out
-
-
-@pytest.fixture(scope="module")
-def work(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    base = tmp_path_factory.mktemp("corpus")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("XDG_CONFIG_HOME", str(base / "config"))
-        mp.setenv("XDG_STATE_HOME", str(base / "state"))
-        for var in ("CDCCTL_CONTEXT", "CDCCTL_CONNECT_URL", "CDC_STACK_DIR"):
-            mp.delenv(var, raising=False)
-        yield base
 
 
 def test_every_corpus_file_is_indexed() -> None:

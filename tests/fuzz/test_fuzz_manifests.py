@@ -263,18 +263,6 @@ manifests = st.one_of(structured(), textual())
 # --- fixtures --------------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def work(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    """A scratch directory; cdcctl's config and crash logs under it, not in the user's home."""
-    base = tmp_path_factory.mktemp("fuzz")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("XDG_CONFIG_HOME", str(base / "config"))
-        mp.setenv("XDG_STATE_HOME", str(base / "state"))
-        for var in ("CDCCTL_CONTEXT", "CDCCTL_CONNECT_URL", "CDC_STACK_DIR"):
-            mp.delenv(var, raising=False)
-        yield base
-
-
 def crash_dir(work: Path) -> Path:
     return work / "state" / "cdcctl"
 
