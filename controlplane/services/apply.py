@@ -703,11 +703,18 @@ def _carry_out(change: ResourceChange, planned: PlannedApply, agents: AgentRunti
         return
     d = planned.pipelines[change.pipeline]
     if change.kind == "cassandra":
+        keyspace = d.pipeline.keyspace
         cql = _Cassandra(target)
         try:
-            cassandra.execute(cql.session(d.endpoints), heartbeat_table_cql(d.pipeline.keyspace))
+            session = cql.session(d.endpoints)
+            cassandra.execute(session, heartbeat_table_cql(keyspace))
+            created = cassandra.table_ids(session, keyspace).get(HEARTBEAT_TABLE)
         finally:
             cql.close()
+        if created is not None:
+            # the agents record the id they capture: without it the next plan would take the
+            # table for a recreated one (and restart the agent to snapshot it)
+            planned.table_ids[f"{keyspace}.{HEARTBEAT_TABLE}"] = created
     elif change.kind == "postgres":
         table = change.name.rpartition(".")[2]
         ddl = d.ddl[table]

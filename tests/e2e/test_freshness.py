@@ -34,8 +34,12 @@ from confluent_kafka import Producer
 
 from controlplane.adapters import kafka, postgres
 from controlplane.core.freshness import HEARTBEAT_TABLE
+from controlplane.services.apply import plan_manifests
+from controlplane.services.local_agents import LocalAgents
 from controlplane.services.stack import Endpoints, LocalStack
+from controlplane.services.targets import local_target
 from tests import faults
+from tests.cli import cdcctl_json
 from tests.e2e.conftest import wait_for
 from tests.e2e.semconf import reset_kafka
 from tests.manifests import local_pipeline
@@ -77,6 +81,11 @@ def pipeline(
     # apply created the heartbeat table in Cassandra and its tables in PostgreSQL
     assert ("cassandra", f"{KS}.{HEARTBEAT_TABLE}") in created, result.changes
     assert ("postgres", f"{KS}.{HEARTBEAT_TABLE}") in created, result.changes
+    # and nothing is left to do (the agents recorded the new table's id: no re-snapshot)
+    again = plan_manifests(
+        [path], local_target(local_stack.lay.root), agents=LocalAgents(local_stack.s)
+    )
+    assert not again.plan.has_changes, again.plan.lines()
     yield path
     cql.execute(f"DROP KEYSPACE IF EXISTS {KS}")  # later agent restarts need not snapshot it
 
@@ -193,8 +202,9 @@ def test_freshness_grows_while_the_agent_is_down_the_alert_fires_and_it_recovers
         )
         assert metric(serve, "cdc_heartbeat_writes_total", pipeline=NAME, result="ok")
     finally:
+        restarting = time.monotonic()
         faults.restart(local_stack, "agent")
-    restarted = time.monotonic()
+    started = time.monotonic()
     back = wait_for(
         "freshness back below 30s",
         lambda: freshness(serve),
@@ -202,7 +212,8 @@ def test_freshness_grows_while_the_agent_is_down_the_alert_fires_and_it_recovers
         300,
     )
     print(
-        f"freshness back to {back:.1f}s {time.monotonic() - restarted:.0f}s after the agent started"
+        f"freshness back to {back:.1f}s {time.monotonic() - started:.0f}s after the agent was "
+        f"ready (`stack up agent` took {started - restarting:.0f}s)"
     )
     wait_for(
         "CdcPipelineStale resolved",
@@ -247,3 +258,43 @@ def test_a_growing_dlq_is_exported_and_alerted(serve: str, cql: Session, stack: 
         "CdcDlqGrowing firing", lambda: firing(stack.prometheus_url, "CdcDlqGrowing"), bool, 300
     )
     print(f"CdcDlqGrowing fired {time.monotonic() - rose:.0f}s after the depth rose")
+
+
+def test_the_last_verify_result_per_table(
+    serve: str, pipeline: Path, local_stack: LocalStack
+) -> None:
+    """`cdcctl verify` of the pipeline: serve exports its result for the user table; the
+    heartbeat table is not verified."""
+    summary = cdcctl_json(
+        "verify",
+        "-f",
+        str(pipeline),
+        "--state-dir",
+        str(local_stack.lay.root),
+        "--no-progress",
+        timeout=600,
+    )
+    assert summary["tables"] == ["t"], summary
+    wait_for(
+        "cdc_verify_last_result PASS for table t",
+        lambda: metric(serve, "cdc_verify_last_result", pipeline=NAME, table="t", result="PASS"),
+        lambda v: v == 1.0,
+        120,
+    )
+
+
+def test_serve_once_prints_one_collection_as_json(pipeline: Path, local_stack: LocalStack) -> None:
+    samples = cdcctl_json(
+        "serve",
+        "-f",
+        str(pipeline),
+        "--state-dir",
+        str(local_stack.lay.root),
+        "--once",
+        timeout=300,
+    )
+    by_name = {
+        (s["name"], s["labels"].get("pipeline"), s["labels"].get("state")): s for s in samples
+    }
+    assert by_name[("cdc_pipeline_freshness_seconds", NAME, None)]["value"] < 60
+    assert by_name[("cdc_connector_state", NAME, "RUNNING")]["value"] == 1.0
