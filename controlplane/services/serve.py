@@ -241,6 +241,13 @@ class Serve:
                 )
             except CdcError as exc:
                 self._failed("kafka", exc)
+        # published before the slower parts: a Redis that does not answer (its client rides
+        # out restarts for a while) must not hold freshness back
+        with self._lock:
+            self.obs.heartbeat_newest_us = newest
+            self.obs.connectors = connectors
+            self.obs.dlq_records = dlq
+            self.obs.consumer_lag = lag
         verify = self._verify_results({p.name for p, _ in pipelines})
         raw: list[Gauge] | None = None
         if self.cdc_raw_sources:
@@ -249,10 +256,6 @@ class Serve:
             except CdcError as exc:
                 self._failed("cdc_raw", exc)
         with self._lock:
-            self.obs.heartbeat_newest_us = newest
-            self.obs.connectors = connectors
-            self.obs.dlq_records = dlq
-            self.obs.consumer_lag = lag
             if verify is not None:
                 self.obs.verify = verify
             if raw is not None:
