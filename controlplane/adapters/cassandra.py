@@ -256,6 +256,22 @@ def stream(
         raise read_error(exc, host=host) from exc
 
 
+def execute(session: Session, cql: str) -> None:
+    """One schema statement (e.g. the heartbeat table's CREATE TABLE IF NOT EXISTS)."""
+    try:
+        session.execute(cql)
+    except Exception as exc:  # the driver has no single base class for request errors
+        raise CassandraError(f"Cassandra refused {cql[:120]!r}: {exc}") from exc
+
+
+def write(session: Session, stmt: Any, params: Sequence[Any]) -> None:
+    """One write of a prepared statement (e.g. a heartbeat row)."""
+    try:
+        session.execute(stmt, params)
+    except Exception as exc:  # the driver has no single base class for request errors
+        raise CassandraError(f"a write to Cassandra failed: {exc}") from exc
+
+
 def execute_concurrent(
     session: Session, stmt: Any, params: Sequence[Sequence[Any]], *, concurrency: int = 64
 ) -> list[list[tuple[Any, ...]]]:

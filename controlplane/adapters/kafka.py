@@ -117,6 +117,37 @@ def consumer_lag(
     return rows
 
 
+def topic_records(bootstrap: Bootstrap, topic: str, timeout: float = 10.0) -> int | None:
+    """Records a topic holds now: log end minus log start offsets over its partitions (None
+    when the topic does not exist)."""
+    from confluent_kafka import TopicPartition
+    from confluent_kafka.admin import OffsetSpec  # type: ignore[attr-defined]
+
+    admin = AdminClient(_client_config(bootstrap))
+    try:
+        md = admin.list_topics(topic=topic, timeout=timeout).topics.get(topic)
+        if md is None or md.error is not None or not md.partitions:
+            return None
+        parts = [TopicPartition(topic, p) for p in md.partitions]
+        ends = {
+            tp.partition: f.result(timeout).offset
+            for tp, f in admin.list_offsets(
+                {tp: OffsetSpec.latest() for tp in parts},  # type: ignore[no-untyped-call]
+                request_timeout=timeout,
+            ).items()
+        }
+        starts = {
+            tp.partition: f.result(timeout).offset
+            for tp, f in admin.list_offsets(
+                {tp: OffsetSpec.earliest() for tp in parts},  # type: ignore[no-untyped-call]
+                request_timeout=timeout,
+            ).items()
+        }
+    except Exception as exc:
+        raise KafkaError(f"cannot read the offsets of topic {topic}: {exc}") from exc
+    return sum(max(int(ends[p]) - int(starts.get(p, 0)), 0) for p in ends)
+
+
 # --- reading and writing records (dlq) ------------------------------------------------------
 
 

@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, start_http_server
-from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.exposition import generate_latest
 
 from controlplane.core.cdc_raw import Gauge
@@ -38,7 +38,11 @@ class _Collector:
             self._on_error(exc)
             return
         for g in gauges:
-            family = GaugeMetricFamily(g.name, g.help, labels=list(g.label_names))
+            family: GaugeMetricFamily | CounterMetricFamily
+            if g.kind == "counter":
+                family = CounterMetricFamily(g.name, g.help, labels=list(g.label_names))
+            else:
+                family = GaugeMetricFamily(g.name, g.help, labels=list(g.label_names))
             for labels, value in g.samples:
                 family.add_metric(list(labels), value)
             yield family

@@ -8,7 +8,7 @@ import sys
 import typer
 
 from controlplane import __version__
-from controlplane.cli import agent, cdc_raw, crash, dlq, logs, schema, verify
+from controlplane.cli import agent, cdc_raw, crash, dlq, logs, schema, serve, verify
 from controlplane.cli.apply import apply
 from controlplane.cli.base import Typer
 from controlplane.cli.control import register as register_control
@@ -31,6 +31,7 @@ app.add_typer(agent.app, name="agent")
 app.add_typer(cdc_raw.app, name="cdc-raw")
 app.command()(apply)
 register_control(app)
+app.command()(serve.serve)
 # The name the product was announced with: the same command as `dlq replay`, listed in the help.
 app.command(
     "replay-dlq", epilog="The same command as `cdcctl dlq replay` (the name it was announced with)."

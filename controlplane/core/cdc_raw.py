@@ -19,7 +19,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 
@@ -181,13 +181,15 @@ def parse_node_spec(spec: str) -> tuple[str, Path]:
 
 @dataclass(frozen=True)
 class Gauge:
-    """One gauge family: name, help and its samples (labels, value). Pure data: the adapter that
-    serves metrics turns it into prometheus_client's families."""
+    """One metric family: name, help and its samples (labels, value). Pure data: the adapter
+    that serves metrics turns it into prometheus_client's families. ``kind`` "counter" marks a
+    count that only grows (its name ends in ``_total``)."""
 
     name: str
     help: str
     label_names: tuple[str, ...]
     samples: tuple[tuple[tuple[str, ...], float], ...]
+    kind: Literal["gauge", "counter"] = "gauge"
 
 
 def usage_gauges(usages: list[CdcRawUsage]) -> list[Gauge]:

@@ -30,6 +30,8 @@ from pydantic import (
 )
 from pydantic.alias_generators import to_camel
 
+from controlplane.core.freshness import HEARTBEAT_TABLE
+
 API_VERSION = "cdc.casscdcpg.io/v1"
 KIND = "Pipeline"
 
@@ -694,6 +696,15 @@ class Options(_Model):
         default=0, ge=-1, description="errors.retry.timeout (-1 retries forever)."
     )
     errors_log_enable: bool = True
+    heartbeat: bool = Field(
+        default=False,
+        description=(
+            "Carry a heartbeat table (`cdcctl_heartbeat` in the keyspace, CDC on, created by "
+            "`cdcctl apply`) whose rows `cdcctl serve` writes every few seconds, to measure "
+            "freshness end to end (cdc_pipeline_freshness_seconds; decision 0120). Its "
+            "PostgreSQL tables are created like the others; `cdcctl verify` skips it."
+        ),
+    )
 
     @field_validator("dlq_topic")
     @classmethod
@@ -748,12 +759,23 @@ class Pipeline(_Model):
     @model_validator(mode="after")
     def _topic_names_fit(self) -> Pipeline:
         # <prefix>.<keyspace>.<table>.tombstones: Kafka refuses names over 249 characters
-        longest = max((self.table_topic(t) + TOMBSTONES_TOPIC_SUFFIX for t in self.tables), key=len)
+        longest = max(
+            (self.table_topic(t) + TOMBSTONES_TOPIC_SUFFIX for t in self.captured_tables), key=len
+        )
         if len(longest) > MAX_TOPIC_LENGTH:
             raise ValueError(
                 f"spec.kafka.topicPrefix makes topic names too long for Kafka: {longest[:60]!r}... "
                 f"has {len(longest)} characters (at most {MAX_TOPIC_LENGTH}); use a shorter "
                 "topicPrefix"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _heartbeat_table_is_cdcctls(self) -> Pipeline:
+        if self.heartbeat and HEARTBEAT_TABLE in self.tables:
+            raise ValueError(
+                f"spec.source.cassandra.tables lists {HEARTBEAT_TABLE}, the table "
+                "options.heartbeat adds itself: remove it from tables"
             )
         return self
 
@@ -783,7 +805,18 @@ class Pipeline(_Model):
 
     @property
     def tables(self) -> list[str]:
+        """The tables the manifest lists: the users' data."""
         return list(self.spec.source.cassandra.tables)
+
+    @property
+    def heartbeat(self) -> bool:
+        return self.spec.options.heartbeat
+
+    @property
+    def captured_tables(self) -> list[str]:
+        """Every table the pipeline carries: its tables and, with options.heartbeat, the
+        heartbeat table (topics, sink, PostgreSQL tables; decision 0120)."""
+        return [*self.tables, HEARTBEAT_TABLE] if self.heartbeat else self.tables
 
     def table_topic(self, table: str) -> str:
         """The topic Debezium Cassandra writes `table`'s changes to."""
@@ -793,7 +826,7 @@ class Pipeline(_Model):
     def topics_regex(self) -> str:
         """Every table topic of this pipeline and its `.tombstones` companion (row contract)."""
         prefix = rf"{re.escape(self.topic_prefix)}\.{re.escape(self.keyspace)}"
-        tables = "|".join(re.escape(t) for t in self.tables)
+        tables = "|".join(re.escape(t) for t in self.captured_tables)
         return rf"{prefix}\.({tables})(\.tombstones)?"
 
 

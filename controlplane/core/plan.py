@@ -19,7 +19,7 @@ from typing import Any, Literal
 from controlplane.core.render import OWNER_KEY, OWNER_VALUE, PIPELINE_KEY, normalise_config
 
 Action = Literal["create", "update", "delete", "noop"]
-Kind = Literal["connector", "postgres", "topic", "secret", "agent", "agent-bundle"]
+Kind = Literal["connector", "postgres", "topic", "secret", "agent", "agent-bundle", "cassandra"]
 
 SYMBOLS: dict[str, str] = {"create": "+", "update": "~", "delete": "-", "noop": "="}
 

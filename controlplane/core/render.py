@@ -301,7 +301,7 @@ def render_sink_config(
     stopped = stopped or {}
     spec = pipeline.spec
     topics = rf"{re.escape(pipeline.topic_prefix)}\.{re.escape(pipeline.keyspace)}"
-    tables = "|".join(re.escape(t) for t in pipeline.tables)
+    tables = "|".join(re.escape(t) for t in pipeline.captured_tables)
     batch_size = spec.sink.batch_size
     text = _render(
         ctx,
@@ -312,7 +312,9 @@ def render_sink_config(
         tasks_max=str(spec.sink.tasks_max + spec.sink.standby_tasks),
         # An explicit list, not a regex: a regex subscription only notices topics created later
         # (the agent creates them on its first event) after metadata.max.age.ms, five minutes.
-        topics=",".join(pipeline.table_topic(t) for t in pipeline.tables if t not in stopped),
+        topics=",".join(
+            pipeline.table_topic(t) for t in pipeline.captured_tables if t not in stopped
+        ),
         jdbc_url=jdbc_url(pipeline, ctx.postgres_ca_file),
         username=spec.sink.postgres.user,
         password_placeholder=password_placeholder(pipeline),

@@ -164,6 +164,9 @@ class Ports:
     kafka_tls: int = 9094
     # `cdcctl cdc-raw export` for every node: cdc_raw usage for Prometheus (decision 0105).
     cdc_exporter: int = 9500
+    # `cdcctl serve --metrics-port` (not a stack service: it serves the manifests it is given;
+    # the stack's Prometheus scrapes this port for it; decision 0120).
+    serve: int = 9600
 
     def shifted(self, offset: int) -> Ports:
         """Every port moved by `offset`: a second stack beside the default one (benchmarks)."""
@@ -830,6 +833,7 @@ def template_context(
             ],
             "scrape_interval": s.prometheus_scrape_interval,
             "cdc_exporter_port": s.ports.cdc_exporter,
+            "serve_port": s.ports.serve,
         },
         "agent": {
             "http_port": s.ports.agent_http_of(node),

@@ -43,6 +43,7 @@ from controlplane.core.ddl import (
     sink_identifier_problem,
 )
 from controlplane.core.errors import CassandraError, ConnectError, UsageError
+from controlplane.core.freshness import HEARTBEAT_TABLE, heartbeat_model, heartbeat_table_cql
 from controlplane.core.manifest import Pipeline
 from controlplane.core.manifest_loader import LoadedManifest, load_manifests
 from controlplane.core.plan import (
@@ -220,7 +221,8 @@ class _Cassandra:
 def read_tables(
     pipeline: Pipeline, session: Any = None, *, target: Target | None = None
 ) -> list[TableModel]:
-    """The pipeline's Cassandra tables; each must exist and have ``cdc = true``."""
+    """The pipeline's Cassandra tables; each must exist and have ``cdc = true`` (the heartbeat
+    table, which apply creates, may not exist yet: its model is known)."""
     own = None
     if session is None:
         from controlplane.services.targets import resolve_target
@@ -229,12 +231,16 @@ def read_tables(
         own = _Cassandra(target)
         session = own.session(endpoints_for(target, pipeline))
     try:
-        found = cassandra.table_schemas(session, pipeline.keyspace, pipeline.tables)
+        found = cassandra.table_schemas(session, pipeline.keyspace, pipeline.captured_tables)
     finally:
         if own is not None:
             own.close()
     models = []
-    for table in pipeline.tables:
+    for table in pipeline.captured_tables:
+        if table == HEARTBEAT_TABLE and table not in found:
+            # apply creates it (a `cassandra` change) with exactly these columns
+            models.append(heartbeat_model(pipeline.keyspace))
+            continue
         if table not in found:
             raise CassandraError(
                 f"pipeline {pipeline.name}: table {pipeline.keyspace}.{table} does not exist in "
@@ -284,7 +290,7 @@ def raw_table_shape(dsn: str, names: PgNames) -> tuple[dict[str, str] | None, Ke
 
 
 def pipeline_topics(p: Pipeline) -> list[str]:
-    return [p.table_topic(t) for t in p.tables] + [p.dlq_topic]
+    return [p.table_topic(t) for t in p.captured_tables] + [p.dlq_topic]
 
 
 def build_plan(
@@ -320,7 +326,21 @@ def build_plan(
             session = cql.session(endpoints)
             tables = read_tables(p, session)
             ids = cassandra.table_ids(session, p.keyspace)
-            planned.table_ids.update({f"{p.keyspace}.{t}": ids[t] for t in p.tables if t in ids})
+            planned.table_ids.update(
+                {f"{p.keyspace}.{t}": ids[t] for t in p.captured_tables if t in ids}
+            )
+            if p.heartbeat:
+                # before the PostgreSQL tables: a managed agent restarts after those and must
+                # find the Cassandra table (decision 0120)
+                plan.changes.append(
+                    ResourceChange(
+                        p.name,
+                        "cassandra",
+                        f"{p.keyspace}.{HEARTBEAT_TABLE}",
+                        "noop" if HEARTBEAT_TABLE in ids else "create",
+                        reason="heartbeat table (cdcctl serve measures freshness with it)",
+                    )
+                )
             stopped: dict[str, str] = {}
             ddls: dict[str, TableDdl] = {}
             for t in tables:
@@ -682,7 +702,20 @@ def _carry_out(change: ResourceChange, planned: PlannedApply, agents: AgentRunti
             connect.delete_connector(change.name)
         return
     d = planned.pipelines[change.pipeline]
-    if change.kind == "postgres":
+    if change.kind == "cassandra":
+        keyspace = d.pipeline.keyspace
+        cql = _Cassandra(target)
+        try:
+            session = cql.session(d.endpoints)
+            cassandra.execute(session, heartbeat_table_cql(keyspace))
+            created = cassandra.table_ids(session, keyspace).get(HEARTBEAT_TABLE)
+        finally:
+            cql.close()
+        if created is not None:
+            # the agents record the id they capture: without it the next plan would take the
+            # table for a recreated one (and restart the agent to snapshot it)
+            planned.table_ids[f"{keyspace}.{HEARTBEAT_TABLE}"] = created
+    elif change.kind == "postgres":
         table = change.name.rpartition(".")[2]
         ddl = d.ddl[table]
         marker = postgres.comment_on_table_sql(ddl.names.raw_table, ddl_marker(ddl.statements))

@@ -44,7 +44,7 @@ class DlqSource:
 
     @classmethod
     def of(cls, p: Pipeline, target: Target) -> DlqSource:
-        allowed = replay_topics(p.table_topic(t) for t in p.tables)
+        allowed = replay_topics(p.table_topic(t) for t in p.captured_tables)
         return cls(p.name, endpoints_for(target, p).kafka, p.dlq_topic, allowed)
 
     @property

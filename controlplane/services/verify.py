@@ -1134,7 +1134,12 @@ def run_verify(opts: VerifyOptions, *, progress: Progress | None = None) -> RunS
     target = opts.target or resolve_target()
     opts.target = target
     dsn = pipeline_dsn(target, pipeline, base_dir=base)
-    models = [m for m in read_tables(pipeline, target=target) if opts.table in (None, m.table)]
+    # the users' tables only: not the heartbeat table the pipeline carries (decision 0120)
+    models = [
+        m
+        for m in read_tables(pipeline, target=target)
+        if m.table in pipeline.tables and opts.table in (None, m.table)
+    ]
     verifier = Verifier(opts, pipeline, models, dsn, progress=progress)
     try:
         return verifier.run()

@@ -89,6 +89,7 @@ def test_rendered_prometheus_config_scrapes_connect_and_itself() -> None:
     assert jobs == {
         "kafka-connect": ["127.0.0.1:10404"],
         "cassandra-cdc": ["127.0.0.1:10500"],
+        "cdcctl-serve": ["127.0.0.1:10600"],
         "prometheus": ["127.0.0.1:10090"],
     }
     assert conf["rule_files"] == ["alerts.yml"]
