@@ -164,9 +164,15 @@ class Ports:
     kafka_tls: int = 9094
     # `cdcctl cdc-raw export` for every node: cdc_raw usage for Prometheus (decision 0105).
     cdc_exporter: int = 9500
+<<<<<<< HEAD
     # `cdcctl serve --metrics-port` (not a stack service: it serves the manifests it is given;
     # the stack's Prometheus scrapes this port for it; decision 0120).
     serve: int = 9600
+=======
+    # The JMX exporter javaagent of Cassandra node i and of agent i: + (i - 1) (decision 0124).
+    cassandra_metrics: int = 9410
+    agent_metrics: int = 9420
+>>>>>>> h-jmx
 
     def shifted(self, offset: int) -> Ports:
         """Every port moved by `offset`: a second stack beside the default one (benchmarks)."""
@@ -188,9 +194,14 @@ class Ports:
             "redis": [self.redis],
             "vault": [self.vault, self.vault_cluster],
             "kafka": [self.kafka, self.kafka_controller, *([self.kafka_tls] if secure else [])],
-            "cassandra": [self.cassandra, self.cassandra_storage, self.cassandra_jmx_of(i)],
+            "cassandra": [
+                self.cassandra,
+                self.cassandra_storage,
+                self.cassandra_jmx_of(i),
+                self.cassandra_metrics + step,
+            ],
             "connect": [self.connect + step, self.connect_metrics + step],
-            "agent": [self.agent_http + step],
+            "agent": [self.agent_http + step, self.agent_metrics + step],
             "cdc-exporter": [self.cdc_exporter],
             "prometheus": [self.prometheus],
         }[kind]
@@ -203,6 +214,12 @@ class Ports:
 
     def agent_http_of(self, node: int) -> int:
         return self.agent_http + node - 1
+
+    def cassandra_metrics_of(self, node: int) -> int:
+        return self.cassandra_metrics + node - 1
+
+    def agent_metrics_of(self, node: int) -> int:
+        return self.agent_metrics + node - 1
 
     def connect_of(self, worker: int) -> int:
         return self.connect + worker - 1
@@ -386,6 +403,12 @@ class StackLayout:
     @property
     def plugins_dir(self) -> Path:
         return self.root / "plugins"
+
+    @property
+    def jmx_exporter_jar(self) -> Path:
+        """The Prometheus JMX exporter javaagent every JVM of the stack but Kafka runs with
+        (Cassandra, the agents, Connect): copied here by `stack up` (decision 0124)."""
+        return self.root / "lib" / "jmx_prometheus_javaagent.jar"
 
     @property
     def settings_file(self) -> Path:
@@ -833,7 +856,17 @@ def template_context(
             ],
             "scrape_interval": s.prometheus_scrape_interval,
             "cdc_exporter_port": s.ports.cdc_exporter,
+<<<<<<< HEAD
             "serve_port": s.ports.serve,
+=======
+            # Every Cassandra node's and every agent's JMX exporter: (node id, port).
+            "cassandra_metrics": [
+                (node_id(i), s.ports.cassandra_metrics_of(i)) for i in range(1, s.nodes + 1)
+            ],
+            "agent_metrics": [
+                (node_id(i), s.ports.agent_metrics_of(i)) for i in range(1, s.nodes + 1)
+            ],
+>>>>>>> h-jmx
         },
         "agent": {
             "http_port": s.ports.agent_http_of(node),
@@ -959,6 +992,8 @@ def cassandra_command(
         # up` replaces it with its own roles right after the last node is up; decision 0110).
         "-Dcassandra.superuser_setup_delay_ms=0",
         f"-javaagent:{jamm_jar}",
+        # commit log, client requests, JVM: Prometheus's job `cassandra` (decision 0124)
+        jmx_exporter_flag(s, instance_name("cassandra", node)),
         "-Djdk.attach.allowAttachSelf=true",
         "-Dio.netty.tryReflectionSetAccessible=true",
         *cassandra_module_flags(s.cassandra_version),
@@ -1075,18 +1110,47 @@ def kafka_command(java: Path, lib: Path, s: StackSettings) -> list[str]:
     ]
 
 
-def connect_command(
-    java: Path, lib: Path, s: StackSettings, jmx_exporter: Path, worker: int = 1
-) -> list[str]:
+# The JMX exporter config (compose/native/config, rendered into the state dir's config/) of each
+# kind of JVM that runs the exporter javaagent: rules that keep few, useful series (decision 0124).
+JMX_EXPORTER_CONFIGS: dict[str, str] = {
+    "cassandra": "jmx-exporter-cassandra.yaml",
+    "connect": "jmx-exporter.yaml",
+    "agent": "jmx-exporter-agent.yaml",
+}
+
+JMX_EXPORTER_KINDS: frozenset[str] = frozenset(JMX_EXPORTER_CONFIGS)
+
+
+def jmx_exporter_port(s: StackSettings, instance: str) -> int:
+    """Where the JMX exporter of `instance` (``cassandra-2``, ``agent``, ``connect-3``…) serves
+    ``/metrics`` on 127.0.0.1."""
+    kind, i = parse_instance(instance)
+    return {
+        "cassandra": s.ports.cassandra_metrics_of,
+        "connect": s.ports.connect_metrics_of,
+        "agent": s.ports.agent_metrics_of,
+    }[kind](i)
+
+
+def jmx_exporter_flag(s: StackSettings, instance: str) -> str:
+    """``-javaagent:<jar>=127.0.0.1:<port>:<config>``: the Prometheus JMX exporter in the JVM
+    of `instance`, on loopback, with its kind's rules."""
+    kind, _ = parse_instance(instance)
+    lay = s.layout
+    port = jmx_exporter_port(s, instance)
+    config = lay.config_dir / JMX_EXPORTER_CONFIGS[kind]
+    return f"-javaagent:{lay.jmx_exporter_jar}=127.0.0.1:{port}:{config}"
+
+
+def connect_command(java: Path, lib: Path, s: StackSettings, worker: int = 1) -> list[str]:
     # The Prometheus JMX exporter serves Connect's JMX metrics (task states, sink rates, consumer
     # lag) on loopback for Prometheus and the alert rules in dashboards/.
-    exporter = f"{jmx_exporter}=127.0.0.1:{s.ports.connect_metrics_of(worker)}:"
     # Secure mode: the basic-auth REST extension reads its users through this JAAS file.
     jaas = [f"-Djava.security.auth.login.config={s.layout.connect_jaas_file}"] if s.secure else []
     return [
         *_kafka_jvm(java, s.heaps.connect, s),
         *jaas,
-        f"-javaagent:{exporter}{s.layout.config_dir / 'jmx-exporter.yaml'}",
+        jmx_exporter_flag(s, instance_name("connect", worker)),
         "-cp",
         classpath(lib),
         "org.apache.kafka.connect.cli.ConnectDistributed",
@@ -1116,6 +1180,8 @@ def agent_command(
         "-Dio.netty.tryReflectionSetAccessible=true",
         *JDK17_MODULE_FLAGS,
         *(AGENT41_MODULE_FLAGS if s.cassandra_version == "4.1" else ()),
+        # the agent's commit-log/snapshot MBeans and its JVM: job `debezium-agent` (decision 0124)
+        jmx_exporter_flag(s, instance_name("agent", node)),
         "-cp",
         classpath(lib),
         "io.debezium.connector.cassandra.CassandraConnectorTask",

@@ -98,7 +98,12 @@ class LocalAgent:
         # grace: a restart has just stopped the previous agent, whose socket may linger briefly
         processes.ensure_port_free(self.name, self.http_port, grace_s=30.0)
         properties = self.properties_path()
-        needed = [self.cassandra_config, self.lay.agent_logback(self.node), properties]
+        needed = [
+            self.cassandra_config,
+            self.lay.agent_logback(self.node),
+            properties,
+            self.lay.jmx_exporter_jar,
+        ]
         missing = [str(p) for p in needed if not p.exists()]
         if missing:
             raise StackError(

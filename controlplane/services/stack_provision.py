@@ -197,6 +197,16 @@ def install_plugins(lay: StackLayout, root: Path, plugin_artifacts: Path, report
         shutil.rmtree(pdir / VAULT_PROVIDER_PLUGIN, ignore_errors=True)
 
 
+def install_jmx_exporter(lay: StackLayout, plugin_artifacts: Path) -> None:
+    """The JMX exporter javaagent at its fixed place in the state dir (`jmx_exporter_jar`), where
+    every start of Cassandra, an agent or Connect (`cdcctl apply`'s agent restarts too) finds it."""
+    jar = next(plugin_artifacts.glob("jmx_prometheus_javaagent-*.jar"), None)
+    if jar is None:
+        raise StackError(f"the JMX exporter agent jar is missing from {plugin_artifacts}")
+    lay.jmx_exporter_jar.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copy2(jar, lay.jmx_exporter_jar)
+
+
 def vault_provider_installed(lay: StackLayout) -> bool:
     return any((lay.plugins_dir / VAULT_PROVIDER_PLUGIN).glob("*.jar"))
 

@@ -38,6 +38,7 @@ from controlplane.core.stack_model import (
     CASSANDRA_ADMIN_USER,
     CASSANDRA_DEFAULT_SUPERUSER,
     JDK11_REQUIREMENT,
+    JMX_EXPORTER_KINDS,
     StackLayout,
     StackSettings,
     cassandra_command,
@@ -149,11 +150,15 @@ class StackContext:
             if part and part not in self.libs:
                 self.report(kind, f"resolving Maven artifacts ({part})")
                 self.libs[part] = maven.resolve(self.native / part / "pom.xml", parent, part)
-        if "connect" in kinds and "plugins" not in self.libs:
-            self.report("connect", "resolving Connect plugins")
+        # The plugins' artifacts hold the JMX exporter javaagent too, which Cassandra, the
+        # agents and Connect run with (decision 0124).
+        if kinds & JMX_EXPORTER_KINDS and "plugins" not in self.libs:
+            self.report("stack", "resolving Connect plugins and the JMX exporter")
             plugins = maven.resolve(self.native / "plugins" / "pom.xml", parent, "plugins")
             self.libs["plugins"] = plugins
-            stack_provision.install_plugins(self.lay, self.root, plugins, self.report)
+            stack_provision.install_jmx_exporter(self.lay, plugins)
+            if "connect" in kinds:
+                stack_provision.install_plugins(self.lay, self.root, plugins, self.report)
 
     def postgres_password(self) -> str:
         return read_properties(self.lay.postgres_secret_file).get("password", "")
@@ -424,16 +429,13 @@ def _login(points: list[str], security: CassandraClientSecurity) -> tuple[Any, A
 def start_connect(ctx: StackContext, worker: int) -> None:
     name = instance_name("connect", worker)
     metrics = f"http://127.0.0.1:{ctx.s.ports.connect_metrics_of(worker)}/metrics"
-    exporter = next(ctx.libs["plugins"].glob("jmx_prometheus_javaagent-*.jar"), None)
-    if exporter is None:
-        raise StackError(f"the JMX exporter agent jar is missing from {ctx.libs['plugins']}")
 
     def ready() -> bool:
         with ctx.connect_client(worker, timeout=3) as client:
             names = {p.class_name for p in client.list_plugins(connectors_only=False)}
         return JDBC_SINK_CLASS in names and TRANSFORM_CLASS in names and http_probe.ok(metrics)
 
-    argv = connect_command(ctx.java(), ctx.libs["kafka"], ctx.s, exporter, worker)
+    argv = connect_command(ctx.java(), ctx.libs["kafka"], ctx.s, worker)
     # The worker gets the environment it needs, nothing of the caller's beyond PATH, HOME and
     # the locale: the generated PostgreSQL password for the local pipelines'
     # ${env:CDC_PG_PASSWORD} (decision 0070; as a deployment hands its workers their

@@ -1,4 +1,6 @@
-"""The alert rules and dashboard are valid, and every metric they use exists on a live worker."""
+"""The alert rules and dashboard are valid, and every metric they use exists on a live exporter
+of the stack: Connect's, the Cassandra node's and the agent's JMX exporters (decision 0124) and
+the cdc_raw exporter."""
 
 from __future__ import annotations
 
@@ -18,7 +20,8 @@ from tests.e2e.conftest import wait_for
 pytestmark = pytest.mark.e2e
 
 DASHBOARDS = Path(__file__).resolve().parents[2] / "dashboards"
-METRIC = re.compile(r"\b(kafka_[a-z0-9_]+)")
+# The metrics of the stack's exporters (metrics of `cdcctl serve` are checked where it runs).
+METRIC = re.compile(r"\b((?:kafka|cassandra|debezium|jvm)_[a-z0-9_]+)")
 
 
 def exprs() -> list[str]:
@@ -38,19 +41,43 @@ def test_promtool_accepts_rules_and_config() -> None:
         assert out.returncode == 0, out.stdout + out.stderr
 
 
-def test_every_metric_exists_on_the_running_worker(
+def metric_names(url: str) -> set[str]:
+    return {
+        line.split("{")[0].split(" ")[0]
+        for line in httpx.get(url, timeout=10).text.splitlines()
+        if line and not line.startswith("#")
+    }
+
+
+def test_every_metric_exists_on_the_running_exporters(
     deployed: dict[str, object], stack: Endpoints, local_stack: LocalStack
 ) -> None:
     wanted = {m for e in exprs() for m in METRIC.findall(e)}
     assert wanted, "the rules name no metric"
-    url = f"http://127.0.0.1:{local_stack.s.ports.connect_metrics}/metrics"
+    ports = local_stack.s.ports
+    urls = [
+        f"http://127.0.0.1:{port}/metrics"
+        for port in (
+            ports.connect_metrics,
+            ports.cassandra_metrics,
+            ports.agent_metrics,
+            ports.cdc_exporter,
+        )
+    ]
     names = wait_for(
-        "the sink's metrics on the JMX exporter",
-        lambda: {
-            line.split("{")[0].split(" ")[0]
-            for line in httpx.get(url, timeout=10).text.splitlines()
-        },
+        "every metric of the rules and the dashboard on the stack's exporters",
+        lambda: set().union(*(metric_names(u) for u in urls)),
         lambda have: wanted <= have,
         deadline=60,
     )
     assert wanted <= names
+
+
+def test_exporter_rules_keep_the_scrapes_small(local_stack: LocalStack) -> None:
+    """The Cassandra and agent exporters' rules (decision 0124) keep a few hundred series at
+    most (a catch-all rule gives ~2,000 on a Cassandra node)."""
+    ports = local_stack.s.ports
+    for port in (ports.cassandra_metrics, ports.agent_metrics):
+        text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=10).text
+        series = [line for line in text.splitlines() if line and not line.startswith("#")]
+        assert 50 < len(series) < 300, (port, len(series))

@@ -23,6 +23,7 @@ from controlplane.core.stack_model import (
     Ports,
     StackChoices,
     StackLayout,
+    StackSettings,
     agent_command,
     agent_logback_context,
     all_up_normal,
@@ -122,11 +123,16 @@ def test_nodes_have_their_own_address_and_node_id() -> None:
 
 def test_ports_per_instance() -> None:
     p = Ports()
-    # same CQL and storage ports on each node's own address; JMX its own (stride 100)
-    assert p.of("cassandra") == [9042, 7000, 7199]
-    assert p.of("cassandra-2") == [9042, 7000, 7299]
-    assert p.of("cassandra-3") == [9042, 7000, 7399]
-    assert [p.of(f"agent{s}") for s in ("", "-2", "-3")] == [[8001], [8002], [8003]]
+    # same CQL and storage ports on each node's own address; JMX its own (stride 100), and its
+    # JMX exporter's (decision 0124)
+    assert p.of("cassandra") == [9042, 7000, 7199, 9410]
+    assert p.of("cassandra-2") == [9042, 7000, 7299, 9411]
+    assert p.of("cassandra-3") == [9042, 7000, 7399, 9412]
+    assert [p.of(f"agent{s}") for s in ("", "-2", "-3")] == [
+        [8001, 9420],
+        [8002, 9421],
+        [8003, 9422],
+    ]
     assert p.of("connect-2") == [8084, 9405]
     assert Ports().shifted(2000).of("connect-2") == [10084, 11405]
 
@@ -287,7 +293,7 @@ def test_single_node_command_lines_are_unchanged() -> None:
     agent = agent_command(JAVA, LIB, s, Path("/p.properties"))
     assert "-Dlogback.configurationFile=/st/config/agent-logback.xml" in agent
     assert "-Dcassandra.storagedir=/st/cassandra" in agent
-    connect = connect_command(JAVA, LIB, s, Path("/exporter.jar"))
+    connect = connect_command(JAVA, LIB, s)
     assert connect[-1] == "/st/config/connect-distributed.properties"
     assert any(a.endswith("=127.0.0.1:9404:/st/config/jmx-exporter.yaml") for a in connect)
 
@@ -299,9 +305,43 @@ def test_agent_and_connect_commands_per_instance() -> None:
     assert "-Dcassandra.storagedir=/st/cassandra-3" in agent
     assert "-Dlogback.configurationFile=/st/config/agent-3-logback.xml" in agent
     assert "-Xmx256M" in agent
-    worker = connect_command(JAVA, LIB, s, Path("/exporter.jar"), 2)  # type: ignore[arg-type]
+    worker = connect_command(JAVA, LIB, s, 2)  # type: ignore[arg-type]
     assert worker[-1] == "/st/config/connect-2-distributed.properties"
     assert any(a.endswith("=127.0.0.1:11405:/st/config/jmx-exporter.yaml") for a in worker)
+
+
+def test_every_node_and_agent_runs_the_jmx_exporter_on_its_own_port() -> None:
+    """Decision 0124: node i's exporter on 9410 + i - 1, agent i's on 9420 + i - 1, each with
+    its kind's rules, the one jar of the state dir."""
+    s: StackSettings = cluster()  # type: ignore[assignment]
+    jar = "-javaagent:/st/lib/jmx_prometheus_javaagent.jar="
+    for node in (1, 3):
+        cass = cassandra_command(JAVA, LIB, s, Path("/jamm.jar"), node)  # type: ignore[arg-type]
+        agent = agent_command(JAVA, LIB, s, Path("/p.properties"), node)  # type: ignore[arg-type]
+        want_c = f"{jar}127.0.0.1:{s.ports.cassandra_metrics + node - 1}:"
+        want_a = f"{jar}127.0.0.1:{s.ports.agent_metrics + node - 1}:"
+        assert f"{want_c}/st/config/jmx-exporter-cassandra.yaml" in cass
+        assert f"{want_a}/st/config/jmx-exporter-agent.yaml" in agent
+        # a javaagent flag goes before the main class
+        assert cass.index(f"{want_c}/st/config/jmx-exporter-cassandra.yaml") < cass.index("-cp")
+        assert agent.index(f"{want_a}/st/config/jmx-exporter-agent.yaml") < agent.index("-cp")
+    assert s.ports.cassandra_metrics_of(3) in s.ports.of("cassandra-3")
+    assert s.ports.agent_metrics_of(2) in s.ports.of("agent-2")
+
+
+def test_prometheus_scrapes_every_node_and_agent_exporter_with_its_node_label() -> None:
+    s = cluster()
+    doc = yaml.safe_load(render("prometheus.yml.j2", template_context(s)))  # type: ignore[arg-type]
+    jobs = {j["job_name"]: j["static_configs"] for j in doc["scrape_configs"]}
+    ports = s.ports  # type: ignore[attr-defined]
+    for job, first in (
+        ("cassandra", ports.cassandra_metrics),
+        ("debezium-agent", ports.agent_metrics),
+    ):
+        assert jobs[job] == [
+            {"targets": [f"127.0.0.1:{first + i}"], "labels": {"node": f"node{i + 1}"}}
+            for i in range(s.nodes)  # type: ignore[attr-defined]
+        ]
 
 
 def test_nodetool_command_and_status_parsing() -> None:
@@ -468,9 +508,9 @@ def test_the_registry_has_a_recipe_per_instance_with_its_ports_and_address(tmp_p
     recipes = {r.name: r for r in st.recipes}
     assert list(recipes) == stack_instances(3, 2)
     assert recipes["cassandra-2"].host == "127.0.0.2"
-    assert recipes["cassandra-2"].ports == (11042, 9000, 9299)
+    assert recipes["cassandra-2"].ports == (11042, 9000, 9299, 11411)
     assert recipes["connect-2"].ports == (10084, 11405)
-    assert recipes["agent-3"].ports == (10003,)
+    assert recipes["agent-3"].ports == (10003, 11422)
     assert recipes["postgres"].stop_signal != recipes["kafka"].stop_signal  # SIGINT: fast shutdown
     # one node: no bind address of its own (port checks as the single-node stack always did)
     single = LocalStack(stack_settings(tmp_path / "one", 2000))

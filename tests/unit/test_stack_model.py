@@ -90,6 +90,8 @@ def test_rendered_prometheus_config_scrapes_connect_and_itself() -> None:
         "kafka-connect": ["127.0.0.1:10404"],
         "cassandra-cdc": ["127.0.0.1:10500"],
         "cdcctl-serve": ["127.0.0.1:10600"],
+        "cassandra": ["127.0.0.1:10410"],
+        "debezium-agent": ["127.0.0.1:10420"],
         "prometheus": ["127.0.0.1:10090"],
     }
     assert conf["rule_files"] == ["alerts.yml"]
@@ -228,9 +230,9 @@ def test_secure_connect_serves_https_with_basic_auth() -> None:
     assert https["ssl.keystore.location"] == str(s.layout.connect_keystore)
     assert https["ssl.truststore.location"] == str(s.layout.connect_truststore)
     assert https["ssl.keystore.password"] == https["ssl.truststore.password"] == "pw"
-    argv = connect_command(Path("/java"), Path("/lib"), s, Path("/x.jar"))
+    argv = connect_command(Path("/java"), Path("/lib"), s)
     assert f"-Djava.security.auth.login.config={s.layout.connect_jaas_file}" in argv
-    plain = connect_command(Path("/java"), Path("/lib"), settings(), Path("/x.jar"))
+    plain = connect_command(Path("/java"), Path("/lib"), settings())
     assert not [a for a in plain if "login.config" in a]
 
 

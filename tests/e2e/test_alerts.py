@@ -1,0 +1,131 @@
+"""The alert rules fire for real in the stack's own Prometheus when their condition is caused
+(issue 14 item 4; decision 0125): a sink task that fails (CdcSinkTaskFailed) and an agent killed
+(CdcAgentDown). CdcRawAlmostFull is fired by test_cdc_raw_full.py (marker ``cdcfull``: it restarts
+Cassandra with a small cdc_total_space).
+
+Every rule keeps its production `for:`; each test waits on Prometheus's /api/v1/alerts with a
+deadline of `for:` + two scrape/evaluation rounds + slack."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import signal
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+import yaml
+
+from controlplane.services import stack_runtime
+from controlplane.services.stack import Endpoints, LocalStack, settings_for
+from tests.e2e.conftest import wait_for
+from tests.e2e.test_dashboards import DASHBOARDS
+
+pytestmark = pytest.mark.e2e
+
+# Scrape and evaluation every 15 s: a condition is seen within 15 s and `for:` starts at the
+# next evaluation; 45 s of slack for a loaded machine.
+ROUNDS_S = 2 * 15 + 45
+
+
+def rule_for_s(alert: str) -> float:
+    """The `for:` of `alert` in dashboards/alerts.yml, in seconds."""
+    groups = yaml.safe_load((DASHBOARDS / "alerts.yml").read_text())["groups"]
+    rule = next(r for g in groups for r in g["rules"] if r.get("alert") == alert)
+    text = str(rule.get("for", "0s"))
+    return float(text[:-1]) * {"s": 1, "m": 60, "h": 3600}[text[-1]]
+
+
+def alerts(prom: str) -> list[dict[str, Any]]:
+    r = httpx.get(f"{prom}/api/v1/alerts", timeout=10)
+    r.raise_for_status()
+    found: list[dict[str, Any]] = r.json()["data"]["alerts"]
+    return found
+
+
+def wait_firing(prom: str, alert: str, **labels: str) -> dict[str, Any]:
+    def firing(found: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        return [
+            a
+            for a in found
+            if a["labels"].get("alertname") == alert
+            and a["state"] == "firing"
+            and all(a["labels"].get(k) == v for k, v in labels.items())
+        ]
+
+    found = wait_for(
+        f"{alert} {labels} firing",
+        lambda: firing(alerts(prom)),
+        bool,
+        deadline=rule_for_s(alert) + ROUNDS_S,
+    )
+    return found[0]  # type: ignore[no-any-return]
+
+
+def test_a_failed_sink_task_fires_cdc_sink_task_failed(stack: Endpoints) -> None:
+    """A JDBC sink connector whose database cannot be reached: its task fails at start (the
+    sink resolves the SQL dialect from the connection), deterministically and without touching
+    the pipelines of the other tests."""
+    name = f"alert-failed-task-{uuid.uuid4().hex[:6]}"
+    config = {
+        "connector.class": "io.debezium.connector.jdbc.JdbcSinkConnector",
+        "tasks.max": "1",
+        "topics": f"{name}.none",
+        # port 1 on loopback: nothing listens there
+        "connection.url": "jdbc:postgresql://127.0.0.1:1/none",
+        "connection.username": "nobody",
+        "connection.password": secrets.token_urlsafe(12),
+    }
+    url = f"{stack.connect_url}/connectors/{name}"
+    httpx.put(f"{url}/config", json=config, timeout=30).raise_for_status()
+    try:
+        wait_for(
+            "the task FAILED",
+            lambda: httpx.get(f"{url}/status", timeout=10).json().get("tasks", []),
+            lambda tasks: [t["state"] for t in tasks] == ["FAILED"],
+            deadline=60,
+        )
+        alert = wait_firing(stack.prometheus_url, "CdcSinkTaskFailed", connector=name)
+        assert alert["labels"]["severity"] == "critical"
+        assert alert["annotations"]["summary"] == f"Sink connector {name} has failed tasks"
+    finally:
+        httpx.delete(url, timeout=30)
+
+
+@pytest.fixture
+def stack_restored(stack: Endpoints) -> Iterator[LocalStack]:
+    """The stack; afterwards everything killed is started again (`cdcctl stack up`)."""
+    st = LocalStack(settings_for())
+    yield st
+    st.up()
+
+
+def test_a_killed_agent_fires_cdc_agent_down(stack_restored: LocalStack) -> None:
+    st = stack_restored
+    prom = st.endpoints().prometheus_url
+    # The agent is up and scraped first, so the alert comes from the kill and nothing else.
+    wait_for(
+        "the agent's exporter scraped",
+        lambda: httpx.get(
+            f"{prom}/api/v1/query", params={"query": 'up{job="debezium-agent"}'}, timeout=10
+        ).json()["data"]["result"],
+        lambda res: [(s["metric"]["node"], s["value"][1]) for s in res][:1] == [("node1", "1")],
+        deadline=ROUNDS_S,
+    )
+    pid = stack_runtime.pid_of(st.lay, "agent")
+    assert pid is not None, "the agent does not run"
+    os.kill(pid, signal.SIGKILL)
+    alert = wait_firing(prom, "CdcAgentDown", node="node1")
+    assert alert["labels"]["job"] == "debezium-agent"
+    assert alert["annotations"]["summary"] == "The Debezium agent of Cassandra node1 is down"
+    # The recovery the alert names: start it again; the alert resolves.
+    st.up()
+    wait_for(
+        "CdcAgentDown resolved",
+        lambda: [a for a in alerts(prom) if a["labels"].get("alertname") == "CdcAgentDown"],
+        lambda found: not found,
+        deadline=ROUNDS_S,
+    )
