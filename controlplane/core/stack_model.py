@@ -164,15 +164,12 @@ class Ports:
     kafka_tls: int = 9094
     # `cdcctl cdc-raw export` for every node: cdc_raw usage for Prometheus (decision 0105).
     cdc_exporter: int = 9500
-<<<<<<< HEAD
     # `cdcctl serve --metrics-port` (not a stack service: it serves the manifests it is given;
     # the stack's Prometheus scrapes this port for it; decision 0120).
     serve: int = 9600
-=======
     # The JMX exporter javaagent of Cassandra node i and of agent i: + (i - 1) (decision 0124).
     cassandra_metrics: int = 9410
     agent_metrics: int = 9420
->>>>>>> h-jmx
 
     def shifted(self, offset: int) -> Ports:
         """Every port moved by `offset`: a second stack beside the default one (benchmarks)."""
@@ -856,9 +853,7 @@ def template_context(
             ],
             "scrape_interval": s.prometheus_scrape_interval,
             "cdc_exporter_port": s.ports.cdc_exporter,
-<<<<<<< HEAD
             "serve_port": s.ports.serve,
-=======
             # Every Cassandra node's and every agent's JMX exporter: (node id, port).
             "cassandra_metrics": [
                 (node_id(i), s.ports.cassandra_metrics_of(i)) for i in range(1, s.nodes + 1)
@@ -866,7 +861,6 @@ def template_context(
             "agent_metrics": [
                 (node_id(i), s.ports.agent_metrics_of(i)) for i in range(1, s.nodes + 1)
             ],
->>>>>>> h-jmx
         },
         "agent": {
             "http_port": s.ports.agent_http_of(node),

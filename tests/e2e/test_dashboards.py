@@ -22,6 +22,20 @@ pytestmark = pytest.mark.e2e
 DASHBOARDS = Path(__file__).resolve().parents[2] / "dashboards"
 # The metrics of the stack's exporters (metrics of `cdcctl serve` are checked where it runs).
 METRIC = re.compile(r"\b((?:kafka|cassandra|debezium|jvm)_[a-z0-9_]+)")
+# What `cdcctl serve` exports (controlplane/core/freshness.py): freshness, DLQ depth, lag, verify.
+SERVE_METRIC = re.compile(r"\bcdc_[a-z0-9_]+")
+
+
+def panel_exprs(*, of_serve: bool) -> list[str]:
+    """The dashboard's queries that use `cdcctl serve`'s metrics (or the others): those return
+    data only while a serve runs, so tests/e2e/test_freshness.py checks them with its serve."""
+    dash = json.loads((DASHBOARDS / "pipeline.json").read_text())
+    return [
+        t["expr"]
+        for p in dash["panels"]
+        for t in p["targets"]
+        if bool(SERVE_METRIC.search(t["expr"])) == of_serve
+    ]
 
 
 def exprs() -> list[str]:

@@ -42,6 +42,8 @@ from tests import faults
 from tests.cli import cdcctl_json
 from tests.e2e.conftest import wait_for
 from tests.e2e.semconf import reset_kafka
+from tests.e2e.test_dashboards import panel_exprs
+from tests.e2e.test_prometheus import query
 from tests.manifests import local_pipeline
 from tests.stackfixture import apply_on, session_ports
 
@@ -281,6 +283,21 @@ def test_the_last_verify_result_per_table(
         lambda v: v == 1.0,
         120,
     )
+
+
+def test_the_dashboards_serve_panels_return_samples(serve: str, stack: Endpoints) -> None:
+    """The dashboard's panels on serve's metrics (freshness, DLQ depth, verify, lag) return data
+    from the stack's Prometheus while serve runs (the others: test_prometheus.py)."""
+    panels = panel_exprs(of_serve=True)
+    assert len(panels) >= 4, panels
+    for expr in panels:
+        result = wait_for(
+            f"a sample for {expr}",
+            lambda expr=expr: query(stack.prometheus_url, expr),  # type: ignore[misc]
+            bool,
+            90,
+        )
+        assert all(len(s["value"]) == 2 for s in result)
 
 
 def test_serve_once_prints_one_collection_as_json(pipeline: Path, local_stack: LocalStack) -> None:
