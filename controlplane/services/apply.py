@@ -190,6 +190,7 @@ def render_context(target: Target, agents: AgentRuntime | None) -> RenderContext
         agent_http_port=local.agent_http_port,
         cassandra_node_id=local.node_id,
         agent_security=local.agent_security,
+        agent_kafka_tls=local.agent_kafka_tls,
         postgres_ca_file=ca_file,
     )
 

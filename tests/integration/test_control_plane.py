@@ -40,8 +40,11 @@ HAND = "cp-hand-made"
 
 def manifest(name: str, tables: list[str], *, connect_url: bool = True) -> str:
     # The ports of the stack the tests use ($CDC_STACK_DIR, e.g. on a port offset).
-    ports = settings_for().ports
-    url = f"  connect:\n    url: http://127.0.0.1:{ports.connect}\n" if connect_url else ""
+    settings = settings_for()
+    ports = settings.ports
+    # The stack's own URL: HTTPS with basic auth unless it runs --insecure (decision 0114).
+    scheme = "https" if settings.tls else "http"
+    url = f"  connect:\n    url: {scheme}://127.0.0.1:{ports.connect}\n" if connect_url else ""
     return f"""\
 apiVersion: cdc.casscdcpg.io/v1
 kind: Pipeline
@@ -121,17 +124,30 @@ def env(stack: Endpoints, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
     (d / "both").mkdir()
     (d / "both" / "cp-it.yaml").write_text(manifest("cp-it", ["t1"]))
     (d / "both" / "cp-it2.yaml").write_text(manifest("cp-it2", ["t2"]))
-    kc = Observer(KafkaConnect(stack.connect_url))
+    auth = ":".join(stack.connect_auth) if stack.connect_auth else None
+    verify: str | bool = stack.ca_file if stack.connect_url.startswith("https") else True
+    kc = Observer(KafkaConnect(stack.connect_url, auth=auth, ssl_verify=verify))
     yield {"dir": d, "kc": kc, "stack": stack}
     for name in (SINK, SINK2, HAND):
-        requests.delete(f"{stack.connect_url}/connectors/{name}", timeout=10)
+        delete_connector(stack, name)
     cluster.shutdown()
+
+
+def delete_connector(stack: Endpoints, name: str) -> None:
+    """DELETE a connector with the stack's CA and basic auth (a plain request, not cdcctl)."""
+    verify: str | bool = stack.ca_file if stack.connect_url.startswith("https") else True
+    requests.delete(
+        f"{stack.connect_url}/connectors/{name}",
+        auth=stack.connect_auth,
+        verify=verify,
+        timeout=10,
+    )
 
 
 def test_plan_apply_noop_and_observed_by_independent_client(env: dict[str, Any]) -> None:
     one = str(env["dir"] / "one")
     kc: KafkaConnect = env["kc"]
-    requests.delete(f"{env['stack'].connect_url}/connectors/{SINK}", timeout=10)
+    delete_connector(env["stack"], SINK)
     wait_for("connector gone", lambda: SINK in kc.list_connectors(), lambda v: not v)
 
     out = cdcctl("plan", "-f", one, "-o", "json")
