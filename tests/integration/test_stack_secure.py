@@ -356,7 +356,8 @@ def metadata_answered(config: dict[str, Any]) -> bool:
 
 def kafka_answers_plaintext(port: int) -> bytes:
     """What a port answers to a plain-text ApiVersions (v0) request: a Kafka listener in plain
-    text answers it; a TLS listener reads garbage and closes the connection (b"")."""
+    text answers it (size, then correlation id 7); a TLS listener answers a TLS alert record
+    (content type 21) or closes the connection (b"")."""
     client = b"it"
     body = (18).to_bytes(2, "big") + (0).to_bytes(2, "big") + (7).to_bytes(4, "big")
     body += len(client).to_bytes(2, "big") + client
@@ -371,7 +372,9 @@ def kafka_answers_plaintext(port: int) -> bytes:
 def test_kafka_refuses_plain_text_on_every_listener(secure: LocalStack) -> None:
     ports = secure.s.ports
     for port in (ports.kafka, ports.kafka_controller):
-        assert kafka_answers_plaintext(port) == b"", port
+        answer = kafka_answers_plaintext(port)
+        assert answer == b"" or answer[0] == 21, (port, answer)  # nothing, or a TLS alert
+        assert answer[4:8] != (7).to_bytes(4, "big"), (port, answer)  # no Kafka response
     plain = {"bootstrap.servers": f"127.0.0.1:{ports.kafka}"}
     assert not metadata_answered(plain)
 
