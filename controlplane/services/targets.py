@@ -84,6 +84,17 @@ def context_target(name: str, ctx: Context) -> Target:
     )
 
 
+def named_contexts() -> dict[str, Context]:
+    """The contexts a manifest may name (spec.connect.context), a local stack's with its own
+    Connect access (HTTPS, CA, basic auth unless --insecure) when the context names none."""
+    out: dict[str, Context] = {}
+    for name, ctx in load_config().contexts.items():
+        if ctx.local_stack is not None and ctx.connect is None:
+            ctx = ctx.model_copy(update={"connect": local_target(Path(ctx.local_stack)).connect})
+        out[name] = ctx
+    return out
+
+
 def local_target(state_dir: Path | None) -> Target:
     """The local stack as a target: its endpoints, CA, tokens and credentials files."""
     from controlplane.core.stack_model import CONNECT_REST_USER

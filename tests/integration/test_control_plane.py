@@ -335,7 +335,23 @@ def test_contexts_decide_the_connect_url(env: dict[str, Any], tmp_path: Path) ->
     nourl.write_text(manifest("cp-it", ["t1"], connect_url=False))
     assert cdcctl("config", "use-context", "dead", env=cfg).returncode == 0
     assert cdcctl("plan", "-f", str(nourl), env=cfg).returncode == 5
-    assert cdcctl("plan", "-f", str(env["dir"] / "one"), env=cfg).returncode == 0
+    one = str(env["dir"] / "one")
+    if not settings_for().tls:
+        # spec.connect.url wins over the current context (decision 0070) ...
+        assert cdcctl("plan", "-f", one, env=cfg).returncode == 0
+    else:
+        # ... but a URL a manifest names gets none of a context's CA or credentials (a manifest
+        # must not send them to a host of its choice): Connect with TLS and basic auth (decision
+        # 0114) refuses it, and spec.connect.context is how a manifest names a secured Connect.
+        assert cdcctl("plan", "-f", one, env=cfg).returncode == 5
+        named = tmp_path / "named.yaml"
+        named.write_text(
+            manifest("cp-it", ["t1"], connect_url=False).replace(
+                "  sink:", "  connect:\n    context: local\n  sink:", 1
+            )
+        )
+        planned = cdcctl("plan", "-f", str(named), env=cfg)
+        assert planned.returncode == 0, planned.stderr
 
 
 def _events(path: Path) -> list[dict[str, Any]]:
