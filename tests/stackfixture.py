@@ -85,3 +85,29 @@ def redis_client(stack: Endpoints, **kwargs: Any) -> Any:
 
     assert stack.redis is not None
     return redis_store.client(stack.redis, **kwargs)
+
+
+def kafka_config(stack: Endpoints, **extra: Any) -> dict[str, Any]:
+    """librdkafka settings for the stack's Kafka as cdcctl connects: TLS verified with the
+    stack's CA and cdcctl's client certificate (mTLS), unless the stack runs --insecure
+    (decision 0114). `extra` adds or overrides settings (group.id, ...)."""
+    from controlplane.adapters.kafka import client_config
+
+    assert stack.kafka is not None
+    return {**client_config(stack.kafka), **extra}
+
+
+def connect_http(stack: Endpoints, url: str | None = None, **kwargs: Any) -> Any:
+    """An httpx client on the stack's Connect REST (`url`: another worker's): HTTPS verified
+    with the stack's CA and basic auth, unless the stack runs --insecure (decision 0114)."""
+    import ssl
+
+    import httpx
+
+    base = url or stack.connect_url
+    if base.startswith("https://"):
+        kwargs.setdefault("verify", ssl.create_default_context(cafile=stack.ca_file))
+    if stack.connect_auth is not None:
+        kwargs.setdefault("auth", stack.connect_auth)
+    kwargs.setdefault("timeout", 30)
+    return httpx.Client(base_url=base, **kwargs)

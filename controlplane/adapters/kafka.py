@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
@@ -17,21 +18,38 @@ from controlplane.core.target import KafkaEndpoint
 Bootstrap = str | KafkaEndpoint
 
 
-def _client_config(bootstrap: Bootstrap) -> dict[str, Any]:
-    """librdkafka settings to reach the cluster: servers, and TLS when the target asks for it."""
+def client_config(bootstrap: Bootstrap) -> dict[str, Any]:
+    """librdkafka settings to reach the cluster: servers, and when the target asks for it TLS
+    (the brokers' names verified) with its CA and client certificate (mTLS, decision 0114).
+    A file that cannot be read is a `KafkaError` naming it (librdkafka's own message would
+    not say which setting)."""
     if isinstance(bootstrap, str):
         return {"bootstrap.servers": bootstrap, "log_level": 0}
     config: dict[str, Any] = {"bootstrap.servers": bootstrap.servers, "log_level": 0}
     if bootstrap.tls:
         config["security.protocol"] = "SSL"
-        if bootstrap.ca_file:
-            config["ssl.ca.location"] = bootstrap.ca_file
+        config["ssl.endpoint.identification.algorithm"] = "https"
+        files = {
+            "ssl.ca.location": ("caFile", bootstrap.ca_file),
+            "ssl.certificate.location": ("certFile", bootstrap.cert_file),
+            "ssl.key.location": ("keyFile", bootstrap.key_file),
+        }
+        for key, (field, path) in files.items():
+            if path is None:
+                continue
+            if not os.access(path, os.R_OK):
+                raise KafkaError(
+                    f"cannot read Kafka's TLS file {path} (kafka.tls.{field})",
+                    hint="check the path and its permissions in the context (or the local "
+                    "stack's secrets/)",
+                )
+            config[key] = path
     return config
 
 
 def ping(bootstrap: Bootstrap, timeout: float = 3.0) -> int:
     """Number of brokers once the cluster answers a metadata request."""
-    admin = AdminClient(_client_config(bootstrap))
+    admin = AdminClient(client_config(bootstrap))
     try:
         md = admin.list_topics(timeout=timeout)
     except Exception as exc:  # confluent_kafka raises KafkaException, not one base class
@@ -44,7 +62,7 @@ def ensure_topics(bootstrap: Bootstrap, topics: list[str], timeout: float = 30.0
     # confluent_kafka.admin re-exports NewTopic from cimpl without marking it public.
     from confluent_kafka.admin import NewTopic  # type: ignore[attr-defined]
 
-    admin = AdminClient(_client_config(bootstrap))
+    admin = AdminClient(client_config(bootstrap))
     try:
         existing = set(admin.list_topics(timeout=timeout).topics)
         missing = [t for t in topics if t not in existing]
@@ -69,7 +87,7 @@ def ensure_topics(bootstrap: Bootstrap, topics: list[str], timeout: float = 30.0
 
 def existing_topics(bootstrap: Bootstrap, timeout: float = 10.0) -> set[str]:
     """Names of the topics that exist."""
-    admin = AdminClient(_client_config(bootstrap))
+    admin = AdminClient(client_config(bootstrap))
     try:
         return set(admin.list_topics(timeout=timeout).topics)
     except Exception as exc:
@@ -83,7 +101,7 @@ def consumer_lag(
     from confluent_kafka import ConsumerGroupTopicPartitions, TopicPartition
     from confluent_kafka.admin import OffsetSpec  # type: ignore[attr-defined]
 
-    admin = AdminClient(_client_config(bootstrap))
+    admin = AdminClient(client_config(bootstrap))
     try:
         futures = admin.list_consumer_group_offsets(
             [ConsumerGroupTopicPartitions(group)], request_timeout=timeout
@@ -123,7 +141,7 @@ def topic_records(bootstrap: Bootstrap, topic: str, timeout: float = 10.0) -> in
     from confluent_kafka import TopicPartition
     from confluent_kafka.admin import OffsetSpec  # type: ignore[attr-defined]
 
-    admin = AdminClient(_client_config(bootstrap))
+    admin = AdminClient(client_config(bootstrap))
     try:
         md = admin.list_topics(topic=topic, timeout=timeout).topics.get(topic)
         if md is None or md.error is not None or not md.partitions:
@@ -158,7 +176,7 @@ def _consumer(bootstrap: Bootstrap, group: str | None) -> Any:
     # librdkafka wants a group.id for committed()/commit(); a reader gets a name nobody commits.
     return Consumer(
         {
-            **_client_config(bootstrap),
+            **client_config(bootstrap),
             "group.id": group or "cdcctl-reader-no-commit",
             "enable.auto.commit": False,
             "enable.auto.offset.store": False,
@@ -317,7 +335,7 @@ def produce(
 
     producer = Producer(
         {
-            **_client_config(bootstrap),
+            **client_config(bootstrap),
             "enable.idempotence": True,  # acks=all, no duplicates from internal retries
             "log_level": 0,
         }

@@ -34,7 +34,6 @@ STATE_DIR = typer.Option(
 def _stack(
     state_dir: Path | None,
     port_offset: int | None = None,
-    secure: bool | None = None,
     *,
     nodes: int | None = None,
     connect_workers: int | None = None,
@@ -56,7 +55,6 @@ def _stack(
     settings = chosen_settings(
         state_dir,
         port_offset,
-        secure,
         nodes=nodes,
         connect_workers=connect_workers,
         agent_log_level=agent_log_level,
@@ -69,9 +67,10 @@ def _stack(
         note(
             "stack_insecure",
             Text(
-                "WARNING: --insecure: Cassandra's client port and Redis accept plain-text "
-                "connections without authentication. Anyone who can reach them reads and changes "
-                "your data. Never use this beyond a throwaway laptop stack.",
+                "WARNING: --insecure: Cassandra's client port, Redis, Kafka and Kafka Connect's "
+                "REST API accept plain-text connections without authentication. Anyone who can "
+                "reach them reads and changes your data and your pipelines. Never use this "
+                "beyond a throwaway laptop stack.",
                 style="bold red",
             ),
             level="warning",
@@ -90,11 +89,11 @@ def up(
         help="Move every port by N (a second stack beside the default one). Kept in the state "
         "dir's stack.json for every later stack command there.",
     ),
-    secure: bool | None = typer.Option(
-        None,
-        "--secure/--no-secure",
-        help="Connect REST on HTTPS with basic auth, and a TLS listener on Kafka (kept in "
-        "stack.json like --port-offset).",
+    secure: bool = typer.Option(
+        False,
+        "--secure",
+        hidden=True,
+        help="Deprecated and ignored: TLS and authentication everywhere are the default.",
     ),
     nodes: int | None = typer.Option(
         None,
@@ -121,9 +120,10 @@ def up(
     insecure: bool | None = typer.Option(
         None,
         "--insecure/--no-insecure",
-        help="UNSAFE: Cassandra's client port and Redis in plain text without authentication "
-        "(default: TLS with the stack's CA, Cassandra roles, a Redis ACL user). Warns on every "
-        "command; kept in stack.json.",
+        help="UNSAFE: Cassandra's client port, Redis, Kafka and Connect REST in plain text "
+        "without authentication (default: TLS with the stack's CA everywhere, Cassandra roles, "
+        "a Redis ACL user, Kafka client certificates, Connect REST on HTTPS with basic auth). "
+        "Warns on every command; kept in stack.json.",
     ),
     cdc_total_space_mib: int | None = typer.Option(
         None,
@@ -151,10 +151,16 @@ def up(
     """Install what is missing, then start every service in dependency order, each gated on a
     readiness probe. Running services are left alone, so `up` twice is a no-op."""
     start = time.monotonic()
+    if secure:
+        note(
+            "stack_secure_deprecated",
+            "--secure is deprecated and ignored: TLS and authentication are the default "
+            "(`--insecure` turns them off)",
+            level="warning",
+        )
     stack = _stack(
         state_dir,
         port_offset,
-        secure,
         nodes=nodes,
         connect_workers=connect_workers,
         agent_log_level=agent_log_level,
@@ -167,7 +173,6 @@ def up(
         v is not None
         for v in (
             port_offset,
-            secure,
             nodes,
             connect_workers,
             agent_log_level,
@@ -287,6 +292,12 @@ def env(state_dir: Path | None = STATE_DIR) -> None:
         "PGSSLROOTCERT": str(stack.lay.postgres_ca_file),
         "CDC_CA_FILE": str(stack.lay.ca_file),
         "CDC_KAFKA_BOOTSTRAP": ep.kafka_bootstrap,
+        # Kafka's TLS and cdcctl's client certificate (mTLS, decision 0114): librdkafka's
+        # security.protocol, ssl.ca.location, ssl.certificate.location, ssl.key.location.
+        "CDC_KAFKA_SECURITY_PROTOCOL": "SSL" if stack.s.tls else "PLAINTEXT",
+        "CDC_KAFKA_CA_FILE": str(stack.lay.ca_file) if stack.s.tls else "",
+        "CDC_KAFKA_CERT_FILE": str(stack.lay.kafka_client_cert("cdcctl")) if stack.s.tls else "",
+        "CDC_KAFKA_KEY_FILE": str(stack.lay.kafka_client_key("cdcctl")) if stack.s.tls else "",
         "CDC_CONNECT_URL": ep.connect_url,
         # Every node, worker and agent (one each on the single-node stack).
         "CDC_CASSANDRA_CONTACT_POINTS": ",".join(ep.cassandra_contact_points),
@@ -306,12 +317,10 @@ def env(state_dir: Path | None = STATE_DIR) -> None:
     token = stack.vault_token()
     if token:
         values["VAULT_TOKEN"] = token
-    if ep.kafka_tls_bootstrap:
-        values["CDC_KAFKA_TLS_BOOTSTRAP"] = ep.kafka_tls_bootstrap
     if ep.redis is not None and ep.redis.password:
         # redis-cli's own variable (its --tls --cacert "$CDC_CA_FILE" --user cdcctl).
         values["REDISCLI_AUTH"] = ep.redis.password
-    if stack.s.secure:
+    if stack.s.tls:
         values["CDC_CONNECT_CREDENTIALS_FILE"] = str(stack.lay.connect_credentials_file)
     for k, v in values.items():
         typer.echo(f"export {k}={shlex.quote(v)}")

@@ -181,6 +181,8 @@ def render_bundle(
         varint_handling_mode=agent.varint_handling_mode,
         http_port=node.http_port,
         bootstrap_servers=",".join(pipeline.spec.kafka.bootstrap_servers),
+        # Node paths of the CA and the agent's PEM key store (mTLS, decision 0114), if given.
+        kafka_tls=install.kafka_tls,
     )
     files[DRIVER_FILE] = _render(
         templates_dir,

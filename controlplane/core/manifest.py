@@ -342,6 +342,20 @@ class AgentNode(_Model):
         return self.node_id or derive_node_id(self.address)
 
 
+class AgentKafkaTls(_Model):
+    """The agent's producer towards Kafka over TLS with a client certificate (mTLS, decision
+    0114): paths on the Cassandra node. No secret goes into the bundle: the key file is read by
+    the agent's user only, like Kafka's own PEM key stores."""
+
+    ca_file: NodePath = Field(
+        description="PEM CA bundle the agent verifies the brokers with (ssl.truststore, PEM)."
+    )
+    keystore_file: NodePath = Field(
+        description="PEM file holding the agent's unencrypted private key (PKCS#8) and its "
+        "certificate chain (ssl.keystore, PEM); readable by the agent's user only."
+    )
+
+
 class AgentInstall(_Model):
     """Where an external agent lives on each Cassandra node (paths on the node, absolute)."""
 
@@ -393,6 +407,11 @@ class AgentInstall(_Model):
         le=20,
         description="Rotated log files kept besides agent.log (logback allows at most 20). "
         "Default 5.",
+    )
+    kafka_tls: AgentKafkaTls | None = Field(
+        default=None,
+        description="TLS and the client certificate the agent's Kafka producer uses (paths on "
+        "the node). Default unset: plain text, for brokers without TLS.",
     )
 
     @field_validator("user")

@@ -29,7 +29,7 @@ from pathlib import Path
 import jinja2
 
 from controlplane.core.ddl import RAW_SCHEMA_SUFFIX
-from controlplane.core.manifest import TOMBSTONES_TOPIC_SUFFIX, Pipeline
+from controlplane.core.manifest import TOMBSTONES_TOPIC_SUFFIX, AgentKafkaTls, Pipeline
 from controlplane.core.properties import escape_value, load_properties
 from controlplane.core.target import AgentCassandraSecurity
 
@@ -85,6 +85,9 @@ class RenderContext:
     cassandra_node_id: str = "node1"
     agent_security: AgentCassandraSecurity | None = None
     """TLS and login of the managed agent's driver (the local stack's, decision 0110)."""
+    agent_kafka_tls: AgentKafkaTls | None = None
+    """TLS and client certificate of the managed agent's Kafka producer (the local stack's,
+    decision 0114); None: the manifest's spec.source.agent.install.kafkaTls."""
     templates_dir: Path = field(default=CONNECTORS_DIR)
     postgres_ca_file: str | None = None
     """The CA the sink verifies PostgreSQL with when the manifest names none: the local stack's
@@ -391,6 +394,7 @@ def render_agent_properties(pipeline: Pipeline, ctx: RenderContext) -> str:
         varint_handling_mode=agent.varint_handling_mode,
         http_port=ctx.agent_http_port,
         bootstrap_servers=",".join(pipeline.spec.kafka.bootstrap_servers),
+        kafka_tls=ctx.agent_kafka_tls or agent.install.kafka_tls,
     )
 
 

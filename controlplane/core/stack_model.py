@@ -119,8 +119,12 @@ VAULT_KV_MOUNT = "secret"
 VAULT_CONNECT_POLICY = "cdc-connect"
 # A periodic token never expires while it is renewed within its period; every start renews it.
 VAULT_CONNECT_TOKEN_PERIOD = "768h"  # noqa: S105  # nosec B105  # a duration
-# The Connect REST admin of secure mode (basic auth; the password is generated per stack).
+# The Connect REST admin (basic auth; the password is generated per stack).
 CONNECT_REST_USER = "admin"
+# Kafka's clients on the local stack, each with its own client certificate signed by the stack's
+# CA (mTLS, decision 0114): the Connect workers, the agents and cdcctl. Their principals are
+# User:CN=<client>,O=cass-cdc-pg.
+KAFKA_CLIENTS: tuple[str, ...] = ("connect", "agent", "cdcctl")
 # Cassandra's roles on the local stack (PasswordAuthenticator; decision 0110): cdcctl's own
 # superuser, the agents' read-only login, and Cassandra's built-in superuser, which `stack up`
 # disables once the other two exist. Redis's ACL user of cdcctl (the default user is off).
@@ -160,8 +164,6 @@ class Ports:
     vault: int = 8200
     # OpenBao binds its cluster port (request forwarding) once unsealed, even on a single node.
     vault_cluster: int = 8201
-    # Kafka's TLS listener for external clients (secure mode only).
-    kafka_tls: int = 9094
     # `cdcctl cdc-raw export` for every node: cdc_raw usage for Prometheus (decision 0105).
     cdc_exporter: int = 9500
     # `cdcctl serve --metrics-port` (not a stack service: it serves the manifests it is given;
@@ -175,9 +177,9 @@ class Ports:
         """Every port moved by `offset`: a second stack beside the default one (benchmarks)."""
         return Ports(**{k: v + offset for k, v in vars(self).items()})
 
-    def of(self, service: str, *, secure: bool = False) -> list[int]:
+    def of(self, service: str) -> list[int]:
         """Every port a service (or an instance: `cassandra-2`, `agent-3`, `connect-2`) listens
-        on, its main port first (Kafka's TLS listener only in secure mode).
+        on, its main port first.
 
         Cassandra node i listens on its own address (127.0.0.i, `node_address`) with the same CQL
         and storage ports as node 1; its JMX port (always bound on 127.0.0.1) is its own. Agent i
@@ -190,7 +192,7 @@ class Ports:
             "postgres": [self.postgres],
             "redis": [self.redis],
             "vault": [self.vault, self.vault_cluster],
-            "kafka": [self.kafka, self.kafka_controller, *([self.kafka_tls] if secure else [])],
+            "kafka": [self.kafka, self.kafka_controller],
             "cassandra": [
                 self.cassandra,
                 self.cassandra_storage,
@@ -409,8 +411,8 @@ class StackLayout:
 
     @property
     def settings_file(self) -> Path:
-        """``stack.json``: the port offset and secure mode `stack up` was given (read by every
-        later stack command on this state dir)."""
+        """``stack.json``: the port offset, topology and mode `stack up` was given (read by
+        every later stack command on this state dir)."""
         return self.root / "stack.json"
 
     @property
@@ -421,8 +423,9 @@ class StackLayout:
     @property
     def ca_file(self) -> Path:
         """The stack's CA (PEM): what clients verify every TLS server of the stack with
-        (PostgreSQL, OpenBao, and in secure mode Connect REST and Kafka's TLS listener). The file
-        name predates the other services and is kept, so existing stacks and manifests keep it."""
+        (PostgreSQL, OpenBao, Cassandra, Redis, Kafka, Connect REST), and what Kafka verifies
+        its clients' certificates with. The file name predates the other services and is kept,
+        so existing stacks and manifests keep it."""
         return self.secrets_dir / "postgres-ca.crt"
 
     @property
@@ -477,7 +480,7 @@ class StackLayout:
 
     @property
     def connect_credentials_file(self) -> Path:
-        """``username=…``/``password=…`` of Connect REST's basic auth (secure mode), 0600."""
+        """``username=…``/``password=…`` of Connect REST's basic auth, 0600."""
         return self.secrets_dir / "connect-rest-credentials.properties"
 
     @property
@@ -505,8 +508,21 @@ class StackLayout:
 
     @property
     def kafka_keystore_pem(self) -> Path:
-        """Kafka's TLS listener key store: private key (PKCS#8) + certificate chain, PEM."""
+        """Kafka's key store (its listeners, and its own client side towards the controller
+        listener): private key (PKCS#8) + certificate chain, PEM."""
         return self.secrets_dir / "kafka-server.pem"
+
+    # --- Kafka clients' certificates (mTLS, decision 0114) -----------------------------------
+    def kafka_client_cert(self, client: str) -> Path:
+        return self.secrets_dir / f"kafka-client-{client}.crt"
+
+    def kafka_client_key(self, client: str) -> Path:
+        """The client's private key (PKCS#8 PEM, unencrypted), 0600."""
+        return self.secrets_dir / f"kafka-client-{client}.key"
+
+    def kafka_client_pem(self, client: str) -> Path:
+        """The Java clients' PEM key store: the client's key + its certificate chain, 0600."""
+        return self.secrets_dir / f"kafka-client-{client}.pem"
 
 
 @dataclass(frozen=True)
@@ -514,9 +530,6 @@ class StackSettings:
     layout: StackLayout
     ports: Ports = field(default_factory=Ports)
     heaps: Heaps = field(default_factory=Heaps)
-    # Secure mode: Connect REST on HTTPS with basic auth, Kafka with a TLS listener too (the
-    # parts production has; PostgreSQL and OpenBao use TLS in every mode).
-    secure: bool = False
     # The topology: Cassandra nodes on 127.0.0.1..N, each with its own agent, and M Connect
     # workers in one group (`stack up --nodes N --connect-workers M`; decision 0100).
     nodes: int = 1
@@ -530,8 +543,9 @@ class StackSettings:
     cdc_block_writes: bool = False
     # Which Cassandra (and agent) the stack runs: "5.0" or "4.1" (CASSANDRA_VERSIONS).
     cassandra_version: str = DEFAULT_CASSANDRA_VERSION
-    # `stack up --insecure`: Cassandra's client port and Redis in plain text without
-    # authentication, as before decision 0110. Never the default; `stack up` warns loudly.
+    # `stack up --insecure`: Cassandra's client port, Redis, Kafka and Connect REST in plain
+    # text without authentication, as before decisions 0110 and 0114. Never the default; every
+    # stack command warns loudly. (PostgreSQL and OpenBao use TLS in every mode.)
     insecure: bool = False
 
     @property
@@ -540,7 +554,8 @@ class StackSettings:
 
     @property
     def tls(self) -> bool:
-        """Cassandra's client port and Redis use TLS and authentication (the default)."""
+        """Cassandra's client port, Redis, Kafka (mTLS) and Connect REST (HTTPS, basic auth)
+        use TLS and authentication: the default, unless `stack up --insecure`."""
         return not self.insecure
 
     @property
@@ -583,7 +598,6 @@ class StackChoices:
     before a field existed read as its default."""
 
     port_offset: int = 0
-    secure: bool = False
     nodes: int = 1
     connect_workers: int = 1
     agent_log_level: str = "INFO"
@@ -593,9 +607,7 @@ class StackChoices:
     insecure: bool = False
 
     def describe(self) -> str:
-        mode = " in secure mode" if self.secure else ""
-        if self.insecure:
-            mode += " with plain-text Cassandra and Redis (--insecure)"
+        mode = " in plain text without authentication (--insecure)" if self.insecure else ""
         block = "blocking" if self.cdc_block_writes else "non-blocking"
         return (
             f"port offset {self.port_offset}{mode}, {self.nodes} node(s), "
@@ -604,12 +616,11 @@ class StackChoices:
             f"Cassandra {self.cassandra_version}"
         )
 
-    def restart_relevant(self) -> tuple[int, bool, int, int, str, bool]:
+    def restart_relevant(self) -> tuple[int, int, int, str, bool]:
         """What a running stack cannot switch to (the agent log level only needs a restart of
         the agents, which `stack up` does not do either: it is refused too)."""
         return (
             self.port_offset,
-            self.secure,
             self.nodes,
             self.connect_workers,
             self.cassandra_version,
@@ -623,7 +634,6 @@ def choices_of(s: StackSettings) -> StackChoices | None:
         return None
     return StackChoices(
         offset,
-        s.secure,
         s.nodes,
         s.connect_workers,
         s.agent_log_level,
@@ -642,7 +652,8 @@ def choices_document(c: StackChoices) -> str:
 
 
 def settings_document(port_offset: int, secure: bool) -> str:
-    """The ``stack.json`` of a single-node stack as it was first written (port offset, mode)."""
+    """The ``stack.json`` of a single-node stack as it was first written (port offset and the
+    old `--secure` mode, which every stack has now; read and ignored)."""
     return json.dumps({"port_offset": port_offset, "secure": secure}, indent=1) + "\n"
 
 
@@ -661,6 +672,8 @@ def parse_choices_document(text: str, source: str = "stack.json") -> StackChoice
         raise ValueError(f"{source} is not JSON: {exc}") from exc
     if not isinstance(doc, dict):
         raise ValueError(f"{source} must hold an object")
+    # `secure` of files written before decision 0114 (Connect HTTPS and Kafka TLS are the
+    # default now): checked and ignored.
     offset, secure = doc.get("port_offset", 0), doc.get("secure", False)
     if not isinstance(offset, int) or isinstance(offset, bool) or offset < 0:
         raise ValueError(f"{source}: port_offset must be a non-negative integer, not {offset!r}")
@@ -686,19 +699,18 @@ def parse_choices_document(text: str, source: str = "stack.json") -> StackChoice
     insecure = doc.get("insecure", False)
     if not isinstance(insecure, bool):
         raise ValueError(f"{source}: insecure must be true or false, not {insecure!r}")
-    return StackChoices(offset, secure, nodes, workers, level, cdc_space, block, version, insecure)
+    return StackChoices(offset, nodes, workers, level, cdc_space, block, version, insecure)
 
 
 def parse_settings_document(text: str, source: str = "stack.json") -> tuple[int, bool]:
-    """``(port_offset, secure)`` from a ``stack.json``; ValueError names what is wrong."""
+    """``(port_offset, insecure)`` from a ``stack.json``; ValueError names what is wrong."""
     c = parse_choices_document(text, source)
-    return c.port_offset, c.secure
+    return c.port_offset, c.insecure
 
 
 def stack_settings(
     root: Path,
     port_offset: int = 0,
-    secure: bool = False,
     *,
     nodes: int = 1,
     connect_workers: int = 1,
@@ -713,7 +725,6 @@ def stack_settings(
         layout=StackLayout(root=root),
         ports=Ports().shifted(port_offset),
         heaps=Heaps.for_topology(nodes, connect_workers),
-        secure=secure,
         nodes=nodes,
         connect_workers=connect_workers,
         agent_log_level=agent_log_level,
@@ -728,7 +739,6 @@ def settings_from_choices(root: Path, c: StackChoices) -> StackSettings:
     return stack_settings(
         root,
         c.port_offset,
-        c.secure,
         nodes=c.nodes,
         connect_workers=c.connect_workers,
         agent_log_level=c.agent_log_level,
@@ -760,7 +770,7 @@ def template_context(
     """Values the service config templates in compose/native/config are rendered with.
 
     ``vault_provider``: the project's VaultConfigProvider jar is on Connect's plugin.path.
-    ``connect_store_password``: the password of Connect REST's PKCS12 stores (secure mode).
+    ``connect_store_password``: the password of Connect REST's PKCS12 stores.
     ``cassandra_store_password``: the password of Cassandra's PKCS12 key and trust stores.
     ``node``/``worker``: which Cassandra node (and its agent) / Connect worker the per-instance
     templates (cassandra.yaml, agent.*, connect-distributed.properties) are rendered for.
@@ -811,15 +821,18 @@ def template_context(
         "kafka": {
             "port": s.ports.kafka,
             "controller_port": s.ports.kafka_controller,
-            "secure": s.secure,
-            "tls_port": s.ports.kafka_tls,
+            # Every listener TLS with client certificates (mTLS) unless --insecure (0114).
+            "tls": s.tls,
             "keystore_pem": str(lay.kafka_keystore_pem),
+            "truststore_pem": str(lay.ca_file),
         },
         "connect": {
             "port": s.ports.connect_of(worker),
             "worker": worker,
             "workers": s.connect_workers,
-            "secure": s.secure,
+            # REST on HTTPS with basic auth, Kafka clients with TLS + the worker's certificate.
+            "secure": s.tls,
+            "kafka_keystore_pem": str(lay.kafka_client_pem("connect")),
             "keystore": str(lay.connect_keystore),
             "truststore": str(lay.connect_truststore),
             "store_password": connect_store_password,
@@ -877,6 +890,9 @@ def template_context(
             "schema_refresh_ms": 5000,
             # > 0: the 3.4.1 agent's offset writer queue is unbounded when this is 0.
             "offset_flush_ms": 1000,
+            # The producer's TLS and client certificate (mTLS) unless --insecure (0114).
+            "kafka_tls": s.tls,
+            "kafka_keystore_pem": str(lay.kafka_client_pem("agent")),
         },
     }
 
@@ -1139,8 +1155,8 @@ def jmx_exporter_flag(s: StackSettings, instance: str) -> str:
 def connect_command(java: Path, lib: Path, s: StackSettings, worker: int = 1) -> list[str]:
     # The Prometheus JMX exporter serves Connect's JMX metrics (task states, sink rates, consumer
     # lag) on loopback for Prometheus and the alert rules in dashboards/.
-    # Secure mode: the basic-auth REST extension reads its users through this JAAS file.
-    jaas = [f"-Djava.security.auth.login.config={s.layout.connect_jaas_file}"] if s.secure else []
+    # The basic-auth REST extension reads its users through this JAAS file (not --insecure).
+    jaas = [f"-Djava.security.auth.login.config={s.layout.connect_jaas_file}"] if s.tls else []
     return [
         *_kafka_jvm(java, s.heaps.connect, s),
         *jaas,
@@ -1198,11 +1214,11 @@ TLS_SERVICES: tuple[str, ...] = ("postgres", "vault", "kafka", "connect", "cassa
 
 
 def needs_server_cert(service: str, s: StackSettings) -> bool:
-    """PostgreSQL and OpenBao always serve TLS; Cassandra and Redis unless --insecure; Kafka and
-    Connect REST in secure mode."""
-    if service in ("cassandra", "redis"):
+    """PostgreSQL and OpenBao always serve TLS; Cassandra, Redis, Kafka and Connect REST unless
+    --insecure."""
+    if service in ("cassandra", "redis", "kafka", "connect"):
         return s.tls
-    return service in ("postgres", "vault") or (s.secure and service in ("kafka", "connect"))
+    return service in ("postgres", "vault")
 
 
 def cert_names(service: str) -> tuple[str, ...]:
@@ -1373,7 +1389,9 @@ def openssl_ca_command(key: Path, cert: Path, days: int = 3650) -> list[str]:
     ]
 
 
-def openssl_csr_command(key: Path, csr: Path) -> list[str]:
+def openssl_csr_command(
+    key: Path, csr: Path, subject: str = "/O=cass-cdc-pg/CN=localhost"
+) -> list[str]:
     return [
         "openssl",
         "req",
@@ -1388,7 +1406,7 @@ def openssl_csr_command(key: Path, csr: Path) -> list[str]:
         "-out",
         str(csr),
         "-subj",
-        "/O=cass-cdc-pg/CN=localhost",
+        subject,
     ]
 
 
@@ -1426,13 +1444,37 @@ def openssl_sign_command(
     ]
 
 
-def server_cert_extensions(names: tuple[str, ...] = SERVER_CERT_NAMES) -> str:
+def server_cert_extensions(
+    names: tuple[str, ...] = SERVER_CERT_NAMES, *, client_auth: bool = False
+) -> str:
+    """``client_auth``: the certificate is a client's too (Kafka's broker presents it to its
+    own controller listener, which requires client certificates)."""
+    usage = "serverAuth,clientAuth" if client_auth else "serverAuth"
     return (
         "basicConstraints=critical,CA:FALSE\n"
         "keyUsage=critical,digitalSignature,keyEncipherment\n"
-        "extendedKeyUsage=serverAuth\n"
+        f"extendedKeyUsage={usage}\n"
         f"subjectAltName={','.join(names)}\n"
     )
+
+
+def client_cert_extensions() -> str:
+    """A TLS client certificate (Kafka's mTLS clients): clientAuth only, no names."""
+    return (
+        "basicConstraints=critical,CA:FALSE\n"
+        "keyUsage=critical,digitalSignature\n"
+        "extendedKeyUsage=clientAuth\n"
+    )
+
+
+def kafka_client_subject(client: str) -> str:
+    """The subject of a Kafka client's certificate: its principal is User:CN=<client>,O=..."""
+    return f"/O=cass-cdc-pg/CN={client}"
+
+
+def cert_extensions(service: str) -> str:
+    """The X.509 extensions of `service`'s server certificate."""
+    return server_cert_extensions(cert_names(service), client_auth=service == "kafka")
 
 
 def redis_acl(password_sha256: str, user: str = REDIS_USER) -> str:

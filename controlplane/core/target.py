@@ -23,7 +23,9 @@ A context in ``~/.config/cdcctl/config.yaml`` is a named target::
           caFile: /etc/ssl/prod-ca.pem
           username: cdcctl
           passwordSecret: {vault: {path: secret/cdc/connect, key: password}}
-        kafka: {bootstrapServers: ["kafka1.prod.example:9094"], tls: {caFile: /etc/ssl/prod-ca.pem}}
+        kafka: {bootstrapServers: ["kafka1.prod.example:9093"],
+                tls: {caFile: /etc/ssl/prod-ca.pem, certFile: /home/me/.cdcctl/kafka.crt,
+                      keyFile: /home/me/.cdcctl/kafka.key}}
         cassandra: {contactPoints: ["10.0.0.1:9042", "10.0.0.2:9042"], localDatacenter: dc1,
                     tls: {caFile: /etc/ssl/prod-ca.pem}, username: cdcctl,
                     passwordSecret: {vault: {path: secret/cdc/cassandra, key: password}}}
@@ -46,7 +48,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic.alias_generators import to_camel
 
-from controlplane.core.manifest import HostPort, Pipeline, SecretRef
+from controlplane.core.manifest import AgentKafkaTls, HostPort, Pipeline, SecretRef
 
 DEFAULT_CONNECT_URL = "http://127.0.0.1:8083"
 DEFAULT_VAULT_ADDRESS = "http://127.0.0.1:8200"
@@ -95,13 +97,45 @@ class ConnectAccess(_Model):
         return self
 
 
+class KafkaTls(TlsOptions):
+    """TLS towards Kafka (security.protocol SSL), and the client certificate cdcctl
+    authenticates with when the brokers require one (mTLS, decision 0114): a PEM certificate
+    and its unencrypted PEM private key, paths on cdcctl's machine."""
+
+    cert_file: str | None = Field(
+        default=None, min_length=1, description="PEM client certificate (mTLS)."
+    )
+    key_file: str | None = Field(
+        default=None, min_length=1, description="PEM private key of certFile (unencrypted)."
+    )
+
+    @model_validator(mode="after")
+    def _cert_pair(self) -> KafkaTls:
+        if (self.cert_file is None) != (self.key_file is None):
+            raise ValueError("a Kafka client certificate needs both certFile and keyFile")
+        return self
+
+
 class KafkaAccess(_Model):
     bootstrap_servers: list[HostPort] | None = Field(
         default=None,
         min_length=1,
         description="Bootstrap servers cdcctl uses (else the manifest's).",
     )
-    tls: TlsOptions | None = Field(default=None, description="Connect with TLS (SSL protocol).")
+    tls: KafkaTls | None = Field(
+        default=None, description="Connect with TLS (SSL protocol), with a client certificate."
+    )
+
+    def endpoint(self, servers: str) -> KafkaEndpoint:
+        """cdcctl's view of the brokers at `servers`: this access's TLS and certificate."""
+        tls = self.tls
+        return KafkaEndpoint(
+            servers=servers,
+            tls=tls is not None,
+            ca_file=tls.ca_file if tls else None,
+            cert_file=tls.cert_file if tls else None,
+            key_file=tls.key_file if tls else None,
+        )
 
 
 class CassandraAccess(_Model):
@@ -282,6 +316,8 @@ class LocalStackInfo:
     agent_http_port: int = 8001
     agent_security: AgentCassandraSecurity | None = None
     """TLS trust store and role of the stack's agents towards Cassandra (None: --insecure)."""
+    agent_kafka_tls: AgentKafkaTls | None = None
+    """CA and PEM key store of the stack's agents towards Kafka (mTLS; None: --insecure)."""
 
 
 @dataclass(frozen=True)
@@ -338,11 +374,14 @@ class Target:
 
 @dataclass(frozen=True)
 class KafkaEndpoint:
-    """How cdcctl's own Kafka clients reach the brokers."""
+    """How cdcctl's own Kafka clients reach the brokers: TLS verified with `ca_file`, and the
+    client certificate (`cert_file`/`key_file`, mTLS) when the brokers require one."""
 
     servers: str
     tls: bool = False
     ca_file: str | None = None
+    cert_file: str | None = None
+    key_file: str | None = None
 
     def __str__(self) -> str:
         return self.servers
@@ -388,10 +427,8 @@ def endpoints_for(
     pg = spec.sink.postgres
     return PipelineEndpoints(
         connect=connect,
-        kafka=KafkaEndpoint(
-            servers=",".join(target.kafka.bootstrap_servers or spec.kafka.bootstrap_servers),
-            tls=target.kafka.tls is not None,
-            ca_file=target.kafka.tls.ca_file if target.kafka.tls else None,
+        kafka=target.kafka.endpoint(
+            ",".join(target.kafka.bootstrap_servers or spec.kafka.bootstrap_servers)
         ),
         contact_points=tuple(target.cassandra.contact_points or cassandra.contact_points),
         local_datacenter=target.cassandra.local_datacenter or cassandra.local_datacenter,

@@ -78,8 +78,12 @@ from controlplane.core.render import (
 from controlplane.core.schema_evolution import KeyShape, incompatible_error, plan_table
 from controlplane.core.schema_model import TableModel
 from controlplane.core.target import ConnectAccess, PipelineEndpoints, Target, endpoints_for
-from controlplane.services.contexts import load_config
-from controlplane.services.targets import cassandra_security, connect_client, pipeline_dsn
+from controlplane.services.targets import (
+    cassandra_security,
+    connect_client,
+    named_contexts,
+    pipeline_dsn,
+)
 
 Reporter = Callable[[str], None]
 
@@ -191,6 +195,7 @@ def render_context(target: Target, agents: AgentRuntime | None) -> RenderContext
         agent_http_port=local.agent_http_port,
         cassandra_node_id=local.node_id,
         agent_security=local.agent_security,
+        agent_kafka_tls=local.agent_kafka_tls,
         postgres_ca_file=ca_file,
     )
 
@@ -304,7 +309,7 @@ def build_plan(
 ) -> PlannedApply:
     """Gather actual state on `target` and diff it against the manifests. Changes nothing."""
     say = report or (lambda _m: None)
-    contexts = load_config().contexts
+    contexts = named_contexts()
     base_ctx = render_context(target, agents)
     plan = Plan()
     planned = PlannedApply(plan, {}, target)

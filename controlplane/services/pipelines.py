@@ -44,15 +44,10 @@ class Where:
         return client
 
     def kafka(self, bootstrap: str | None) -> KafkaEndpoint:
-        """--bootstrap when given, else the target's Kafka."""
-        if bootstrap:
-            return KafkaEndpoint(bootstrap)
+        """--bootstrap when given, else the target's Kafka servers, with the target's TLS."""
         kafka = self.target.kafka
-        return KafkaEndpoint(
-            ",".join(kafka.bootstrap_servers or ["127.0.0.1:9092"]),
-            tls=kafka.tls is not None,
-            ca_file=kafka.tls.ca_file if kafka.tls else None,
-        )
+        # --bootstrap replaces the servers only: TLS and the client certificate stay the target's.
+        return kafka.endpoint(bootstrap or ",".join(kafka.bootstrap_servers or ["127.0.0.1:9092"]))
 
 
 def resolve_connector(client: ConnectClient, name: str) -> str:

@@ -21,7 +21,6 @@ from pathlib import Path
 from controlplane.adapters import postgres, processes, system
 from controlplane.core.errors import UsageError
 from controlplane.core.stack_model import (
-    CONNECT_REST_USER,
     JVM_SERVICES,
     MAX_NODES,
     SERVICE_ORDER,
@@ -36,9 +35,9 @@ from controlplane.core.stack_model import (
     pom_properties,
     prometheus_version,
 )
-from controlplane.core.target import CassandraClientSecurity, RedisEndpoint
+from controlplane.core.target import CassandraClientSecurity, KafkaEndpoint, RedisEndpoint
 from controlplane.services import stack_provision, stack_runtime, stack_settings, stack_tls
-from controlplane.services.stack_runtime import READY_TIMEOUT, read_properties, stack_lock
+from controlplane.services.stack_runtime import READY_TIMEOUT, stack_lock
 from controlplane.services.stack_services import (
     ServiceRecipe,
     StackContext,
@@ -97,8 +96,10 @@ class Endpoints:
     prometheus_url: str
     vault_addr: str = ""
     ca_file: str = ""
-    secure: bool = False
-    kafka_tls_bootstrap: str | None = None  # secure mode only
+    # Kafka as cdcctl reaches it: TLS with cdcctl's client certificate (mTLS, decision 0114),
+    # plain text with --insecure; Connect REST: HTTPS with basic auth unless --insecure.
+    kafka: KafkaEndpoint | None = None
+    connect_auth: tuple[str, str] | None = field(default=None, repr=False)
     # Cassandra's client port and Redis: TLS and logins unless `stack up --insecure` (0110).
     cassandra_security: CassandraClientSecurity = field(default_factory=CassandraClientSecurity)
     redis: RedisEndpoint | None = None
@@ -126,8 +127,8 @@ class LocalStack:
             yield
 
     def up(self, services: list[str] | None = None, *, persist: bool = False) -> list[StartResult]:
-        """Start what is not running. ``persist``: first record this stack's port offset, secure
-        mode and topology in ``stack.json`` (refused while it runs with other ones)."""
+        """Start what is not running. ``persist``: first record this stack's port offset, mode
+        and topology in ``stack.json`` (refused while it runs with other ones)."""
         with self._locked():
             if persist:
                 self._persist_settings()
@@ -277,8 +278,8 @@ class LocalStack:
             prometheus_url=f"http://127.0.0.1:{p.prometheus}",
             vault_addr=self.vault_addr(),
             ca_file=str(self.lay.ca_file),
-            secure=self.s.secure,
-            kafka_tls_bootstrap=f"127.0.0.1:{p.kafka_tls}" if self.s.secure else None,
+            kafka=self.ctx.kafka_endpoint(),
+            connect_auth=self.connect_auth(),
             cassandra_contact_points=tuple(self.s.contact_points),
             connect_urls=tuple(
                 self.ctx.connect_url(w) for w in range(1, self.s.connect_workers + 1)
@@ -292,13 +293,8 @@ class LocalStack:
         return self.ctx.connect_url(worker)
 
     def connect_auth(self) -> tuple[str, str] | None:
-        """Connect REST's basic-auth user and password (secure mode), else None."""
-        if not self.s.secure:
-            return None
-        creds = read_properties(self.lay.connect_credentials_file)
-        if not creds.get("password"):
-            return None
-        return creds.get("username", CONNECT_REST_USER), creds["password"]
+        """Connect REST's basic-auth user and password (None with --insecure)."""
+        return self.ctx.connect_auth()
 
     def vault_addr(self) -> str:
         return self.ctx.vault.addr
@@ -408,9 +404,11 @@ class LocalStack:
         )
         if self.s.tls and kinds & {"cassandra", "agent"}:
             stack_tls.write_cassandra_stores(self.lay, system.keytool(self.ctx.jdk()))
-        if self.s.secure and "kafka" in kinds:
+        if self.s.tls and "kafka" in kinds:
             stack_tls.write_kafka_keystore(self.lay)
-        if self.s.secure and "connect" in kinds:
+        if self.s.tls and kinds & {"kafka", "connect", "agent"}:
+            stack_tls.write_kafka_client_certs(self.lay, self._report)
+        if self.s.tls and "connect" in kinds:
             stack_tls.write_connect_security(self.lay, system.keytool(self.ctx.jdk()))
         stack_provision.render_configs(
             self.s,

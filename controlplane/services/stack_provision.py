@@ -130,7 +130,7 @@ def render_configs(
     once per node or worker, the agents' logback from the bundles' template, the rest once."""
     lay = s.layout
     env = _environment(native / "config")
-    password = read_text(lay.connect_store_password_file) if s.secure else None
+    password = read_text(lay.connect_store_password_file) if s.tls else None
     store_password = (password or "").strip()
     cassandra_password = (read_text(lay.cassandra_store_password_file) if s.tls else None) or ""
 
@@ -153,7 +153,7 @@ def render_configs(
         elif tpl in PER_WORKER_TEMPLATES:
             for worker in range(1, s.connect_workers + 1):
                 text = env.get_template(tpl).render(**context(worker=worker))
-                # 0600: Connect's worker config holds its key stores' password in secure mode.
+                # 0600: Connect's worker config holds its REST key stores' password.
                 write_private(PER_WORKER_TEMPLATES[tpl](lay, worker), text)
         elif tpl.endswith(".j2"):
             text = env.get_template(tpl).render(**context())

@@ -55,7 +55,7 @@ from controlplane.core.stack_model import (
     redis_command,
     vault_command,
 )
-from controlplane.core.target import CassandraClientSecurity, RedisEndpoint
+from controlplane.core.target import CassandraClientSecurity, KafkaEndpoint, RedisEndpoint
 from controlplane.services import stack_provision
 from controlplane.services.local_agents import LocalAgents
 from controlplane.services.stack_provision import JDBC_SINK_CLASS, TRANSFORM_CLASS, VaultBootstrap
@@ -191,9 +191,23 @@ class StackContext:
         ready = self.lay.cassandra_auth_marker().exists()
         return self.cassandra_security(default_superuser=self.s.tls and not ready)
 
+    def kafka_endpoint(self) -> KafkaEndpoint:
+        """The stack's Kafka as cdcctl reaches it: TLS verified with the stack's CA and
+        cdcctl's client certificate (mTLS, decision 0114), plain text with --insecure."""
+        servers = f"127.0.0.1:{self.s.ports.kafka}"
+        if not self.s.tls:
+            return KafkaEndpoint(servers)
+        return KafkaEndpoint(
+            servers,
+            tls=True,
+            ca_file=str(self.lay.ca_file),
+            cert_file=str(self.lay.kafka_client_cert("cdcctl")),
+            key_file=str(self.lay.kafka_client_key("cdcctl")),
+        )
+
     def connect_auth(self) -> tuple[str, str] | None:
-        """Connect REST's basic-auth user and password (secure mode), else None."""
-        if not self.s.secure:
+        """Connect REST's basic-auth user and password (None with --insecure)."""
+        if not self.s.tls:
             return None
         creds = read_properties(self.lay.connect_credentials_file)
         if not creds.get("password"):
@@ -201,17 +215,17 @@ class StackContext:
         return creds.get("username", "admin"), creds["password"]
 
     def connect_url(self, worker: int = 1) -> str:
-        scheme = "https" if self.s.secure else "http"
+        scheme = "https" if self.s.tls else "http"
         return f"{scheme}://127.0.0.1:{self.s.ports.connect_of(worker)}"
 
     def connect_client(self, worker: int = 1, *, timeout: float = 10.0) -> ConnectClient:
         """Connect REST of worker `worker` as the stack talks to it (https, the stack's CA and
-        basic auth in secure mode); one attempt per call (probes poll)."""
+        basic auth unless --insecure); one attempt per call (probes poll)."""
         return ConnectClient(
             self.connect_url(worker),
             timeout=timeout,
             retry=RetryPolicy(deadline=0.0, connection_attempts=1),
-            ca_file=str(self.lay.ca_file) if self.s.secure else None,
+            ca_file=str(self.lay.ca_file) if self.s.tls else None,
             auth=self.connect_auth(),
         )
 
@@ -222,7 +236,7 @@ def registry(ctx: StackContext) -> list[ServiceRecipe]:
     out: list[ServiceRecipe] = []
     for name in s.instances():
         kind, index = parse_instance(name)
-        ports = tuple(s.ports.of(name, secure=s.secure))
+        ports = tuple(s.ports.of(name))
         host = node_address(index) if kind == "cassandra" and s.nodes > 1 else None
         start = _STARTS[kind]
         out.append(
@@ -308,13 +322,12 @@ def start_kafka(ctx: StackContext, _index: int) -> None:
     lib = ctx.libs["kafka"]
     java = ctx.java()
     stack_provision.format_kafka(ctx.lay, lambda cid: kafka_format_command(java, lib, ctx.s, cid))
-    bootstrap = f"127.0.0.1:{ctx.s.ports.kafka}"
+    # Ready: a metadata request answered over TLS (the broker verified with the stack's CA,
+    # cdcctl's client certificate accepted) unless --insecure.
+    endpoint = ctx.kafka_endpoint()
 
     def ready() -> bool:
-        if kafka.ping(bootstrap, timeout=2) <= 0:
-            return False
-        # Secure mode: the TLS listener answers with a certificate the stack's CA verifies.
-        return not ctx.s.secure or processes.tls_verified(ctx.s.ports.kafka_tls, ctx.lay.ca_file)
+        return kafka.ping(endpoint, timeout=2) > 0
 
     spawn_and_wait(ctx.lay, "kafka", kafka_command(java, lib, ctx.s), ready)
 

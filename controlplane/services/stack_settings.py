@@ -1,6 +1,6 @@
 """Which local stack a command means: its state dir and the settings `stack up` persisted there.
 
-`cdcctl stack up --port-offset N --secure --nodes N --connect-workers M` writes
+`cdcctl stack up --port-offset N --nodes N --connect-workers M [--insecure]` writes
 ``<state dir>/stack.json``; every later command
 on that state dir (``stack status|down|logs|env``, targets resolved from it) reads it here, so a
 second stack on other ports is one command. This module is light on purpose (no adapters, no
@@ -57,15 +57,15 @@ def persisted_choices(root: Path) -> StackChoices | None:
     except ValueError as exc:
         raise UsageError(
             str(exc),
-            hint=f"fix or delete {path} (it holds port_offset, secure, nodes, connect_workers, "
-            "agent_log_level and cassandra_version)",
+            hint=f"fix or delete {path} (it holds port_offset, nodes, connect_workers, "
+            "agent_log_level, cassandra_version and insecure)",
         ) from exc
 
 
 def persisted(root: Path) -> tuple[int, bool] | None:
-    """``(port_offset, secure)`` from ``<root>/stack.json``, None when there is none."""
+    """``(port_offset, insecure)`` from ``<root>/stack.json``, None when there is none."""
     c = persisted_choices(root)
-    return None if c is None else (c.port_offset, c.secure)
+    return None if c is None else (c.port_offset, c.insecure)
 
 
 def settings_for(state_dir: Path | None = None) -> StackSettings:
@@ -78,7 +78,6 @@ def settings_for(state_dir: Path | None = None) -> StackSettings:
 def chosen_settings(
     state_dir: Path | None,
     port_offset: int | None = None,
-    secure: bool | None = None,
     *,
     nodes: int | None = None,
     connect_workers: int | None = None,
@@ -134,7 +133,6 @@ def chosen_settings(
         root,
         StackChoices(
             offset,
-            old.secure if secure is None else secure,
             n,
             m,
             level,

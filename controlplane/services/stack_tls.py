@@ -1,7 +1,8 @@
 """TLS material of the local stack: one throwaway CA, a server certificate per TLS service,
-Kafka's PEM key store and secure mode's Connect REST stores and basic-auth users (decision 0060,
-docs/stack.md "TLS: one CA for the stack"). Files under the state dir's secrets/ (0700), private
-keys 0600. Made with the openssl CLI and the JDK's keytool."""
+Kafka's PEM key store, its clients' certificates (mTLS, decision 0114), and Connect REST's
+stores and basic-auth users (decision 0060, docs/stack.md "TLS: one CA for the stack"). Files
+under the state dir's secrets/ (0700), private keys 0600. Made with the openssl CLI and the
+JDK's keytool."""
 
 from __future__ import annotations
 
@@ -14,16 +15,18 @@ from controlplane.adapters import processes
 from controlplane.core.errors import StackError
 from controlplane.core.stack_model import (
     CONNECT_REST_USER,
+    KAFKA_CLIENTS,
     TLS_SERVICES,
     StackLayout,
-    cert_names,
+    cert_extensions,
+    client_cert_extensions,
     connect_jaas_config,
+    kafka_client_subject,
     keytool_truststore_command,
     openssl_ca_command,
     openssl_csr_command,
     openssl_pkcs12_command,
     openssl_sign_command,
-    server_cert_extensions,
 )
 from controlplane.services.stack_runtime import read_properties, write_private
 
@@ -41,25 +44,59 @@ def write_tls(lay: StackLayout, services: list[str], report: Reporter) -> None:
         openssl(openssl_ca_command(lay.ca_key, lay.ca_file))
         for svc in TLS_SERVICES:  # signed by the old CA, if any
             lay.server_cert(svc).unlink(missing_ok=True)
+        for client in KAFKA_CLIENTS:
+            lay.kafka_client_cert(client).unlink(missing_ok=True)
     os.chmod(lay.ca_key, 0o600)
     for svc in services:
         cert, key = lay.server_cert(svc), lay.server_key(svc)
-        if not (cert.exists() and key.exists()):
-            report(svc, "generating its TLS server certificate")
-            csr = lay.secrets_dir / f"{svc}-server.csr"
-            ext = lay.secrets_dir / f"{svc}-server.ext"
-            ext.write_text(server_cert_extensions(cert_names(svc)))
-            try:
-                openssl(openssl_csr_command(key, csr))
-                openssl(
-                    openssl_sign_command(
-                        csr, lay.ca_file, lay.ca_key, cert, ext, serial=secrets.token_hex(8)
-                    )
-                )
-            finally:
-                csr.unlink(missing_ok=True)
-                ext.unlink(missing_ok=True)
+        _issue(lay, cert, key, cert_extensions(svc), "/O=cass-cdc-pg/CN=localhost", svc, report)
+
+
+def write_kafka_client_certs(lay: StackLayout, report: Reporter) -> None:
+    """A client certificate per Kafka client of the stack (Connect, the agents, cdcctl), signed
+    by the stack's CA, once; and the Java clients' PEM key store (key + chain) at each start."""
+    for client in KAFKA_CLIENTS:
+        cert, key = lay.kafka_client_cert(client), lay.kafka_client_key(client)
+        _issue(
+            lay, cert, key, client_cert_extensions(), kafka_client_subject(client), "kafka", report
+        )
+        parts = (key, cert, lay.ca_file)
+        write_private(lay.kafka_client_pem(client), "".join(p.read_text() for p in parts))
+
+
+def _issue(
+    lay: StackLayout, cert: Path, key: Path, ext_text: str, subject: str, who: str, report: Reporter
+) -> None:
+    """`cert` (and its key) signed by the stack's CA with these extensions, unless it exists
+    with them already: the extensions used are kept beside it (``.ext``), so a certificate of
+    an older stack without what is needed now (Kafka's clientAuth) is made again."""
+    ext = cert.with_suffix(".ext")
+    if cert.exists() and key.exists() and _read(ext) == ext_text:
         os.chmod(key, 0o600)
+        return
+    report(who, f"generating the TLS certificate {cert.name}")
+    csr = cert.with_suffix(".csr")
+    ext.write_text(ext_text)
+    try:
+        openssl(openssl_csr_command(key, csr, subject))
+        openssl(
+            openssl_sign_command(
+                csr, lay.ca_file, lay.ca_key, cert, ext, serial=secrets.token_hex(8)
+            )
+        )
+    except BaseException:
+        ext.unlink(missing_ok=True)
+        raise
+    finally:
+        csr.unlink(missing_ok=True)
+    os.chmod(key, 0o600)
+
+
+def _read(path: Path) -> str | None:
+    try:
+        return path.read_text()
+    except OSError:
+        return None
 
 
 def write_kafka_keystore(lay: StackLayout) -> None:
@@ -69,7 +106,7 @@ def write_kafka_keystore(lay: StackLayout) -> None:
 
 
 def write_connect_security(lay: StackLayout, keytool: Path) -> None:
-    """Secure mode's Connect REST: PKCS12 key and trust stores made from the PEM files at each
+    """Connect REST (HTTPS, basic auth): PKCS12 key and trust stores made from the PEM files at each
     start (Jetty reads no PEM), and the basic-auth users, generated once. Every worker of the
     stack uses the same stores and users."""
     if not lay.connect_store_password_file.exists():

@@ -20,7 +20,7 @@ from typing import Any
 
 from controlplane.adapters import vault
 from controlplane.core.errors import UsageError
-from controlplane.core.manifest import Pipeline, SecretRef
+from controlplane.core.manifest import AgentKafkaTls, Pipeline, SecretRef
 from controlplane.core.target import (
     LOCAL_TARGET_NAME,
     AgentCassandraSecurity,
@@ -29,6 +29,7 @@ from controlplane.core.target import (
     ConnectAccess,
     Context,
     KafkaAccess,
+    KafkaTls,
     LocalStackInfo,
     PostgresAccess,
     RedisAccess,
@@ -83,36 +84,53 @@ def context_target(name: str, ctx: Context) -> Target:
     )
 
 
+def named_contexts() -> dict[str, Context]:
+    """The contexts a manifest may name (spec.connect.context), a local stack's with its own
+    Connect access (HTTPS, CA, basic auth unless --insecure) when the context names none."""
+    out: dict[str, Context] = {}
+    for name, ctx in load_config().contexts.items():
+        if ctx.local_stack is not None and ctx.connect is None:
+            ctx = ctx.model_copy(update={"connect": local_target(Path(ctx.local_stack)).connect})
+        out[name] = ctx
+    return out
+
+
 def local_target(state_dir: Path | None) -> Target:
     """The local stack as a target: its endpoints, CA, tokens and credentials files."""
+    from controlplane.core.stack_model import CONNECT_REST_USER
     from controlplane.services.stack_settings import settings_for
 
     settings = settings_for(state_dir)
     lay = settings.layout
     ports = settings.ports
-    secure = bool(getattr(settings, "secure", False))
-    ca_file = getattr(lay, "ca_file", lay.postgres_ca_file)
-    vault_port = getattr(ports, "vault", 8200)
-    scheme = "https" if secure else "http"
-    connect = ConnectAccess(url=f"{scheme}://127.0.0.1:{ports.connect}")
-    kafka = KafkaAccess(bootstrap_servers=[f"127.0.0.1:{ports.kafka}"])
-    if secure:
-        creds = Path(
-            getattr(lay, "connect_credentials_file", lay.secrets_dir / "connect-rest.properties")
-        )
+    ca_file = lay.ca_file
+    vault_port = ports.vault
+    # Connect REST on HTTPS with basic auth and Kafka with TLS and cdcctl's client certificate
+    # (mTLS), unless `stack up --insecure` (decision 0114).
+    if settings.tls:
+        creds = lay.connect_credentials_file
         connect = ConnectAccess(
-            url=connect.url,
+            url=f"https://127.0.0.1:{ports.connect}",
             ca_file=str(ca_file),
-            username=_read_key(creds, "username") or "admin",
+            username=_read_key(creds, "username") or CONNECT_REST_USER,
             password_secret=SecretRef(file=str(creds), key="password"),
         )
         kafka = KafkaAccess(
-            bootstrap_servers=[f"127.0.0.1:{getattr(ports, 'kafka_tls', 9094)}"],
-            tls=TlsOptions(ca_file=str(ca_file)),
+            bootstrap_servers=[f"127.0.0.1:{ports.kafka}"],
+            tls=KafkaTls(
+                ca_file=str(ca_file),
+                cert_file=str(lay.kafka_client_cert("cdcctl")),
+                key_file=str(lay.kafka_client_key("cdcctl")),
+            ),
         )
-    contact_points = list(
-        getattr(settings, "contact_points", None) or [f"127.0.0.1:{ports.cassandra}"]
-    )
+        agent_kafka_tls = AgentKafkaTls.model_validate(
+            {"caFile": str(ca_file), "keystoreFile": str(lay.kafka_client_pem("agent"))}
+        )
+    else:
+        connect = ConnectAccess(url=f"http://127.0.0.1:{ports.connect}")
+        kafka = KafkaAccess(bootstrap_servers=[f"127.0.0.1:{ports.kafka}"])
+        agent_kafka_tls = None
+    contact_points = list(settings.contact_points)
     # Every node of the local stack (one unless `stack up --nodes N`); TLS and cdcctl's role,
     # Redis over TLS with its ACL user, unless `stack up --insecure` (decision 0110).
     if settings.tls:
@@ -140,14 +158,12 @@ def local_target(state_dir: Path | None) -> Target:
         postgres=PostgresAccess(
             host="127.0.0.1",
             port=ports.postgres,
-            ca_file=str(getattr(lay, "postgres_ca_file", ca_file)),
+            ca_file=str(lay.postgres_ca_file),
         ),
         vault=VaultAccess(
             address=f"https://127.0.0.1:{vault_port}",
             ca_file=str(ca_file),
-            token_secret=SecretRef(
-                file=str(getattr(lay, "vault_token_file", lay.secrets_dir / "vault-token"))
-            ),
+            token_secret=SecretRef(file=str(lay.vault_token_file)),
         ),
         redis=redis,
         local=LocalStackInfo(
@@ -160,6 +176,7 @@ def local_target(state_dir: Path | None) -> Target:
             )
             if settings.tls
             else None,
+            agent_kafka_tls=agent_kafka_tls,
         ),
     )
 

@@ -23,8 +23,12 @@ from controlplane.core.semantics_checks import (
 )
 from controlplane.core.target import Target, endpoints_for
 from controlplane.core.validation import Finding
-from controlplane.services.contexts import load_config
-from controlplane.services.targets import cassandra_security, connect_client, pipeline_dsn
+from controlplane.services.targets import (
+    cassandra_security,
+    connect_client,
+    named_contexts,
+    pipeline_dsn,
+)
 
 Loc = tuple[str | int, ...]
 
@@ -87,7 +91,7 @@ def _online(item: LoadedManifest, target: Target, render_ctx: RenderContext) -> 
         except CdcError as exc:
             out.append(_finding("postgres", item, exc, ("spec", "sink", "postgres")))
 
-    endpoints = endpoints_for(target, p, load_config().contexts)
+    endpoints = endpoints_for(target, p, named_contexts())
     out.extend(_cassandra_findings(item, target, endpoints))
 
     try:

@@ -27,7 +27,7 @@ from tests.cluster.conftest import PORT_OFFSET as CLUSTER_PORT_OFFSET
 from tests.cluster.conftest import WORKERS as CLUSTER_WORKERS
 from tests.cluster.conftest import cluster_state_dir
 from tests.e2e.torture_ops import BODY
-from tests.stackfixture import apply_on, cql_cluster
+from tests.stackfixture import apply_on, connect_http, cql_cluster, kafka_config
 
 
 def write_profile(consistency: str) -> str:
@@ -79,7 +79,11 @@ def chaos_stack() -> LocalStack:
 
 @pytest.fixture(scope="session")
 def endpoints(chaos_stack: LocalStack) -> Endpoints:
-    return chaos_stack.endpoints()
+    from tests.chaos.support import use_stack
+
+    ep = chaos_stack.endpoints()
+    use_stack(ep)  # the helpers' TLS and credentials (decision 0114)
+    return ep
 
 
 @pytest.fixture(scope="session")
@@ -152,9 +156,9 @@ def _dsn_port(dsn: str) -> int:
 
 def reset_kafka(endpoints: Endpoints, connector: str, topic: str, group: str) -> None:
     """No sink connector, topic or sink offsets of an earlier run."""
-    with contextlib.suppress(httpx.HTTPError):
-        httpx.delete(f"{endpoints.connect_url}/connectors/{connector}", timeout=30)
-    admin = AdminClient({"bootstrap.servers": endpoints.kafka_bootstrap})
+    with contextlib.suppress(httpx.HTTPError), connect_http(endpoints) as http:
+        http.delete(f"/connectors/{connector}")
+    admin = AdminClient(kafka_config(endpoints))
     if topic in admin.list_topics(timeout=10).topics:
         for fut in admin.delete_topics([topic], operation_timeout=30).values():
             fut.result()

@@ -14,16 +14,12 @@ from collections import Counter
 
 from confluent_kafka import Consumer, TopicPartition
 
-from tests.chaos.support import topic_partitions
+from tests.chaos.support import kafka_settings, topic_partitions
 
 
 def count(bootstrap: str, topic: str) -> dict[str, object]:
     c = Consumer(
-        {
-            "bootstrap.servers": bootstrap,
-            "group.id": "cdc-chaos-resends",
-            "enable.auto.commit": False,
-        }
+        kafka_settings(bootstrap, **{"group.id": "cdc-chaos-resends", "enable.auto.commit": False})
     )
     try:
         parts = topic_partitions(bootstrap, topic)

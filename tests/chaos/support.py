@@ -17,7 +17,9 @@ from cassandra.cluster import Session
 from confluent_kafka import Consumer, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient
 
+from controlplane.services.stack import Endpoints
 from tests.e2e.torture_ops import next_op, statements
+from tests.stackfixture import connect_http, kafka_config
 
 
 class Deadline(AssertionError):
@@ -111,8 +113,28 @@ class Load:
 # --- Kafka: events and the sink's progress ------------------------------------------------------
 
 
+# The stack the chaos run uses (the session's or the cluster's), set by its `endpoints` fixture:
+# its CA, cdcctl's Kafka client certificate and Connect's basic auth (decision 0114).
+_STACK: list[Endpoints] = []
+
+
+def use_stack(endpoints: Endpoints) -> None:
+    _STACK[:] = [endpoints]
+
+
+def chaos_stack() -> Endpoints:
+    assert _STACK, "the chaos `endpoints` fixture names the stack first"
+    return _STACK[0]
+
+
+def kafka_settings(bootstrap: str, **extra: Any) -> dict[str, Any]:
+    """librdkafka settings for `bootstrap` with the chaos stack's TLS and cdcctl's client
+    certificate."""
+    return kafka_config(chaos_stack(), **{"bootstrap.servers": bootstrap, **extra})
+
+
 def topic_partitions(bootstrap: str, topic: str) -> list[TopicPartition]:
-    admin = AdminClient({"bootstrap.servers": bootstrap})
+    admin = AdminClient(kafka_settings(bootstrap))
     meta = admin.list_topics(topic, timeout=10).topics[topic]
     if meta.error is not None:
         raise KafkaException(meta.error)
@@ -122,7 +144,7 @@ def topic_partitions(bootstrap: str, topic: str) -> list[TopicPartition]:
 def events(bootstrap: str, topic: str) -> int:
     """Records ever written to the topic (sum of high watermarks; the topic is new per session
     and nothing is compacted or deleted during a run)."""
-    c = Consumer({"bootstrap.servers": bootstrap, "group.id": "cdc-chaos-probe"})
+    c = Consumer(kafka_settings(bootstrap, **{"group.id": "cdc-chaos-probe"}))
     try:
         return sum(
             c.get_watermark_offsets(tp, timeout=10)[1] for tp in topic_partitions(bootstrap, topic)
@@ -133,7 +155,7 @@ def events(bootstrap: str, topic: str) -> int:
 
 def committed(bootstrap: str, group: str, topic: str) -> int:
     """The sink group's committed offsets, summed: grows only as the sink writes."""
-    c = Consumer({"bootstrap.servers": bootstrap, "group.id": group, "enable.auto.commit": False})
+    c = Consumer(kafka_settings(bootstrap, **{"group.id": group, "enable.auto.commit": False}))
     try:
         got = c.committed(topic_partitions(bootstrap, topic), timeout=10)
         return sum(max(tp.offset, 0) for tp in got)
@@ -144,7 +166,7 @@ def committed(bootstrap: str, group: str, topic: str) -> int:
 def consuming_tasks(bootstrap: str, group: str, connector: str) -> set[int]:
     """The sink's task ids that hold partitions now (Connect names each task's consumer
     ``connector-consumer-<connector>-<task>``); a standby task holds none."""
-    admin = AdminClient({"bootstrap.servers": bootstrap})
+    admin = AdminClient(kafka_settings(bootstrap))
     described = admin.describe_consumer_groups([group], request_timeout=10)[group].result(
         timeout=15
     )
@@ -164,7 +186,8 @@ def task_states(urls: list[str], connector: str) -> list[tuple[str, str]]:
     last: Exception | None = None
     for url in urls:
         try:
-            r = httpx.get(f"{url}/connectors/{connector}/status", timeout=5)
+            with connect_http(chaos_stack(), url, timeout=5) as http:
+                r = http.get(f"/connectors/{connector}/status")
             r.raise_for_status()
             return [(t["state"], t.get("worker_id", "")) for t in r.json()["tasks"]]
         except (httpx.HTTPError, KeyError, ValueError) as exc:

@@ -24,10 +24,11 @@ from controlplane.adapters import postgres, processes
 from controlplane.core.properties import load_properties
 from controlplane.services.apply import apply_manifests
 from controlplane.services.local_agents import LocalAgents
+from controlplane.services.stack import Endpoints
 from controlplane.services.targets import local_target
 from tests.cli import cdcctl_json
 from tests.cluster.conftest import NODES, WORKERS, Cluster
-from tests.stackfixture import cql_cluster
+from tests.stackfixture import connect_http, cql_cluster, kafka_config
 
 pytestmark = pytest.mark.cluster
 
@@ -107,10 +108,16 @@ def test_each_agent_is_healthy_on_its_own_port_with_its_own_node_id(cluster: Clu
 
 
 def test_connect_workers_form_one_group(cluster: Cluster) -> None:
-    urls = cluster.stack.endpoints().connect_urls
+    ep = cluster.stack.endpoints()
+    urls = ep.connect_urls
     assert len(urls) == WORKERS
+
+    def http(url: str) -> httpx.Client:
+        return connect_http(ep, url)  # type: ignore[no-any-return]
+
     for url in urls:
-        r = httpx.get(f"{url}/connectors", timeout=10)
+        with http(url) as c:
+            r = c.get("/connectors")
         assert r.status_code == 200, (url, r.text)
     # A connector created through the second worker is known to the first: one group, one
     # config topic (the request is forwarded to the group's leader).
@@ -123,16 +130,19 @@ def test_connect_workers_form_one_group(cluster: Cluster) -> None:
         "connection.username": "probe",
         "connection.password": "probe",  # pragma: allowlist secret
     }
-    created = httpx.put(f"{urls[-1]}/connectors/{name}/config", json=config, timeout=30)
+    with http(urls[-1]) as c:
+        created = c.put(f"/connectors/{name}/config", json=config)
     assert created.status_code in (200, 201), created.text
     try:
-        wait_for(
-            f"{name} listed by {urls[0]}",
-            lambda: httpx.get(f"{urls[0]}/connectors", timeout=10).json(),
-            lambda names: name in names,
-        )
+        with http(urls[0]) as first:
+            wait_for(
+                f"{name} listed by {urls[0]}",
+                lambda: first.get("/connectors").json(),
+                lambda names: name in names,
+            )
     finally:
-        httpx.delete(f"{urls[0]}/connectors/{name}", timeout=30)
+        with http(urls[0]) as c:
+            c.delete(f"/connectors/{name}")
 
 
 def test_status_lists_every_node_agent_and_worker(cluster: Cluster) -> None:
@@ -177,7 +187,7 @@ spec:
     bootstrapServers: ["127.0.0.1:{p.kafka}"]
     topicPrefix: clu
   connect:
-    url: http://127.0.0.1:{p.connect}
+    url: {"https" if cluster.stack.s.tls else "http"}://127.0.0.1:{p.connect}
   sink:
     postgres:
       host: 127.0.0.1
@@ -193,13 +203,13 @@ class TopicCount:
     """Reads a table topic as it grows: the change events of this run's rows (by their marker),
     raw and distinct by where each replica's commit log had them (segment file, position)."""
 
-    def __init__(self, bootstrap: str, topic: str, marker: str) -> None:
+    def __init__(self, stack: Endpoints, topic: str, marker: str) -> None:
         self.marker = marker
         self.raw = 0
         self.distinct: set[tuple[str, int]] = set()
         self._consumer = Consumer(
             {
-                "bootstrap.servers": bootstrap,
+                **kafka_config(stack),
                 "group.id": f"cluster-count-{uuid.uuid4().hex}",
                 "auto.offset.reset": "earliest",
                 "enable.auto.commit": False,
@@ -246,7 +256,6 @@ def test_managed_pipeline_carries_every_write_once_per_replica(
     manifest = tmp_path / "cluster.yaml"
     manifest.write_text(pipeline_manifest(cluster, keyspace))
     topic = f"clu.{keyspace}.events"
-    bootstrap = f"127.0.0.1:{stack.s.ports.kafka}"
 
     result = apply_manifests([manifest], local_target(stack.lay.root), agents=LocalAgents(stack.s))
     applied = {c.name for c in result.changes if c.kind == "agent"}
@@ -262,7 +271,7 @@ def test_managed_pipeline_carries_every_write_once_per_replica(
 
     writes = 200
     marker = uuid.uuid4().hex[:8]
-    count = TopicCount(bootstrap, topic, marker)
+    count = TopicCount(stack.endpoints(), topic, marker)
     write = SimpleStatement(
         f"INSERT INTO {keyspace}.events (id, v) VALUES (%s, %s)",
         consistency_level=ConsistencyLevel.QUORUM,

@@ -20,7 +20,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 from cassandra import ConsistencyLevel
 from cassandra.cluster import Session
@@ -29,10 +28,11 @@ from cassandra.query import SimpleStatement
 from controlplane.adapters import postgres
 from controlplane.services.apply import apply_manifests
 from controlplane.services.local_agents import LocalAgents
+from controlplane.services.stack import Endpoints
 from controlplane.services.targets import local_target
 from tests.cluster.conftest import NODES, Cluster
 from tests.cluster.test_cluster_stack import DEADLINE_S, pipeline_manifest, wait_for
-from tests.stackfixture import cql_cluster
+from tests.stackfixture import connect_http, cql_cluster, kafka_config
 
 pytestmark = pytest.mark.cluster
 
@@ -53,14 +53,14 @@ def cql(cluster: Cluster) -> Iterator[Session]:
 class SnapshotCount:
     """Counts the snapshot events (``source.snapshot == "true"``) of a topic per row key."""
 
-    def __init__(self, bootstrap: str, topic: str) -> None:
+    def __init__(self, stack: Endpoints, topic: str) -> None:
         from confluent_kafka import Consumer, TopicPartition
 
         self.per_key: dict[int, int] = {}
         self.live = 0
         self._consumer = Consumer(
             {
-                "bootstrap.servers": bootstrap,
+                **kafka_config(stack),
                 "group.id": f"snapshot-count-{uuid.uuid4().hex}",
                 "auto.offset.reset": "earliest",
                 "enable.auto.commit": False,
@@ -138,13 +138,13 @@ def test_rows_before_the_pipeline_arrive_once_in_effect_with_concurrent_writes(
     keyspace = "clustersnap"
     # A kept stack (CDC_KEEP_STACK=1) still runs the last run's sink: delete it before its
     # tables go, or its task fails on the missing table.
-    connect = cluster.stack.endpoints().connect_url
-    httpx.delete(f"{connect}/connectors/{keyspace}-jdbc-sink", timeout=30)
-    wait_for(
-        "the previous run's sink deleted",
-        lambda: httpx.get(f"{connect}/connectors/{keyspace}-jdbc-sink", timeout=30).status_code,
-        lambda code: code == 404,
-    )
+    with connect_http(cluster.stack.endpoints()) as http:
+        http.delete(f"/connectors/{keyspace}-jdbc-sink")
+        wait_for(
+            "the previous run's sink deleted",
+            lambda: http.get(f"/connectors/{keyspace}-jdbc-sink").status_code,
+            lambda code: code == 404,
+        )
     cql.execute(f"DROP KEYSPACE IF EXISTS {keyspace}")
     cql.execute(
         f"CREATE KEYSPACE {keyspace} WITH replication = "
@@ -162,7 +162,7 @@ def test_rows_before_the_pipeline_arrive_once_in_effect_with_concurrent_writes(
 
     manifest = tmp_path / "snapshot.yaml"
     manifest.write_text(pipeline_manifest(cluster, keyspace))
-    count = SnapshotCount(f"127.0.0.1:{stack.s.ports.kafka}", f"clu.{keyspace}.events")
+    count = SnapshotCount(stack.endpoints(), f"clu.{keyspace}.events")
     writer = Writer(cql, keyspace)
     writer.start()
     try:

@@ -11,7 +11,6 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import httpx
 from cassandra.cluster import Session
 from confluent_kafka.admin import AdminClient
 
@@ -27,7 +26,7 @@ from controlplane.core.schema_model import (
 )
 from controlplane.services.stack import LocalStack
 from tests.manifests import local_pipeline
-from tests.stackfixture import apply_on, session_ports
+from tests.stackfixture import apply_on, connect_http, ensure_stack, kafka_config
 
 
 def deploy(
@@ -68,9 +67,10 @@ def deploy(
 
 def reset_kafka(pipeline: str, topics: list[str]) -> None:
     connector = f"{pipeline}-jdbc-sink"
-    ports = session_ports()
-    httpx.delete(f"http://127.0.0.1:{ports.connect}/connectors/{connector}", timeout=30)
-    admin = AdminClient({"bootstrap.servers": f"127.0.0.1:{ports.kafka}"})
+    stack = ensure_stack()
+    with connect_http(stack) as http:
+        http.delete(f"/connectors/{connector}")
+    admin = AdminClient(kafka_config(stack))
     existing = set(admin.list_topics(timeout=10).topics)
     doomed = [t for t in topics if t in existing]
     for fut in admin.delete_topics(doomed, operation_timeout=30).values() if doomed else []:

@@ -13,7 +13,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 from cassandra.cluster import Session
 from confluent_kafka import Producer
@@ -38,6 +37,7 @@ from controlplane.services.stack import Endpoints, LocalStack
 from tests.cli import cdcctl_json
 from tests.e2e.conftest import wait_for
 from tests.e2e.semconf import deploy, differences, table_model
+from tests.stackfixture import connect_http, ensure_stack, kafka_config
 
 pytestmark = pytest.mark.e2e
 
@@ -46,7 +46,6 @@ NAME = "dlq-e2e"
 TOPIC = f"demo.{KS}.t"
 DLQ = f"{NAME}.dlq"
 CONNECTOR = f"{NAME}-jdbc-sink"
-BOOTSTRAP = "127.0.0.1:9092"
 TABLES = {"t": f"CREATE TABLE {KS}.t (id int PRIMARY KEY, v text, n int) WITH cdc = true"}
 
 
@@ -58,7 +57,7 @@ def pipeline(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[Path]:
     """The deployed pipeline's manifest; its DLQ and replay group start empty."""
-    admin = AdminClient({"bootstrap.servers": BOOTSTRAP})
+    admin = AdminClient(kafka_config(stack))
     if DLQ in admin.list_topics(timeout=10).topics:
         for fut in admin.delete_topics([DLQ], operation_timeout=30).values():
             fut.result()
@@ -76,18 +75,25 @@ def pipeline(
     cql.execute(f"DROP KEYSPACE IF EXISTS {KS}")  # later agent restarts need not snapshot it
 
 
+def bootstrap() -> kafka.Bootstrap:
+    """The session stack's Kafka as cdcctl reaches it (TLS and its client certificate)."""
+    ep = ensure_stack().kafka
+    assert ep is not None
+    return ep
+
+
 def cdcctl(*args: str) -> Any:
     return cdcctl_json(*args, timeout=120)
 
 
 def dlq_records() -> list[DlqRecord]:
-    return [parse_record(r) for r in kafka.read_topic(BOOTSTRAP, DLQ)]
+    return [parse_record(r) for r in kafka.read_topic(bootstrap(), DLQ)]
 
 
 def produce(topic: str, key: bytes | None, value: bytes | None, headers: Any = ()) -> int:
     """Produce one record, return its offset."""
     got: list[Any] = []
-    producer = Producer({"bootstrap.servers": BOOTSTRAP})
+    producer = Producer(kafka_config(ensure_stack()))
     producer.produce(
         topic, key=key, value=value, headers=list(headers), on_delivery=lambda e, m: got.append(m)
     )
@@ -98,7 +104,8 @@ def produce(topic: str, key: bytes | None, value: bytes | None, headers: Any = (
 
 
 def assert_running() -> None:
-    status = httpx.get(f"http://127.0.0.1:8083/connectors/{CONNECTOR}/status", timeout=10).json()
+    with connect_http(ensure_stack()) as http:
+        status = http.get(f"/connectors/{CONNECTOR}/status").json()
     assert status["connector"]["state"] == "RUNNING", status
     assert [t["state"] for t in status["tasks"]] == ["RUNNING"], status
 
@@ -114,7 +121,7 @@ def pg_count(dsn: str) -> int:
 
 def an_event(key_id: int | None = None) -> tuple[bytes, bytes, int]:
     """A real agent event from the table topic (of `key_id`, else any): key, value, offset."""
-    for r in kafka.read_topic(BOOTSTRAP, TOPIC):
+    for r in kafka.read_topic(bootstrap(), TOPIC):
         if r.key is None or r.value is None:
             continue
         if key_id is None or json.loads(r.key)["payload"]["id"] == key_id:

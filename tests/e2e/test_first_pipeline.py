@@ -9,12 +9,12 @@ import sys
 import uuid
 from pathlib import Path
 
-import httpx
 import pytest
 from cassandra.cluster import Session
 
 from controlplane.services.stack import Endpoints
 from tests.e2e.conftest import ROWS_BEFORE, pg_rows, wait_for
+from tests.stackfixture import connect_http
 
 pytestmark = pytest.mark.e2e
 
@@ -68,7 +68,8 @@ def test_insert_update_one_column_and_delete(
 
 
 def test_connector_and_task_running(deployed: dict[str, object], stack: Endpoints) -> None:
-    status = httpx.get(f"{stack.connect_url}/connectors/e2e-jdbc-sink/status", timeout=10).json()
+    with connect_http(stack) as http:
+        status = http.get("/connectors/e2e-jdbc-sink/status").json()
     assert status["connector"]["state"] == "RUNNING"
     assert [t["state"] for t in status["tasks"]] == ["RUNNING"]
 

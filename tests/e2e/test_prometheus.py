@@ -11,6 +11,7 @@ import yaml
 from controlplane.services.stack import Endpoints
 from tests.e2e.conftest import wait_for
 from tests.e2e.test_dashboards import DASHBOARDS, panel_exprs
+from tests.stackfixture import connect_http
 
 pytestmark = pytest.mark.e2e
 
@@ -29,7 +30,8 @@ def query(prom: str, promql: str) -> list[dict[str, Any]]:
 def prom(stack: Endpoints, request: pytest.FixtureRequest) -> str:
     # Connector metrics exist only while a connector does: on a stack with none, deploy the e2e
     # pipeline (session-scoped, shared with the other e2e tests); otherwise use what runs.
-    connectors = httpx.get(f"{stack.connect_url}/connectors", timeout=10).json()
+    with connect_http(stack) as http:
+        connectors = http.get("/connectors").json()
     if not connectors:
         request.getfixturevalue("deployed")
     return stack.prometheus_url

@@ -22,7 +22,7 @@ from controlplane.adapters import postgres
 from controlplane.services.stack import Endpoints, LocalStack
 from tests.e2e.conftest import wait_for
 from tests.e2e.semconf import deploy, differences, table_model
-from tests.stackfixture import session_ports
+from tests.stackfixture import connect_http, ensure_stack, kafka_config
 
 pytestmark = pytest.mark.e2e
 
@@ -245,22 +245,22 @@ def test_replaying_the_whole_topic_changes_nothing(
 ) -> None:
     """Stop the sink, rewind its offsets to 0 through Connect's REST API, resume: every event is
     delivered again and the view is unchanged."""
-    import httpx
 
     dsn = stack.postgres_dsn
     settle(cql, dsn, "ev")
     before = postgres.query(dsn, f"SELECT * FROM {KS}.ev ORDER BY pk, ck")
     versions = f"SELECT pk, ck, xmin::text FROM {KS}_cdc.ev WHERE pk <> 'sentinel' ORDER BY 1, 2"
     raw_before = postgres.query(dsn, versions)
-    url = f"{stack.connect_url}/connectors/sem-lww-jdbc-sink"
-    httpx.put(f"{url}/stop", timeout=30).raise_for_status()
-    wait_for(
-        "sink stopped",
-        lambda: httpx.get(f"{url}/status", timeout=10).json()["connector"]["state"],
-        lambda s: s == "STOPPED",
-    )
-    httpx.delete(f"{url}/offsets", timeout=60).raise_for_status()
-    httpx.put(f"{url}/resume", timeout=30).raise_for_status()
+    url = "/connectors/sem-lww-jdbc-sink"
+    with connect_http(stack, timeout=60) as http:
+        http.put(f"{url}/stop").raise_for_status()
+        wait_for(
+            "sink stopped",
+            lambda: http.get(f"{url}/status").json()["connector"]["state"],
+            lambda s: s == "STOPPED",
+        )
+        http.delete(f"{url}/offsets").raise_for_status()
+        http.put(f"{url}/resume").raise_for_status()
     settle(cql, dsn, "ev")
     wait_for(
         "sink consumed the replay",
@@ -277,7 +277,7 @@ def test_replaying_the_whole_topic_changes_nothing(
 def _lag(group: str, topic: str) -> int:
     from confluent_kafka import Consumer, TopicPartition
 
-    c = Consumer({"bootstrap.servers": f"127.0.0.1:{session_ports().kafka}", "group.id": group})
+    c = Consumer(kafka_config(ensure_stack(), **{"group.id": group}))
     try:
         tp = TopicPartition(topic, 0)
         committed = c.committed([tp], timeout=10)[0].offset

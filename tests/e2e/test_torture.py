@@ -19,6 +19,7 @@ from controlplane.services.stack import Endpoints, LocalStack
 from tests.e2e.conftest import wait_for
 from tests.e2e.semconf import deploy, differences, table_model
 from tests.e2e.torture_ops import BODY, next_op, statements
+from tests.stackfixture import ensure_stack, kafka_config
 
 pytestmark = pytest.mark.e2e
 
@@ -38,7 +39,7 @@ def workload(cql: Session, rnd: random.Random) -> None:
 def read_topic(topic: str) -> list[tuple[bytes | None, bytes | None]]:
     c = Consumer(
         {
-            "bootstrap.servers": "127.0.0.1:9092",
+            **kafka_config(ensure_stack()),
             "group.id": "sem-tort-reader",
             "enable.auto.commit": False,
         }
@@ -60,7 +61,7 @@ def read_topic(topic: str) -> list[tuple[bytes | None, bytes | None]]:
 
 
 def lag(group: str, topic: str) -> int:
-    c = Consumer({"bootstrap.servers": "127.0.0.1:9092", "group.id": group})
+    c = Consumer(kafka_config(ensure_stack(), **{"group.id": group}))
     try:
         tp = TopicPartition(topic, 0)
         committed = c.committed([tp], timeout=10)[0].offset
@@ -130,7 +131,7 @@ def test_every_event_1_to_3_times_shuffled_converges(
     deliveries = [e for e in events for _ in range(rnd.randint(1, 3))]
     rnd.shuffle(deliveries)
     assert len(deliveries) > len(events) > OPS * 0.9
-    producer = Producer({"bootstrap.servers": "127.0.0.1:9092", "linger.ms": 20})
+    producer = Producer(kafka_config(ensure_stack(), **{"linger.ms": 20}))
     topic = f"demo.{REPLAY_KS}.t"
     for key, value in deliveries:
         producer.produce(topic, key=key, value=value)

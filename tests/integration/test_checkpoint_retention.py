@@ -60,4 +60,4 @@ def test_an_expired_run_is_gone_and_leaves_the_runs_index(redis_url: str) -> Non
     assert store.ranges("old") == {}
     assert store.runs() == ["new"]
     assert store.r.zrange(store._k("runs"), 0, -1) == ["new"]
-    keep.r.delete(*keys(keep, "new"), keep._k("runs"))
+    store.r.delete(*keys(store, "new"), store._k("runs"))

@@ -40,8 +40,11 @@ HAND = "cp-hand-made"
 
 def manifest(name: str, tables: list[str], *, connect_url: bool = True) -> str:
     # The ports of the stack the tests use ($CDC_STACK_DIR, e.g. on a port offset).
-    ports = settings_for().ports
-    url = f"  connect:\n    url: http://127.0.0.1:{ports.connect}\n" if connect_url else ""
+    settings = settings_for()
+    ports = settings.ports
+    # The stack's own URL: HTTPS with basic auth unless it runs --insecure (decision 0114).
+    scheme = "https" if settings.tls else "http"
+    url = f"  connect:\n    url: {scheme}://127.0.0.1:{ports.connect}\n" if connect_url else ""
     return f"""\
 apiVersion: cdc.casscdcpg.io/v1
 kind: Pipeline
@@ -121,17 +124,30 @@ def env(stack: Endpoints, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
     (d / "both").mkdir()
     (d / "both" / "cp-it.yaml").write_text(manifest("cp-it", ["t1"]))
     (d / "both" / "cp-it2.yaml").write_text(manifest("cp-it2", ["t2"]))
-    kc = Observer(KafkaConnect(stack.connect_url))
+    auth = ":".join(stack.connect_auth) if stack.connect_auth else None
+    verify: str | bool = stack.ca_file if stack.connect_url.startswith("https") else True
+    kc = Observer(KafkaConnect(stack.connect_url, auth=auth, ssl_verify=verify))
     yield {"dir": d, "kc": kc, "stack": stack}
     for name in (SINK, SINK2, HAND):
-        requests.delete(f"{stack.connect_url}/connectors/{name}", timeout=10)
+        delete_connector(stack, name)
     cluster.shutdown()
+
+
+def delete_connector(stack: Endpoints, name: str) -> None:
+    """DELETE a connector with the stack's CA and basic auth (a plain request, not cdcctl)."""
+    verify: str | bool = stack.ca_file if stack.connect_url.startswith("https") else True
+    requests.delete(
+        f"{stack.connect_url}/connectors/{name}",
+        auth=stack.connect_auth,
+        verify=verify,
+        timeout=10,
+    )
 
 
 def test_plan_apply_noop_and_observed_by_independent_client(env: dict[str, Any]) -> None:
     one = str(env["dir"] / "one")
     kc: KafkaConnect = env["kc"]
-    requests.delete(f"{env['stack'].connect_url}/connectors/{SINK}", timeout=10)
+    delete_connector(env["stack"], SINK)
     wait_for("connector gone", lambda: SINK in kc.list_connectors(), lambda v: not v)
 
     out = cdcctl("plan", "-f", one, "-o", "json")
@@ -319,7 +335,23 @@ def test_contexts_decide_the_connect_url(env: dict[str, Any], tmp_path: Path) ->
     nourl.write_text(manifest("cp-it", ["t1"], connect_url=False))
     assert cdcctl("config", "use-context", "dead", env=cfg).returncode == 0
     assert cdcctl("plan", "-f", str(nourl), env=cfg).returncode == 5
-    assert cdcctl("plan", "-f", str(env["dir"] / "one"), env=cfg).returncode == 0
+    one = str(env["dir"] / "one")
+    if not settings_for().tls:
+        # spec.connect.url wins over the current context (decision 0070) ...
+        assert cdcctl("plan", "-f", one, env=cfg).returncode == 0
+    else:
+        # ... but a URL a manifest names gets none of a context's CA or credentials (a manifest
+        # must not send them to a host of its choice): Connect with TLS and basic auth (decision
+        # 0114) refuses it, and spec.connect.context is how a manifest names a secured Connect.
+        assert cdcctl("plan", "-f", one, env=cfg).returncode == 5
+        named = tmp_path / "named.yaml"
+        named.write_text(
+            manifest("cp-it", ["t1"], connect_url=False).replace(
+                "  sink:", "  connect:\n    context: local\n  sink:", 1
+            )
+        )
+        planned = cdcctl("plan", "-f", str(named), env=cfg)
+        assert planned.returncode == 0, planned.stderr
 
 
 def _events(path: Path) -> list[dict[str, Any]]:

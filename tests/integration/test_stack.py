@@ -20,7 +20,9 @@ from controlplane.core.stack_model import Ports, StackLayout, StackSettings
 from controlplane.services.stack import Endpoints, LocalStack
 from tests.cli import cdcctl
 from tests.stackfixture import (
+    connect_http,
     cql_cluster,
+    kafka_config,
     redis_client,
     session_cassandra_version,
     session_ports,
@@ -55,16 +57,10 @@ def test_cassandra_cdc_table_write_and_read(stack: Endpoints) -> None:
 def test_kafka_produce_and_consume(stack: Endpoints) -> None:
     topic = f"it-stack-{uuid.uuid4().hex[:8]}"
     payload = uuid.uuid4().bytes
-    p = Producer({"bootstrap.servers": stack.kafka_bootstrap})
+    p = Producer(kafka_config(stack))
     p.produce(topic, payload)
     assert p.flush(30) == 0
-    c = Consumer(
-        {
-            "bootstrap.servers": stack.kafka_bootstrap,
-            "group.id": topic,
-            "auto.offset.reset": "earliest",
-        }
-    )
+    c = Consumer(kafka_config(stack, **{"group.id": topic, "auto.offset.reset": "earliest"}))
     c.subscribe([topic])
     deadline = time.monotonic() + 60
     got = None
@@ -77,7 +73,8 @@ def test_kafka_produce_and_consume(stack: Endpoints) -> None:
 
 
 def test_connect_lists_jdbc_sink_and_project_transform(stack: Endpoints) -> None:
-    r = httpx.get(f"{stack.connect_url}/connector-plugins?connectorsOnly=false", timeout=10)
+    with connect_http(stack) as http:
+        r = http.get("/connector-plugins?connectorsOnly=false")
     r.raise_for_status()
     classes = {p["class"]: p for p in r.json()}
     assert "io.debezium.connector.jdbc.JdbcSinkConnector" in classes

@@ -1,10 +1,12 @@
 """The stack plays production's parts: OpenBao as a real (sealed, TLS) server with the PostgreSQL
 credentials in KV v2 and a read-only token for Connect; Connect's config providers limited to
-what they may read; secure mode (Connect REST on HTTPS with basic auth, a TLS listener on Kafka).
+what they may read; Connect REST on HTTPS with basic auth and Kafka with TLS and client
+certificates only (decision 0114), both by default.
 
 Everything runs on a second stack (PostgreSQL, OpenBao, Kafka, Connect) in a temporary state dir
-on ports shifted by 22000 (all below Linux's ephemeral range, 32768+, where a client socket may
-hold a port for a moment), started once for the module, in secure mode."""
+on ports shifted by 22000 (+100 per thousand of the session stack's offset, so engineers on
+other offsets do not collide; all below Linux's ephemeral range, 32768+, where a client socket
+may hold a port for a moment), started once for the module."""
 
 from __future__ import annotations
 
@@ -24,24 +26,30 @@ from typing import Any
 import httpx
 import psutil
 import pytest
-from confluent_kafka import Consumer, Producer
+from confluent_kafka import Consumer, KafkaException, Producer
+from confluent_kafka.admin import AdminClient
 
-from controlplane.adapters import processes
+from controlplane.adapters import kafka, processes
 from controlplane.adapters.openbao_admin import OpenBaoAdmin
 from controlplane.core.errors import ServiceStartError
 from controlplane.core.stack_model import (
     LOCAL_PG_SECRET_PATH,
     StackLayout,
+    client_cert_extensions,
     openssl_ca_command,
+    openssl_csr_command,
+    openssl_sign_command,
     split_kv_path,
     stack_settings,
 )
 from controlplane.services.stack import LocalStack
 from tests.cli import cdcctl, cdcctl_json
+from tests.manifests import local_pipeline
+from tests.stackfixture import session_settings
 
 pytestmark = pytest.mark.integration
 
-OFFSET = 22000
+OFFSET = 22000 + 100 * ((session_settings().ports.vault - 8200) // 1000 % 10)
 SERVICES = ["postgres", "vault", "kafka", "connect"]
 VAULT_PROVIDER = Path(__file__).resolve().parents[2] / "transforms" / "vault-config-provider"
 
@@ -49,7 +57,7 @@ VAULT_PROVIDER = Path(__file__).resolve().parents[2] / "transforms" / "vault-con
 @pytest.fixture(scope="module")
 def secure(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
     root = tmp_path_factory.mktemp("secure-stack") / "stack"
-    st = LocalStack(stack_settings(root, OFFSET, secure=True))
+    st = LocalStack(stack_settings(root, OFFSET))
     try:
         st.up(SERVICES, persist=True)
         yield st
@@ -196,7 +204,11 @@ def test_env_and_status_show_vault(secure: LocalStack) -> None:
     assert env["VAULT_CACERT"] == str(secure.lay.ca_file)
     assert env["VAULT_TOKEN"] == secure.vault_token()
     assert env["CDC_CONNECT_URL"] == f"https://127.0.0.1:{8083 + OFFSET}"
-    assert env["CDC_KAFKA_TLS_BOOTSTRAP"] == f"127.0.0.1:{9094 + OFFSET}"
+    assert env["CDC_KAFKA_BOOTSTRAP"] == f"127.0.0.1:{9092 + OFFSET}"
+    assert env["CDC_KAFKA_SECURITY_PROTOCOL"] == "SSL"
+    assert env["CDC_KAFKA_CERT_FILE"] == str(secure.lay.kafka_client_cert("cdcctl"))
+    assert env["CDC_KAFKA_KEY_FILE"] == str(secure.lay.kafka_client_key("cdcctl"))
+    assert env["CDC_CONNECT_CREDENTIALS_FILE"] == str(secure.lay.connect_credentials_file)
     # OpenBao's own CLI works with exactly these variables.
     bao = Path(sys.executable).parent / "bao"
     got = subprocess.run(
@@ -317,28 +329,88 @@ def test_vault_provider_resolves_the_postgres_secret(secure: LocalStack) -> None
     assert got["connection.username"] == "cdc"
 
 
-# --- Kafka's TLS listener -----------------------------------------------------------------
+# --- Kafka: TLS listeners requiring client certificates (mTLS, decision 0114) --------------
 
 
-def test_kafka_tls_listener_verifies_with_the_stack_ca(secure: LocalStack, other_ca: Path) -> None:
-    port = secure.s.ports.kafka_tls
-    with (
-        socket.create_connection(("127.0.0.1", port), timeout=5) as sock,
-        verified(secure).wrap_socket(sock, server_hostname="127.0.0.1") as tls,
-    ):
-        assert tls.version() in ("TLSv1.2", "TLSv1.3")
-    assert processes.tls_verified(port, secure.lay.ca_file, host="localhost")
-    assert not processes.tls_verified(port, other_ca)
+def client_cert(d: Path, ca: Path, ca_key: Path, name: str) -> tuple[Path, Path]:
+    """A client certificate for `name` signed by `ca` (the stack's or another one)."""
+    key, csr, cert, ext = (d / f"{name}{s}" for s in (".key", ".csr", ".crt", ".ext"))
+    ext.write_text(client_cert_extensions())
+    subprocess.run(openssl_csr_command(key, csr, f"/CN={name}"), check=True, capture_output=True)
+    subprocess.run(
+        openssl_sign_command(csr, ca, ca_key, cert, ext, serial=uuid.uuid4().hex[:16]),
+        check=True,
+        capture_output=True,
+    )
+    return cert, key
 
 
-def test_kafka_clients_produce_and_consume_over_tls(secure: LocalStack) -> None:
-    ep = secure.endpoints()
-    assert ep.kafka_tls_bootstrap == f"127.0.0.1:{9094 + OFFSET}"
+def metadata_answered(config: dict[str, Any]) -> bool:
+    """Does the broker answer a metadata request of a client with these settings?"""
+    admin = AdminClient({**config, "log_level": 0, "socket.timeout.ms": 4000})
+    try:
+        return len(admin.list_topics(timeout=8).brokers) > 0
+    except KafkaException:
+        return False
+
+
+def kafka_answers_plaintext(port: int) -> bytes:
+    """What a port answers to a plain-text ApiVersions (v0) request: a Kafka listener in plain
+    text answers it (size, then correlation id 7); a TLS listener answers a TLS alert record
+    (content type 21) or closes the connection (b"")."""
+    client = b"it"
+    body = (18).to_bytes(2, "big") + (0).to_bytes(2, "big") + (7).to_bytes(4, "big")
+    body += len(client).to_bytes(2, "big") + client
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+        sock.sendall(len(body).to_bytes(4, "big") + body)
+        try:
+            return sock.recv(4096)
+        except (ConnectionResetError, TimeoutError):
+            return b""
+
+
+def test_kafka_refuses_plain_text_on_every_listener(secure: LocalStack) -> None:
+    ports = secure.s.ports
+    for port in (ports.kafka, ports.kafka_controller):
+        answer = kafka_answers_plaintext(port)
+        assert answer == b"" or answer[0] == 21, (port, answer)  # nothing, or a TLS alert
+        assert answer[4:8] != (7).to_bytes(4, "big"), (port, answer)  # no Kafka response
+    plain = {"bootstrap.servers": f"127.0.0.1:{ports.kafka}"}
+    assert not metadata_answered(plain)
+
+
+def test_kafka_refuses_tls_without_a_client_certificate_of_the_stack_ca(
+    secure: LocalStack, other_ca: Path, tmp_path: Path
+) -> None:
+    ep = secure.endpoints().kafka
+    assert ep is not None
+    assert ep.tls
     tls = {
-        "bootstrap.servers": ep.kafka_tls_bootstrap,
+        "bootstrap.servers": ep.servers,
         "security.protocol": "SSL",
         "ssl.ca.location": str(secure.lay.ca_file),
     }
+    assert not metadata_answered(tls)  # no client certificate
+    cert, key = client_cert(tmp_path, other_ca, other_ca.with_suffix(".key"), "intruder")
+    foreign = {**tls, "ssl.certificate.location": str(cert), "ssl.key.location": str(key)}
+    assert not metadata_answered(foreign)  # a certificate another CA signed
+    mine = kafka.client_config(ep)
+    assert metadata_answered(mine)
+    # ... and cdcctl verifies the broker: another CA does not trust it
+    assert not metadata_answered({**mine, "ssl.ca.location": str(other_ca)})
+
+
+def test_kafka_clients_produce_and_consume_with_the_stack_client_certificate(
+    secure: LocalStack,
+) -> None:
+    ep = secure.endpoints().kafka
+    assert ep is not None
+    assert ep.servers == f"127.0.0.1:{9092 + OFFSET}"
+    assert ep.cert_file == str(secure.lay.kafka_client_cert("cdcctl"))
+    for client in ("connect", "agent", "cdcctl"):
+        assert mode(secure.lay.kafka_client_key(client)) == 0o600
+        assert mode(secure.lay.kafka_client_pem(client)) == 0o600
+    tls = kafka.client_config(ep)
     topic = f"it-tls-{uuid.uuid4().hex[:8]}"
     payload = uuid.uuid4().bytes
     p = Producer(tls)
@@ -356,6 +428,80 @@ def test_kafka_clients_produce_and_consume_over_tls(secure: LocalStack) -> None:
     assert got == payload
 
 
+def test_connect_workers_reach_kafka_with_their_certificate(secure: LocalStack) -> None:
+    """The worker's own clients (its config/offset/status topics) work over mTLS."""
+    names = kafka.existing_topics(secure.endpoints().kafka or "")
+    assert {"_connect-configs", "_connect-offsets", "_connect-status"} <= names
+    conf = (secure.lay.config_dir / "connect-distributed.properties").read_text()
+    assert "producer.security.protocol=SSL" in conf
+    assert "admin.ssl.keystore.location=" in conf
+
+
+def test_cdcctl_connects_with_a_contexts_tls_and_credentials(
+    secure: LocalStack, tmp_path: Path
+) -> None:
+    """`get connectors` and `dlq ls` with a context that names the CA, Connect's basic auth
+    (a file reference) and Kafka's client certificate; without them both are refused."""
+    lay, ports = secure.lay, secure.s.ports
+    manifest = tmp_path / "sec.yaml"
+    manifest.write_text(local_pipeline("sec-dlq", "secks", ["t"]))
+    dlq = "sec-dlq.dlq"
+    ep = secure.endpoints().kafka
+    assert ep is not None
+    kafka.produce(ep, [kafka.OutgoingRecord(dlq, None, b"k", b"v", (("x", b"1"),))])
+    connect = f"https://127.0.0.1:{ports.connect}"
+    servers = [f"127.0.0.1:{ports.kafka}"]
+    config = tmp_path / "config.yaml"
+    config.write_text(
+        json.dumps(
+            {
+                "contexts": {
+                    "sec": {
+                        "connect": {
+                            "url": connect,
+                            "caFile": str(lay.ca_file),
+                            "username": "admin",
+                            "passwordSecret": {
+                                "file": str(lay.connect_credentials_file),
+                                "key": "password",
+                            },
+                        },
+                        "kafka": {
+                            "bootstrapServers": servers,
+                            "tls": {
+                                "caFile": str(lay.ca_file),
+                                "certFile": str(lay.kafka_client_cert("cdcctl")),
+                                "keyFile": str(lay.kafka_client_key("cdcctl")),
+                            },
+                        },
+                    },
+                    "anonymous": {
+                        "connect": {"url": connect, "caFile": str(lay.ca_file)},
+                        "kafka": {"bootstrapServers": servers, "tls": {"caFile": str(lay.ca_file)}},
+                    },
+                }
+            }
+        )
+    )
+    env = {"CDCCTL_CONFIG": str(config)}
+    got = cdcctl("get", "connectors", "--context", "sec", "-o", "json", env=env)
+    assert got.returncode == 0, got.stderr
+    assert json.loads(got.stdout) == []
+    rows = cdcctl("dlq", "ls", "-f", str(manifest), "--context", "sec", "-o", "json", env=env)
+    assert rows.returncode == 0, rows.stderr
+    assert [r["offset"] for r in json.loads(rows.stdout)] == [0]
+    refused = cdcctl("get", "connectors", "--context", "anonymous", env=env)
+    assert refused.returncode != 0
+    assert "401" in refused.stderr or "auth" in refused.stderr.lower(), refused.stderr
+    args = ("dlq", "ls", "-f", str(manifest), "--context", "anonymous", "--timeout", "10")
+    no_cert = cdcctl(*args, env=env)
+    assert no_cert.returncode != 0
+    assert "Kafka" in no_cert.stderr or "kafka" in no_cert.stderr, no_cert.stderr
+    for out in (refused, no_cert):
+        assert "Traceback" not in out.stderr
+        assert secure.connect_auth()[1] not in out.stderr  # type: ignore[index]
+
+
 # --- persisted settings: a second stack is one command ---------------------------------------
 
 
@@ -367,7 +513,8 @@ def test_port_offset_is_kept_for_every_later_command(tmp_path: Path) -> None:
         assert rows == [{"service": "redis", "action": "started", "seconds": rows[0]["seconds"]}]
         doc = json.loads(StackLayout(root=tmp_path / "st").settings_file.read_text())
         assert doc["port_offset"] == offset
-        assert doc["secure"] is False
+        assert "secure" not in doc
+        assert "insecure" not in doc
         assert (doc.get("nodes", 1), doc.get("connect_workers", 1)) == (1, 1)
         status = {r["name"]: r for r in cdcctl_json("stack", "status", *state)}
         assert status["redis"]["state"] == "running"

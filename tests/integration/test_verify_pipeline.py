@@ -122,7 +122,6 @@ def test_verify_uses_every_contact_point_ipv6_included(
     one as apply does and gets through the other (before, only the first was ever used)."""
     from controlplane.core.target import (
         CassandraAccess,
-        ConnectAccess,
         PostgresAccess,
         RedisAccess,
         Target,
@@ -140,7 +139,7 @@ def test_verify_uses_every_contact_point_ipv6_included(
     local = svc_targets_local()
     remote_like = Target(
         name="ipv6-test",
-        connect=ConnectAccess(url=stack.connect_url),
+        connect=local.connect,
         postgres=PostgresAccess(ca_file=local.postgres.ca_file),
         # The stack's TLS and login, the contact points left to the manifest.
         cassandra=CassandraAccess(

@@ -292,6 +292,27 @@ def test_bundle_files_are_node_side() -> None:
             assert f"{local}/" not in text, (name, local)
 
 
+def test_bundle_produces_over_tls_with_the_nodes_certificate_files() -> None:
+    """spec.source.agent.install.kafkaTls: node paths of the CA and the agent's PEM key store
+    (mTLS, decision 0114); no password in any file of the bundle."""
+    agent = (
+        "mode: external\ninstall:\n  kafkaTls:\n    caFile: /etc/cass-cdc-pg/kafka-ca.pem\n"
+        "    keystoreFile: /etc/cass-cdc-pg/agent/kafka-agent.pem\n"
+    )
+    b = render_bundle(pipeline(agent), node("10.0.0.7"))
+    props = parse_properties(b.files[PROPERTIES_FILE])
+    assert props["kafka.producer.security.protocol"] == "SSL"
+    assert props["kafka.producer.ssl.truststore.type"] == "PEM"
+    assert props["kafka.producer.ssl.truststore.location"] == "/etc/cass-cdc-pg/kafka-ca.pem"
+    assert props["kafka.producer.ssl.keystore.type"] == "PEM"
+    assert props["kafka.producer.ssl.keystore.location"] == "/etc/cass-cdc-pg/agent/kafka-agent.pem"
+    assert not [k for k in props if "password" in k or "jaas" in k]
+    plain = parse_properties(render_bundle(pipeline(), node("10.0.0.7")).files[PROPERTIES_FILE])
+    assert "kafka.producer.security.protocol" not in plain
+    assert b.digest != render_bundle(pipeline(), node("10.0.0.7")).digest
+    assert problems(manifest("mode: external\ninstall:\n  kafkaTls: {caFile: rel.pem}\n"))
+
+
 def test_same_bytes_from_two_directories(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Manifests and templates in different places, rendered from different working
     directories: byte-identical bundles and digests."""

@@ -78,6 +78,25 @@ def test_apply_renders_the_managed_agents_tls_and_login() -> None:
     assert 'username = "a"' in conf
 
 
+def test_apply_renders_the_managed_agents_kafka_tls() -> None:
+    """The managed agent's producer: the local stack's CA and the agents' PEM key store
+    (mTLS, decision 0114), no password."""
+    from controlplane.core.manifest import AgentKafkaTls
+    from controlplane.core.render import agent_properties
+
+    pipeline = load_text(local_pipeline("p", "ks", ["t"]))[0].pipeline
+    ctx = RenderContext(state_dir=Path("/st"))
+    assert "kafka.producer.security.protocol" not in agent_properties(pipeline, ctx)
+    tls = AgentKafkaTls.model_validate(
+        {"caFile": "/st/secrets/ca.crt", "keystoreFile": "/st/secrets/kafka-client-agent.pem"}
+    )
+    props = agent_properties(pipeline, replace(ctx, agent_kafka_tls=tls))
+    assert props["kafka.producer.security.protocol"] == "SSL"
+    assert props["kafka.producer.ssl.truststore.location"] == "/st/secrets/ca.crt"
+    assert props["kafka.producer.ssl.keystore.location"] == "/st/secrets/kafka-client-agent.pem"
+    assert not [k for k in props if "password" in k]
+
+
 def test_redis_listens_with_tls_only_and_an_acl_user() -> None:
     conf = render("redis.conf.j2")
     assert "port 0" in conf.splitlines()

@@ -319,7 +319,8 @@ def test_cassandra_yaml_mirrors_native() -> None:
 
 
 def test_agent_properties_mirror_native() -> None:
-    native = _properties(_render_native("agent.properties.j2"))
+    # Kafka and Connect REST of the Docker stack are plain too: it mirrors `--insecure` (0114).
+    native = _properties(_render_native("agent.properties.j2", insecure=True))
     docker = _properties((DOCKER_DIR / "agent.properties").read_text())
     assert set(docker) == set(native)
     for key, value in native.items():
@@ -329,7 +330,7 @@ def test_agent_properties_mirror_native() -> None:
 
 
 def test_connect_properties_mirror_native() -> None:
-    native = _properties(_render_native("connect-distributed.properties.j2"))
+    native = _properties(_render_native("connect-distributed.properties.j2", insecure=True))
     docker = _properties((DOCKER_DIR / "connect-distributed.properties").read_text())
     assert set(docker) == set(native)
     for key, value in native.items():

@@ -63,7 +63,7 @@ def test_41_runs_its_own_artifacts_and_java_11_flags(tmp_path: Path) -> None:
 
 
 def test_the_choice_is_kept_in_stack_json(tmp_path: Path) -> None:
-    c = StackChoices(5000, False, 1, 1, "INFO", cassandra_version="4.1")
+    c = StackChoices(5000, 1, 1, "INFO", cassandra_version="4.1")
     assert parse_choices_document(choices_document(c)) == c
     assert "Cassandra 4.1" in c.describe()
     ss.save(ss.chosen_settings(tmp_path, 5000, cassandra_version="4.1"))

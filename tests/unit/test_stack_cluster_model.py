@@ -146,7 +146,7 @@ def test_no_instance_port_collides_within_a_stack_or_with_stacks_shifted_by_thou
         s = stack_settings(Path("/x"), offset, nodes=5, connect_workers=3)
         out: list[int] = []
         for name in s.instances():
-            ports = s.ports.of(name, secure=True)
+            ports = s.ports.of(name)
             kind, index = parse_instance(name)
             # node i > 1 binds CQL and storage on 127.0.0.i, JMX on 127.0.0.1
             out.extend(ports[2:] if kind == "cassandra" and index > 1 else ports)
@@ -162,17 +162,18 @@ def test_no_instance_port_collides_within_a_stack_or_with_stacks_shifted_by_thou
 
 
 def test_stack_json_round_trip_with_the_topology() -> None:
-    c = StackChoices(2000, False, 3, 2, "DEBUG")
+    c = StackChoices(2000, 3, 2, "DEBUG")
     assert parse_choices_document(choices_document(c)) == c
     s = cluster()
-    assert choices_of(s) == StackChoices(2000, False, 3, 2, "INFO")  # type: ignore[arg-type]
+    assert choices_of(s) == StackChoices(2000, 3, 2, "INFO")  # type: ignore[arg-type]
 
 
 def test_old_stack_json_files_read_as_one_node_one_worker() -> None:
     old = settings_document(20000, True)
     assert json.loads(old) == {"port_offset": 20000, "secure": True}
-    assert parse_choices_document(old) == StackChoices(20000, True, 1, 1, "INFO")
-    assert parse_settings_document(choices_document(StackChoices(5, True, 3, 2))) == (5, True)
+    # `secure` of old files is read and ignored: TLS is every stack's default (decision 0114)
+    assert parse_choices_document(old) == StackChoices(20000, 1, 1, "INFO")
+    assert parse_settings_document(choices_document(StackChoices(5, 3, 2))) == (5, False)
 
 
 @pytest.mark.parametrize(
@@ -448,7 +449,7 @@ def test_each_worker_has_its_own_rest_port_in_one_group() -> None:
         for w in (1, 2)
     ]
     for w, text in enumerate(texts, start=1):
-        assert f"listeners=http://127.0.0.1:{10082 + w}" in text
+        assert f"listeners=https://127.0.0.1:{10082 + w}" in text
         assert f"rest.advertised.port={10082 + w}" in text
         assert "group.id=cass-cdc-pg-connect" in text
 
@@ -522,7 +523,7 @@ def test_the_registry_has_a_recipe_per_instance_with_its_ports_and_address(tmp_p
         "127.0.0.2:11042",
         "127.0.0.3:11042",
     )
-    assert ep.connect_urls == ("http://127.0.0.1:10083", "http://127.0.0.1:10084")
+    assert ep.connect_urls == ("https://127.0.0.1:10083", "https://127.0.0.1:10084")
     assert len(ep.agent_urls) == 3
 
 

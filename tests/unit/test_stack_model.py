@@ -13,13 +13,17 @@ import pytest
 import yaml
 
 from controlplane.core.stack_model import (
+    KAFKA_CLIENTS,
     LOCAL_PG_SECRET_PATH,
     SERVICE_ORDER,
     Ports,
     StackLayout,
     StackSettings,
+    cert_extensions,
+    client_cert_extensions,
     connect_command,
     connect_jaas_config,
+    kafka_client_subject,
     needs_server_cert,
     openbao_version,
     parse_settings_document,
@@ -136,13 +140,14 @@ def test_prometheus_version(text: str, version: str) -> None:
 # --- OpenBao, secure mode, the stack's CA ----------------------------------------------------
 
 
-def test_vault_and_kafka_tls_ports_are_the_designs_and_shift() -> None:
-    assert (Ports().vault, Ports().kafka_tls) == (8200, 9094)
+def test_vault_and_kafka_ports_are_the_designs_and_shift() -> None:
+    assert (Ports().vault, Ports().kafka) == (8200, 9092)
     moved = Ports().shifted(20000)
-    assert (moved.vault, moved.kafka_tls) == (28200, 29094)
+    assert (moved.vault, moved.kafka) == (28200, 29092)
     assert Ports().of("vault") == [8200, 8201]
+    # One client listener (TLS + client certificates, or plain with --insecure) and the
+    # controller's: no second Kafka port (decision 0114).
     assert Ports().of("kafka") == [9092, 9093]
-    assert Ports().of("kafka", secure=True) == [9092, 9093, 9094]
 
 
 def test_vault_starts_after_postgres_and_redis_and_before_connect() -> None:
@@ -168,17 +173,10 @@ def test_layout_names_other_code_relies_on(tmp_path: Path) -> None:
 
 
 def test_which_services_get_a_server_certificate() -> None:
-    plain, secure = settings(), replace(settings(), secure=True)
-    insecure = replace(settings(), insecure=True)
-    # Cassandra's client port and Redis use TLS by default (decision 0110).
-    assert [s for s in SERVICE_ORDER if needs_server_cert(s, plain)] == [
-        "postgres",
-        "redis",
-        "vault",
-        "cassandra",
-    ]
+    default, insecure = settings(), replace(settings(), insecure=True)
+    # Cassandra, Redis (decision 0110), Kafka and Connect REST (0114) use TLS by default.
     assert [s for s in SERVICE_ORDER if needs_server_cert(s, insecure)] == ["postgres", "vault"]
-    assert [s for s in SERVICE_ORDER if needs_server_cert(s, secure)] == [
+    assert [s for s in SERVICE_ORDER if needs_server_cert(s, default)] == [
         "postgres",
         "redis",
         "vault",
@@ -198,7 +196,7 @@ def props(text: str) -> dict[str, str]:
 
 
 def test_connect_file_providers_read_only_connect_secrets() -> None:
-    conf = props(render("connect-distributed.properties.j2", settings()))
+    conf = props(render("connect-distributed.properties.j2", replace(settings(), insecure=True)))
     assert conf["config.providers"] == "file,directory,env"
     assert conf["config.providers.file.param.allowed.paths"] == "/stack/connect-secrets"
     assert conf["config.providers.directory.param.allowed.paths"] == "/stack/connect-secrets"
@@ -217,8 +215,8 @@ def test_connect_vault_provider_when_its_jar_is_installed() -> None:
     assert conf["config.providers.vault.param.ca.file"] == str(s.layout.ca_file)
 
 
-def test_secure_connect_serves_https_with_basic_auth() -> None:
-    s = replace(settings(offset=1000), secure=True)
+def test_connect_serves_https_with_basic_auth_by_default() -> None:
+    s = settings(offset=1000)
     conf = props(render("connect-distributed.properties.j2", s, connect_store_password="pw"))
     assert conf["listeners"] == "https://127.0.0.1:9083"
     assert conf["rest.advertised.listener"] == "https"
@@ -232,8 +230,33 @@ def test_secure_connect_serves_https_with_basic_auth() -> None:
     assert https["ssl.keystore.password"] == https["ssl.truststore.password"] == "pw"
     argv = connect_command(Path("/java"), Path("/lib"), s)
     assert f"-Djava.security.auth.login.config={s.layout.connect_jaas_file}" in argv
-    plain = connect_command(Path("/java"), Path("/lib"), settings())
+    plain = connect_command(Path("/java"), Path("/lib"), replace(settings(), insecure=True))
     assert not [a for a in plain if "login.config" in a]
+
+
+def test_connect_worker_kafka_clients_use_tls_and_its_client_certificate() -> None:
+    s = settings(offset=1000)
+    conf = props(render("connect-distributed.properties.j2", s, connect_store_password="pw"))
+    # The worker's own clients, the connectors' producers and consumers, the admin client (DLQ).
+    for prefix in ("", "producer.", "consumer.", "admin."):
+        assert conf[f"{prefix}security.protocol"] == "SSL"
+        assert conf[f"{prefix}ssl.truststore.type"] == conf[f"{prefix}ssl.keystore.type"] == "PEM"
+        assert conf[f"{prefix}ssl.truststore.location"] == str(s.layout.ca_file)
+        assert conf[f"{prefix}ssl.keystore.location"] == str(s.layout.kafka_client_pem("connect"))
+        assert f"{prefix}ssl.keystore.password" not in conf  # a PEM key store without secrets
+    plain = props(render("connect-distributed.properties.j2", replace(s, insecure=True)))
+    assert not [k for k in plain if "security.protocol" in k or k.startswith("ssl.")]
+
+
+def test_agent_produces_over_tls_with_its_client_certificate() -> None:
+    s = settings(offset=1000)
+    conf = props(render("agent.properties.j2", s))
+    assert conf["kafka.producer.security.protocol"] == "SSL"
+    assert conf["kafka.producer.ssl.truststore.location"] == str(s.layout.ca_file)
+    assert conf["kafka.producer.ssl.keystore.location"] == str(s.layout.kafka_client_pem("agent"))
+    assert not [k for k in conf if "password" in k]
+    plain = props(render("agent.properties.j2", replace(s, insecure=True)))
+    assert "kafka.producer.security.protocol" not in plain
 
 
 def test_jaas_file_names_the_property_file_login_module() -> None:
@@ -246,21 +269,33 @@ def test_jaas_file_names_the_property_file_login_module() -> None:
     assert 'file="/s/users.properties";' in text
 
 
-def test_secure_kafka_adds_a_pem_tls_listener_and_keeps_plaintext() -> None:
-    s = replace(settings(offset=1000), secure=True)
+def test_kafka_has_only_tls_listeners_requiring_client_certificates() -> None:
+    s = settings(offset=1000)
     conf = props(render("kafka-server.properties.j2", s))
     assert conf["listeners"].split(",") == [
-        "PLAINTEXT://127.0.0.1:10092",
+        "SSL://127.0.0.1:10092",
         "CONTROLLER://127.0.0.1:10093",
-        "SSL://127.0.0.1:10094",
     ]
-    assert "SSL://127.0.0.1:10094" in conf["advertised.listeners"]
-    assert "SSL:SSL" in conf["listener.security.protocol.map"]
-    assert conf["inter.broker.listener.name"] == "PLAINTEXT"
-    assert conf["listener.name.ssl.ssl.keystore.type"] == "PEM"
-    assert conf["listener.name.ssl.ssl.keystore.location"] == str(s.layout.kafka_keystore_pem)
-    plain = props(render("kafka-server.properties.j2", settings()))
+    assert conf["advertised.listeners"] == "SSL://127.0.0.1:10092"
+    assert conf["listener.security.protocol.map"] == "SSL:SSL,CONTROLLER:SSL"
+    assert conf["inter.broker.listener.name"] == "SSL"
+    assert conf["ssl.client.auth"] == "required"
+    assert conf["ssl.keystore.type"] == conf["ssl.truststore.type"] == "PEM"
+    assert conf["ssl.keystore.location"] == str(s.layout.kafka_keystore_pem)
+    assert conf["ssl.truststore.location"] == str(s.layout.ca_file)
+    assert "PLAINTEXT" not in render("kafka-server.properties.j2", s).split("{% else %}")[0]
+    plain = props(render("kafka-server.properties.j2", replace(s, insecure=True)))
     assert "SSL" not in plain["listeners"]
+    assert "ssl.client.auth" not in plain
+
+
+def test_kafka_broker_certificate_is_a_client_one_too_and_clients_are_named() -> None:
+    assert "extendedKeyUsage=serverAuth,clientAuth" in cert_extensions("kafka")
+    assert "extendedKeyUsage=serverAuth\n" in cert_extensions("connect")
+    assert "extendedKeyUsage=clientAuth" in client_cert_extensions()
+    assert "subjectAltName" not in client_cert_extensions()
+    assert KAFKA_CLIENTS == ("connect", "agent", "cdcctl")
+    assert kafka_client_subject("agent") == "/O=cass-cdc-pg/CN=agent"
 
 
 def test_openbao_config_is_a_real_server_on_loopback_with_tls() -> None:
@@ -300,9 +335,11 @@ def test_openbao_version(text: str, version: str) -> None:
 
 
 def test_settings_document_round_trip() -> None:
-    assert parse_settings_document(settings_document(20000, True)) == (20000, True)
+    # `secure` of old files is read and ignored (decision 0114): the second value is insecure.
+    assert parse_settings_document(settings_document(20000, True)) == (20000, False)
     assert json.loads(settings_document(0, False)) == {"port_offset": 0, "secure": False}
     assert parse_settings_document("{}") == (0, False)
+    assert parse_settings_document('{"insecure": true}') == (0, True)
 
 
 @pytest.mark.parametrize(
@@ -324,5 +361,5 @@ def test_port_offset_of_recovers_uniform_shifts_only() -> None:
     assert port_offset_of(Ports()) == 0
     assert port_offset_of(Ports().shifted(31000)) == 31000
     assert port_offset_of(replace(Ports(), redis=1234)) is None
-    s = stack_settings(Path("/x"), 5, secure=True)
-    assert (s.ports, s.secure, s.layout.root) == (Ports().shifted(5), True, Path("/x"))
+    s = stack_settings(Path("/x"), 5)
+    assert (s.ports, s.tls, s.layout.root) == (Ports().shifted(5), True, Path("/x"))

@@ -27,7 +27,7 @@ def test_settings_for_reads_stack_json(tmp_path: Path) -> None:
     (tmp_path / "stack.json").write_text(json.dumps({"port_offset": 20000, "secure": True}))
     s = ss.settings_for(tmp_path)
     assert s.ports == Ports().shifted(20000)
-    assert s.secure is True
+    assert s.tls is True  # `secure` of old files is ignored: TLS is the default (0114)
     assert s.layout.root == tmp_path
 
 
@@ -49,23 +49,22 @@ def test_a_broken_stack_json_is_a_usage_error(tmp_path: Path) -> None:
 
 
 def test_chosen_settings_override_only_what_is_given(tmp_path: Path) -> None:
-    (tmp_path / "stack.json").write_text('{"port_offset": 100, "secure": true}')
+    (tmp_path / "stack.json").write_text('{"port_offset": 100, "insecure": true}')
     assert ss.chosen_settings(tmp_path).ports == Ports().shifted(100)
-    only_secure = ss.chosen_settings(tmp_path, secure=False)
-    assert (only_secure.ports, only_secure.secure) == (Ports().shifted(100), False)
+    only_mode = ss.chosen_settings(tmp_path, insecure=False)
+    assert (only_mode.ports, only_mode.tls) == (Ports().shifted(100), True)
     only_offset = ss.chosen_settings(tmp_path, port_offset=0)
-    assert (only_offset.ports, only_offset.secure) == (Ports(), True)
+    assert (only_offset.ports, only_offset.tls) == (Ports(), False)
     with pytest.raises(UsageError, match="out of range"):
         ss.chosen_settings(tmp_path, port_offset=60000)
 
 
 def test_save_writes_stack_json_once(tmp_path: Path) -> None:
-    s = stack_settings(tmp_path / "st", 20000, secure=True)
+    s = stack_settings(tmp_path / "st", 20000)
     ss.save(s)
     path = tmp_path / "st" / "stack.json"
     assert json.loads(path.read_text()) == {
         "port_offset": 20000,
-        "secure": True,
         "nodes": 1,
         "connect_workers": 1,
         "agent_log_level": "INFO",
@@ -89,7 +88,7 @@ def test_up_refuses_other_settings_while_the_stack_runs(tmp_path: Path) -> None:
     # This test process stands for a running service of that stack.
     (tmp_path / "run").mkdir()
     processes.write_pid_file(tmp_path / "run" / "redis.pid", os.getpid())
-    other = LocalStack(stack_settings(tmp_path, FAR + 1, secure=True))
+    other = LocalStack(stack_settings(tmp_path, FAR + 1, insecure=True))
     with pytest.raises(UsageError, match="runs with port offset 41000") as info:
         other.up(["redis"], persist=True)
     assert "stack down" in (info.value.hint or "")

@@ -73,7 +73,10 @@ def test_state_dir_and_local_stack_contexts_are_local_targets(
     assert "stack status" in laptop.hint("Kafka Connect")
     named = resolve_target(state_dir=tmp_path / "other")
     assert named.local is not None
-    assert named.connect.url == "http://127.0.0.1:8083"
+    # HTTPS with basic auth, unless the stack runs --insecure (decision 0114)
+    assert named.connect.url == "https://127.0.0.1:8083"
+    assert named.connect.username == "admin"
+    assert named.connect.password_secret is not None
 
 
 def test_overrides_and_legacy_contexts(contexts: Path) -> None:
@@ -263,6 +266,18 @@ def test_cassandra_and_redis_security_from_a_context(
     assert redis_endpoint(target, "redis://127.0.0.1:7000/0").password is None
 
 
+def test_a_context_names_kafka_client_certificate(contexts: Path) -> None:
+    contexts.write_text(
+        "contexts:\n  k:\n    kafka:\n      bootstrapServers: ['k1:9093']\n"
+        "      tls: {caFile: /ca.pem, certFile: /me.crt, keyFile: /me.key}\n"
+    )
+    pipeline = load_manifests([EXAMPLE])[0].pipeline
+    ends = endpoints_for(resolve_target(context="k"), pipeline)
+    assert ends.kafka.servers == "k1:9093"
+    assert (ends.kafka.tls, ends.kafka.ca_file) == (True, "/ca.pem")
+    assert (ends.kafka.cert_file, ends.kafka.key_file) == ("/me.crt", "/me.key")
+
+
 def test_a_context_without_security_connects_as_before(contexts: Path) -> None:
     from controlplane.services.targets import cassandra_security, redis_endpoint
 
@@ -285,6 +300,10 @@ def test_a_context_without_security_connects_as_before(contexts: Path) -> None:
             "holds a password",
         ),
         ("redis", "{url: 'rediss://h:1/0', password: x}", "password"),
+        ("kafka", "{tls: {certFile: /c.pem}}", "both certFile and keyFile"),
+        ("kafka", "{tls: {keyFile: /k.pem}}", "both certFile and keyFile"),
+        ("kafka", "{tls: {caFile: /ca.pem, password: x}}", "Extra inputs"),
+        ("kafka", "{bootstrapServers: []}", "at least 1 item"),
     ],
 )
 def test_bad_security_settings_are_located_errors(
@@ -316,6 +335,15 @@ def test_the_local_stack_target_is_tls_and_logins_unless_insecure(
     assert target.redis.password_secret is not None
     assert target.local is not None
     assert target.local.agent_security is not None
+    # Kafka: TLS with cdcctl's client certificate; the agents' PEM key store (decision 0114)
+    secrets = root.resolve() / "secrets"
+    assert target.kafka.tls is not None
+    assert target.kafka.tls.ca_file == str(secrets / "postgres-ca.crt")
+    assert target.kafka.tls.cert_file == str(secrets / "kafka-client-cdcctl.crt")
+    assert target.kafka.tls.key_file == str(secrets / "kafka-client-cdcctl.key")
+    assert target.local.agent_kafka_tls is not None
+    assert target.local.agent_kafka_tls.keystore_file == str(secrets / "kafka-client-agent.pem")
+    assert target.connect.url.startswith("https://")
     root.mkdir()
     (root / "stack.json").write_text(choices_document(StackChoices(insecure=True)))
     plain = resolve_target(state_dir=root)
@@ -324,6 +352,10 @@ def test_the_local_stack_target_is_tls_and_logins_unless_insecure(
     assert plain.redis.url == "redis://127.0.0.1:6379/0"
     assert plain.local is not None
     assert plain.local.agent_security is None
+    assert plain.kafka.tls is None
+    assert plain.local.agent_kafka_tls is None
+    assert plain.connect.url == "http://127.0.0.1:8083"
+    assert plain.connect.username is None
 
 
 def test_redacted_urls() -> None:
