@@ -23,6 +23,7 @@ from controlplane.services import stack_runtime
 from controlplane.services.stack import Endpoints, LocalStack, settings_for
 from tests.e2e.conftest import wait_for
 from tests.e2e.test_dashboards import DASHBOARDS
+from tests.stackfixture import connect_http
 
 pytestmark = pytest.mark.e2e
 
@@ -79,12 +80,13 @@ def test_a_failed_sink_task_fires_cdc_sink_task_failed(stack: Endpoints) -> None
         "connection.username": "nobody",
         "connection.password": secrets.token_urlsafe(12),
     }
-    url = f"{stack.connect_url}/connectors/{name}"
-    httpx.put(f"{url}/config", json=config, timeout=30).raise_for_status()
+    url = f"/connectors/{name}"
+    connect = connect_http(stack)  # HTTPS and basic auth (decision 0114)
+    connect.put(f"{url}/config", json=config).raise_for_status()
     try:
         wait_for(
             "the task FAILED",
-            lambda: httpx.get(f"{url}/status", timeout=10).json().get("tasks", []),
+            lambda: connect.get(f"{url}/status").json().get("tasks", []),
             lambda tasks: [t["state"] for t in tasks] == ["FAILED"],
             deadline=60,
         )
@@ -92,7 +94,8 @@ def test_a_failed_sink_task_fires_cdc_sink_task_failed(stack: Endpoints) -> None
         assert alert["labels"]["severity"] == "critical"
         assert alert["annotations"]["summary"] == f"Sink connector {name} has failed tasks"
     finally:
-        httpx.delete(url, timeout=30)
+        connect.delete(url)
+        connect.close()
 
 
 @pytest.fixture

@@ -45,7 +45,7 @@ from tests.e2e.semconf import reset_kafka
 from tests.e2e.test_dashboards import panel_exprs
 from tests.e2e.test_prometheus import query
 from tests.manifests import local_pipeline
-from tests.stackfixture import apply_on, session_ports
+from tests.stackfixture import apply_on, kafka_config, session_ports
 
 pytestmark = pytest.mark.e2e
 
@@ -244,8 +244,9 @@ def test_a_growing_dlq_is_exported_and_alerted(serve: str, cql: Session, stack: 
         lambda v: v is not None,
         120,
     )
-    key = next(r.key for r in kafka.read_topic(stack.kafka_bootstrap, TOPIC) if r.key)
-    producer = Producer({"bootstrap.servers": stack.kafka_bootstrap})
+    assert stack.kafka is not None
+    key = next(r.key for r in kafka.read_topic(stack.kafka, TOPIC) if r.key)
+    producer = Producer(kafka_config(stack))  # TLS with cdcctl's certificate (decision 0114)
     producer.produce(TOPIC, key=key, value=b"\x00not the agent's JSON envelope")
     assert producer.flush(30) == 0
     depth = wait_for(

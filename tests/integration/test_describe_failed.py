@@ -21,7 +21,6 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 from cassandra.cluster import Session
 from confluent_kafka.admin import AdminClient
@@ -32,7 +31,7 @@ from controlplane.core.connector_health import first_line
 from controlplane.services.stack import Endpoints, LocalStack, settings_for
 from tests.cli import cdcctl
 from tests.manifests import local_pipeline
-from tests.stackfixture import apply_on, cql_cluster
+from tests.stackfixture import apply_on, connect_http, cql_cluster, kafka_config
 
 pytestmark = pytest.mark.integration
 
@@ -62,7 +61,8 @@ def wait_for(
 
 
 def status(stack: Endpoints) -> dict[str, Any]:
-    response = httpx.get(f"{stack.connect_url}/connectors/{CONNECTOR}/status", timeout=10)
+    with connect_http(stack) as connect:  # HTTPS and basic auth unless --insecure
+        response = connect.get(f"/connectors/{CONNECTOR}/status", timeout=10)
     if response.status_code == 404:
         return {}
     response.raise_for_status()
@@ -84,8 +84,9 @@ def write_rows(cql: Session, ids: range) -> None:
 
 def reset(stack: Endpoints, cql: Session) -> None:
     """No connector, topic, consumer group, keyspace or PostgreSQL schema of an earlier run."""
-    httpx.delete(f"{stack.connect_url}/connectors/{CONNECTOR}", timeout=30)
-    admin = AdminClient({"bootstrap.servers": stack.kafka_bootstrap})
+    with connect_http(stack) as connect:
+        connect.delete(f"/connectors/{CONNECTOR}")
+    admin = AdminClient(kafka_config(stack))
     topics = [t for t in admin.list_topics(timeout=10).topics if t.startswith(f"demo.{KS}.")]
     for fut in admin.delete_topics(topics, operation_timeout=30).values() if topics else []:
         fut.result()
@@ -181,7 +182,8 @@ def test_a_failed_task_stands_out_in_describe_and_get(
     # The cause removed, only task 0 restarted (Connect's REST API): it writes the row, task 1
     # stays FAILED until it is restarted too — one of two tasks FAILED, stably.
     postgres.execute(dsn, [f'ALTER TABLE "{KS}_cdc"."t" DROP CONSTRAINT {CONSTRAINT}'])
-    httpx.post(f"{stack.connect_url}/connectors/{CONNECTOR}/tasks/0/restart", timeout=30)
+    with connect_http(stack) as connect:
+        connect.post(f"/connectors/{CONNECTOR}/tasks/0/restart")
     wait_for("task 0 RUNNING", lambda: task_states(stack), lambda s: s == ["RUNNING", "FAILED"])
     wait_for("row 100 written by task 0", lambda: pg_count(dsn), lambda n: n == 6)
     tasks = sorted(status(stack)["tasks"], key=lambda t: t["id"])
