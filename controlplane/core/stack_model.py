@@ -1022,6 +1022,9 @@ def cassandra_jmx_auth_flags(s: StackSettings) -> tuple[str, ...]:
         return ()
     lay = s.layout
     return (
+        # JMXServerUtils builds the JDK's JMXPluggableAuthenticator by reflection (as
+        # Cassandra's own jvm11/jvm17-server.options allow); without it startup fails.
+        "--add-exports=java.management/com.sun.jmx.remote.security=ALL-UNNAMED",
         "-Dcom.sun.management.jmxremote.authenticate=true",
         f"-Dcom.sun.management.jmxremote.password.file={lay.cassandra_jmx_password_file}",
         f"-Dcom.sun.management.jmxremote.access.file={lay.cassandra_jmx_access_file}",
