@@ -97,6 +97,9 @@ class Endpoints:
     prometheus_url: str
     vault_addr: str = ""
     ca_file: str = ""
+    # Jaeger's query API and the OTLP endpoint cdcctl's spans go to (decision 0123).
+    jaeger_url: str = ""
+    otlp_endpoint: str = ""
     secure: bool = False
     kafka_tls_bootstrap: str | None = None  # secure mode only
     # Cassandra's client port and Redis: TLS and logins unless `stack up --insecure` (0110).
@@ -277,6 +280,8 @@ class LocalStack:
             prometheus_url=f"http://127.0.0.1:{p.prometheus}",
             vault_addr=self.vault_addr(),
             ca_file=str(self.lay.ca_file),
+            jaeger_url=self.s.jaeger_url,
+            otlp_endpoint=self.s.otlp_endpoint,
             secure=self.s.secure,
             kafka_tls_bootstrap=f"127.0.0.1:{p.kafka_tls}" if self.s.secure else None,
             cassandra_contact_points=tuple(self.s.contact_points),
@@ -320,6 +325,7 @@ class LocalStack:
             "agent": props.get(self.s.flavour.agent_pin, "?"),
             "prometheus": _prometheus_version(prom) if prom else "not installed",
             "vault": _openbao_version(bao) if (bao := system.openbao_binary()) else "not installed",
+            "jaeger": self.ctx.jaeger_version(),
         }
 
     def postgres_dsn(self) -> str:
@@ -384,6 +390,10 @@ class LocalStack:
             key=lambda n: (order[parse_instance(n)[0]], parse_instance(n)[1]),
         )
 
+    def running(self, service: str) -> bool:
+        """Whether an instance of this stack runs (its pid file names a live process)."""
+        return self._alive(service)
+
     def _alive(self, svc: str) -> bool:
         return stack_runtime.running(self.lay, svc)
 
@@ -400,6 +410,8 @@ class LocalStack:
         if JVM_SERVICES & kinds:
             self.ctx.jdk()
             self.ctx.resolve_artifacts(kinds & JVM_SERVICES)
+        if "jaeger" in kinds:
+            self.ctx.jaeger_binary()  # built once into the artifact cache
         stack_provision.write_secrets(self.s)
         stack_tls.write_tls(
             self.lay,
