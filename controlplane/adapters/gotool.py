@@ -33,7 +33,9 @@ def build(module_dir: Path, package: str, binary: Path, *, ldflags: str = "") ->
     tmp = binary.with_name(binary.name + ".partial")
     tmp.parent.mkdir(parents=True, exist_ok=True)
     tmp.unlink(missing_ok=True)
-    argv = ["nice", "-n", str(BUILD_NICENESS), _go(), "build", "-trimpath"]
+    # No -trimpath: it changes every package's build id, so Go's build cache of a plain
+    # `go build` (or `go install`) of the same modules would not be reused.
+    argv = ["nice", "-n", str(BUILD_NICENESS), _go(), "build"]
     if ldflags:
         argv.append(f"-ldflags={ldflags}")
     argv += ["-o", str(tmp), package]
