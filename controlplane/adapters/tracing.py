@@ -125,7 +125,9 @@ def shutdown() -> None:
     """Export what is pending and stop (the end of the run; tests). Tracing is off after."""
     if _state:
         state = _state.pop()
-        state.provider.shutdown()
+        # Tracing must never change a command's outcome: the exporter logs its own failures.
+        with contextlib.suppress(Exception):
+            state.provider.shutdown()
 
 
 class Span:
