@@ -3,6 +3,7 @@ the module proxy as Go is configured) into a reusable cache, once per digest of 
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess  # nosec B404  # only for TimeoutExpired of processes.run
 from pathlib import Path
@@ -30,7 +31,8 @@ def _go() -> str:
 def build(module_dir: Path, package: str, binary: Path, *, ldflags: str = "") -> Path:
     """``go build`` `package` as `module_dir`'s go.mod pins it into `binary` (written atomically:
     a half-built file never takes its place). Go's own build cache makes a rebuild quick."""
-    tmp = binary.with_name(binary.name + ".partial")
+    # Per process: two stacks starting at once may build the same binary side by side.
+    tmp = binary.with_name(f"{binary.name}.{os.getpid()}.partial")
     tmp.parent.mkdir(parents=True, exist_ok=True)
     tmp.unlink(missing_ok=True)
     # No -trimpath: it changes every package's build id, so Go's build cache of a plain
