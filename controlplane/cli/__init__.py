@@ -8,6 +8,7 @@ import sys
 import typer
 
 from controlplane import __version__
+from controlplane.adapters import tracing
 from controlplane.cli import agent, cdc_raw, crash, dlq, logs, schema, serve, verify
 from controlplane.cli.apply import apply
 from controlplane.cli.base import Typer
@@ -74,12 +75,23 @@ def _root(
         log_format = logs.LogFormat.text if sys.stderr.isatty() else logs.LogFormat.json
     run = os.environ.get(logs.RUN_ID_ENV) or logs.new_run_id()
     logs.configure(log_format, log_level, run, asked=asked)
+    # Spans over OTLP when $OTEL_EXPORTER_OTLP_ENDPOINT (or ..._TRACES_ENDPOINT) is set; off
+    # otherwise (decision 0122). `cdcctl stack env` exports the local stack's Jaeger.
+    tracing.configure(run)
 
 
 def main() -> None:
     """Run the app; turn every `CdcError` into one red line, a hint and its exit code. Anything
     else is a bug: one line, the path of a crash log holding the traceback, exit 70
-    (`cli.crash`); a traceback never reaches the terminal."""
+    (`cli.crash`); a traceback never reaches the terminal. The run's spans are exported before
+    the process ends (when tracing is on)."""
+    try:
+        _run()
+    finally:
+        tracing.shutdown()
+
+
+def _run() -> None:
     try:
         rc = app(standalone_mode=False)
         sys.exit(rc if isinstance(rc, int) else 0)

@@ -7,19 +7,22 @@ command's log context. Decision 0080 says why.
 - A flag shows no value type. typer's rich help prints an option's type (``<bool>``) unless it
   has a metavar, and prints it for flags too, which take no value: flags get an empty metavar.
 - Each command runs inside `logs.command_context`: ``command`` on every log line, its start and
-  end (with the exit code) at debug.
+  end (with the exit code) at debug; and inside a span ``cdcctl <command>`` (``cdcctl apply``), the
+  root of the run's trace when tracing is on (adapters.tracing, decision 0122).
 """
 
 from __future__ import annotations
 
+import contextlib
 import inspect
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import typer
 from typer.core import TyperCommand, TyperGroup, TyperOption
 from typer.models import CommandFunctionType
 
+from controlplane.adapters import tracing
 from controlplane.cli import logs
 
 
@@ -43,6 +46,29 @@ def command_path(ctx: Any) -> str:
     return " ".join(reversed(names))
 
 
+@contextlib.contextmanager
+def command_run(path: str) -> Iterator[None]:
+    """Around one command: its log context and the root span of its trace. A command's own exit
+    (``typer.Exit``) with code 0 is no failure of the span; any other code or error is."""
+    tracing.set_command(path)
+    done: typer.Exit | None = None
+    with logs.command_context(path), tracing.span(f"cdcctl {path}") as span:
+        try:
+            yield
+        except typer.Exit as exc:
+            span.set(exit_code=exc.exit_code)
+            if exc.exit_code != 0:
+                raise
+            done = exc
+        except BaseException as exc:
+            span.set(exit_code=logs.exit_code(exc))
+            raise
+        else:
+            span.set(exit_code=0)
+    if done is not None:
+        raise done
+
+
 def _flags_without_type(command: Any, ctx: Any) -> None:
     for param in command.get_params(ctx):
         flag = isinstance(param, TyperOption) and (param.is_flag or param.count)
@@ -60,7 +86,7 @@ class Command(TyperCommand):
         super().format_help(ctx, formatter)
 
     def invoke(self, ctx: Any) -> Any:
-        with logs.command_context(command_path(ctx)):
+        with command_run(command_path(ctx)):
             return super().invoke(ctx)
 
 
@@ -79,7 +105,7 @@ class Group(TyperGroup):
         if pending is None:
             pending = ctx.protected_args
         if ctx.parent is not None and not pending:
-            with logs.command_context(command_path(ctx)):
+            with command_run(command_path(ctx)):
                 return super().invoke(ctx)
         return super().invoke(ctx)
 

@@ -155,13 +155,14 @@ def command_context(path: str) -> Iterator[None]:
         fields = {"exit_code": exc.exit_code}
         raise
     except BaseException as exc:
-        fields = {"exit_code": _exit_code(exc), "error": str(exc) or type(exc).__name__}
+        fields = {"exit_code": exit_code(exc), "error": str(exc) or type(exc).__name__}
         raise
     finally:
         log.debug("command_finished", seconds=round(time.monotonic() - started, 3), **fields)
 
 
-def _exit_code(exc: BaseException) -> int:
+def exit_code(exc: BaseException) -> int:
+    """The exit code `exc` ends the run with (as cli.main decides it)."""
     if isinstance(exc, typer.Abort | KeyboardInterrupt):
         return 130  # as cli.main
     code = getattr(exc, "exit_code", None)  # CdcError, click's Exit and usage errors

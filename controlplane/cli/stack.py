@@ -281,7 +281,9 @@ def logs(
 @app.command()
 def env(state_dir: Path | None = STATE_DIR) -> None:
     """Shell exports for the local stack's endpoints and throwaway credentials:
-    eval "$(cdcctl stack env)"."""
+    eval "$(cdcctl stack env)". While the stack's Jaeger runs this includes
+    OTEL_EXPORTER_OTLP_ENDPOINT, so every cdcctl run after it sends its spans there (its query API:
+    CDC_JAEGER_URL); otherwise the variable is unset, and tracing stays off."""
     stack = _stack(state_dir)
     ep = stack.endpoints()
     values = {
@@ -322,5 +324,12 @@ def env(state_dir: Path | None = STATE_DIR) -> None:
         values["REDISCLI_AUTH"] = ep.redis.password
     if stack.s.tls:
         values["CDC_CONNECT_CREDENTIALS_FILE"] = str(stack.lay.connect_credentials_file)
+    values["CDC_JAEGER_URL"] = ep.jaeger_url
+    tracing = stack.running("jaeger")
+    if tracing:
+        # The OpenTelemetry SDK's own variable: cdcctl traces when it is set (decision 0122).
+        values["OTEL_EXPORTER_OTLP_ENDPOINT"] = ep.otlp_endpoint
     for k, v in values.items():
         typer.echo(f"export {k}={shlex.quote(v)}")
+    if not tracing:
+        typer.echo("unset OTEL_EXPORTER_OTLP_ENDPOINT")

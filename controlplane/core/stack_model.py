@@ -15,8 +15,8 @@ from typing import Any
 
 # Start order: each service needs the ones before it (the agent produces to Kafka and reads the
 # Cassandra node's commit log; Connect needs Kafka for its internal topics and OpenBao for the
-# secrets its config providers resolve). Prometheus comes last: it scrapes Connect's exporter, and
-# nothing in the pipeline waits on it.
+# secrets its config providers resolve). Prometheus comes late: it scrapes Connect's exporter, and
+# nothing in the pipeline waits on it; nor on Jaeger, which receives cdcctl's traces (0123).
 SERVICE_ORDER: tuple[str, ...] = (
     "postgres",
     "redis",
@@ -27,6 +27,7 @@ SERVICE_ORDER: tuple[str, ...] = (
     "agent",
     "cdc-exporter",
     "prometheus",
+    "jaeger",
 )
 JVM_SERVICES: frozenset[str] = frozenset({"kafka", "cassandra", "connect", "agent"})
 # Kinds that run as several instances (`--nodes N`: a Cassandra node and its agent per node;
@@ -172,6 +173,12 @@ class Ports:
     # The JMX exporter javaagent of Cassandra node i and of agent i: + (i - 1) (decision 0124).
     cassandra_metrics: int = 9410
     agent_metrics: int = 9420
+    # Jaeger (decision 0123): its query API/UI, OTLP receivers (http/protobuf is what cdcctl
+    # sends; gRPC for other clients) and the query service's gRPC port, all on 127.0.0.1.
+    jaeger_query: int = 16686
+    jaeger_otlp_http: int = 4318
+    jaeger_otlp_grpc: int = 4317
+    jaeger_query_grpc: int = 16685
 
     def shifted(self, offset: int) -> Ports:
         """Every port moved by `offset`: a second stack beside the default one (benchmarks)."""
@@ -203,6 +210,12 @@ class Ports:
             "agent": [self.agent_http + step, self.agent_metrics + step],
             "cdc-exporter": [self.cdc_exporter],
             "prometheus": [self.prometheus],
+            "jaeger": [
+                self.jaeger_query,
+                self.jaeger_otlp_http,
+                self.jaeger_otlp_grpc,
+                self.jaeger_query_grpc,
+            ],
         }[kind]
 
     def cassandra_jmx_of(self, node: int) -> int:
@@ -396,6 +409,11 @@ class StackLayout:
         return self.root / "config"
 
     @property
+    def jaeger_config(self) -> Path:
+        """Jaeger's collector config, rendered from compose/native/config/jaeger.yaml.j2."""
+        return self.config_dir / "jaeger.yaml"
+
+    @property
     def secrets_dir(self) -> Path:
         return self.root / "secrets"
 
@@ -557,6 +575,17 @@ class StackSettings:
         """Cassandra's client port, Redis, Kafka (mTLS) and Connect REST (HTTPS, basic auth)
         use TLS and authentication: the default, unless `stack up --insecure`."""
         return not self.insecure
+
+    @property
+    def otlp_endpoint(self) -> str:
+        """Where cdcctl sends its spans on this stack: Jaeger's OTLP http/protobuf receiver (the
+        base URL of ``$OTEL_EXPORTER_OTLP_ENDPOINT``; the exporter appends ``/v1/traces``)."""
+        return f"http://127.0.0.1:{self.ports.jaeger_otlp_http}"
+
+    @property
+    def jaeger_url(self) -> str:
+        """Jaeger's query API (``/api/traces?service=cdcctl``) and UI."""
+        return f"http://127.0.0.1:{self.ports.jaeger_query}"
 
     @property
     def redis_url(self) -> str:
@@ -874,6 +903,14 @@ def template_context(
             "agent_metrics": [
                 (node_id(i), s.ports.agent_metrics_of(i)) for i in range(1, s.nodes + 1)
             ],
+        },
+        "jaeger": {
+            "query_port": s.ports.jaeger_query,
+            "query_grpc_port": s.ports.jaeger_query_grpc,
+            "otlp_http_port": s.ports.jaeger_otlp_http,
+            "otlp_grpc_port": s.ports.jaeger_otlp_grpc,
+            # In-memory store: traces of a laptop stack, gone at restart; bounded.
+            "max_traces": JAEGER_MAX_TRACES,
         },
         "agent": {
             "http_port": s.ports.agent_http_of(node),
@@ -1488,6 +1525,29 @@ def redis_acl(password_sha256: str, user: str = REDIS_USER) -> str:
 
 def redis_command(redis_server: Path, s: StackSettings) -> list[str]:
     return [str(redis_server), str(s.layout.config_dir / "redis.conf")]
+
+
+# Jaeger (decision 0123): the Go module and the program `stack up` builds from
+# compose/native/jaeger/go.mod, and how many traces its in-memory store keeps.
+JAEGER_MODULE = "github.com/jaegertracing/jaeger"
+JAEGER_PACKAGE = f"{JAEGER_MODULE}/cmd/jaeger"
+JAEGER_MAX_TRACES = 20000
+
+
+def go_module_version(go_mod: str, module: str) -> str:
+    """The version a go.mod requires of `module` (``v1.75.0``), or ``?``."""
+    m = re.search(rf"^\s*(?:require\s+)?{re.escape(module)}\s+(v\S+)", go_mod, re.MULTILINE)
+    return m.group(1) if m else "?"
+
+
+def jaeger_ldflags(version: str) -> str:
+    """Link flags of the Jaeger build: no symbol tables (a smaller binary), and the version its
+    ``jaeger version`` reports."""
+    return f"-s -w -X {JAEGER_MODULE}/internal/version.latestVersion={version}"
+
+
+def jaeger_command(binary: Path, s: StackSettings) -> list[str]:
+    return [str(binary), "--config", f"file:{s.layout.jaeger_config}"]
 
 
 def prometheus_command(binary: Path, s: StackSettings) -> list[str]:

@@ -30,11 +30,12 @@ import dataclasses
 import fnmatch
 import json
 from collections.abc import Callable, Iterable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from controlplane.adapters import cassandra, kafka, postgres, vault
+from controlplane.adapters import cassandra, kafka, postgres, tracing, vault
 from controlplane.core.ddl import (
     PgNames,
     TableDdl,
@@ -307,7 +308,30 @@ def build_plan(
     prune_match: str = "*",
     report: Reporter | None = None,
 ) -> PlannedApply:
-    """Gather actual state on `target` and diff it against the manifests. Changes nothing."""
+    """Gather actual state on `target` and diff it against the manifests. Changes nothing.
+    Traced as ``apply.plan`` (its target, how many pipelines and pending changes)."""
+    with tracing.span("apply.plan", target=target.name, pipelines=len(loaded)) as span:
+        planned = _build_plan(
+            loaded,
+            target,
+            agents=agents,
+            prune=prune,
+            prune_match=prune_match,
+            report=report,
+        )
+        span.set(changes=len(planned.plan.pending), stopped=len(planned.plan.stopped))
+        return planned
+
+
+def _build_plan(
+    loaded: list[LoadedManifest],
+    target: Target,
+    *,
+    agents: AgentRuntime | None = None,
+    prune: bool = False,
+    prune_match: str = "*",
+    report: Reporter | None = None,
+) -> PlannedApply:
     say = report or (lambda _m: None)
     contexts = named_contexts()
     base_ctx = render_context(target, agents)
@@ -629,23 +653,37 @@ def execute_plan(
     planned: PlannedApply, agents: AgentRuntime | None, *, report: Reporter | None = None
 ) -> ApplyResult:
     """Carry out exactly the plan's changes, in plan order. External agents' bundle changes are
-    recorded (in the sink's config) and reported as rollouts for the operator, never as done."""
+    recorded (in the sink's config) and reported as rollouts for the operator, never as done.
+    Traced as ``apply.execute`` with one ``apply.change`` span per change that is not a no-op
+    (pipeline, kind, name, planned action and result) and ``apply.agent`` for a start or restart
+    of the managed agents."""
+    with tracing.span("apply.execute", target=planned.target.name) as span:
+        result = _execute_plan(planned, agents, report=report)
+        span.set(changed=sum(c.action != "unchanged" for c in result.changes))
+        return result
+
+
+def _execute_plan(
+    planned: PlannedApply, agents: AgentRuntime | None, *, report: Reporter | None = None
+) -> ApplyResult:
     say = report or (lambda _m: None)
     result = ApplyResult(plan=planned.plan)
     restart_agent = False
     for change in planned.plan.changes:
         if change.kind == "agent-bundle":
-            if change.action != "noop":
-                say(
-                    f"{change.pipeline}: {change.symbol} agent bundle of node {change.name} "
-                    "changed: roll it out (cdcctl agent render -f ... --out DIR)"
-                )
             action = "unchanged" if change.action == "noop" else "to roll out"
+            if change.action != "noop":
+                with _change_span(change, action):
+                    say(
+                        f"{change.pipeline}: {change.symbol} agent bundle of node {change.name} "
+                        "changed: roll it out (cdcctl agent render -f ... --out DIR)"
+                    )
             result.changes.append(Change(change.pipeline, change.kind, change.name, action))
             continue
         if change.action != "noop":
-            say(f"{change.pipeline}: {change.symbol} {change.kind} {change.name}")
-            _carry_out(change, planned, agents)
+            with _change_span(change, _PAST[change.action]):
+                say(f"{change.pipeline}: {change.symbol} {change.kind} {change.name}")
+                _carry_out(change, planned, agents)
             if change.kind == "agent" or (change.kind == "postgres" and change.action == "create"):
                 restart_agent = True
         result.changes.append(
@@ -656,16 +694,32 @@ def execute_plan(
             # A managed agent is cdcctl's to run: one that is down (crashed, killed) is started,
             # and resumes from its offsets; recreated tables are re-snapshotted when it starts.
             say("starting the Debezium agent (it was not running)")
-            agents.restart(before_start=lambda: _forget_snapshots(planned))
+            with tracing.span("apply.agent", action="started"):
+                agents.restart(before_start=lambda: _forget_snapshots(planned))
             result.changes.append(Change("*", "agent", "start", "started"))
         elif restart_agent:
             # The agent reads table schemas when it starts: restart it so new tables are
             # captured (its offsets are kept, so nothing written meanwhile is lost).
             say("restarting the Debezium agent so it picks up the new configuration and tables")
-            agents.restart(before_start=lambda: _forget_snapshots(planned))
+            with tracing.span("apply.agent", action="restarted"):
+                agents.restart(before_start=lambda: _forget_snapshots(planned))
             result.changes.append(Change("*", "agent", "restart", "restarted"))
         _record_table_ids(planned)
     return result
+
+
+def _change_span(change: ResourceChange, result: str) -> AbstractContextManager[tracing.Span]:
+    """The span of one change: names and actions only, never a config value (they may hold
+    secrets' placeholders, or worse)."""
+    return tracing.span(
+        "apply.change",
+        pipeline=change.pipeline,
+        change_kind=change.kind,
+        change_name=change.name,
+        change_action=change.action,
+        change_result=result,
+        change_fields=len(change.fields),
+    )
 
 
 def _read_table_ids(agent_dir: Path) -> dict[str, str]:

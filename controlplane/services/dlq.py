@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from controlplane.adapters import kafka
+from controlplane.adapters import kafka, tracing
 from controlplane.core.dlq import (
     DlqRecord,
     ReplayPlan,
@@ -166,25 +166,38 @@ def replay_question(planned: Sequence[PlannedReplay]) -> str:
 def execute_replays(
     planned: Sequence[PlannedReplay], *, on_delivered: Callable[[int], None] | None = None
 ) -> None:
-    """Produce each pipeline's messages, flush, then (only then) commit the replay group."""
-    sent = 0
-    for item in planned:
-        base = sent
+    """Produce each pipeline's messages, flush, then (only then) commit the replay group.
+    Traced as ``dlq.replay`` with one ``dlq.replay.pipeline`` span per pipeline (its DLQ topic,
+    how many records it replays and skips, whether the replay group was committed); record
+    contents never reach a span."""
+    total = sum(len(p.plan.messages) for p in planned)
+    with tracing.span("dlq.replay", pipelines=len(planned), records=total):
+        sent = 0
+        for item in planned:
+            base = sent
 
-        def delivered(n: int, base: int = base) -> None:
-            if on_delivered is not None:
-                on_delivered(base + n)
+            def delivered(n: int, base: int = base) -> None:
+                if on_delivered is not None:
+                    on_delivered(base + n)
 
-        out = [
-            kafka.OutgoingRecord(m.topic, m.partition, m.key, m.value, m.headers)
-            for m in item.plan.messages
-        ]
-        if out:
-            kafka.produce(item.source.bootstrap, out, on_delivered=delivered)
-        sent += len(out)
-        if not item.explicit:
-            t = item.source
-            kafka.commit_offsets(t.bootstrap, t.group, t.topic, item.plan.commit)
+            out = [
+                kafka.OutgoingRecord(m.topic, m.partition, m.key, m.value, m.headers)
+                for m in item.plan.messages
+            ]
+            with tracing.span(
+                "dlq.replay.pipeline",
+                pipeline=item.source.pipeline,
+                dlq=item.source.topic,
+                records=len(out),
+                skipped=len(item.plan.skipped),
+                committed=not item.explicit,
+            ):
+                if out:
+                    kafka.produce(item.source.bootstrap, out, on_delivered=delivered)
+                sent += len(out)
+                if not item.explicit:
+                    t = item.source
+                    kafka.commit_offsets(t.bootstrap, t.group, t.topic, item.plan.commit)
 
 
 def replay_rows(planned: Sequence[PlannedReplay], *, done: bool) -> list[dict[str, Any]]:

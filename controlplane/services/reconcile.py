@@ -7,6 +7,9 @@ One reconcile, under a Redis lease (so two reconcilers never act at once):
    Strimzi's backoff, min(n² + n, 60) minutes after the n-th restart, counted per connector in
    Redis and reset once the connector has been stable for a while.
 
+Each pass is traced as ``reconcile.pass`` (with the plan's and apply's spans inside it); under
+``--watch`` every pass is a trace of its own, linked to the command's span.
+
 Everything it does is logged through structlog; the CLI configures where and how, for every
 command in one place (cli.logs: JSON lines or text on stderr, run_id, secrets masked).
 """
@@ -21,6 +24,7 @@ from typing import Any, Protocol
 
 import structlog
 
+from controlplane.adapters import tracing
 from controlplane.adapters.connect import ConnectClient
 from controlplane.adapters.redis_store import HashStore, Lease
 from controlplane.core.manifest_loader import load_manifests
@@ -112,8 +116,20 @@ class Reconciler:
         self.lease = Lease(redis_url, lease_key, int(lease_ttl_s * 1000))
         self.store = HashStore(redis_url, RESTARTS_PREFIX)
         self.log = structlog.get_logger("cdcctl.reconcile").bind(owner=self.lease.token)
+        self._watching = False
 
     def once(self) -> Outcome:
+        with tracing.span("reconcile.pass", new_trace=self._watching) as span:
+            outcome = self._once()
+            span.set(
+                acted=outcome.acted,
+                changes=len(outcome.changes),
+                restarts=len(outcome.restarts),
+                stopped=len(outcome.stopped),
+            )
+            return outcome
+
+    def _once(self) -> Outcome:
         if not self.lease.acquire():
             self.log.info("lease_busy", holder=self.lease.holder())
             return Outcome(False, self.lease.token)
@@ -174,6 +190,7 @@ class Reconciler:
 
     def watch(self, interval_s: float, *, iterations: int | None = None) -> None:
         n = 0
+        self._watching = True
         try:
             while iterations is None or n < iterations:
                 n += 1

@@ -100,6 +100,9 @@ class Endpoints:
     # plain text with --insecure; Connect REST: HTTPS with basic auth unless --insecure.
     kafka: KafkaEndpoint | None = None
     connect_auth: tuple[str, str] | None = field(default=None, repr=False)
+    # Jaeger's query API and the OTLP endpoint cdcctl's spans go to (decision 0123).
+    jaeger_url: str = ""
+    otlp_endpoint: str = ""
     # Cassandra's client port and Redis: TLS and logins unless `stack up --insecure` (0110).
     cassandra_security: CassandraClientSecurity = field(default_factory=CassandraClientSecurity)
     redis: RedisEndpoint | None = None
@@ -280,6 +283,8 @@ class LocalStack:
             ca_file=str(self.lay.ca_file),
             kafka=self.ctx.kafka_endpoint(),
             connect_auth=self.connect_auth(),
+            jaeger_url=self.s.jaeger_url,
+            otlp_endpoint=self.s.otlp_endpoint,
             cassandra_contact_points=tuple(self.s.contact_points),
             connect_urls=tuple(
                 self.ctx.connect_url(w) for w in range(1, self.s.connect_workers + 1)
@@ -316,6 +321,7 @@ class LocalStack:
             "agent": props.get(self.s.flavour.agent_pin, "?"),
             "prometheus": _prometheus_version(prom) if prom else "not installed",
             "vault": _openbao_version(bao) if (bao := system.openbao_binary()) else "not installed",
+            "jaeger": self.ctx.jaeger_version(),
         }
 
     def postgres_dsn(self) -> str:
@@ -380,6 +386,10 @@ class LocalStack:
             key=lambda n: (order[parse_instance(n)[0]], parse_instance(n)[1]),
         )
 
+    def running(self, service: str) -> bool:
+        """Whether an instance of this stack runs (its pid file names a live process)."""
+        return self._alive(service)
+
     def _alive(self, svc: str) -> bool:
         return stack_runtime.running(self.lay, svc)
 
@@ -396,6 +406,8 @@ class LocalStack:
         if JVM_SERVICES & kinds:
             self.ctx.jdk()
             self.ctx.resolve_artifacts(kinds & JVM_SERVICES)
+        if "jaeger" in kinds:
+            self.ctx.jaeger_binary()  # built once into the artifact cache
         stack_provision.write_secrets(self.s)
         stack_tls.write_tls(
             self.lay,

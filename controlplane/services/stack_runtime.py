@@ -29,6 +29,7 @@ READY_TIMEOUT = {
     "agent": 180,
     "cdc-exporter": 30,
     "prometheus": 60,
+    "jaeger": 60,
 }
 
 

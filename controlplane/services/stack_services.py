@@ -23,6 +23,7 @@ from typing import Any
 
 from controlplane.adapters import (
     cassandra,
+    gotool,
     http_probe,
     kafka,
     maven,
@@ -37,13 +38,18 @@ from controlplane.core.errors import CdcError, ServiceStartError, StackError
 from controlplane.core.stack_model import (
     CASSANDRA_ADMIN_USER,
     CASSANDRA_DEFAULT_SUPERUSER,
+    JAEGER_MODULE,
+    JAEGER_PACKAGE,
     JDK11_REQUIREMENT,
     JMX_EXPORTER_KINDS,
     StackLayout,
     StackSettings,
     cassandra_command,
     connect_command,
+    go_module_version,
     instance_name,
+    jaeger_command,
+    jaeger_ldflags,
     kafka_command,
     kafka_format_command,
     node_address,
@@ -111,6 +117,7 @@ class StackContext:
         self._jdk: system.Jdk | None = None
         self._cassandra_jdk: system.Jdk | None = None
         self.libs: dict[str, Path] = {}
+        self._jaeger: Path | None = None
         self.agents = LocalAgents(settings, report=report)
         self.vault = VaultBootstrap(settings, report)
 
@@ -162,6 +169,32 @@ class StackContext:
 
     def postgres_password(self) -> str:
         return read_properties(self.lay.postgres_secret_file).get("password", "")
+
+    @property
+    def jaeger_module(self) -> Path:
+        """compose/native/jaeger: the go.mod and go.sum that pin the Jaeger the stack runs."""
+        return self.native / "jaeger"
+
+    def jaeger_version(self) -> str:
+        return go_module_version((self.jaeger_module / "go.mod").read_text(), JAEGER_MODULE)
+
+    def jaeger_binary(self) -> Path:
+        """The stack's Jaeger, built with Go once per digest of its go.mod/go.sum into the artifact
+        cache (beside Maven's artifacts); later stacks and runs reuse it (decision 0123)."""
+        if self._jaeger is None:
+            module = self.jaeger_module
+            key = maven.content_key(module / "go.mod", module / "go.sum")
+            version = self.jaeger_version()
+            binary = maven.cache_root() / "builds" / f"jaeger-{version}-{key}" / "jaeger"
+            if not binary.exists():
+                self.report(
+                    "jaeger", f"building Jaeger {version} with Go (once; minutes when cold)"
+                )
+                started = time.monotonic()
+                gotool.build(module, JAEGER_PACKAGE, binary, ldflags=jaeger_ldflags(version))
+                self.report("jaeger", f"built {binary} in {time.monotonic() - started:.0f}s")
+            self._jaeger = binary
+        return self._jaeger
 
     def redis_endpoint(self) -> RedisEndpoint:
         """The stack's Redis as cdcctl reaches it: TLS and its ACL user unless --insecure."""
@@ -507,6 +540,28 @@ def start_prometheus(ctx: StackContext, _index: int) -> None:
     )
 
 
+def start_jaeger(ctx: StackContext, _index: int) -> None:
+    """Jaeger with its in-memory store (compose/native/config/jaeger.yaml.j2). Ready when the
+    query API answers and the OTLP http receiver (the last thing the collector starts) listens."""
+    ctx.lay.service_dir("jaeger").mkdir(parents=True, exist_ok=True)
+    query = ctx.s.jaeger_url
+
+    def ready() -> bool:
+        return processes.tcp_open(ctx.s.ports.jaeger_otlp_http) and http_probe.ok(
+            f"{query}/api/services"
+        )
+
+    spawn_and_wait(
+        ctx.lay,
+        "jaeger",
+        jaeger_command(ctx.jaeger_binary(), ctx.s),
+        ready,
+        cwd=ctx.lay.service_dir("jaeger"),
+        # Nothing of the caller's OTEL_* or JAEGER_* variables: the rendered config decides.
+        inherit_env=False,
+    )
+
+
 _STARTS: dict[str, Callable[[StackContext, int], None]] = {
     "postgres": start_postgres,
     "redis": start_redis,
@@ -517,6 +572,7 @@ _STARTS: dict[str, Callable[[StackContext, int], None]] = {
     "agent": start_agent,
     "cdc-exporter": start_cdc_exporter,
     "prometheus": start_prometheus,
+    "jaeger": start_jaeger,
 }
 
 

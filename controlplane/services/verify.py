@@ -24,6 +24,7 @@ Algorithm (docs/verify.md):
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import hashlib
 import json
 import os
@@ -38,7 +39,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from controlplane.adapters import cassandra, metrics_http, postgres, private_files
+from controlplane.adapters import cassandra, metrics_http, postgres, private_files, tracing
 from controlplane.adapters.redis_store import DEFAULT_RUN_RETENTION_S, CheckpointStore
 from controlplane.core.canonical import (
     Comparison,
@@ -539,6 +540,26 @@ class Verifier:
     # ------------------------------------------------------------------ work loop
 
     def run(self) -> RunSummary:
+        """The whole run, traced as ``verify.run`` with one ``verify.range`` span per token range
+        this process works on (table, bounds, status, rows, retries)."""
+        with tracing.span(
+            "verify.run",
+            verify_run=self.run_id,
+            tables=",".join(sorted(self.tables)),
+            workers=self.workers,
+            consistency=self.consistency,
+            repair=bool(self.o.repair),
+        ) as span:
+            summary = self._run()
+            span.set(
+                status=summary.status,
+                ranges=summary.ranges,
+                rows=summary.counters.get("read", 0),
+                remaining=summary.remaining,
+            )
+            return summary
+
+    def _run(self) -> RunSummary:
         started = time.monotonic()
         meta = self.prepare_run()
         self._prepare_statements()
@@ -562,7 +583,12 @@ class Verifier:
         keeper.start()
         try:
             with ThreadPoolExecutor(self.workers, thread_name_prefix="verify") as ex:
-                futures = [ex.submit(self._worker, queue) for _ in range(self.workers)]
+                # Each worker in a copy of this context: its ranges' spans are children of
+                # verify.run (a thread does not inherit the context it was started from).
+                futures = [
+                    ex.submit(contextvars.copy_context().run, self._worker, queue)
+                    for _ in range(self.workers)
+                ]
                 for fut in futures:
                     fut.result()
         finally:
@@ -628,9 +654,14 @@ class Verifier:
                     self.store.extend(self.run_id, task, self.owner, self.o.lease_ttl_ms)
 
     def _do_task(self, task: str) -> None:
+        with tracing.span("verify.range", verify_run=self.run_id, task=task) as span:
+            self._verify_task(task, span)
+
+    def _verify_task(self, task: str, span: tracing.Span) -> None:
         rec = self.store.range(self.run_id, task)
         t = self.tables[rec["table"]]
         rng = TokenRange(int(rec["start"]), int(rec["end"]))
+        span.set(table=rec["table"], range_start=rng.start, range_end=rng.end)
         base = {"table": rec["table"], "start": rng.start, "end": rng.end, "owner": self.owner}
         base["consistency"] = self.consistency
         self.store.set_range(
@@ -654,6 +685,7 @@ class Verifier:
                 decision = decide(self.policy, exc.kind, len(failed), random.random())  # noqa: S311  # nosec B311  # jitter
                 if not decision.retry or self.stop.is_set():
                     self._not_verified(t, task, base, exc, retries, failed)
+                    span.set(status="FAIL", error_kind=exc.kind, retries=retries)
                     return
                 retries += 1
                 RETRIES.labels(t.name, exc.kind).inc()
@@ -674,6 +706,7 @@ class Verifier:
             except CdcError as exc:  # PostgreSQL or Redis: not a replica's failure
                 self._reset_pg()
                 self._not_verified(t, task, base, exc, retries, failed)
+                span.set(status="FAIL", error_kind=type(exc).__name__, retries=retries)
                 return
         counters["retries"] = retries
         remaining = (
@@ -689,6 +722,7 @@ class Verifier:
         if failed:
             done["failed_attempts"] = failed
         self.store.set_range(self.run_id, task, done)
+        span.set(status=status, rows=counters["read"], remaining=remaining, retries=retries)
         RANGES.labels(t.name, status).inc()
         self.say(
             "range", {"task": task, "status": status, "rows": counters["read"], "retries": retries}

@@ -116,6 +116,7 @@ def test_status_json_and_up_twice_is_a_noop(stack: Endpoints) -> None:
         "agent",
         "cdc-exporter",
         "prometheus",
+        "jaeger",
     }
     for row in rows.values():
         assert row["state"] == "running"
@@ -128,6 +129,18 @@ def test_status_json_and_up_twice_is_a_noop(stack: Endpoints) -> None:
     assert rows["vault"]["port"] == ports.vault
     assert rows["vault"]["version"][0].isdigit()
     assert rows["prometheus"]["version"][0].isdigit()
+    assert rows["jaeger"]["port"] == ports.jaeger_query
+    assert rows["jaeger"]["version"] == "v1.75.0"
+
+
+def test_jaeger_answers_on_loopback_and_stack_env_turns_tracing_on(stack: Endpoints) -> None:
+    assert stack.jaeger_url == f"http://127.0.0.1:{session_ports().jaeger_query}"
+    answer = httpx.get(f"{stack.jaeger_url}/api/services", timeout=10)
+    assert answer.status_code == 200
+    out = cdcctl("stack", "env").stdout.splitlines()
+    assert f"export CDC_JAEGER_URL={stack.jaeger_url}" in out
+    assert f"export OTEL_EXPORTER_OTLP_ENDPOINT={stack.otlp_endpoint}" in out
+    assert stack.otlp_endpoint == f"http://127.0.0.1:{session_ports().jaeger_otlp_http}"
 
 
 def test_prometheus_answers_on_loopback(stack: Endpoints) -> None:

@@ -46,6 +46,7 @@ def test_status_of_a_stack_never_started_is_json(tmp_path: Path) -> None:
         "agent",
         "cdc-exporter",
         "prometheus",
+        "jaeger",
     ]
     assert {r["state"] for r in rows} == {"stopped"}
     assert all(r["pid"] is None for r in rows)
@@ -55,7 +56,11 @@ def test_status_yaml_and_table(tmp_path: Path) -> None:
     result = runner.invoke(app, ["stack", "status", "--state-dir", str(tmp_path), "-o", "yaml"])
     assert result.exit_code == 0
     assert "name: postgres" in result.stdout
-    result = runner.invoke(app, ["stack", "status", "--state-dir", str(tmp_path)])
+    # A terminal wide enough for every column: at 80 columns rich shortens long names
+    # ("cassand…") since the jaeger row's 5-digit port widened the table.
+    result = runner.invoke(
+        app, ["stack", "status", "--state-dir", str(tmp_path)], env={"COLUMNS": "120"}
+    )
     assert "cassandra" in result.stdout
 
 

@@ -86,6 +86,7 @@ def test_first_instances_keep_the_single_node_names() -> None:
         "agent-3",
         "cdc-exporter",
         "prometheus",
+        "jaeger",
     ]
     assert [instance_name("agent", i) for i in (1, 2)] == ["agent", "agent-2"]
 

@@ -172,9 +172,9 @@ def test_usage_errors_and_cdc_errors_are_not_crashes(
 
 
 def test_the_logged_exit_code_of_a_bug_is_70() -> None:
-    assert logs._exit_code(RuntimeError("x")) == 70
-    assert logs._exit_code(KeyboardInterrupt()) == 130
-    assert logs._exit_code(SystemExit(3)) == 1
+    assert logs.exit_code(RuntimeError("x")) == 70
+    assert logs.exit_code(KeyboardInterrupt()) == 130
+    assert logs.exit_code(SystemExit(3)) == 1
 
 
 # --- YAML bounds -------------------------------------------------------------------------
