@@ -38,6 +38,7 @@ from controlplane.services.stack import Endpoints, LocalStack
 from tests.cli import cdcctl_json
 from tests.e2e.conftest import wait_for
 from tests.e2e.semconf import deploy, differences, table_model
+from tests.stackfixture import session_ports
 
 pytestmark = pytest.mark.e2e
 
@@ -46,7 +47,8 @@ NAME = "dlq-e2e"
 TOPIC = f"demo.{KS}.t"
 DLQ = f"{NAME}.dlq"
 CONNECTOR = f"{NAME}-jdbc-sink"
-BOOTSTRAP = "127.0.0.1:9092"
+BOOTSTRAP = f"127.0.0.1:{session_ports().kafka}"  # the session stack's (port offset)
+CONNECT = f"http://127.0.0.1:{session_ports().connect}"
 TABLES = {"t": f"CREATE TABLE {KS}.t (id int PRIMARY KEY, v text, n int) WITH cdc = true"}
 
 
@@ -98,7 +100,7 @@ def produce(topic: str, key: bytes | None, value: bytes | None, headers: Any = (
 
 
 def assert_running() -> None:
-    status = httpx.get(f"http://127.0.0.1:8083/connectors/{CONNECTOR}/status", timeout=10).json()
+    status = httpx.get(f"{CONNECT}/connectors/{CONNECTOR}/status", timeout=10).json()
     assert status["connector"]["state"] == "RUNNING", status
     assert [t["state"] for t in status["tasks"]] == ["RUNNING"], status
 

@@ -21,6 +21,7 @@ from controlplane.services.stack import Endpoints, LocalStack
 from tests.cli import cdcctl, cdcctl_json
 from tests.e2e.conftest import wait_for
 from tests.e2e.semconf import deploy, differences, pg_rows, table_model
+from tests.stackfixture import session_ports
 
 pytestmark = pytest.mark.e2e
 KS = "evo_incompat"
@@ -36,7 +37,7 @@ def topic_ids(topic: str) -> set[int]:
     """Primary keys of every event in a topic, read from the start."""
     consumer = Consumer(
         {
-            "bootstrap.servers": "127.0.0.1:9092",
+            "bootstrap.servers": f"127.0.0.1:{session_ports().kafka}",
             "group.id": f"evo-incompat-probe-{uuid.uuid4().hex}",
             "auto.offset.reset": "earliest",
             "enable.auto.commit": False,

@@ -19,6 +19,7 @@ from controlplane.services.stack import Endpoints, LocalStack
 from tests.e2e.conftest import wait_for
 from tests.e2e.semconf import deploy, differences, table_model
 from tests.e2e.torture_ops import BODY, next_op, statements
+from tests.stackfixture import session_ports
 
 pytestmark = pytest.mark.e2e
 
@@ -26,6 +27,7 @@ KS = "sem_tort"
 REPLAY_KS = "sem_tort_replay"
 SEED = 20261125
 OPS = 600
+BOOTSTRAP = f"127.0.0.1:{session_ports().kafka}"  # the session stack's (port offset)
 
 
 def workload(cql: Session, rnd: random.Random) -> None:
@@ -38,7 +40,7 @@ def workload(cql: Session, rnd: random.Random) -> None:
 def read_topic(topic: str) -> list[tuple[bytes | None, bytes | None]]:
     c = Consumer(
         {
-            "bootstrap.servers": "127.0.0.1:9092",
+            "bootstrap.servers": BOOTSTRAP,
             "group.id": "sem-tort-reader",
             "enable.auto.commit": False,
         }
@@ -60,7 +62,7 @@ def read_topic(topic: str) -> list[tuple[bytes | None, bytes | None]]:
 
 
 def lag(group: str, topic: str) -> int:
-    c = Consumer({"bootstrap.servers": "127.0.0.1:9092", "group.id": group})
+    c = Consumer({"bootstrap.servers": BOOTSTRAP, "group.id": group})
     try:
         tp = TopicPartition(topic, 0)
         committed = c.committed([tp], timeout=10)[0].offset
@@ -130,7 +132,7 @@ def test_every_event_1_to_3_times_shuffled_converges(
     deliveries = [e for e in events for _ in range(rnd.randint(1, 3))]
     rnd.shuffle(deliveries)
     assert len(deliveries) > len(events) > OPS * 0.9
-    producer = Producer({"bootstrap.servers": "127.0.0.1:9092", "linger.ms": 20})
+    producer = Producer({"bootstrap.servers": BOOTSTRAP, "linger.ms": 20})
     topic = f"demo.{REPLAY_KS}.t"
     for key, value in deliveries:
         producer.produce(topic, key=key, value=value)
