@@ -266,11 +266,17 @@ def _blob_in_shared_buffer(t: CqlType) -> bool:
     return False
 
 
-def _nested_value_findings(where: str, c: Column, t: CqlType) -> list[Finding]:
-    """``t``: the column's type with known UDTs expanded into their fields."""
+def _nested_value_findings(
+    where: str, c: Column, t: CqlType, cassandra_version: str = DEFAULT_CASSANDRA_VERSION
+) -> list[Finding]:
+    """``t``: the column's type with known UDTs expanded into their fields. On 4.1 a date in a
+    collection inside a collection is right: the 4.1 agent writes every date as the raw day
+    number, so the transform's 4.1 correction covers that one too (``date-raw-on-41``)."""
     col = f"{where}.{c.name}"
     out: list[Finding] = []
     breaks, wrong = _unconverted(t)
+    if cassandra_version == "4.1":
+        wrong.discard("date")
     if breaks:
         out.append(
             Finding(
@@ -365,8 +371,9 @@ def _c41_findings(where: str, c: Column, expanded: CqlType) -> list[Finding]:
                 where,
                 "date-raw-on-41",
                 f"{col} is {c.cql_type}: on Cassandra 4.1 the agent ({agent}) writes dates as "
-                "Cassandra's raw day number (days + 2^31); the sink's transform turns them back "
-                "into dates, exactly, because spec.source.cassandra.version is 4.1",
+                "Cassandra's raw day number (days + 2^31), at any depth (a collection inside a "
+                "collection included); the sink's transform turns them back into dates, "
+                "exactly, because spec.source.cassandra.version is 4.1",
                 'keep spec.source.cassandra.version: "4.1" while the source runs 4.1',
                 c.name,
             )
@@ -412,7 +419,7 @@ def _column_findings(
                 c.name,
             )
         )
-    out.extend(_nested_value_findings(where, c, expanded))
+    out.extend(_nested_value_findings(where, c, expanded, cassandra_version))
     if cassandra_version == "4.1":
         out.extend(_c41_findings(where, c, expanded))
     if any(isinstance(p, CqlVector) for p in parts) and cassandra_version == "4.1":

@@ -457,7 +457,10 @@ def test_values_the_agent_does_not_carry_faithfully_are_mismatches(
 ) -> None:
     _wait_rows(stack, "unfaithful", 1)
     diffs = _compare_like_verify(cql, stack.postgres_dsn, "unfaithful", _udts(cql))
-    assert sorted(diffs.get(1, {})) == ["du", "nd", "sb", "tb", "ub"], diffs
+    # On 4.1 the nested date is right: that agent writes every date raw and the transform's 4.1
+    # correction covers the nested one too (no nested-date-shifted there).
+    nd = [] if session_cassandra_version() == "4.1" else ["nd"]
+    assert sorted(diffs.get(1, {})) == sorted(["du", *nd, "sb", "tb", "ub"]), diffs
 
 
 def test_every_type_and_edge_value_arrives_equal(

@@ -132,3 +132,32 @@ def test_the_java_11_pin_is_the_projects_extra() -> None:
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     assert project["optional-dependencies"]["cassandra41"] == [JDK11_REQUIREMENT]
     assert JDK11_REQUIREMENT in project["optional-dependencies"]["dev"]
+
+
+def test_41_gets_the_cdc_settings_and_real_time_idx_processing(tmp_path: Path) -> None:
+    """Issue 13 item 5: the 4.1 node's cassandra.yaml caps cdc_raw (cdc_total_space, a field of
+    4.1.7's Config) and its agent reads the live segment as `_cdc.idx` advances. The option names
+    are debezium-connector-cassandra-core 3.3.0.Final's (the 4.1 agent's core; defaults false,
+    10000 ms, 10000 ms: far too slow), decision 0118."""
+    from controlplane.services import stack_provision
+
+    s = stack_settings(tmp_path, 5000, cassandra_version="4.1")
+    (tmp_path / "config").mkdir()
+    stack_provision.render_configs(
+        s, ROOT / "compose" / "native", ROOT / "dashboards", vault_provider=False
+    )
+    yaml_text = (tmp_path / "config" / "cassandra.yaml").read_text()
+    for line in ("cdc_enabled: true", "cdc_total_space: 1024MiB", "cdc_block_writes: false"):
+        assert f"\n{line}\n" in yaml_text, line
+    props = dict(
+        line.split("=", 1)
+        for line in (tmp_path / "config" / "agent.properties").read_text().splitlines()
+        if line and not line.startswith("#")
+    )
+    assert props["commit.log.real.time.processing.enabled"] == "true"
+    polls = {
+        props["commit.log.marked.complete.poll.interval.ms"],
+        props["cdc.dir.poll.interval.ms"],
+    }
+    assert len(polls) == 1
+    assert int(polls.pop()) <= 1000
