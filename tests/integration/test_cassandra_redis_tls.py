@@ -151,7 +151,7 @@ def test_cassandra_jmx_refuses_nodetool_without_the_login(stack: Endpoints) -> N
     assert "Authentication failed" in anonymous.stdout + anonymous.stderr
     wrong = processes.run([*argv, "-u", CASSANDRA_JMX_USER, "-pw", "not-the-password", "status"])
     assert wrong.returncode != 0
-    assert "Authentication failed" in wrong.stdout + wrong.stderr
+    assert "Invalid username or password" in wrong.stdout + wrong.stderr
     assert oct(ctx.lay.cassandra_jmx_password_file.stat().st_mode & 0o777) == "0o600"
 
 
@@ -198,8 +198,9 @@ def _context(tmp_path: Path, *, cassandra_password_file: Path | None = None) -> 
     if cassandra_password_file is not None:
         cass_secret = {"file": str(cassandra_password_file), "key": "password"}
     ctx = {
-        "connect": {"url": local.connect.url},
-        "kafka": {"bootstrapServers": local.kafka.bootstrap_servers},
+        # Connect over HTTPS with basic auth, Kafka with cdcctl's client certificate (0114)
+        "connect": local.connect.model_dump(mode="json", by_alias=True, exclude_none=True),
+        "kafka": local.kafka.model_dump(mode="json", by_alias=True, exclude_none=True),
         "cassandra": {
             "contactPoints": local.cassandra.contact_points,
             "localDatacenter": "datacenter1",
