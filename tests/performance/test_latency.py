@@ -57,8 +57,6 @@ spec:
   kafka:
     bootstrapServers: ["127.0.0.1:{kafka}"]
     topicPrefix: lat
-  connect:
-    url: http://127.0.0.1:{connect}
   sink:
     postgres:
       host: 127.0.0.1
