@@ -75,7 +75,6 @@ def measure(st: LocalStack, tmp: Path, poll_ms: int) -> list[float]:
         MANIFEST.format(
             cassandra=p.cassandra,
             kafka=p.kafka,
-            connect=p.connect,
             postgres=p.postgres,
             poll=poll_ms,
             version=st.s.cassandra_version,
