@@ -6,15 +6,18 @@ on the node's host: the directory is local to it. Thin: parse, call one service,
 
 from __future__ import annotations
 
-import signal
-import threading
 from pathlib import Path
 
 import typer
-from rich.text import Text
 
 from controlplane.cli.base import Typer
-from controlplane.cli.output import OUTPUT_OPTION, OutputFormat, emit, note
+from controlplane.cli.output import (
+    OUTPUT_OPTION,
+    OutputFormat,
+    emit,
+    note_scrape_failure,
+    serve_until_signalled,
+)
 
 app = Typer(
     help="cdc_raw usage of each Cassandra node against its cdc_total_space: print it, or serve "
@@ -99,15 +102,6 @@ def export_cmd(
     if not sep or not host or not port.isdigit():
         raise UsageError(f"--listen {listen!r} is not HOST:PORT", hint="e.g. 127.0.0.1:9500")
 
-    def on_error(exc: Exception) -> None:
-        line = Text.assemble(("scrape failed:", "bold red"), f" {exc}")
-        note("scrape_failed", line, level="error", error=str(exc))
-
-    server = serve(sources, host, int(port), on_error)  # type: ignore[arg-type]
-    url = f"http://{host}:{port}/metrics"
-    note("serving", f"serving cdc_raw metrics on {url}", url=url)
-    stop = threading.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: stop.set())
-    stop.wait()
+    server = serve(sources, host, int(port), note_scrape_failure)  # type: ignore[arg-type]
+    serve_until_signalled("cdc_raw metrics", f"http://{host}:{port}/metrics")
     server.close()

@@ -127,16 +127,13 @@ def get_pipelines(
 
     A FAILED connector or task is shown in red with its health ("1 of 2 tasks FAILED") and
     makes the command exit 9 after the listing."""
-    from controlplane.services.pipelines import check_failed
     from controlplane.services.pipelines import get_pipelines as run
 
-    rows = run(_where(connect_url, context, state_dir))
-    emit(
-        rows if output is not OutputFormat.table else _alarmed(rows),
+    _emit_with_health(
+        run(_where(connect_url, context, state_dir)),
         output,
-        columns=["pipeline", "connector", "state", "tasks_running", "health", "topics", "stopped"],
+        ["pipeline", "connector", "state", "tasks_running", "health", "topics", "stopped"],
     )
-    check_failed(rows)
 
 
 @get_app.command("connectors")
@@ -150,15 +147,20 @@ def get_connectors(
 
     A FAILED connector or task is shown in red with its health ("1 of 2 tasks FAILED") and
     makes the command exit 9 after the listing."""
-    from controlplane.services.pipelines import check_failed
     from controlplane.services.pipelines import get_connectors as run
 
-    rows = run(_where(connect_url, context, state_dir))
-    emit(
-        rows if output is not OutputFormat.table else _alarmed(rows),
+    _emit_with_health(
+        run(_where(connect_url, context, state_dir)),
         output,
-        columns=["name", "type", "state", "tasks_running", "health", "owned", "pipeline"],
+        ["name", "type", "state", "tasks_running", "health", "owned", "pipeline"],
     )
+
+
+def _emit_with_health(rows: list[dict[str, Any]], output: OutputFormat, columns: list[str]) -> None:
+    """A listing of connectors: FAILED ones in red in a table, then exit 9 when any failed."""
+    from controlplane.services.pipelines import check_failed
+
+    emit(rows if output is not OutputFormat.table else _alarmed(rows), output, columns=columns)
     check_failed(rows)
 
 

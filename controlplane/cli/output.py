@@ -9,6 +9,8 @@ here, so it prints as it is and never raises a MarkupError (decision 0090)."""
 from __future__ import annotations
 
 import json
+import signal
+import threading
 from collections.abc import Mapping, Sequence
 from enum import StrEnum
 from typing import Any
@@ -47,6 +49,23 @@ def note(event: str, text: str | Text, *, level: str = "info", **fields: Any) ->
         _record(level, event, message=text.plain if isinstance(text, Text) else text, **fields)
         return
     err_console.print(text, highlight=False, markup=False)
+
+
+def serve_until_signalled(what: str, url: str) -> None:
+    """Say that `what` is served on `url`, then block until SIGTERM or SIGINT (a serving command's
+    foreground life; the caller closes its servers after this returns)."""
+    note("serving", f"serving {what} on {url}", url=url)
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    stop.wait()
+
+
+def note_scrape_failure(exc: Exception) -> None:
+    """A metrics scrape that failed while serving: one red line (or an error record); the
+    server keeps answering."""
+    line = Text.assemble(("scrape failed:", "bold red"), f" {exc}")
+    note("scrape_failed", line, level="error", error=str(exc))
 
 
 def print_error(exc: CdcError) -> None:

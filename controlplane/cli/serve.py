@@ -3,15 +3,18 @@
 
 from __future__ import annotations
 
-import signal
-import threading
 from pathlib import Path
 
 import typer
-from rich.text import Text
 
 from controlplane.cli.apply import FILES
-from controlplane.cli.output import OUTPUT_OPTION, OutputFormat, emit, note
+from controlplane.cli.output import (
+    OUTPUT_OPTION,
+    OutputFormat,
+    emit,
+    note_scrape_failure,
+    serve_until_signalled,
+)
 from controlplane.cli.targeting import CONNECT_URL, CONTEXT, STATE_DIR, redis, resolve
 from controlplane.core.stack_model import Ports
 
@@ -132,18 +135,8 @@ def serve(
         )
         return
 
-    def on_error(exc: Exception) -> None:
-        note(
-            "scrape_failed", Text.assemble(("scrape failed:", "bold red"), f" {exc}"), level="error"
-        )
-
-    endpoint = server.serve(metrics_host, metrics_port, on_error)
+    endpoint = server.serve(metrics_host, metrics_port, note_scrape_failure)
     server.start()
-    url = f"http://{metrics_host}:{endpoint.port}/metrics"
-    note("serving", f"serving pipeline metrics on {url}", url=url)
-    stop = threading.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: stop.set())
-    stop.wait()
+    serve_until_signalled("pipeline metrics", f"http://{metrics_host}:{endpoint.port}/metrics")
     endpoint.close()
     server.stop()

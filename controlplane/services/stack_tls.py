@@ -109,28 +109,14 @@ def write_connect_security(lay: StackLayout, keytool: Path) -> None:
     """Connect REST (HTTPS, basic auth): PKCS12 key and trust stores made from the PEM files at each
     start (Jetty reads no PEM), and the basic-auth users, generated once. Every worker of the
     stack uses the same stores and users."""
-    if not lay.connect_store_password_file.exists():
-        write_private(lay.connect_store_password_file, secrets.token_urlsafe(24))
-    password = lay.connect_store_password_file.read_text().strip()
-    for store in (lay.connect_keystore, lay.connect_truststore):
-        store.unlink(missing_ok=True)
-    openssl(
-        openssl_pkcs12_command(
-            lay.server_key("connect"),
-            lay.server_cert("connect"),
-            lay.ca_file,
-            lay.connect_keystore,
-            lay.connect_store_password_file,
-        )
+    write_pkcs12_stores(
+        lay,
+        keytool,
+        service="connect",
+        keystore=lay.connect_keystore,
+        truststore=lay.connect_truststore,
+        password_file=lay.connect_store_password_file,
     )
-    argv = keytool_truststore_command(keytool, lay.ca_file, lay.connect_truststore, password)
-    out = processes.run(argv, timeout=120)
-    if out.returncode != 0:
-        raise StackError(
-            f"keytool could not write Connect's trust store: {(out.stdout + out.stderr)[-800:]}"
-        )
-    for store in (lay.connect_keystore, lay.connect_truststore):
-        os.chmod(store, 0o600)
     creds = read_properties(lay.connect_credentials_file)
     if not creds.get("password"):
         creds = {"username": CONNECT_REST_USER, "password": secrets.token_urlsafe(24)}
@@ -146,27 +132,47 @@ def write_cassandra_stores(lay: StackLayout, keytool: Path) -> None:
     """Cassandra's client encryption: a PKCS12 key store (its server key and certificate with
     the CA) and a PKCS12 trust store holding the CA, which the agents' driver trusts too. Made
     from the PEM files at each start; their password generated once (decision 0110)."""
-    if not lay.cassandra_store_password_file.exists():
-        write_private(lay.cassandra_store_password_file, secrets.token_urlsafe(24))
-    password = lay.cassandra_store_password_file.read_text().strip()
-    for store in (lay.cassandra_keystore, lay.cassandra_truststore):
+    write_pkcs12_stores(
+        lay,
+        keytool,
+        service="cassandra",
+        keystore=lay.cassandra_keystore,
+        truststore=lay.cassandra_truststore,
+        password_file=lay.cassandra_store_password_file,
+    )
+
+
+def write_pkcs12_stores(
+    lay: StackLayout,
+    keytool: Path,
+    *,
+    service: str,
+    keystore: Path,
+    truststore: Path,
+    password_file: Path,
+) -> None:
+    """A JVM service's PKCS12 key store (its server key and certificate with the CA) and trust
+    store (the CA), both 0600, made afresh from the PEM files; their password generated once
+    into `password_file`."""
+    if not password_file.exists():
+        write_private(password_file, secrets.token_urlsafe(24))
+    password = password_file.read_text().strip()
+    for store in (keystore, truststore):
         store.unlink(missing_ok=True)
     openssl(
         openssl_pkcs12_command(
-            lay.server_key("cassandra"),
-            lay.server_cert("cassandra"),
-            lay.ca_file,
-            lay.cassandra_keystore,
-            lay.cassandra_store_password_file,
+            lay.server_key(service), lay.server_cert(service), lay.ca_file, keystore, password_file
         )
     )
-    argv = keytool_truststore_command(keytool, lay.ca_file, lay.cassandra_truststore, password)
-    out = processes.run(argv, timeout=120)
+    out = processes.run(
+        keytool_truststore_command(keytool, lay.ca_file, truststore, password), timeout=120
+    )
     if out.returncode != 0:
         raise StackError(
-            f"keytool could not write Cassandra's trust store: {(out.stdout + out.stderr)[-800:]}"
+            f"keytool could not write {service}'s trust store {truststore.name}: "
+            f"{(out.stdout + out.stderr)[-800:]}"
         )
-    for store in (lay.cassandra_keystore, lay.cassandra_truststore):
+    for store in (keystore, truststore):
         os.chmod(store, 0o600)
 
 
