@@ -8,7 +8,9 @@ bytes and the same digest; `plan` compares digests, `cdcctl agent render` writes
     agent.properties           the agent's config (the template the local stack's agent uses)
     driver.conf                java-driver config: the node's own address, its datacenter
     cass-cdc-pg-agent.service  systemd unit (heap, logback, JDK 17 module flags, restart backoff)
-    agent.env                  JVM options (EnvironmentFile=); never a secret value
+    agent.env                  JVM options (EnvironmentFile=); never a secret value — with
+                               install.cassandraTls, the names of the password variables that
+                               the node's own agent-secrets.env (not in the bundle) sets
     logback.xml                size-capped rolling log; replay-skip lines quietened
 
 Pure apart from reading the (static) templates, like `core.render`.
@@ -25,7 +27,7 @@ from pathlib import Path
 import jinja2
 
 from controlplane.core.errors import ManifestError
-from controlplane.core.manifest import AgentInstall, AgentNode, Pipeline
+from controlplane.core.manifest import AgentCassandraTls, AgentInstall, AgentNode, Pipeline
 from controlplane.core.render import (
     AGENT_TEMPLATE,
     CONNECTORS_DIR,
@@ -34,7 +36,7 @@ from controlplane.core.render import (
     parse_properties,
 )
 from controlplane.core.stack_model import JDK17_MODULE_FLAGS, SKIP_LOGGERS
-from controlplane.core.target import split_host_port
+from controlplane.core.target import AgentCassandraSecurity, split_host_port
 
 SERVICE_NAME = "cass-cdc-pg-agent"
 UNIT_FILE = f"{SERVICE_NAME}.service"
@@ -46,6 +48,9 @@ BUNDLE_FILES: tuple[str, ...] = (PROPERTIES_FILE, DRIVER_FILE, UNIT_FILE, ENV_FI
 PRIVATE_FILES: frozenset[str] = frozenset({ENV_FILE})
 """Written 0600 (the others 0644): an EnvironmentFile is where secrets would be referenced."""
 SYSTEMD_DIR = "/etc/systemd/system"
+SECRETS_ENV_FILE = "agent-secrets.env"  # pragma: allowlist secret - a file name
+"""The node's own EnvironmentFile of the agent's passwords (install.cassandraTls): not part of
+the bundle, so a rollout never overwrites it and cdcctl never sees a value."""
 
 UNIT_TEMPLATE = "agent.service.j2"
 ENV_TEMPLATE = "agent.env.j2"
@@ -109,15 +114,32 @@ def config_path(install: AgentInstall, name: str) -> str:
     return f"{SYSTEMD_DIR}/{name}" if name == UNIT_FILE else f"{install.config_dir}/{name}"
 
 
+def secret_variables(tls: AgentCassandraTls) -> list[tuple[str, str]]:
+    """(variable name, what it holds) of every password the agent's driver.conf reads."""
+    out = [(tls.password_env, f"the password of Cassandra role {tls.username}")]
+    if tls.truststore_password_env is not None:
+        out.append((tls.truststore_password_env, f"the password of {tls.truststore_file}"))
+    return out
+
+
 def rollout_steps(install: AgentInstall) -> list[str]:
     """Shell commands, run as root on the node in a copy of its bundle directory."""
     cfg = install.config_dir
+    secrets: list[str] = []
+    if install.cassandra_tls is not None:
+        names = " and ".join(f"{n}=..." for n, _ in secret_variables(install.cassandra_tls))
+        secrets.append(
+            f"# once: {cfg}/{SECRETS_ENV_FILE} (root, mode 0600, not in the bundle) setting "
+            f"{names} (agent.env names them); the trust store "
+            f"{install.cassandra_tls.truststore_file} readable by {install.user}"
+        )
     return [
         f"# once: Java 17 at {install.java}; the agent's jars in {install.dir}/lib "
         "(io.debezium:debezium-connector-cassandra-5 and its dependencies, as "
         "compose/native/agent/pom.xml resolves them)",
         f"install -d -o {install.user} -m 0750 {install.state_dir} {install.log_dir}",
         f"install -d -m 0755 {cfg}",
+        *secrets,
         f"install -m 0644 {PROPERTIES_FILE} {DRIVER_FILE} {LOGBACK_FILE} {cfg}/",
         f"install -m 0600 {ENV_FILE} {cfg}/",
         f"install -m 0644 {UNIT_FILE} {SYSTEMD_DIR}/",
@@ -184,6 +206,7 @@ def render_bundle(
         # Node paths of the CA and the agent's PEM key store (mTLS, decision 0114), if given.
         kafka_tls=install.kafka_tls,
     )
+    tls = install.cassandra_tls
     files[DRIVER_FILE] = _render(
         templates_dir,
         DRIVER_TEMPLATE,
@@ -191,10 +214,19 @@ def render_bundle(
         contact_points=[host_port(node.address, cql_port(pipeline, node.address))],
         local_datacenter=node.datacenter or pipeline.spec.source.cassandra.local_datacenter,
         session_name=label,
-        # External agents: TLS and login towards Cassandra are not rendered yet (decision 0110).
-        security=None,
+        # TLS and the login towards Cassandra (decision 0110), the passwords as ${NAME}: the
+        # same blocks as the managed agent's.
+        security=None
+        if tls is None
+        else AgentCassandraSecurity(
+            truststore=tls.truststore_file,
+            username=tls.username,
+            password_env=tls.password_env,
+            truststore_password_env=tls.truststore_password_env,
+        ),
     )
     common = {"node_id": node.id, "address": node.address, "unit_file": UNIT_FILE}
+    secrets_file = None if tls is None else f"{install.config_dir}/{SECRETS_ENV_FILE}"
     files[UNIT_FILE] = _render(
         templates_dir,
         UNIT_TEMPLATE,
@@ -202,6 +234,7 @@ def render_bundle(
         config_dir=install.config_dir,
         user=install.user,
         env_file=config_path(install, ENV_FILE),
+        secrets_file=secrets_file,
         state_dir=install.state_dir,
         log_dir=install.log_dir,
         java=install.java,
@@ -215,7 +248,14 @@ def render_bundle(
     java_opts = list(BASE_JAVA_OPTS)
     if install.cassandra_storage_dir is not None:
         java_opts.append(f"-Dcassandra.storagedir={install.cassandra_storage_dir}")
-    files[ENV_FILE] = _render(templates_dir, ENV_TEMPLATE, **common, java_opts=java_opts)
+    files[ENV_FILE] = _render(
+        templates_dir,
+        ENV_TEMPLATE,
+        **common,
+        java_opts=java_opts,
+        secrets_file=secrets_file,
+        secret_variables=[] if tls is None else secret_variables(tls),
+    )
     files[LOGBACK_FILE] = _render(
         templates_dir,
         LOGBACK_TEMPLATE,

@@ -301,8 +301,32 @@ def _check_node_path(value: str) -> str:
     return path
 
 
+# Variables an agent's environment already uses for something else (agent.env sets JAVA_OPTS).
+_RESERVED_AGENT_ENV = frozenset({"JAVA_OPTS"})
+
+
+def _check_agent_env(value: str) -> str:
+    if not _ENV_VAR.match(value):
+        raise ValueError(
+            f"{value!r} is not an environment variable name (letters, digits, '_'; not "
+            "starting with a digit): driver.conf reads it as ${NAME}"
+        )
+    if value in _RESERVED_AGENT_ENV:
+        raise ValueError(f"{value!r} is the agent's JVM options: choose another name")
+    return value
+
+
+def _check_role_name(value: str) -> str:
+    if not value:
+        raise ValueError("the Cassandra role is empty: name the agents' role")
+    if any(ord(c) < 0x20 or ord(c) == 0x7F for c in value):
+        raise ValueError("the Cassandra role holds a control character")
+    return value
+
+
 NodeAddress = Annotated[str, AfterValidator(_check_node_address)]
 NodePath = Annotated[str, AfterValidator(_check_node_path)]
+AgentEnvName = Annotated[str, AfterValidator(_check_agent_env)]
 
 
 class AgentNode(_Model):
@@ -354,6 +378,43 @@ class AgentKafkaTls(_Model):
         description="PEM file holding the agent's unencrypted private key (PKCS#8) and its "
         "certificate chain (ssl.keystore, PEM); readable by the agent's user only."
     )
+
+
+class AgentCassandraTls(_Model):
+    """The agent's java-driver towards Cassandra over TLS, logging in with a role (decision
+    0110): a path on the Cassandra node and the NAMES of environment variables. No secret goes
+    into the bundle: driver.conf says ``${NAME}``, which the driver resolves from the agent's
+    environment (systemd's EnvironmentFile <configDir>/agent-secrets.env, kept on the node)."""
+
+    truststore_file: NodePath = Field(
+        description="Trust store holding the CA that signed the Cassandra nodes' certificates "
+        "(advanced.ssl-engine-factory.truststore-path): JKS or PKCS12 — the driver's "
+        "DefaultSslEngineFactory reads no PEM. Host names are verified against it."
+    )
+    truststore_password_env: AgentEnvName | None = Field(
+        default=None,
+        description="Environment variable holding the trust store's password. Needed for a "
+        "PKCS12 store whose certificates are encrypted (keytool's default); a JKS store loads "
+        "without one. Default unset: no password.",
+    )
+    username: Annotated[str, AfterValidator(_check_role_name)] = Field(
+        description="The Cassandra role the agent logs in as (PlainTextAuthProvider); it needs "
+        "SELECT on the captured keyspaces (GRANT SELECT ON ALL KEYSPACES)."
+    )
+    password_env: AgentEnvName = Field(
+        default="CDC_CASSANDRA_PASSWORD",  # nosec B105  # a variable's name
+        description="Environment variable holding the role's password. Default "
+        "CDC_CASSANDRA_PASSWORD.",
+    )
+
+    @model_validator(mode="after")
+    def _distinct(self) -> AgentCassandraTls:
+        if self.password_env == self.truststore_password_env:
+            raise ValueError(
+                f"passwordEnv and truststorePasswordEnv are both {self.password_env!r}: "
+                "name two variables"
+            )
+        return self
 
 
 class AgentInstall(_Model):
@@ -412,6 +473,12 @@ class AgentInstall(_Model):
         default=None,
         description="TLS and the client certificate the agent's Kafka producer uses (paths on "
         "the node). Default unset: plain text, for brokers without TLS.",
+    )
+    cassandra_tls: AgentCassandraTls | None = Field(
+        default=None,
+        description="TLS and the login the agent's driver uses towards Cassandra (a trust store "
+        "path on the node, the role, the names of the password variables). Default unset: "
+        "plain text without a login, for nodes without client encryption and authentication.",
     )
 
     @field_validator("user")

@@ -324,12 +324,13 @@ class LocalStackInfo:
 class AgentCassandraSecurity:
     """What an agent's driver config needs for TLS and its login, without secret values: the
     passwords are the environment variables `password_env` and `truststore_password_env` of the
-    agent's process (decision 0110)."""
+    agent's process (decision 0110); without `truststore_password_env` the driver loads the
+    trust store without a password (a JKS store)."""
 
     truststore: str
     username: str
     password_env: str = "CDC_CASSANDRA_PASSWORD"  # noqa: S105  # nosec B105  # a name
-    truststore_password_env: str = "CDC_CASSANDRA_TRUSTSTORE_PASSWORD"  # noqa: S105  # nosec B105  # a name
+    truststore_password_env: str | None = "CDC_CASSANDRA_TRUSTSTORE_PASSWORD"  # noqa: S105  # nosec B105  # a name
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,7 @@ runs from an empty operator directory with nothing but a context for it.
 
 The operator: applies a pipeline whose password is in Vault and whose agent is *external*,
 renders the node's agent bundle and installs it as an operator would (the test plays systemd:
-it runs the unit's ExecStart with its environment file), sees rows arrive, gets an empty plan,
+it runs the unit's ExecStart with its environment files), sees rows arrive, gets an empty plan,
 rotates the password (new Vault version, `apply` restarts the sink, rows keep arriving), and
 finds the password in none of Connect's answers, the config topic, the logs or `plan -o json`.
 Bad targets and secrets (missing path or key, wrong token, Vault down, wrong Connect password)
@@ -109,6 +109,9 @@ def prod(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
         "pg_password": load_properties(lay.postgres_secret_file.read_text())["password"],
         "lay": lay,
         "cassandra_password": password(lay.cassandra_admin_file),
+        "agent_user": load_properties(lay.cassandra_agent_file.read_text(encoding="latin-1")).get(
+            "username", "cdc_agent"
+        ),
         "agent_password": password(lay.cassandra_agent_file),
         "truststore_password": lay.cassandra_store_password_file.read_text().strip(),
         "redis_password": password(lay.redis_credentials_file),
@@ -253,6 +256,11 @@ spec:
         kafkaTls:
           caFile: {prod["ca"]}
           keystoreFile: {prod["lay"].kafka_client_pem("agent")}
+        cassandraTls:
+          truststoreFile: {prod["lay"].cassandra_truststore}
+          truststorePasswordEnv: CDC_CASSANDRA_TRUSTSTORE_PASSWORD
+          username: {prod["agent_user"]}
+          passwordEnv: CDC_CASSANDRA_PASSWORD
   kafka:
     bootstrapServers: ["127.0.0.1:{ports.kafka}"]
     topicPrefix: remote
@@ -295,22 +303,14 @@ def pg_dsn(prod: dict[str, Any], password: str) -> str:
     )
 
 
-# Cassandra's TLS and the agents' role, added to the bundle's driver.conf by hand as
-# docs/deploy.md shows (bundles do not render them yet, decision 0110); the passwords are
-# environment variables of the agent (its agent.env on a real node).
-DRIVER_SECURITY = """
-datastax-java-driver.advanced.ssl-engine-factory {{
-  class = DefaultSslEngineFactory
-  hostname-validation = true
-  truststore-path = "{truststore}"
-  truststore-password = ${{CDC_CASSANDRA_TRUSTSTORE_PASSWORD}}
-}}
-datastax-java-driver.advanced.auth-provider {{
-  class = PlainTextAuthProvider
-  username = "cdc_agent"
-  password = ${{CDC_CASSANDRA_PASSWORD}}
-}}
-"""
+def environment_file(path: Path) -> dict[str, str]:
+    """KEY=value lines of a systemd EnvironmentFile (comments skipped, quotes removed)."""
+    out: dict[str, str] = {}
+    for line in path.read_text().splitlines():
+        if line.strip() and not line.lstrip().startswith("#"):
+            key, _, value = line.partition("=")
+            out[key.strip()] = value.strip().strip('"')
+    return out
 
 
 def install_and_start_agent(
@@ -318,17 +318,27 @@ def install_and_start_agent(
 ) -> subprocess.Popen[bytes]:
     """What an operator does with a bundle, systemd's part played by this function."""
     files = {p.name: p for p in bundle.iterdir()}
+    # Cassandra's TLS and the agents' role come from install.cassandraTls (decision 0110):
+    # driver.conf names the variables, agent.env lists them, no bundle file holds a password.
+    driver = files["driver.conf"].read_text()
+    assert "class = DefaultSslEngineFactory" in driver, driver
+    assert "password = ${CDC_CASSANDRA_PASSWORD}" in driver, driver
+    assert "# CDC_CASSANDRA_PASSWORD=" in files["agent.env"].read_text()
+    for path in files.values():
+        text = path.read_text()
+        for secret in (prod["agent_password"], prod["truststore_password"]):
+            assert secret not in text, path.name
     etc = node / "etc"
     etc.mkdir(parents=True, exist_ok=True)
     for name, path in files.items():
         shutil.copy2(path, etc / name)
-    with (etc / "driver.conf").open("a") as driver:
-        driver.write(DRIVER_SECURITY.format(truststore=prod["lay"].cassandra_truststore))
-    agent_env = {
-        **os.environ,
-        "CDC_CASSANDRA_PASSWORD": prod["agent_password"],
-        "CDC_CASSANDRA_TRUSTSTORE_PASSWORD": prod["truststore_password"],
-    }
+    # The operator's once-step: the node's own secrets file, which the unit reads after agent.env.
+    secrets = etc / "agent-secrets.env"
+    secrets.touch(mode=0o600)
+    secrets.write_text(
+        f"CDC_CASSANDRA_PASSWORD={prod['agent_password']}\n"
+        f"CDC_CASSANDRA_TRUSTSTORE_PASSWORD={prod['truststore_password']}\n"
+    )
     for sub in ("state", "log", "opt"):
         (node / sub).mkdir(parents=True, exist_ok=True)
     native = REPO / "compose" / "native"
@@ -339,9 +349,14 @@ def install_and_start_agent(
     exec_start = re.search(r"^ExecStart=(.*?)(?<!\\)$", unit, re.M | re.S)
     assert exec_start is not None, unit
     command = exec_start.group(1).replace("\\\n", " ")
-    env_text = (etc / "agent.env").read_text()
-    java_opts = re.search(r'^JAVA_OPTS="(.*)"$', env_text, re.M)
-    command = command.replace("$JAVA_OPTS", java_opts.group(1) if java_opts else "")
+    # systemd's part: every EnvironmentFile= of the unit, in order (later ones override).
+    env_files = re.findall(r"^EnvironmentFile=(.*)$", unit, re.M)
+    assert env_files == [str(etc / "agent.env"), str(secrets)], env_files
+    unit_env: dict[str, str] = {}
+    for env_file in env_files:
+        unit_env.update(environment_file(Path(env_file)))
+    command = command.replace("$JAVA_OPTS", unit_env.get("JAVA_OPTS", ""))
+    agent_env = {**os.environ, **unit_env}
     with (node / "log" / "stdout.log").open("ab") as log:
         return subprocess.Popen(  # nosec B603  # the rendered unit's own command line
             shlex.split(command),
