@@ -7,7 +7,6 @@ import contextlib
 import os
 import signal
 import socket
-import ssl
 import subprocess
 import time
 from collections import deque
@@ -242,20 +241,6 @@ def tcp_open(port: int, host: str = "127.0.0.1", timeout: float = 1.0) -> bool:
         with socket.create_connection((host, port), timeout=timeout):
             return True
     except OSError:
-        return False
-
-
-def tls_verified(port: int, ca_file: Path, host: str = "127.0.0.1", timeout: float = 3.0) -> bool:
-    """A TLS handshake with `host:port` whose certificate chain verifies with `ca_file` and names
-    `host`; False when anything fails."""
-    try:
-        ctx = ssl.create_default_context(cafile=str(ca_file))
-        with (
-            socket.create_connection((host, port), timeout=timeout) as sock,
-            ctx.wrap_socket(sock, server_hostname=host),
-        ):
-            return True
-    except (OSError, ssl.SSLError):
         return False
 
 

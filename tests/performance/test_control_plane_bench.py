@@ -17,13 +17,12 @@ import time
 from pathlib import Path
 
 import pytest
-import requests
 
 from controlplane.core.manifest_loader import load_manifests
 from controlplane.core.render import RenderContext, render_pipeline
 from controlplane.services.stack import LocalStack, settings_for
 from tests.performance.report import machine, write_section
-from tests.stackfixture import cql_cluster, ensure_stack
+from tests.stackfixture import connect_http, cql_cluster, ensure_stack
 
 pytestmark = pytest.mark.performance
 
@@ -64,8 +63,6 @@ spec:
       tables: [t{i:02d}]
   kafka:
     topicPrefix: demo
-  connect:
-    url: http://127.0.0.1:8083
   sink:
     postgres:
       user: cdc
@@ -101,17 +98,17 @@ def test_control_plane_benchmarks(tmp_path: Path) -> None:
     # max_connections=100 of the shared stack. The connectors are created STOPPED (KIP-980) with
     # exactly the config cdcctl renders, so apply finds them equal and never PUTs (nor starts) them.
     ctx = RenderContext()
+    connect = connect_http(ep)
     for m in load_manifests([tmp_path]):
         rendered = render_pipeline(m.pipeline, ctx)
-        requests.post(
-            f"{ep.connect_url}/connectors",
+        connect.post(
+            "/connectors",
             json={
                 "name": rendered.sink_name,
                 "config": rendered.sink_config,
                 "initial_state": "STOPPED",
             },
-            timeout=30,
-        )
+        ).raise_for_status()
 
     apply = [sys.executable, "-m", "controlplane", "apply", "-f", str(tmp_path), "-o", "json"]
     try:
@@ -130,7 +127,7 @@ def test_control_plane_benchmarks(tmp_path: Path) -> None:
         plan = _timed(plan_argv, APPLY_RUNS, warmup=0)
     finally:
         for i in range(PIPELINES):
-            requests.delete(f"{ep.connect_url}/connectors/cp-bench-{i:02d}-jdbc-sink", timeout=30)
+            connect.delete(f"/connectors/cp-bench-{i:02d}-jdbc-sink")
 
     body = f"""## Control plane
 
