@@ -19,7 +19,7 @@ demo:
 test:
     mvn -B -q -f transforms/pom.xml verify
     mvn -B -q -f transforms/vault-config-provider/pom.xml verify
-    python -m pytest tests/unit tests/fuzz tests/integration tests/e2e --cov=controlplane --cov-report=term --cov-report=xml --cov-fail-under=80
+    python -m pytest tests/unit tests/fuzz tests/integration tests/e2e --cov=controlplane --cov-report=term --cov-report=xml --cov-fail-under=80 --durations=30
 
 # The local cluster profile: 3 Cassandra nodes, an agent per node, 2 Connect workers, in its own
 # state dir (.stack-cluster, port offset 2000); started and stopped by the session fixture. The
@@ -27,7 +27,7 @@ test:
 # QUORUM, one round of each fault, plus the workload without a fault at QUORUM (none: ~65 s; add
 # none@ONE through CDC_CHAOS_FAULTS for the round at ONE) (tests/chaos; docs/reliability.md)
 test-cluster:
-    CDC_STACK_DIR="${CDC_CLUSTER_STACK_DIR:-{{justfile_directory()}}/.stack-cluster}" CDC_CHAOS_RF=3 CDC_CHAOS_CL=QUORUM CDC_CHAOS_FAULTS="${CDC_CHAOS_FAULTS:-none,cassandra,agent,connect,kafka,postgres}" python -m pytest tests/cluster tests/chaos -m "cluster or chaos" -s
+    CDC_STACK_DIR="${CDC_CLUSTER_STACK_DIR:-{{justfile_directory()}}/.stack-cluster}" CDC_CHAOS_RF=3 CDC_CHAOS_CL=QUORUM CDC_CHAOS_FAULTS="${CDC_CHAOS_FAULTS:-none,cassandra,agent,connect,kafka,postgres}" python -m pytest tests/cluster tests/chaos -m "cluster or chaos" -s --durations=30
 
 # Cassandra 4.1.7 on Java 11 with the cassandra-4 agent (decision 0107), same test code, own state
 # dir (.stack-c41) and port offset (5000); the stack is stopped at the end (data kept).
