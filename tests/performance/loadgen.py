@@ -107,7 +107,11 @@ class LoadGenerator:
         clock: Clock = time.monotonic,
         sleep: Sleep = time.sleep,
         cpu_clock: Clock = time.process_time,
+        sample_every: int = 0,
+        on_sample_ack: Callable[[int], None] | None = None,
     ) -> None:
+        """`on_sample_ack(i)` is called (on the driver's thread) when write i is acked, for
+        every `sample_every`-th write: a probe can time those rows through the pipeline."""
         if threads < 1 or window < 1:
             raise ValueError("threads and window must be at least 1")
         self.session = session
@@ -120,6 +124,8 @@ class LoadGenerator:
         self.clock = clock
         self.sleep = sleep
         self.cpu_clock = cpu_clock
+        self.sample_every = sample_every
+        self.on_sample_ack = on_sample_ack
         self._slots = threading.BoundedSemaphore(window)
         self._lock = threading.Lock()
         self._stats = LoadStats(rate, threads, window)
@@ -129,6 +135,11 @@ class LoadGenerator:
         with self._lock:
             self._stats.acked += 1
         self._slots.release()
+
+    def _ok_sampled(self, rows: Any, i: int) -> None:
+        self._ok(rows)
+        if self.on_sample_ack is not None:
+            self.on_sample_ack(i)
 
     def _err(self, exc: BaseException) -> None:
         with self._lock:
@@ -145,7 +156,10 @@ class LoadGenerator:
         except Exception as exc:  # refused before it left: a failed write
             self._err(exc)
             return
-        future.add_callbacks(self._ok, self._err)
+        if self.sample_every and i % self.sample_every == 0:
+            future.add_callbacks(self._ok_sampled, self._err, callback_args=(i,))
+        else:
+            future.add_callbacks(self._ok, self._err)
 
     def _sender(self, index: int, start: float, end: float) -> None:
         bucket = TokenBucket(
@@ -216,6 +230,8 @@ class ProbeSample:
     at_s: float
     acked: float
     visible: float | None = None
+    #: wall-clock time (epoch seconds) of the acknowledgement, to line up with other clocks
+    acked_wall: float = 0.0
 
     @property
     def latency_s(self) -> float | None:
@@ -229,7 +245,7 @@ class LatencyProbe:
 
     def __init__(
         self,
-        write: Callable[[int], None],
+        write: Callable[[int], None] | None,
         visible: Callable[[list[int]], Iterable[int]],
         *,
         first_id: int = 0,
@@ -237,8 +253,10 @@ class LatencyProbe:
         poll_s: float = 0.005,
         clock: Clock = time.monotonic,
         sleep: Sleep = time.sleep,
+        wall: Clock = time.time,
     ) -> None:
         self.write = write
+        self.wall = wall
         self.visible = visible
         self.next_id = first_id
         self.interval_s = interval_s
@@ -258,14 +276,14 @@ class LatencyProbe:
         self.t0 = self.clock()
         self._writing.set()
         self._watching.set()
-        self._threads = [
-            threading.Thread(target=self._writer, daemon=True),
-            threading.Thread(target=self._watcher, daemon=True),
-        ]
+        self._threads = [threading.Thread(target=self._watcher, daemon=True)]
+        if self.write is not None:  # else rows written elsewhere are reported by acked(id)
+            self._threads.append(threading.Thread(target=self._writer, daemon=True))
         for t in self._threads:
             t.start()
 
     def write_one(self) -> None:
+        assert self.write is not None
         i = self.next_id
         self.next_id += 1
         try:
@@ -273,9 +291,13 @@ class LatencyProbe:
         except Exception as exc:  # counted and reported, never retried
             self.write_errors.append(f"{type(exc).__name__}: {exc}")
             return
-        now = self.clock()
+        self.acked(i)
+
+    def acked(self, i: int) -> None:
+        """Row `i` was acknowledged now: watch for it."""
+        now, wall = self.clock(), self.wall()
         with self._lock:
-            self.samples[i] = ProbeSample(i, now - self.t0, now)
+            self.samples[i] = ProbeSample(i, now - self.t0, now, acked_wall=wall)
             self._pending.add(i)
 
     def _writer(self) -> None:
@@ -306,7 +328,8 @@ class LatencyProbe:
 
     def stop_writing(self) -> None:
         self._writing.clear()
-        self._threads[0].join()
+        for t in self._threads[1:]:
+            t.join()
 
     def wait_visible(self, timeout_s: float) -> bool:
         """After `stop_writing`: True once every acked probe row was seen, False at the deadline."""

@@ -34,9 +34,12 @@ class FakeFuture:
         self.callbacks: tuple[Callable[[Any], None], Callable[[BaseException], None]] | None = None
 
     def add_callbacks(
-        self, callback: Callable[[Any], None], errback: Callable[[BaseException], None]
+        self,
+        callback: Callable[..., None],
+        errback: Callable[[BaseException], None],
+        callback_args: tuple[Any, ...] = (),
     ) -> None:
-        self.callbacks = (callback, errback)
+        self.callbacks = (lambda rows: callback(rows, *callback_args), errback)
         if not self.hold:
             self.complete()
 
@@ -183,7 +186,9 @@ def test_probe_stamps_acks_and_first_sightings() -> None:
     def visible(ids: list[int]) -> list[int]:
         return [i for i in ids if clock() >= written[i] + 0.3]
 
-    probe = LatencyProbe(write, visible, first_id=100, clock=clock, sleep=clock.sleep)
+    probe = LatencyProbe(
+        write, visible, first_id=100, clock=clock, sleep=clock.sleep, wall=lambda: 1e9 + clock()
+    )
     probe.t0 = clock()
     probe.write_one()
     clock.sleep(0.1)
@@ -198,6 +203,7 @@ def test_probe_stamps_acks_and_first_sightings() -> None:
     assert s100.latency_s == pytest.approx(0.302)
     assert s101.latency_s == pytest.approx(0.300)
     assert s100.at_s == pytest.approx(0.002)
+    assert s101.acked_wall == pytest.approx(1e9 + 0.104)
 
 
 def test_probe_counts_a_failed_write_and_does_not_wait_for_it() -> None:
@@ -212,3 +218,22 @@ def test_probe_counts_a_failed_write_and_does_not_wait_for_it() -> None:
     assert probe.samples == {}
     assert probe.check() == 0
     assert probe.wait_visible(0.0)
+
+
+def test_every_nth_acked_write_is_handed_to_a_probe() -> None:
+    clock = FakeClock()
+    seen: list[int] = []
+    session = FakeSession(fail=lambda p: p[0] == 20)
+    stats = generator(session, clock, rate=100, sample_every=10, on_sample_ack=seen.append).run(1.0)
+    assert stats.issued >= 95
+    # 0, 10, 30, ... (20 failed: never visible, so never watched)
+    assert seen == [i for i in range(0, stats.issued, 10) if i != 20]
+
+
+def test_probe_watches_rows_written_elsewhere() -> None:
+    clock = FakeClock()
+    probe = LatencyProbe(None, lambda ids: ids, clock=clock, sleep=clock.sleep)
+    probe.acked(7)
+    clock.sleep(0.5)
+    assert probe.check() == 0
+    assert probe.samples[7].latency_s == pytest.approx(0.5)
