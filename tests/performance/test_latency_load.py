@@ -234,16 +234,16 @@ def count_rows(dsn: str, lo: int, hi: int) -> int:
         return int(row[0]) if row else 0
 
 
-def wait_arrived(dsn: str, lo: int, hi: int, want: int) -> tuple[int, float | None]:
-    """Poll the count of load rows in [lo, hi) until it reaches `want` (deadline)."""
-    t0 = time.monotonic()
-    deadline = t0 + ARRIVAL_TIMEOUT_S
+def wait_arrived(dsn: str, lo: int, hi: int, want: int, since: float) -> tuple[int, float | None]:
+    """Poll the count of load rows in [lo, hi) until it reaches `want` (deadline); the seconds
+    from `since` (monotonic: the end of the load) until then."""
+    deadline = time.monotonic() + ARRIVAL_TIMEOUT_S
     got = 0
     while time.monotonic() < deadline:
         got = count_rows(dsn, lo, hi)
         if got >= want:
-            return got, time.monotonic() - t0
-        time.sleep(0.5)
+            return got, time.monotonic() - since
+        time.sleep(0.2)
     return got, None
 
 
@@ -311,13 +311,16 @@ def run_phase(
         load_probe.start()
         produced0 = lag.offsets()[0]
         stats = gen.run(seconds)
+        load_end = time.monotonic()
         produced1 = lag.offsets()[0]
         probe.stop_writing()
         cpu1 = service_cpu(st)
         sampling.clear()
         probe.wait_visible(visible_timeout_s)
         samples = probe.stop()
-        arrived, catch_up = wait_arrived(dsn, base, base + 1_000_000_000, stats.acked)
+        arrived, catch_up = wait_arrived(
+            dsn, base, base + 1_000_000_000, stats.acked, since=load_end
+        )
         load_probe.wait_visible(60.0)
         load_samples = load_probe.stop()
     finally:
