@@ -28,7 +28,7 @@ from pathlib import Path
 
 import jinja2
 
-from controlplane.core.ddl import RAW_SCHEMA_SUFFIX
+from controlplane.core.ddl import RAW_SCHEMA_SUFFIX, MergeSql, TableMerge
 from controlplane.core.manifest import TOMBSTONES_TOPIC_SUFFIX, AgentKafkaTls, Pipeline
 from controlplane.core.properties import escape_value, load_properties
 from controlplane.core.target import AgentCassandraSecurity
@@ -39,6 +39,10 @@ SINK_TEMPLATE = "jdbc-sink.json.j2"
 # The Debezium JDBC sink wrapped so its tasks wait out a PostgreSQL outage (transforms/, decision
 # 0103); every Debezium setting is passed through unchanged.
 SINK_CONNECTOR_CLASS = "io.casscdcpg.sink.RetryingJdbcSinkConnector"
+LWW_SINK_CONNECTOR_CLASS = "io.casscdcpg.lwwsink.LwwSinkConnector"
+"""The project's own sink (transforms/lww-sink, decision 0126); not rendered by default yet."""
+LWW_TABLES_KEY = "lww.tables"
+LWW_TABLE_PREFIX = "lww.table."
 AGENT_TEMPLATE = "agent.properties.j2"
 DRIVER_TEMPLATE = "driver.conf.j2"
 
@@ -212,6 +216,35 @@ def jdbc_url(pipeline: Pipeline, ca_file: str | None = None) -> str:
         # verify-* without a CA file: the worker JVM's trust store, host name still checked
         url += f"&sslfactory={PGJDBC_SYSTEM_TRUST_FACTORY}"
     return url
+
+
+def lww_sink_tables_config(merges: Iterable[TableMerge]) -> dict[str, str]:
+    """The LWW sink's per-table settings (LwwSinkConfig in transforms/lww-sink reads them):
+    ``lww.tables`` lists the targets (a record's topic after routing: the table, or
+    ``<table>__tombstones``); ``lww.table.<target>.<part>`` holds each generated statement, and
+    ``.columns`` the record fields in COPY order, each percent-encoded (UTF-8, nothing safe), so
+    a column name holding a comma or any other character survives the comma-separated list."""
+    out: dict[str, str] = {}
+    targets: list[str] = []
+    for merge in merges:
+        for m in (merge.tombstones, merge.rows):
+            targets.append(m.target)
+            out.update(_lww_target_config(m))
+    out[LWW_TABLES_KEY] = ",".join(targets)
+    return dict(sorted(out.items()))
+
+
+def _lww_target_config(m: MergeSql) -> dict[str, str]:
+    prefix = f"{LWW_TABLE_PREFIX}{m.target}."
+    return {
+        prefix + "columns": ",".join(urllib.parse.quote(c, safe="") for c in m.columns),
+        prefix + "stage": m.stage_sql,
+        prefix + "copy": m.copy_sql,
+        prefix + "lock": m.lock_sql,
+        prefix + "prepare": m.prepare_sql,
+        prefix + "merge": m.merge_sql,
+        prefix + "unlock": m.unlock_sql,
+    }
 
 
 def sink_application_name(pipeline: Pipeline) -> str:
