@@ -17,8 +17,9 @@ demo:
 
 # Every test layer against the real services (the session fixture starts the stack if needed)
 test:
-    mvn -B -q -f transforms/pom.xml verify
+    mvn -B -q -f transforms/pom.xml install
     mvn -B -q -f transforms/vault-config-provider/pom.xml verify
+    mvn -B -q -f transforms/lww-sink/pom.xml verify
     python -m pytest tests/unit tests/fuzz tests/integration tests/e2e --cov=controlplane --cov-report=term --cov-report=xml --cov-fail-under=80
 
 # The local cluster profile: 3 Cassandra nodes, an agent per node, 2 Connect workers, in its own

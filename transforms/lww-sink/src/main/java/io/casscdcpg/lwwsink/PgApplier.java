@@ -67,6 +67,7 @@ final class PgApplier implements Applier {
         }
         List<TableSpec> locked = new ArrayList<>();
         try (Statement st = conn.createStatement()) {
+            st.setEscapeProcessing(false); // the SQL is PostgreSQL's, no JDBC {fn ...} escapes in it
             List<TableSpec> byName = new ArrayList<>(targets);
             byName.sort(Comparator.comparing(TableSpec::target)); // one lock order for every task
             for (TableSpec spec : byName) {
