@@ -37,6 +37,7 @@ pytestmark = pytest.mark.e2e
 KS = "lww_diff"
 TWIN_KS = "lww_diff_twin"
 TWIN = "lww-diff-twin"
+POISON = "lww-diff-poison"
 SEED = 20261204
 OPS = 300
 
@@ -49,7 +50,8 @@ def twin(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[dict[str, Any]]:
     dsn = stack.postgres_dsn
-    reset_kafka(TWIN, [])  # no twin connector, no offsets of an earlier run
+    for name in (TWIN, POISON):  # no connector, no offsets, no DLQ of an earlier run
+        reset_kafka(name, [f"{name}.dlq"])
     deploy(
         cql,
         local_stack,
@@ -61,40 +63,58 @@ def twin(
         writer="jdbc",
     )
     model = table_model(cql, KS, "t")
-    twin_model = model.model_copy(update={"keyspace": TWIN_KS})
-    postgres.execute(
-        dsn,
-        [
-            f"DROP SCHEMA IF EXISTS {quote_ident(TWIN_KS + '_cdc')} CASCADE",
-            f"DROP SCHEMA IF EXISTS {quote_ident(TWIN_KS)} CASCADE",
-            *generate_ddl(twin_model).statements,
-        ],
-    )
-    # the twin: the same topic (the pipeline's keyspace), the merge's SQL on the twin schema
-    (loaded,) = load_text(local_pipeline(TWIN, KS, ["t"], writer="lww"))
-    ctx = render_context(local_target(local_stack.lay.root), None)
-    config = render_sink_config(loaded.pipeline, ctx, tables=[twin_model])
-    name = sink_connector_name(loaded.pipeline)
-    assert config["connector.class"] == "io.casscdcpg.lwwsink.LwwSinkConnector"
-    with connect_http(stack, timeout=60) as http:
-        http.put(f"/connectors/{name}/config", json=config).raise_for_status()
-        wait_for(
-            "the lww sink's task RUNNING",
-            lambda: [
-                t["state"] for t in http.get(f"/connectors/{name}/status").json().get("tasks", [])
-            ],
-            lambda states: states == ["RUNNING"],
-        )
+    twin_model = start_lww_copy(local_stack, stack, TWIN, model, TWIN_KS)
     rnd = random.Random(SEED)
     prepared = {kind: cql.prepare(text) for kind, text in statements(f"{KS}.t").items()}
     for _ in range(OPS):
         kind, params = next_op(rnd)
         cql.execute(prepared[kind], params)
     cql.execute(f"INSERT INTO {KS}.t (pk, ck, a) VALUES (99, 0, 'sentinel')")
-    yield {"model": model, "twin": twin_model, "connector": name}
+    yield {"model": model, "twin": twin_model, "connector": f"{TWIN}-jdbc-sink"}
     with connect_http(stack, timeout=60) as http:
-        http.delete(f"/connectors/{name}")
+        for name in (TWIN, POISON):
+            http.delete(f"/connectors/{name}-jdbc-sink")
     cql.execute(f"DROP KEYSPACE IF EXISTS {KS}")
+
+
+def start_lww_copy(
+    local_stack: LocalStack,
+    stack: Endpoints,
+    name: str,
+    model: TableModel,
+    keyspace: str,
+    extra_ddl: tuple[str, ...] = (),
+) -> TableModel:
+    """A `writer: lww` connector `name` on the pipeline's topic (from its start) into the schema
+    of `keyspace` (created afresh, then `extra_ddl`); its twin table model."""
+    dsn = stack.postgres_dsn
+    twin_model = model.model_copy(update={"keyspace": keyspace})
+    postgres.execute(
+        dsn,
+        [
+            f"DROP SCHEMA IF EXISTS {quote_ident(keyspace + '_cdc')} CASCADE",
+            f"DROP SCHEMA IF EXISTS {quote_ident(keyspace)} CASCADE",
+            *generate_ddl(twin_model).statements,
+            *extra_ddl,
+        ],
+    )
+    (loaded,) = load_text(local_pipeline(name, model.keyspace, [model.table], writer="lww"))
+    ctx = render_context(local_target(local_stack.lay.root), None)
+    config = render_sink_config(loaded.pipeline, ctx, tables=[twin_model])
+    connector = sink_connector_name(loaded.pipeline)
+    assert config["connector.class"] == "io.casscdcpg.lwwsink.LwwSinkConnector"
+    with connect_http(stack, timeout=60) as http:
+        http.put(f"/connectors/{connector}/config", json=config).raise_for_status()
+        wait_for(
+            f"{connector}'s task RUNNING",
+            lambda: task_states(http, connector),
+            lambda states: states == ["RUNNING"],
+        )
+    return twin_model
+
+
+def task_states(http: Any, connector: str) -> list[str]:
+    return [t["state"] for t in http.get(f"/connectors/{connector}/status").json().get("tasks", [])]
 
 
 def raw_state(dsn: str, model: TableModel) -> dict[tuple[Any, ...], dict[str, Any]]:
@@ -166,3 +186,47 @@ def test_replaying_the_whole_topic_through_the_lww_sink_changes_nothing(
 def test_manifest_round_trip_of_the_writer(tmp_path: Path) -> None:
     (loaded,) = load_text(local_pipeline("w", KS, ["t"], writer="lww"))
     assert loaded.pipeline.spec.sink.writer == "lww"
+
+
+def test_a_record_postgresql_refuses_goes_alone_to_the_dlq(
+    twin: dict[str, Any], cql: Session, local_stack: LocalStack, stack: Endpoints
+) -> None:
+    """0126 step 5: a third lww connector on the same topic writes into a schema whose raw table
+    refuses one value (a CHECK, as a column too narrow would); its batch is halved until that
+    record is alone: it lands in the DLQ, every other row is written, the task keeps running."""
+    from controlplane.adapters import kafka
+    from controlplane.core.dlq import parse_record
+    from tests.stackfixture import ensure_stack
+
+    model = twin["model"]
+    poison_ks = "lww_diff_poison"
+    check = (
+        f"ALTER TABLE {quote_ident(poison_ks + '_cdc')}.t ADD CONSTRAINT no_poison"
+        " CHECK (a IS DISTINCT FROM 'poison')"
+    )
+    for ck, a in ((1, "fine"), (2, "poison"), (3, "also fine")):
+        cql.execute(f"INSERT INTO {KS}.t (pk, ck, a) VALUES (77, %s, %s)", (ck, a))
+    copy = start_lww_copy(local_stack, stack, POISON, model, poison_ks, (check,))
+    ep = ensure_stack().kafka
+    assert ep is not None
+    records = wait_for(
+        "one record in the poison connector's DLQ",
+        lambda: [parse_record(r) for r in kafka.read_topic(ep, f"{POISON}.dlq")],
+        lambda rs: len(rs) >= 1,
+        deadline=180,
+    )
+    dsn = stack.postgres_dsn
+    wait_for(
+        "every other row written",
+        lambda: differences(cql, dsn, copy, cassandra_model=model),
+        lambda d: d == ["missing in PostgreSQL: (77, 2)"],
+        deadline=180,
+    )
+    assert len(records) == 1
+    (r,) = records
+    assert r.context is not None
+    assert r.context.exception_class == "org.postgresql.util.PSQLException"
+    assert "no_poison" in (r.context.exception_message or "")
+    assert b'"poison"' in (r.raw.value or b"")
+    with connect_http(stack, timeout=60) as http:
+        assert task_states(http, f"{POISON}-jdbc-sink") == ["RUNNING"]

@@ -27,7 +27,9 @@ import io.casscdcpg.sink.RetryPolicy;
  * Buffers each put() per target as COPY text, applies it in one transaction per
  * {@code batch.size} records, and reports to Connect only the offsets of committed
  * transactions. A record that cannot be converted goes to the ErrantRecordReporter (the DLQ)
- * and its offset commits with the batch; without a reporter it fails the task. A transient
+ * and its offset commits with the batch; without a reporter it fails the task. A batch PostgreSQL
+ * refuses for its data (SQLSTATE 22xxx/23xxx) is halved until the bad record is alone; it goes to
+ * the reporter and the rest is applied. A transient
  * database failure closes the connection and asks Connect to redeliver the same records after a
  * backoff (RetriableException + context.timeout, as RetryingJdbcSinkTask does): replays are no-ops
  * under the LWW rules. After {@code cdc.retry.timeout.ms} of failures the task fails.
@@ -81,32 +83,34 @@ public class LwwSinkTask extends SinkTask {
     @Override
     public void put(Collection<SinkRecord> records) {
         Batch batch = new Batch();
+        List<SinkRecord> members = new ArrayList<>();
         List<Future<Void>> reported = new ArrayList<>();
         for (SinkRecord record : records) {
             if (batch.records() >= config.batchSize()) {
-                apply(batch, reported);
+                apply(batch, members, reported);
                 batch = new Batch();
+                members = new ArrayList<>();
                 reported = new ArrayList<>();
             }
-            add(batch, record, reported);
+            if (add(batch, record, reported)) {
+                members.add(record);
+            }
         }
         if (!batch.isEmpty()) {
-            apply(batch, reported);
+            apply(batch, members, reported);
         }
     }
 
-    /** Adds one record to the batch, or reports it; either way its offset is covered. */
-    void add(Batch batch, SinkRecord record, List<Future<Void>> reported) {
+    /**
+     * Adds one record to the batch, or reports it; either way its offset is covered. True when
+     * the record's row is in the batch.
+     */
+    boolean add(Batch batch, SinkRecord record, List<Future<Void>> reported) {
+        boolean staged = false;
         if (record.value() != null) { // a Kafka tombstone carries no change (CassandraToRow drops them too)
-            String target = record.topic();
             try {
-                TableSpec spec = config.tables().get(target);
-                if (spec == null) {
-                    throw new DataException("no lww.table." + target + ".* settings for the record's topic "
-                            + target + " (after the transforms): cdcctl renders one per captured table");
-                }
-                RowEncoder.append(batch.rowsOf(target), spec, record);
-                batch.added(target);
+                encode(batch, record);
+                staged = true;
             } catch (DataException e) {
                 if (reporter == null) {
                     throw e;
@@ -117,22 +121,87 @@ public class LwwSinkTask extends SinkTask {
         // offsets are the consumer's: before any SMT renamed the topic
         batch.covers(new TopicPartition(record.originalTopic(), record.originalKafkaPartition()),
                 record.originalKafkaOffset());
+        return staged;
     }
 
-    private void apply(Batch batch, List<Future<Void>> reported) {
+    private void encode(Batch batch, SinkRecord record) {
+        String target = record.topic();
+        TableSpec spec = config.tables().get(target);
+        if (spec == null) {
+            throw new DataException("no lww.table." + target + ".* settings for the record's topic "
+                    + target + " (after the transforms): cdcctl renders one per captured table");
+        }
+        RowEncoder.append(batch.rowsOf(target), spec, record);
+        batch.added(target);
+    }
+
+    private void apply(Batch batch, List<SinkRecord> members, List<Future<Void>> reported) {
         awaitReports(reported); // a reported record is in the DLQ before its offset can commit
         try {
-            if (applier == null) {
-                applier = factory.open(config);
-            }
-            applier.apply(batch);
+            applyOnce(batch);
         } catch (SQLException | RuntimeException e) {
             closeApplier();
-            throw failure(e, batch);
+            if (reporter == null || !isDataError(e)) {
+                throw failure(e, batch);
+            }
+            // a value PostgreSQL refuses (0126 step 5): find it by halving, apply the rest,
+            // send only the bad record(s) to the DLQ; the halves' order does not matter (LWW)
+            LOG.warn("applying {} records to {} failed on their data ({}); isolating the bad record(s)",
+                    batch.records(), batch.targets(), e.getMessage());
+            isolate(members);
         }
         attempt = 0;
         failingSinceMs = -1;
         batch.nextOffsets().forEach((tp, next) -> committed.put(tp, new OffsetAndMetadata(next)));
+    }
+
+    private void applyOnce(Batch batch) throws SQLException {
+        if (applier == null) {
+            applier = factory.open(config);
+        }
+        applier.apply(batch);
+    }
+
+    /** Applies {@code records}, halving on data errors until single records go to the DLQ. */
+    private void isolate(List<SinkRecord> records) {
+        if (records.isEmpty()) {
+            return;
+        }
+        Batch part = new Batch();
+        for (SinkRecord r : records) {
+            encode(part, r); // encoded once already: cannot fail now
+            part.covers(new TopicPartition(r.originalTopic(), r.originalKafkaPartition()), r.originalKafkaOffset());
+        }
+        try {
+            applyOnce(part);
+            return;
+        } catch (SQLException | RuntimeException e) {
+            closeApplier();
+            if (!isDataError(e)) {
+                throw failure(e, part); // transient: Connect redelivers the put(), replays are no-ops
+            }
+            if (records.size() == 1) {
+                LOG.warn("record {}/{}@{} refused by PostgreSQL, sent to the dead letter queue: {}",
+                        records.get(0).originalTopic(), records.get(0).originalKafkaPartition(),
+                        records.get(0).originalKafkaOffset(), e.getMessage());
+                awaitReports(List.of(reporter.report(records.get(0), e)));
+                return;
+            }
+        }
+        int half = records.size() / 2;
+        isolate(records.subList(0, half));
+        isolate(records.subList(half, records.size()));
+    }
+
+    /** A value the database refuses (SQLSTATE class 22 data exception, 23 integrity violation). */
+    static boolean isDataError(Throwable e) {
+        for (Throwable t = e; t != null; t = t.getCause()) {
+            if (t instanceof SQLException sql && sql.getSQLState() != null) {
+                String state = sql.getSQLState();
+                return state.startsWith("22") || state.startsWith("23");
+            }
+        }
+        return false;
     }
 
     private RuntimeException failure(Exception e, Batch batch) {

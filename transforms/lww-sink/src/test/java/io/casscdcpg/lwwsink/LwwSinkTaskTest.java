@@ -32,11 +32,18 @@ class LwwSinkTaskTest {
         final List<SQLException> failures = new ArrayList<>();
         int opened;
         int closed;
+        int attempts;
 
         @Override
         public void apply(Batch batch) throws SQLException {
             if (!failures.isEmpty()) {
                 throw failures.remove(0);
+            }
+            for (String t : batch.targets()) {
+                if (batch.text(t).contains("poison")) {
+                    attempts++;
+                    throw new SQLException("value too long for type character varying(3)", "22001");
+                }
             }
             for (String t : batch.targets()) {
                 applied.add(t + ":" + batch.text(t));
@@ -123,12 +130,50 @@ class LwwSinkTaskTest {
     }
 
     @Test
-    void dataErrorsFailTheTaskWithoutRetry() {
-        LwwSinkTask t = task(Map.of(), true);
+    void dataErrorsWithoutAReporterFailTheTaskWithoutRetry() {
+        LwwSinkTask t = task(Map.of(), false);
         db.failures.add(new SQLException("invalid input syntax for type uuid", "22P02"));
         ConnectException e = assertThrows(ConnectException.class, () -> t.put(List.of(row(1, "a", 10))));
         assertTrue(!(e instanceof RetriableException));
         assertEquals(List.of(), timeouts);
+        assertEquals(Map.of(), t.preCommit(asked()));
+    }
+
+    @Test
+    void aBatchRefusedForItsDataIsHalvedUntilOnlyTheBadRecordGoesToTheDlq() {
+        LwwSinkTask t = task(Map.of(), true);
+        List<SinkRecord> records = new ArrayList<>();
+        for (int i = 0; i < 8; i++) {
+            records.add(row(i, i == 5 ? "poison" : "r" + i, 20 + i));
+        }
+        t.put(records);
+        assertEquals(List.of(records.get(5)), dlq);
+        String applied = String.join("", db.applied);
+        for (int i = 0; i < 8; i++) {
+            assertEquals(i != 5, applied.contains(i + "\tr" + i + "\n"), "record " + i);
+        }
+        assertTrue(db.attempts <= 1 + 2 * 3, "halving: at most two tries per level, got " + db.attempts);
+        assertEquals(Map.of(TP, new OffsetAndMetadata(28)), t.preCommit(asked()));
+        assertEquals(List.of(), timeouts);
+    }
+
+    @Test
+    void aTransientFailureWhileIsolatingIsRetriedAsAWhole() {
+        LwwSinkTask t = task(Map.of("cdc.retry.timeout.ms", "10000"), true);
+        db.failures.add(new SQLException("value too long", "22001"));
+        db.failures.add(new SQLException("gone", "08006"));
+        assertThrows(RetriableException.class, () -> t.put(List.of(row(1, "a", 10), row(2, "b", 11))));
+        assertEquals(List.of(), dlq);
+        assertEquals(Map.of(), t.preCommit(asked()));
+    }
+
+    @Test
+    void onlySqlStates22And23AreDataErrors() {
+        assertTrue(LwwSinkTask.isDataError(new SQLException("x", "22P02")));
+        assertTrue(LwwSinkTask.isDataError(new RuntimeException(new SQLException("x", "23514"))));
+        assertTrue(!LwwSinkTask.isDataError(new SQLException("x", "40001")));
+        assertTrue(!LwwSinkTask.isDataError(new SQLException("x", "42P01")));
+        assertTrue(!LwwSinkTask.isDataError(new SQLException("x")));
     }
 
     @Test
