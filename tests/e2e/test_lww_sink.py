@@ -230,3 +230,33 @@ def test_a_record_postgresql_refuses_goes_alone_to_the_dlq(
     assert b'"poison"' in (r.raw.value or b"")
     with connect_http(stack, timeout=60) as http:
         assert task_states(http, f"{POISON}-jdbc-sink") == ["RUNNING"]
+
+
+def test_switching_the_pipeline_to_lww_keeps_its_connector_and_offsets(
+    twin: dict[str, Any], cql: Session, local_stack: LocalStack, stack: Endpoints, tmp_path: Path
+) -> None:
+    """`writer: jdbc` -> `lww` by `cdcctl apply`: the same connector (name, consumer group,
+    offsets) now runs the own sink; the view keeps equal to Cassandra and new writes arrive."""
+    from tests.stackfixture import apply_on
+
+    model = twin["model"]
+    path = tmp_path / "lww-diff.yaml"
+    path.write_text(local_pipeline("lww-diff", KS, ["t"], writer="lww"))
+    apply_on(local_stack, [path])
+    connector = "lww-diff-jdbc-sink"
+    with connect_http(stack, timeout=60) as http:
+        config = http.get(f"/connectors/{connector}/config").json()
+        assert config["connector.class"] == "io.casscdcpg.lwwsink.LwwSinkConnector"
+        assert config["lww.tables"] == "t__tombstones,t"
+        wait_for(
+            "the switched connector's task RUNNING",
+            lambda: task_states(http, connector),
+            lambda states: states == ["RUNNING"],
+        )
+    cql.execute(f"INSERT INTO {KS}.t (pk, ck, a) VALUES (78, 1, 'after the switch')")
+    wait_for(
+        "the switched pipeline equals Cassandra",
+        lambda: differences(cql, stack.postgres_dsn, model),
+        lambda d: d == [],
+        deadline=180,
+    )
