@@ -45,7 +45,8 @@ test-c41 *tests=C41_CI_TESTS:
 
 # The e2e suites through the project's own sink (spec.sink.writer: lww, decision 0127): the first
 # pipeline, the semantics suite, the torture stream and the differential test, every pipeline
-# with CDC_SINK_WRITER=lww (~10 min; CI runs only the differential test, in `test`)
+# with CDC_SINK_WRITER=lww (~3 min on a warm stack; CI runs only the differential and the merge's
+# integration test, in `test`)
 test-lww *tests="tests/e2e/test_first_pipeline.py tests/e2e/test_semantics.py tests/e2e/test_torture.py tests/e2e/test_lww_sink.py tests/integration/test_lww_merge_sql.py":
     CDC_SINK_WRITER=lww python -m pytest {{tests}} -rA --durations=20
 
