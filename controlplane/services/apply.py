@@ -398,7 +398,7 @@ def _build_plan(
                     plan_postgres(p.name, t.qualified_name, ddl.statements, existing, marker)
                 )
             ctx = dataclasses.replace(base_ctx, secret_versions=_secret_versions(p, target))
-            rendered = render_pipeline(p, ctx, stopped)
+            rendered = render_pipeline(p, ctx, stopped, tables)
             bundles = _external_bundles(p, target, session)
             if bundles is not None:
                 rendered.sink_config[AGENT_BUNDLES_KEY] = json.dumps(
@@ -628,6 +628,15 @@ def apply_pipelines(
         loaded, target, agents=agents, prune=prune, prune_match=prune_match, report=report
     )
     result = execute_plan(planned, agents, report=report)
+    # A sink task that failed on a raw table dropped under it (42P01: a table recreated, a
+    # PostgreSQL side reset) runs again once apply has created the table.
+    created = {
+        c.pipeline
+        for c in planned.plan.changes
+        if c.kind == "postgres" and c.action in ("create", "update")
+    }
+    if created:
+        restart_failed_sinks(planned, created)
     if planned.plan.stopped:
         say = report or (lambda _m: None)
         for s in planned.plan.stopped:
