@@ -39,6 +39,7 @@ def deploy(
     keyspace: str,
     tables: Mapping[str, str],
     prelude: tuple[str, ...] = (),
+    writer: str = "jdbc",
 ) -> None:
     """(Re)create `keyspace` with `tables` ({name: CREATE TABLE body}), a clean PostgreSQL side,
     no sink connector, topics or sink offsets of an earlier run, and apply the pipeline (the
@@ -61,7 +62,7 @@ def deploy(
         ],
     )
     path = tmp / f"{name}.yaml"
-    path.write_text(local_pipeline(name, keyspace, tables.keys()))
+    path.write_text(local_pipeline(name, keyspace, tables.keys(), writer=writer))
     apply_on(stack, [path])
 
 
