@@ -17,8 +17,9 @@ demo:
 
 # Every test layer against the real services (the session fixture starts the stack if needed)
 test:
-    mvn -B -q -f transforms/pom.xml verify
+    mvn -B -q -f transforms/pom.xml install
     mvn -B -q -f transforms/vault-config-provider/pom.xml verify
+    mvn -B -q -f transforms/lww-sink/pom.xml verify
     python -m pytest tests/unit tests/fuzz tests/integration tests/e2e --cov=controlplane --cov-report=term --cov-report=xml --cov-fail-under=80 --durations=30
 
 # The local cluster profile: 3 Cassandra nodes, an agent per node, 2 Connect workers, in its own
@@ -41,6 +42,12 @@ test-c41 *tests=C41_CI_TESTS:
     trap 'cdcctl stack down' EXIT  # also when `stack up` fails half-way
     cdcctl stack up --port-offset "${CDC_C41_PORT_OFFSET:-5000}" --cassandra-version 4.1
     python -m pytest {{tests}} -rA --durations=20
+
+# The e2e suites through the project's own sink (spec.sink.writer: lww, decision 0127): the first
+# pipeline, the semantics suite, the torture stream and the differential test, every pipeline
+# with CDC_SINK_WRITER=lww (~10 min; CI runs only the differential test, in `test`)
+test-lww *tests="tests/e2e/test_first_pipeline.py tests/e2e/test_semantics.py tests/e2e/test_torture.py tests/e2e/test_lww_sink.py tests/integration/test_lww_merge_sql.py":
+    CDC_SINK_WRITER=lww python -m pytest {{tests}} -rA --durations=20
 
 # Unit tests only (with the fuzz suite's default examples and its corpus): no network, seconds
 unit:

@@ -2,7 +2,19 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable
+
+WRITER_ENV = "CDC_SINK_WRITER"
+"""`lww` runs every e2e pipeline through the project's own sink (`just test-lww`, decision 0127);
+unset or `jdbc`: the stock JDBC sink with the gate trigger (the manifest's default)."""
+
+
+def session_writer() -> str:
+    writer = os.environ.get(WRITER_ENV, "") or "jdbc"
+    if writer not in ("jdbc", "lww"):
+        raise ValueError(f"{WRITER_ENV}={writer!r}: expected jdbc or lww")
+    return writer
 
 
 def local_pipeline(
@@ -11,15 +23,15 @@ def local_pipeline(
     tables: Iterable[str],
     *,
     heartbeat: bool = False,
-    writer: str = "jdbc",
+    writer: str | None = None,
 ) -> str:
     """A manifest for the local stack. Every pipeline on the one Cassandra node shares the agent,
     hence the topic prefix `demo` (decision 0013); the password comes from CDC_PG_PASSWORD.
     Endpoints are the session stack's (tests.stackfixture: its port offset), and so is the
     Cassandra version (spec.source.cassandra.version: the sink corrects the 4.1 agent's dates);
     no `spec.connect.url`, so the target's Connect (http or https) is used. `heartbeat`: the
-    pipeline carries the heartbeat table (options.heartbeat, decision 0120); `writer`: the sink
-    (spec.sink.writer; the default one leaves the manifest as it was)."""
+    pipeline carries the heartbeat table (options.heartbeat, decision 0120). `writer`: the sink's
+    spec.sink.writer (default: $CDC_SINK_WRITER, else the manifest's default, jdbc)."""
     from tests.stackfixture import session_cassandra_version, session_ports
 
     p = session_ports()
@@ -27,6 +39,8 @@ def local_pipeline(
     # only on a 4.1 stack: a 5.0 manifest stays the default one, byte for byte
     version_line = f'      version: "{version}"\n' if version != "5.0" else ""
     options = "  options:\n    heartbeat: true\n" if heartbeat else ""
+    writer = writer or session_writer()
+    # only for lww: a jdbc manifest stays the default one, byte for byte
     writer_line = f"    writer: {writer}\n" if writer != "jdbc" else ""
     return f"""\
 apiVersion: cdc.casscdcpg.io/v1

@@ -90,14 +90,28 @@ def unpack_tar(archive: Path, dest: Path) -> Path:
     return dest
 
 
-def build_project(pom: Path, artifact: str, name: str) -> Path:
-    """`mvn package` a project of this repository once per source digest; return the artifact."""
+def build_project(pom: Path, artifact: str, name: str, depends_on: tuple[Path, ...] = ()) -> Path:
+    """`mvn package` a project of this repository once per source digest; return the artifact.
+
+    ``depends_on``: poms of this repository's projects it builds against; they are `mvn
+    install`ed into the local repository first and their sources are part of the digest."""
     src = pom.parent
-    key = content_key(pom, src / "src" / "main") if (src / "src" / "main").exists() else "none"
+    parts = [pom, src / "src" / "main"]
+    for dep in depends_on:
+        parts += [dep, dep.parent / "src" / "main"]
+    key = content_key(*(p for p in parts if p.exists()))
     target = cache_root() / "builds" / f"{name}-{key}"
     jar = target / Path(artifact).name
     if jar.exists():
         return jar
+    for dep in depends_on:
+        out = run([_mvn(), "-B", "-q", "-f", str(dep), "install", "-DskipTests"], timeout=1800)
+        if out.returncode != 0:
+            errors = [ln for ln in (out.stdout + out.stderr).splitlines() if "ERROR" in ln][:8]
+            raise ArtifactError(
+                f"installing {dep} (needed by {pom}) failed:\n" + "\n".join(errors),
+                hint=f"run `mvn -f {dep} install` to see the whole output",
+            )
     out = run([_mvn(), "-B", "-q", "-f", str(pom), "package", "-DskipTests"], timeout=1800)
     built = src / artifact
     if out.returncode != 0 or not built.exists():

@@ -71,6 +71,10 @@ STATE_COLUMNS: tuple[tuple[str, str], ...] = (
     ("_cdc_live_exp", "bigint"),
     ("_cdc_deleted_at", "bigint"),
 )
+#: ``_cdc_op`` of a row written by the set-based merge: the gate trigger lets it through.
+MERGE_OP = "m"
+#: Transaction-local setting the merge's transaction sets to 'on' (with MERGE_OP, see lww_trigger).
+MERGE_SETTING = "cdc.lww_merge"
 _MIN = "(-9223372036854775808)::bigint"
 _MAX = "9223372036854775807::bigint"
 _NOW_US = "(extract(epoch FROM now()) * 1000000)::bigint"
@@ -531,9 +535,15 @@ class _Gen:
         return _function(L)
 
     def lww_trigger(self) -> str:
+        # A row the set-based merge (generate_merge) already gated carries _cdc_op = MERGE_OP and
+        # is written in a transaction that set MERGE_SETTING: the trigger skips only such rows
+        # (a record cannot set a session setting, so no event can bypass the gate).
         return (
             f'CREATE OR REPLACE TRIGGER "cdc_lww" BEFORE INSERT OR UPDATE ON {self.n.raw_table}\n'
-            f"  FOR EACH ROW EXECUTE FUNCTION {self.n.function('__lww')}()"
+            f'  FOR EACH ROW WHEN (NEW."_cdc_op" IS DISTINCT FROM {quote_literal(MERGE_OP)}'
+            f" OR current_setting({quote_literal(MERGE_SETTING)}, true)"
+            f" IS DISTINCT FROM 'on')\n"
+            f"  EXECUTE FUNCTION {self.n.function('__lww')}()"
         )
 
     def tomb_apply_function(self) -> str:
@@ -693,3 +703,330 @@ def _upsert(target: str, keys: Sequence[str], rest: Sequence[str]) -> str:
     sets = ", ".join(f"{quote_ident(c)} = EXCLUDED.{quote_ident(c)}" for c in rest)
     # identifiers are quoted by quote_ident, values are placeholders
     return f"INSERT INTO {target} ({cols}) VALUES ({ph}) ON CONFLICT ({pk}) DO UPDATE SET {sets}"  # noqa: S608  # nosec B608  # quoted identifiers, values as %s
+
+
+# ---------------------------------------------------------------------- the set-based merge
+#
+# The project's own sink (transforms/lww-sink, decision 0126) COPYs a batch into a staging table
+# per target table and applies it with one statement. The merge below computes, for every key of
+# the batch, the state the gate trigger would reach after applying the batch's events one by one
+# in any order: the gate's rules are maxima (per column on (write time, null, expiry, value), the
+# row marker on (write time, expiry), the row tombstone on write time), so reducing the batch and
+# the existing row with the same orderings gives the same state (lww_model.visible_rows is the
+# declarative statement of it).
+
+#: Staging tables: ``<table>__stg_<hash>`` for rows, ``<table>__tstg_<hash>`` for tombstones
+#: (Cassandra table names have at most 48 characters, so both fit PostgreSQL's 63 bytes).
+ROW_STAGE_SUFFIX = "__stg_"
+TOMBSTONE_STAGE_SUFFIX = "__tstg_"
+
+
+class MergeSql(BaseModel):
+    """What the sink needs to apply one batch to one target (a raw table or its tombstones).
+
+    ``target`` is the record's topic after the sink's routing (the table name, or
+    ``<table>__tombstones``); ``columns`` the record fields in the staging table's (and COPY's)
+    order. The sink, per batch: ``lock_sql`` (session level, before the transaction; may be
+    empty), then in one REPEATABLE READ transaction ``copy_sql``, ``prepare_sql`` (may be empty)
+    and ``merge_sql``, commit, then ``unlock_sql``. ``stage_sql`` creates the session's staging
+    table (a temporary table emptied at every commit) once per connection."""
+
+    model_config = ConfigDict(frozen=True)
+
+    target: str
+    columns: tuple[str, ...]
+    stage_sql: str
+    copy_sql: str
+    lock_sql: str
+    prepare_sql: str
+    merge_sql: str
+    unlock_sql: str
+
+
+class TableMerge(BaseModel):
+    """The set-based merge of one Cassandra table: its rows and its tombstones."""
+
+    model_config = ConfigDict(frozen=True)
+
+    rows: MergeSql
+    tombstones: MergeSql
+
+
+def _stage_name(table: TableModel, suffix: str) -> str:
+    # the hash of the qualified name keeps two keyspaces' "orders" apart in one session
+    return f"{table.table}{suffix}{zlib.crc32(table.qualified_name.encode()):08x}"
+
+
+class _MergeGen:
+    def __init__(self, table: TableModel) -> None:
+        self.g = _Gen(table)
+        self.t = table
+        self.n = self.g.n
+
+    def keys(self, alias: str) -> str:
+        return ", ".join(f"{alias}.{self.g.q(c)}" for c in self.t.primary_key)
+
+    def join(self, a: str, b: str) -> str:
+        return " AND ".join(f"{a}.{self.g.q(c)} = {b}.{self.g.q(c)}" for c in self.t.primary_key)
+
+    def stage_ddl(self, name: str, cols: Sequence[str]) -> str:
+        body = ",\n  ".join(cols)
+        return (
+            f"CREATE TEMP TABLE IF NOT EXISTS {quote_ident(name)} (\n  {body}\n)"
+            " ON COMMIT DELETE ROWS"
+        )
+
+    def copy_sql(self, name: str, columns: Sequence[str]) -> str:
+        cols = ", ".join(quote_ident(c) for c in columns)
+        return f"COPY pg_temp.{quote_ident(name)} ({cols}) FROM STDIN"
+
+    # ------------------------------------------------------------------ rows
+
+    def row_columns(self) -> tuple[str, ...]:
+        # static columns are not staged: the agent never sends them (semantics_checks warns)
+        data = [c.name for c in (*self.t.primary_key, *self.t.regular)]
+        return (*data, *(n for n, _ in CONTRACT_COLUMNS))
+
+    def row_stage(self, name: str) -> str:
+        cols = [self.g.coldef(c) + " NOT NULL" for c in self.t.primary_key]
+        cols += [self.g.coldef(c) for c in self.t.regular]
+        cols += [
+            '"_cdc_writetime" bigint NOT NULL',
+            "\"_cdc_op\" text NOT NULL CHECK (\"_cdc_op\" IN ('i', 'u', 'd'))",
+            '"_cdc_set" text',
+            '"_cdc_expiry" text',
+            '"_cdc_snapshot" boolean',
+        ]
+        return self.stage_ddl(name, cols)
+
+    def events_cte(self, name: str) -> str:
+        """``ev``: the staged events with the gate's inputs decoded once."""
+        nonfrozen = {c.name for c in self.g.nonfrozen_collections()}
+        cols = [f"s.{self.g.q(c)}" for c in self.t.primary_key]
+        for c in self.t.regular:
+            q = self.g.q(c)
+            if c.name in nonfrozen:
+                # an empty non-frozen collection is null in Cassandra (the agent sends [] or {})
+                cols.append(
+                    f"CASE WHEN s.{q} IN ('[]'::jsonb, '{{}}'::jsonb) THEN NULL ELSE s.{q} END"
+                    f" AS {q}"
+                )
+            else:
+                cols.append(f"s.{q}")
+        cols += [
+            # a snapshot copy ranks below every live event (decision 0106)
+            f's."_cdc_writetime" - CASE WHEN s."_cdc_snapshot" THEN {SNAPSHOT_RANK_SHIFT}'
+            ' ELSE 0 END AS "_cdc_ts"',
+            's."_cdc_writetime"',
+            's."_cdc_op"',
+            'coalesce(s."_cdc_set"::jsonb, \'[]\'::jsonb) AS "_cdc_setj"',
+            'coalesce(s."_cdc_expiry"::jsonb, \'{}\'::jsonb) AS "_cdc_xinj"',
+        ]
+        sel = ",\n         ".join(cols)
+        return f"ev AS (\n  SELECT {sel}\n    FROM pg_temp.{quote_ident(name)} AS s\n)"  # noqa: S608  # nosec B608  # quoted identifiers
+
+    def keys_cte(self) -> str:
+        """``k``: one row per key, with the batch's newest row delete and write time."""
+        keys = self.keys("e")
+        return (
+            "k AS (\n"  # noqa: S608  # nosec B608  # quoted identifiers
+            f"  SELECT {keys},\n"
+            '         max(e."_cdc_ts") FILTER (WHERE e."_cdc_op" = \'d\') AS "_cdc_bdel",\n'
+            '         max(e."_cdc_writetime") AS "_cdc_bwt"\n'
+            "    FROM ev AS e\n"
+            f"   GROUP BY {keys}\n"
+            ")"
+        )
+
+    def base_cte(self) -> str:
+        """``b``: each key's row tombstone after the batch: the existing row's, or for a new row
+        the newest partition/range tombstone covering it (as the gate's INSERT path), and the
+        batch's row deletes."""
+        first = self.g.q(self.t.primary_key[0])
+        tomb = (
+            f'(SELECT max(tb."_cdc_writetime") FROM {self.n.tombstones_table} AS tb'  # noqa: S608  # nosec B608  # quoted identifiers
+            f" WHERE {self.g.tombstone_match('k', 'tb')})"
+        )
+        return (
+            "b AS (\n"  # noqa: S608  # nosec B608  # quoted identifiers
+            f'  SELECT {self.keys("k")}, k."_cdc_bwt",\n'
+            f'         greatest(CASE WHEN o.{first} IS NOT NULL THEN o."_cdc_deleted_at"\n'
+            f"                       ELSE {tomb} END,\n"
+            '                  k."_cdc_bdel") AS "_cdc_del"\n'
+            f"    FROM k LEFT JOIN {self.n.raw_table} AS o ON {self.join('o', 'k')}\n"
+            ")"
+        )
+
+    def cell_cte(self, i: int, c: Column) -> str:
+        """``c<i>``: regular column i's winner among the existing cell and the batch's writes
+        newer than the row tombstone: newest write time, then a null (cell tombstone), then
+        the later expiry (none lowest), then the greater value — lww_model._cell_rank."""
+        q, key, co = self.g.q(c), quote_literal(c.name), self.g.cmp_collate(c)
+        keys = self.keys("c")
+        return (
+            f"c{i} AS (\n"  # noqa: S608  # nosec B608  # quoted identifiers
+            f"  SELECT DISTINCT ON ({keys}) {keys},\n"
+            '         c."_cdc_v", c."_cdc_w", c."_cdc_x"\n'
+            "    FROM (\n"
+            f'      SELECT {self.keys("b")}, o.{q} AS "_cdc_v", o."_cdc_wt"[{i}] AS "_cdc_w",\n'
+            f'             o."_cdc_exp"[{i}] AS "_cdc_x", b."_cdc_del"\n'
+            f"        FROM b JOIN {self.n.raw_table} AS o ON {self.join('o', 'b')}\n"
+            f'       WHERE o."_cdc_wt"[{i}] IS NOT NULL\n'
+            "      UNION ALL\n"
+            f'      SELECT {self.keys("b")}, e.{q}, e."_cdc_ts",'
+            f' (e."_cdc_xinj" ->> {key})::bigint, b."_cdc_del"\n'
+            f"        FROM ev AS e JOIN b ON {self.join('e', 'b')}\n"
+            "       WHERE e.\"_cdc_op\" <> 'd'"
+            f' AND e."_cdc_setj" @> jsonb_build_array({key})\n'
+            "    ) AS c\n"
+            f'   WHERE c."_cdc_w" > coalesce(c."_cdc_del", {_MIN})\n'
+            f'   ORDER BY {keys}, c."_cdc_w" DESC, (c."_cdc_v" IS NULL) DESC,\n'
+            f'            coalesce(c."_cdc_x", {_MIN}) DESC, c."_cdc_v"{co} DESC\n'
+            ")"
+        )
+
+    def live_cte(self) -> str:
+        """``lv``: the row marker: the newest INSERT newer than the row tombstone; at the same
+        time the later expiry wins and no expiry beats any. An INSERT whose every set cell has
+        an expiry gives the marker the latest of them (USING TTL)."""
+        keys = self.keys("c")
+        row_exp = (
+            "CASE WHEN e.\"_cdc_xinj\" <> '{}'::jsonb AND NOT EXISTS (\n"
+            '               SELECT 1 FROM jsonb_array_elements_text(e."_cdc_setj") AS s(name)\n'
+            '                WHERE e."_cdc_xinj" -> s.name IS NULL)\n'
+            "             THEN (SELECT max(x.value::bigint)"
+            ' FROM jsonb_each_text(e."_cdc_xinj") AS x) END'
+        )
+        return (
+            "lv AS (\n"  # noqa: S608  # nosec B608  # quoted identifiers
+            f'  SELECT DISTINCT ON ({keys}) {keys}, c."_cdc_w", c."_cdc_x"\n'
+            "    FROM (\n"
+            f'      SELECT {self.keys("b")}, o."_cdc_live_ts" AS "_cdc_w",'
+            ' o."_cdc_live_exp" AS "_cdc_x", b."_cdc_del"\n'
+            f"        FROM b JOIN {self.n.raw_table} AS o ON {self.join('o', 'b')}\n"
+            '       WHERE o."_cdc_live_ts" IS NOT NULL\n'
+            "      UNION ALL\n"
+            f'      SELECT {self.keys("b")}, e."_cdc_ts",\n'
+            f"             {row_exp},\n"
+            '             b."_cdc_del"\n'
+            f"        FROM ev AS e JOIN b ON {self.join('e', 'b')}\n"
+            "       WHERE e.\"_cdc_op\" = 'i'\n"
+            "    ) AS c\n"
+            f'   WHERE c."_cdc_w" > coalesce(c."_cdc_del", {_MIN})\n'
+            f'   ORDER BY {keys}, c."_cdc_w" DESC, coalesce(c."_cdc_x", {_MAX}) DESC\n'
+            ")"
+        )
+
+    def row_merge(self, name: str) -> str:
+        reg = self.t.regular
+        ctes = [self.events_cte(name), self.keys_cte(), self.base_cte()]
+        ctes += [self.cell_cte(i, c) for i, c in enumerate(reg, start=1)]
+        ctes.append(self.live_cte())
+        data = [self.g.q(c) for c in reg]
+        state = [
+            '"_cdc_wt"',
+            '"_cdc_exp"',
+            '"_cdc_live_ts"',
+            '"_cdc_live_exp"',
+            '"_cdc_deleted_at"',
+        ]
+        contract = [quote_ident(n) for n, _ in CONTRACT_COLUMNS]
+        target_cols = [self.g.q(c) for c in self.t.primary_key] + data + contract + state
+        wts = ", ".join(f'c{i}."_cdc_w"' for i in range(1, len(reg) + 1))
+        exps = ", ".join(f'c{i}."_cdc_x"' for i in range(1, len(reg) + 1))
+        values = [
+            *(f"b.{self.g.q(c)}" for c in self.t.primary_key),
+            *(f'c{i}."_cdc_v"' for i in range(1, len(reg) + 1)),
+            # the contract columns say who wrote the row: the merge, at the batch's newest time
+            'b."_cdc_bwt"',
+            quote_literal(MERGE_OP),
+            "NULL",
+            "NULL",
+            "false",
+            f"ARRAY[{wts}]::bigint[]",
+            f"ARRAY[{exps}]::bigint[]",
+            'lv."_cdc_w"',
+            'lv."_cdc_x"',
+            'b."_cdc_del"',
+        ]
+        joins = "".join(
+            f"\n  LEFT JOIN c{i} ON {self.join(f'c{i}', 'b')}" for i in range(1, len(reg) + 1)
+        )
+        joins += f"\n  LEFT JOIN lv ON {self.join('lv', 'b')}"
+        changed = data + state
+        sets = ",\n      ".join(f"{c} = EXCLUDED.{c}" for c in data + contract + state)
+        old = ", ".join(f"t.{c}" for c in changed)
+        new = ", ".join(f"EXCLUDED.{c}" for c in changed)
+        pk = ", ".join(self.g.q(c) for c in self.t.primary_key)
+        return (
+            "WITH " + ",\n".join(ctes) + "\n"  # noqa: S608  # nosec B608  # quoted identifiers
+            f"INSERT INTO {self.n.raw_table} AS t ({', '.join(target_cols)})\n"  # nosec B608  # quoted identifiers
+            f"SELECT {', '.join(values)}\n"
+            f"  FROM b{joins}\n"
+            f"ON CONFLICT ({pk}) DO UPDATE SET\n      {sets}\n"
+            # a batch that changes nothing leaves no dead tuple, as the gate's RETURN NULL
+            f"  WHERE ({old}) IS DISTINCT FROM ({new})"
+        )
+
+    def rows(self) -> MergeSql:
+        name = _stage_name(self.t, ROW_STAGE_SUFFIX)
+        columns = self.row_columns()
+        return MergeSql(
+            target=self.t.table,
+            columns=columns,
+            stage_sql=self.row_stage(name),
+            copy_sql=self.copy_sql(name, columns),
+            # session-level twin of the gate's shared lock: held from before the transaction's
+            # snapshot to after its commit, so a tombstone committed meanwhile is either seen by
+            # the merge or applies itself to the merged rows (decision 0126)
+            lock_sql=f"SELECT pg_advisory_lock_shared({self.g.lock})",
+            prepare_sql=f"SELECT set_config({quote_literal(MERGE_SETTING)}, 'on', true)",
+            merge_sql=self.row_merge(name),
+            unlock_sql=f"SELECT pg_advisory_unlock_shared({self.g.lock})",
+        )
+
+    # ------------------------------------------------------------------ tombstones
+
+    def tombstones(self) -> MergeSql:
+        name = _stage_name(self.t, TOMBSTONE_STAGE_SUFFIX)
+        columns = (
+            "_cdc_tombstone_id",
+            *(c.name for c in self.t.partition_key),
+            "_cdc_writetime",
+            "_cdc_op",
+            "_cdc_range_start",
+            "_cdc_range_end",
+        )
+        cols = ['"_cdc_tombstone_id" text NOT NULL']
+        cols += [self.g.coldef(c) + " NOT NULL" for c in self.t.partition_key]
+        cols += [
+            '"_cdc_writetime" bigint NOT NULL',
+            "\"_cdc_op\" text NOT NULL CHECK (\"_cdc_op\" IN ('p', 'r'))",
+            '"_cdc_range_start" text',
+            '"_cdc_range_end" text',
+        ]
+        quoted = ", ".join(quote_ident(c) for c in columns)
+        # the id is the hash of the content: a known id is the same tombstone, so DO NOTHING
+        # equals the stock sink's DO UPDATE minus the re-run of the apply trigger
+        merge = (
+            f"INSERT INTO {self.n.tombstones_table} ({quoted})\n"  # nosec B608  # quoted identifiers
+            f"SELECT {quoted} FROM pg_temp.{quote_ident(name)}\n"
+            'ON CONFLICT ("_cdc_tombstone_id") DO NOTHING'
+        )
+        return MergeSql(
+            target=self.n.tombstones,
+            columns=columns,
+            stage_sql=self.stage_ddl(name, cols),
+            copy_sql=self.copy_sql(name, columns),
+            lock_sql="",
+            prepare_sql="",
+            merge_sql=merge,
+            unlock_sql="",
+        )
+
+
+def generate_merge(table: TableModel) -> TableMerge:
+    """The set-based LWW merge of one table for the project's own sink (decision 0126): the
+    gate's rules as one statement per batch, generated beside the trigger from the same model."""
+    gen = _MergeGen(table)
+    return TableMerge(rows=gen.rows(), tombstones=gen.tombstones())

@@ -756,6 +756,15 @@ class SinkRetry(_Model):
 
 class Sink(_Model):
     postgres: Postgres
+    writer: Literal["jdbc", "lww"] = Field(
+        default="jdbc",
+        description=(
+            "The sink connector: `jdbc`, the Debezium JDBC sink with the gate trigger applying "
+            "each row; `lww`, the project's own sink (transforms/lww-sink): COPY of each batch "
+            "into a staging table and one set-based last-write-wins merge per table, the same "
+            "rules (decisions 0126, 0127). Same connector name, topics, offsets and DLQ."
+        ),
+    )
     batch_size: int = Field(default=500, ge=1, le=100_000)
     tasks_max: int = Field(default=1, ge=1, le=64)
     standby_tasks: int = Field(

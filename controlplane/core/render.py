@@ -21,16 +21,17 @@ import hashlib
 import json
 import re
 import urllib.parse
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 
 import jinja2
 
-from controlplane.core.ddl import RAW_SCHEMA_SUFFIX
+from controlplane.core.ddl import RAW_SCHEMA_SUFFIX, MergeSql, TableMerge, generate_merge
 from controlplane.core.manifest import TOMBSTONES_TOPIC_SUFFIX, AgentKafkaTls, Pipeline
 from controlplane.core.properties import escape_value, load_properties
+from controlplane.core.schema_model import TableModel
 from controlplane.core.target import AgentCassandraSecurity
 
 CONNECTORS_DIR = Path(__file__).resolve().parents[2] / "connectors"
@@ -39,6 +40,11 @@ SINK_TEMPLATE = "jdbc-sink.json.j2"
 # The Debezium JDBC sink wrapped so its tasks wait out a PostgreSQL outage (transforms/, decision
 # 0103); every Debezium setting is passed through unchanged.
 SINK_CONNECTOR_CLASS = "io.casscdcpg.sink.RetryingJdbcSinkConnector"
+LWW_SINK_TEMPLATE = "lww-sink.json.j2"
+LWW_SINK_CONNECTOR_CLASS = "io.casscdcpg.lwwsink.LwwSinkConnector"
+"""The project's own sink (transforms/lww-sink, decisions 0126/0127): ``spec.sink.writer: lww``."""
+LWW_TABLES_KEY = "lww.tables"
+LWW_TABLE_PREFIX = "lww.table."
 AGENT_TEMPLATE = "agent.properties.j2"
 DRIVER_TEMPLATE = "driver.conf.j2"
 
@@ -214,6 +220,35 @@ def jdbc_url(pipeline: Pipeline, ca_file: str | None = None) -> str:
     return url
 
 
+def lww_sink_tables_config(merges: Iterable[TableMerge]) -> dict[str, str]:
+    """The LWW sink's per-table settings (LwwSinkConfig in transforms/lww-sink reads them):
+    ``lww.tables`` lists the targets (a record's topic after routing: the table, or
+    ``<table>__tombstones``); ``lww.table.<target>.<part>`` holds each generated statement, and
+    ``.columns`` the record fields in COPY order, each percent-encoded (UTF-8, nothing safe), so
+    a column name holding a comma or any other character survives the comma-separated list."""
+    out: dict[str, str] = {}
+    targets: list[str] = []
+    for merge in merges:
+        for m in (merge.tombstones, merge.rows):
+            targets.append(m.target)
+            out.update(_lww_target_config(m))
+    out[LWW_TABLES_KEY] = ",".join(targets)
+    return dict(sorted(out.items()))
+
+
+def _lww_target_config(m: MergeSql) -> dict[str, str]:
+    prefix = f"{LWW_TABLE_PREFIX}{m.target}."
+    return {
+        prefix + "columns": ",".join(urllib.parse.quote(c, safe="") for c in m.columns),
+        prefix + "stage": m.stage_sql,
+        prefix + "copy": m.copy_sql,
+        prefix + "lock": m.lock_sql,
+        prefix + "prepare": m.prepare_sql,
+        prefix + "merge": m.merge_sql,
+        prefix + "unlock": m.unlock_sql,
+    }
+
+
 def sink_application_name(pipeline: Pipeline) -> str:
     """``application_name`` of the sink's PostgreSQL sessions (pipeline names are URL-safe)."""
     return f"cdc-sink-{pipeline.name}"
@@ -295,22 +330,34 @@ def _render(ctx: RenderContext, template: str, **values: object) -> str:
 
 
 def render_sink_config(
-    pipeline: Pipeline, ctx: RenderContext, stopped: Mapping[str, str] | None = None
+    pipeline: Pipeline,
+    ctx: RenderContext,
+    stopped: Mapping[str, str] | None = None,
+    tables: Sequence[TableModel] | None = None,
 ) -> dict[str, str]:
-    """The JDBC sink connector config, normalised, with ownership markers and config hash.
+    """The sink connector config, normalised, with ownership markers and config hash.
 
     ``stopped``: {table: reason} of tables stopped by an incompatible schema change; their topics
-    are not consumed (the committed offsets stay, so consumption resumes there once rebuilt)."""
+    are not consumed (the committed offsets stay, so consumption resumes there once rebuilt).
+    ``tables``: the captured tables' models, which ``writer: lww`` needs for its generated SQL
+    (``lww.table.<target>.*``); without them (offline rendering) ``lww.tables`` is empty."""
     stopped = stopped or {}
     spec = pipeline.spec
+    lww = spec.sink.writer == "lww"
+    lww_tables: dict[str, str] = {}
+    if lww:
+        lww_tables = lww_sink_tables_config(
+            generate_merge(t) for t in tables or () if t.table not in stopped
+        )
     topics = rf"{re.escape(pipeline.topic_prefix)}\.{re.escape(pipeline.keyspace)}"
-    tables = "|".join(re.escape(t) for t in pipeline.captured_tables)
+    table_alt = "|".join(re.escape(t) for t in pipeline.captured_tables)
     batch_size = spec.sink.batch_size
     text = _render(
         ctx,
-        SINK_TEMPLATE,
+        LWW_SINK_TEMPLATE if lww else SINK_TEMPLATE,
         connector_name=sink_connector_name(pipeline),
-        connector_class=SINK_CONNECTOR_CLASS,
+        connector_class=LWW_SINK_CONNECTOR_CLASS if lww else SINK_CONNECTOR_CLASS,
+        lww_tables=lww_tables,
         pipeline_name=pipeline.name,
         tasks_max=str(spec.sink.tasks_max + spec.sink.standby_tasks),
         # An explicit list, not a regex: a regex subscription only notices topics created later
@@ -330,8 +377,8 @@ def render_sink_config(
         tombstones_suffix=TOMBSTONES_SUFFIX,
         # which agent writes the events: the 4.1 agent's dates need correcting (decision 0113)
         cassandra_version=spec.source.cassandra.version,
-        tombstone_topic_regex=rf"{topics}\.({tables}){re.escape(TOMBSTONES_SUFFIX)}",
-        row_topic_regex=rf"{topics}\.({tables})",
+        tombstone_topic_regex=rf"{topics}\.({table_alt}){re.escape(TOMBSTONES_SUFFIX)}",
+        row_topic_regex=rf"{topics}\.({table_alt})",
         retry_timeout_ms=str(spec.sink.retry.timeout_ms),
         retry_backoff_initial_ms=str(spec.sink.retry.backoff_initial_ms),
         retry_backoff_max_ms=str(spec.sink.retry.backoff_max_ms),
@@ -418,7 +465,10 @@ def render_driver_conf(pipeline: Pipeline, ctx: RenderContext) -> str:
 
 
 def render_pipeline(
-    pipeline: Pipeline, ctx: RenderContext, stopped: Mapping[str, str] | None = None
+    pipeline: Pipeline,
+    ctx: RenderContext,
+    stopped: Mapping[str, str] | None = None,
+    tables: Sequence[TableModel] | None = None,
 ) -> RenderedPipeline:
     managed = None
     if ctx.state_dir is not None and pipeline.spec.source.agent.mode == "managed":
@@ -429,6 +479,6 @@ def render_pipeline(
         )
     return RenderedPipeline(
         sink_name=sink_connector_name(pipeline),
-        sink_config=render_sink_config(pipeline, ctx, stopped),
+        sink_config=render_sink_config(pipeline, ctx, stopped, tables),
         managed_agent=managed,
     )

@@ -398,7 +398,7 @@ def _build_plan(
                     plan_postgres(p.name, t.qualified_name, ddl.statements, existing, marker)
                 )
             ctx = dataclasses.replace(base_ctx, secret_versions=_secret_versions(p, target))
-            rendered = render_pipeline(p, ctx, stopped)
+            rendered = render_pipeline(p, ctx, stopped, tables)
             bundles = _external_bundles(p, target, session)
             if bundles is not None:
                 rendered.sink_config[AGENT_BUNDLES_KEY] = json.dumps(

@@ -57,6 +57,8 @@ JDBC_SINK_CLASS = "io.debezium.connector.jdbc.JdbcSinkConnector"
 TRANSFORM_CLASS = "io.casscdcpg.transforms.CassandraToRow"
 VAULT_PROVIDER_PLUGIN = "cass-cdc-pg-vault-config-provider"
 VAULT_PROVIDER_JAR = "target/cass-cdc-pg-vault-config-provider.jar"
+LWW_SINK_PLUGIN = "cass-cdc-pg-lww-sink"
+LWW_SINK_JAR = "target/cass-cdc-pg-lww-sink.jar"
 # Templates rendered once per Cassandra node (its agent's too) or per Connect worker; the
 # function names the output file of instance i.
 PER_NODE_TEMPLATES: dict[str, Callable[[StackLayout, int], Path]] = {
@@ -171,7 +173,8 @@ def render_configs(
 
 
 def install_plugins(lay: StackLayout, root: Path, plugin_artifacts: Path, report: Reporter) -> None:
-    """plugin.path gets the JDBC sink archive, unpacked, and the project's own SMT jar."""
+    """plugin.path gets the JDBC sink archive, unpacked, the project's own SMT jar, the Vault
+    config provider and the project's own sink (with the SMT jar and pgjdbc)."""
     pdir = lay.plugins_dir
     pdir.mkdir(parents=True, exist_ok=True)
     archive = next(plugin_artifacts.glob("debezium-connector-jdbc-*-plugin.tar.gz"), None)
@@ -190,11 +193,26 @@ def install_plugins(lay: StackLayout, root: Path, plugin_artifacts: Path, report
     provider = root / "transforms" / "vault-config-provider" / "pom.xml"
     if provider.exists():
         report("connect", "building the Vault config provider")
-        jar = maven.build_project(provider, VAULT_PROVIDER_JAR, "vault-config-provider")
-        _install_jar(jar, pdir / VAULT_PROVIDER_PLUGIN)
+        provider_jar = maven.build_project(provider, VAULT_PROVIDER_JAR, "vault-config-provider")
+        _install_jar(provider_jar, pdir / VAULT_PROVIDER_PLUGIN)
     else:
         report("connect", f"no {provider.parent}: starting without ${{vault:...}}")
         shutil.rmtree(pdir / VAULT_PROVIDER_PLUGIN, ignore_errors=True)
+    # The project's own sink (`spec.sink.writer: lww`, decisions 0126/0127): its jar, the
+    # transforms jar it builds against (RetryPolicy; the SMT and converter its config names) and
+    # pgjdbc (the JDBC sink plugin's copy, the version the stock sink runs) in one directory.
+    lww = root / "transforms" / "lww-sink" / "pom.xml"
+    if lww.exists():
+        report("connect", "building the project's own sink (transforms/lww-sink)")
+        lww_jar = maven.build_project(
+            lww, LWW_SINK_JAR, "lww-sink", depends_on=(root / "transforms" / "pom.xml",)
+        )
+        pgjdbc = sorted(unpacked.rglob("postgresql-*.jar"))
+        if not pgjdbc:
+            raise StackError(f"no pgjdbc jar in the JDBC sink plugin {unpacked}")
+        _install_jars([lww_jar, jar, pgjdbc[-1]], pdir / LWW_SINK_PLUGIN)
+    else:
+        shutil.rmtree(pdir / LWW_SINK_PLUGIN, ignore_errors=True)
 
 
 def install_jmx_exporter(lay: StackLayout, plugin_artifacts: Path) -> None:
@@ -213,10 +231,16 @@ def vault_provider_installed(lay: StackLayout) -> bool:
 
 def _install_jar(jar: Path, plugin_dir: Path) -> None:
     """`jar` alone in its own plugin directory (an old version is removed)."""
+    _install_jars([jar], plugin_dir)
+
+
+def _install_jars(jars: list[Path], plugin_dir: Path) -> None:
+    """Exactly `jars` in their own plugin directory (old versions are removed)."""
     plugin_dir.mkdir(parents=True, exist_ok=True)
     for old in plugin_dir.glob("*.jar"):
         old.unlink()
-    shutil.copy2(jar, plugin_dir / jar.name)
+    for jar in jars:
+        shutil.copy2(jar, plugin_dir / jar.name)
 
 
 def _replace_symlink(link: Path, target: Path) -> None:

@@ -39,7 +39,7 @@ def deploy(
     keyspace: str,
     tables: Mapping[str, str],
     prelude: tuple[str, ...] = (),
-    writer: str = "jdbc",
+    writer: str | None = None,
 ) -> None:
     """(Re)create `keyspace` with `tables` ({name: CREATE TABLE body}), a clean PostgreSQL side,
     no sink connector, topics or sink offsets of an earlier run, and apply the pipeline (the

@@ -71,7 +71,7 @@ def test_layout_and_names() -> None:
         'CREATE OR REPLACE FUNCTION "Shop_cdc"."order__in_range"',
         'CREATE OR REPLACE FUNCTION "Shop_cdc"."order__lww"',
         'CREATE OR REPLACE TRIGGER "cdc_lww" BEFORE INSERT OR UPDATE ON "Shop_cdc"."order"\n'
-        '  FOR EACH ROW EXECUTE FUNCTION "Shop_cdc"."order__lww"',
+        "  FOR EACH ROW WHEN ",
         'CREATE OR REPLACE FUNCTION "Shop_cdc"."order__tomb_apply"',
         'CREATE OR REPLACE TRIGGER "cdc_tomb_apply" AFTER INSERT OR UPDATE ON '
         '"Shop_cdc"."order__tombstones"\n  FOR EACH ROW EXECUTE FUNCTION '
