@@ -70,7 +70,7 @@ def plot(
             ax.bar([x + i * width for x in range(len(xs))], ys, width, label=label)
         first = next(iter(series.values()), ([], []))[0]
         ax.set_xticks([x + width * (len(series) - 1) / 2 for x in range(len(first))])
-        ax.set_xticklabels([str(x) for x in first])
+        ax.set_xticklabels([f"{x:g}" for x in first])
     else:
         for label, (xs, ys) in series.items():
             ax.plot(xs, ys, label=label, linewidth=1)
