@@ -513,7 +513,7 @@ def test_a_new_run_records_its_default_diff_file() -> None:
 
 @pytest.mark.parametrize("run_id", ["../../etc/cron.d/x", "/abs/path", "a b\nc", "x" * 300, ".."])
 def test_default_diff_file_stays_in_the_current_directory(run_id: str) -> None:
-    from controlplane.services.verify import default_diff_path
+    from controlplane.core.verify_report import default_diff_path
 
     path = default_diff_path(run_id)
     assert path.parent == Path(".")

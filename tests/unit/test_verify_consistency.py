@@ -31,6 +31,8 @@ from controlplane.core.errors import (
     UsageError,
 )
 from controlplane.core.schema_model import Column, TableModel
+from controlplane.core.verify_report import COUNTERS, check
+from controlplane.core.verify_table import Table
 from controlplane.services import verify as v
 from tests.cli import cdcctl
 
@@ -241,7 +243,7 @@ def _verifier(monkeypatch: pytest.MonkeyPatch, attempts: list[Any], retries: int
     ver.stop = threading.Event()
     ver.local = threading.local()
     ver.cluster = None
-    ver.tables = {"t": v.Table(MODEL, "r")}
+    ver.tables = {"t": Table(MODEL, "r")}
     ver.events = []
     ver.say = lambda kind, data: ver.events.append((kind, dict(data)))
     ver.hosts = []
@@ -269,7 +271,7 @@ def _read(kind: str, host: str = "") -> CassandraReadError:
 def test_a_failed_read_is_retried_on_the_next_replica_and_counted_once(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    ok = dict.fromkeys(v.COUNTERS, 0) | {"read": 7, "valid": 7}
+    ok = dict.fromkeys(COUNTERS, 0) | {"read": 7, "valid": 7}
     ver = _verifier(monkeypatch, [_read("connection"), _read("unavailable"), ok])
     ver._do_task("t:00001")
     rec = ver.store.records["t:00001"]
@@ -308,7 +310,7 @@ def test_a_range_that_cannot_be_read_is_not_verified_never_missing(
         }
     ]
     with pytest.raises(NotVerifiedError) as info:
-        v.check(s)
+        check(s)
     assert info.value.exit_code == 8
     assert "not verified" in info.value.message
     assert "unavailable" in info.value.message
@@ -335,4 +337,4 @@ def test_not_verified_wins_over_differences_in_the_exit_code() -> None:
     s = v.summarize(store, "r")  # type: ignore[arg-type]
     assert s.as_dict()["not_verified_ranges"] == 1
     with pytest.raises(NotVerifiedError):
-        v.check(s)
+        check(s)
