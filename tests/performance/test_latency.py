@@ -57,8 +57,6 @@ spec:
   kafka:
     bootstrapServers: ["127.0.0.1:{kafka}"]
     topicPrefix: lat
-  connect:
-    url: http://127.0.0.1:{connect}
   sink:
     postgres:
       host: 127.0.0.1
@@ -77,7 +75,6 @@ def measure(st: LocalStack, tmp: Path, poll_ms: int) -> list[float]:
         MANIFEST.format(
             cassandra=p.cassandra,
             kafka=p.kafka,
-            connect=p.connect,
             postgres=p.postgres,
             poll=poll_ms,
             version=st.s.cassandra_version,

