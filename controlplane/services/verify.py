@@ -35,14 +35,15 @@ import random
 import secrets
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from controlplane.adapters import cassandra, metrics_http, postgres, private_files, tracing
 from controlplane.adapters.redis_store import DEFAULT_RUN_RETENTION_S, CheckpointStore
+from controlplane.core.canonical import UdtFields
 from controlplane.core.errors import CassandraReadError, CdcError, UsageError
 from controlplane.core.manifest import Pipeline
 from controlplane.core.manifest_loader import load_manifests
@@ -142,6 +143,58 @@ class VerifyOptions:
     read_retries: int = RetryPolicy().retries  # attempts of a range after its first (0: none)
 
 
+# ----------------------------------------------------------------------------- sessions
+
+
+@dataclass
+class Sessions:
+    """What a `Verifier` reads and records through, opened and closed by its caller
+    (`open_sessions`; tests pass fakes): the driver's cluster (token map, replicas) and scan
+    session, the checkpoint store, the keyspace's UDT fields, and the PostgreSQL DSN each
+    worker thread opens its own connection from (a psycopg connection is one thread's)."""
+
+    cluster: Any
+    cassandra: Any
+    store: CheckpointStore
+    dsn: str
+    local_datacenter: str | None = None
+    udts: UdtFields = field(default_factory=dict)
+
+
+@contextlib.contextmanager
+def open_sessions(
+    target: Target,
+    pipeline: Pipeline,
+    dsn: str,
+    redis_url: str | RedisEndpoint,
+    *,
+    keep_s: int = DEFAULT_RUN_RETENTION_S,
+) -> Iterator[Sessions]:
+    """The pipeline's Cassandra scan session and the checkpoint store, closed on exit."""
+    where = endpoints_for(target, pipeline)
+    cluster, session = cassandra.scan_session(
+        list(where.contact_points),
+        local_datacenter=where.local_datacenter,
+        hint=target.hint("Cassandra"),
+        security=cassandra_security(target),
+    )
+    try:
+        store = CheckpointStore(redis_url, retention_s=keep_s)
+        try:
+            yield Sessions(
+                cluster=cluster,
+                cassandra=session,
+                store=store,
+                dsn=dsn,
+                local_datacenter=where.local_datacenter,
+                udts=cassandra.udt_fields(session, pipeline.keyspace),
+            )
+        finally:
+            store.close()
+    finally:
+        cluster.shutdown()
+
+
 # ----------------------------------------------------------------------------- the run
 
 
@@ -155,42 +208,36 @@ class Verifier:
         opts: VerifyOptions,
         pipeline: Pipeline,
         models: list[TableModel],
-        dsn: str,
+        sessions: Sessions,
         *,
         progress: Progress | None = None,
     ) -> None:
+        """A run over ``sessions`` the caller opened (`open_sessions`) and closes: the
+        Verifier builds no connection but its worker threads' PostgreSQL ones."""
         self.o = opts
         self.p = pipeline
-        self.dsn = dsn
+        self.dsn = sessions.dsn
         self.say = progress or (lambda _kind, _data: None)
-        self.store = CheckpointStore(opts.redis_url, retention_s=opts.keep_s)
+        self.store = sessions.store
+        self.cluster, self.session = sessions.cluster, sessions.cassandra
+        self.local_dc = sessions.local_datacenter
         self.owner = f"{os.uname().nodename}:{os.getpid()}:{secrets.token_hex(4)}"
         self.run_id = opts.resume or opts.run_id or _new_run_id()
         self.tables = {m.table: Table(m, self.run_id) for m in models}
+        for t in self.tables.values():
+            t.udts = sessions.udts
         #: each table's prepared Cassandra statements (scan, by_pk, repair), by table name
         self.prepared: dict[str, dict[str, Any]] = {}
         self.lock = threading.Lock()
         self.held: set[str] = set()
+        self._failed_here: set[str] = set()  # ranges this process failed (not retaken here)
         self.stop = threading.Event()
         self.local = threading.local()
         self.conns: list[Any] = []  # every worker thread's PostgreSQL connection
         self.diff_path = opts.diff_file
         self.workers = opts.workers or max(2, 2 * (os.cpu_count() or 1))
-        target = opts.target
-        assert target is not None
-        where = endpoints_for(target, pipeline)
-        self.cluster, self.session = cassandra.scan_session(
-            list(where.contact_points),
-            local_datacenter=where.local_datacenter,
-            hint=target.hint("Cassandra"),
-            security=cassandra_security(target),
-        )
-        self.local_dc = where.local_datacenter
         self.policy = RetryPolicy(retries=max(0, opts.read_retries))
         self.consistency = parse_consistency(opts.consistency)
-        udts = cassandra.udt_fields(self.session, pipeline.keyspace)
-        for t in self.tables.values():
-            t.udts = udts
 
     def _prepare_statements(self) -> None:
         """Every table's statements, read at the run's consistency level."""
@@ -425,12 +472,6 @@ class Verifier:
                 with self.lock:
                     self.held.discard(task)
                 self.store.release(self.run_id, task, self.owner)
-
-    @property
-    def _failed_here(self) -> set[str]:
-        if not hasattr(self, "_failed"):
-            self._failed: set[str] = set()
-        return self._failed
 
     def _keep_leases(self) -> None:
         every = self.o.lease_ttl_ms / 3000
@@ -694,11 +735,11 @@ class Verifier:
             postgres.execute_many(conn, t.upsert, params)
 
     def close(self) -> None:
+        """Stop the lease keeper and close the worker threads' PostgreSQL connections; the
+        sessions passed in stay open (their opener closes them)."""
         self.stop.set()
         for conn in self.conns:
             conn.close()
-        self.cluster.shutdown()
-        self.store.close()
 
 
 def _task_index(task: str) -> int:
@@ -763,11 +804,12 @@ def run_verify(opts: VerifyOptions, *, progress: Progress | None = None) -> RunS
         for m in read_tables(pipeline, target=target)
         if m.table in pipeline.tables and opts.table in (None, m.table)
     ]
-    verifier = Verifier(opts, pipeline, models, dsn, progress=progress)
-    try:
-        return verifier.run()
-    finally:
-        verifier.close()
+    with open_sessions(target, pipeline, dsn, opts.redis_url, keep_s=opts.keep_s) as sessions:
+        verifier = Verifier(opts, pipeline, models, sessions, progress=progress)
+        try:
+            return verifier.run()
+        finally:
+            verifier.close()
 
 
 def list_runs(redis_url: str | RedisEndpoint, limit: int = 50) -> list[dict[str, Any]]:
