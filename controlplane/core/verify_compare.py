@@ -94,24 +94,74 @@ class RangeComparison:
 
 
 def compare_range(t: Table, c_rows: Iterable[Row], p_rows: Iterable[Row]) -> RangeComparison:
-    """Compare two token-ordered streams of one range, one token group per side in memory."""
+    """Compare two token-ordered streams of one range, one token group per side in memory.
+
+    The usual token holds one row a side: those two rows are first compared as they are
+    (`Table.same`: same Python types, equal values — C speed, no key, no canonical form) and
+    only when that says nothing are they keyed and classified (`compare_groups`); so is every
+    token with more rows, or rows on one side only. The verdicts are those of keying and
+    classifying every row."""
     out = RangeComparison()
-    n = len(t.pk)
-    for c_group, p_group in merge_groups(token_groups(c_rows), token_groups(p_rows)):
-        out.read += len(c_group)
-        p_by_key = {t.key(r[1 : 1 + n]): r[1:] for r in p_group}
-        for r in c_group:
-            row = r[1:]
-            key = t.key(row[:n])
-            p = p_by_key.pop(key, None)
-            s = classify(t, row, p, key)
-            if s is None:
-                out.valid += 1
-            else:
-                out.suspects.append(s)
-        for key, p in p_by_key.items():
-            out.suspects.append(classify(t, None, p, key))  # type: ignore[arg-type]
+    same = t.same
+    ci, pi = iter(c_rows), iter(p_rows)
+    c, p = next(ci, None), next(pi, None)
+    while c is not None and p is not None:
+        tok = c[0]
+        if tok == p[0]:
+            c_next, p_next = next(ci, None), next(pi, None)
+            if (c_next is None or c_next[0] != tok) and (p_next is None or p_next[0] != tok):
+                if same(c, p):
+                    out.read += 1
+                    out.valid += 1
+                else:
+                    compare_groups(t, [c], [p], out)
+                c, p = c_next, p_next
+                continue
+            c_group, c = _rest_of_group(tok, [c], c_next, ci)
+            p_group, p = _rest_of_group(tok, [p], p_next, pi)
+            compare_groups(t, c_group, p_group, out)
+        elif tok < p[0]:
+            c_group, c = _rest_of_group(tok, [c], next(ci, None), ci)
+            compare_groups(t, c_group, [], out)
+        else:
+            p_group, p = _rest_of_group(p[0], [p], next(pi, None), pi)
+            compare_groups(t, [], p_group, out)
+    while c is not None:
+        c_group, c = _rest_of_group(c[0], [c], next(ci, None), ci)
+        compare_groups(t, c_group, [], out)
+    while p is not None:
+        p_group, p = _rest_of_group(p[0], [p], next(pi, None), pi)
+        compare_groups(t, [], p_group, out)
     return out
+
+
+def _rest_of_group(
+    token: int, group: list[Row], nxt: Row | None, rows: Iterator[Row]
+) -> tuple[list[Row], Row | None]:
+    """``group`` completed with the rows of ``token`` from ``nxt`` on; and the first row of
+    the next token (None at the end)."""
+    while nxt is not None and nxt[0] == token:
+        group.append(nxt)
+        nxt = next(rows, None)
+    return group, nxt
+
+
+def compare_groups(t: Table, c_group: list[Row], p_group: list[Row], out: RangeComparison) -> None:
+    """The rows of one token on each side matched by primary key and classified into ``out``."""
+    n = len(t.pk)
+    out.read += len(c_group)
+    p_by_key = {t.key(r[1 : 1 + n]): r[1:] for r in p_group}
+    for r in c_group:
+        row = r[1:]
+        key = t.key(row[:n])
+        p = p_by_key.pop(key, None)
+        s = classify(t, row, p, key)
+        if s is None:
+            out.valid += 1
+        else:
+            out.suspects.append(s)
+    for key, p in p_by_key.items():
+        out.suspects.append(classify(t, None, p, key))  # type: ignore[arg-type]
 
 
 def newest_write_us(c_row: Sequence[Any], width: int) -> int | None:

@@ -134,6 +134,15 @@ class Table:
         cols = self.pk + self.reg
         return [canonical_cassandra(self.types[c], v) for c, v in zip(cols, row, strict=True)]
 
+    @staticmethod
+    def same(c_row: Sequence[Any], p_row: Sequence[Any]) -> bool:
+        """The cheap check before any canonical form: every value of the two rows (any layout,
+        the same on both sides) is the same object, or of the same Python type and equal —
+        the rule `diff` skips a column by, applied to the whole row at C speed. True means the
+        canonical forms are equal too (the keys match and no column differs); False says
+        nothing: the row is compared in canonical form."""
+        return c_row == p_row and list(map(type, c_row)) == list(map(type, p_row))
+
     def diff(self, c_row: Sequence[Any], p_row: Sequence[Any]) -> dict[str, Comparison]:
         """Differing regular columns of two rows laid out as pk + reg."""
         n = len(self.pk)

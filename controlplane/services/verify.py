@@ -60,8 +60,8 @@ from controlplane.core.target import RedisEndpoint, Target, endpoints_for
 from controlplane.core.token_ranges import (
     TokenRange,
     default_range_count,
-    partition_token,
     split_ring,
+    tokenizer,
 )
 from controlplane.core.verify_compare import (
     Suspect,
@@ -358,11 +358,10 @@ class Verifier:
     def _build_token_table(self, t: Table) -> int:
         postgres.execute(self.dsn, t.pg_token_ddl)
         npart = len(t.part)
-        types = t.part_types
+        token = tokenizer(t.part_types)
         with postgres.verify_connect(self.dsn) as src, postgres.connect(self.dsn) as dst:
             rows = (
-                (*k, partition_token(types, k[:npart]))
-                for k in postgres.stream(src, t.pg_keys, [], itersize=10_000)
+                (*k, token(k[:npart])) for k in postgres.stream(src, t.pg_keys, [], itersize=10_000)
             )
             n = postgres.copy_rows(dst, t.pg_token_copy, rows)
         postgres.execute(self.dsn, t.pg_token_index)

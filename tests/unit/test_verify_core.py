@@ -394,3 +394,72 @@ def test_diff_line(t: Table) -> None:
     skipped = diff_line("r", t, s, "skipped", repaired=False, task=None, at=2.0)
     assert json.loads(skipped)["kind"] == "skipped"
     assert json.loads(skipped)["range"] is None
+
+
+# ----------------------------------------------------------------------------- the cheap check
+
+
+def test_same_is_equal_values_of_the_same_type(t: Table) -> None:
+    nan = float("nan")
+    assert t.same((1, T, "x", 1.5, None, None), (1, T, "x", 1.5, None, None))
+    assert t.same((1, nan), (1, nan))  # the same object, as `diff` skips it
+    assert not t.same((1, nan), (1, float("nan")))
+    assert not t.same((1, T, "x"), (1, T_PG, "x"))  # naive vs aware: canonical form decides
+    assert not t.same((1, 1), (1, 1.0))  # equal, not the same type
+    assert not t.same((1, True), (1, 1))
+    assert not t.same((1, [1, 2]), (1, (1, 2)))
+    assert not t.same((1, {1, 2}), (1, frozenset({1, 2})))
+    assert not t.same((1, "x"), (1, "y"))
+
+
+def _reference(t: Table, c_rows: list[Any], p_rows: list[Any]) -> RangeComparison:
+    """compare_range without the cheap check: every row keyed and classified."""
+    out = RangeComparison()
+    n = len(t.pk)
+    for cg, pg in merge_groups(token_groups(iter(c_rows)), token_groups(iter(p_rows))):
+        out.read += len(cg)
+        p_by_key = {t.key(r[1 : 1 + n]): r[1:] for r in pg}
+        for r in cg:
+            key = t.key(r[1 : 1 + n])
+            s = classify(t, r[1:], p_by_key.pop(key, None), key)
+            if s is None:
+                out.valid += 1
+            else:
+                out.suspects.append(s)
+        out.suspects.extend(classify(t, None, p, k) for k, p in p_by_key.items())  # type: ignore[misc]
+    return out
+
+
+def test_the_cheap_check_never_changes_a_verdict(t: Table) -> None:
+    """Random rows, most equal on both sides, some equal only in canonical form (aware vs
+    naive timestamps, an empty map vs NULL, a set vs a list, equal decimals-like floats),
+    some different: compare_range classifies exactly as keying and classifying every row."""
+    import random
+
+    rnd = random.Random(6)
+    a_values = ["x", "y", "", None]
+    f_values = [1.5, -0.0, 0.0, None, 2.25]
+    m_values: list[Any] = [None, {}, {"k": 1}, {"k": 2}]
+    s_values: list[Any] = [None, [], [1, 2], {1, 2}, [2, 1], [1, 2, 2], {1, 2, 3}]
+    for _round in range(300):
+        c_rows, p_rows = [], []
+        for token in sorted(rnd.sample(range(1000), 12)):
+            for id_ in range(rnd.choice([1, 1, 1, 2])):
+                c = row(id_, T, rnd.choice(a_values), rnd.choice(f_values))
+                c = (*c[:4], rnd.choice(m_values), rnd.choice(s_values))
+                side = rnd.random()
+                p = (id_, rnd.choice([T, T_PG]), *c[2:])
+                if side < 0.2:
+                    p = (*p[:2], rnd.choice(a_values), rnd.choice(f_values), *p[4:])
+                elif side < 0.35:
+                    p = (*p[:4], rnd.choice(m_values), rnd.choice(s_values))
+                if side < 0.9:
+                    c_rows.append((token, *c))
+                if side > 0.05:
+                    p_rows.append((token, *p))
+        got = compare_range(t, iter(c_rows), iter(p_rows))
+        want = _reference(t, c_rows, p_rows)
+        assert (got.read, got.valid) == (want.read, want.valid)
+        assert [(s.kind, s.key, s.signature) for s in got.suspects] == [
+            (s.kind, s.key, s.signature) for s in want.suspects
+        ]
