@@ -230,12 +230,14 @@ def verify_connect(conninfo: str) -> psycopg.Connection:
 def stream(
     conn: psycopg.Connection, stmt: str, params: Sequence[Any], *, itersize: int = 2000
 ) -> Iterable[tuple[Any, ...]]:
-    """Rows of a query through a server-side cursor, ``itersize`` rows at a time."""
+    """Rows of a query through a server-side cursor, ``itersize`` rows at a time (a batch
+    yielded from its list: iterating the cursor itself costs a Python call per row)."""
     try:
         with conn.transaction(), conn.cursor(name="cdc_verify_stream") as cur:
             cur.itersize = itersize
             cur.execute(stmt, params)
-            yield from cur
+            while rows := cur.fetchmany(itersize):
+                yield from rows
     except psycopg.Error as exc:
         raise PostgresError(f"PostgreSQL query failed: {exc}") from exc
 

@@ -254,7 +254,9 @@ def verify(
     finally:
         bar.stop()
     _emit(summary.as_dict(), output)
-    svc.check(summary)  # exit 8 with ranges not verified, else 6 while differences remain
+    from controlplane.core.verify_report import check
+
+    check(summary)  # exit 8 with ranges not verified, else 6 while differences remain
 
 
 def _emit(data: dict[str, Any], output: OutputFormat) -> None:

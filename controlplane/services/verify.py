@@ -19,21 +19,23 @@ Algorithm (docs/verify.md):
    tombstone through the gate. The row is read again to count it corrected.
 6. Differences go to a JSONL file; counters and status per range to Redis; the run fails with
    `DifferencesFoundError` while differences remain.
+
+This module is the orchestration: the worker loop, its leases, sessions, Redis store and
+progress. What it runs is pure and lives in core: the statements and row comparison of a table
+(core.verify_table), the merge and classification of a range (core.verify_compare), the repair
+events (core.verify_repair), and the counters, summary and diff-file lines (core.verify_report).
 """
 
 from __future__ import annotations
 
 import contextlib
 import contextvars
-import hashlib
-import json
 import os
 import random
-import re
 import secrets
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,21 +43,8 @@ from typing import Any
 
 from controlplane.adapters import cassandra, metrics_http, postgres, private_files, tracing
 from controlplane.adapters.redis_store import DEFAULT_RUN_RETENTION_S, CheckpointStore
-from controlplane.core.canonical import (
-    Comparison,
-    UdtFields,
-    canonical_cassandra,
-    canonical_json,
-    compare,
-)
-from controlplane.core.ddl import pg_names, quote_ident, sink_upsert_sql
-from controlplane.core.errors import (
-    CassandraReadError,
-    CdcError,
-    DifferencesFoundError,
-    NotVerifiedError,
-    UsageError,
-)
+from controlplane.core.canonical import UdtFields
+from controlplane.core.errors import CassandraReadError, CdcError, UsageError
 from controlplane.core.manifest import Pipeline
 from controlplane.core.manifest_loader import load_manifests
 from controlplane.core.read_retry import (
@@ -66,33 +55,37 @@ from controlplane.core.read_retry import (
     replica_for_attempt,
     replica_order,
 )
-from controlplane.core.schema_model import CqlType, TableModel
+from controlplane.core.schema_model import TableModel
 from controlplane.core.target import RedisEndpoint, Target, endpoints_for
 from controlplane.core.token_ranges import (
     TokenRange,
     default_range_count,
-    partition_token,
     split_ring,
+    tokenizer,
 )
+from controlplane.core.verify_compare import (
+    Suspect,
+    classify,
+    compare_range,
+    newest_write_us,
+    recheck_outcome,
+)
+from controlplane.core.verify_repair import repair_events, to_cql, to_pg
+from controlplane.core.verify_report import (
+    CORRECTED,
+    COUNTERS,
+    FINAL,
+    RunSummary,
+    check,
+    default_diff_path,
+    diff_line,
+    not_verified_counters,
+    range_status,
+    remaining,
+    run_summary,
+)
+from controlplane.core.verify_table import Table
 from controlplane.services.targets import cassandra_security
-
-COUNTERS = (
-    "read",
-    "valid",
-    "mismatch",
-    "missing",
-    "extra",
-    "corrected_mismatch",
-    "corrected_missing",
-    "deleted_extra",
-    "skipped",
-    "error",
-    "rechecked",  # rows that differed at first and matched when read again after the lag
-    "retries",  # range reads done again after a temporary Cassandra failure (decision 0102)
-)
-FINAL = frozenset({"PASS", "DIFF"})
-NOT_VERIFIED_LISTED = 50  # ranges listed in a summary (all are counted)
-TOKEN_COL = "_cdc_token"  # noqa: S105  # nosec B105  # a column name, not a secret
 
 Progress = Callable[[str, Mapping[str, Any]], None]
 
@@ -150,212 +143,59 @@ class VerifyOptions:
     read_retries: int = RetryPolicy().retries  # attempts of a range after its first (0: none)
 
 
+# ----------------------------------------------------------------------------- sessions
+
+
 @dataclass
-class RunSummary:
-    run_id: str
-    status: str
-    tables: list[str]
-    ranges: int
-    statuses: dict[str, int]
-    counters: dict[str, int]
-    diff_file: str | None
-    elapsed_s: float = 0.0
-    rows_per_s: float = 0.0
-    consistency: str = DEFAULT_CONSISTENCY
-    #: ranges not verified: FAIL (reads failed after their retries), STARTED or NOT_STARTED
-    not_verified: list[dict[str, Any]] = field(default_factory=list)
+class Sessions:
+    """What a `Verifier` reads and records through, opened and closed by its caller
+    (`open_sessions`; tests pass fakes): the driver's cluster (token map, replicas) and scan
+    session, the checkpoint store, the keyspace's UDT fields, and the PostgreSQL DSN each
+    worker thread opens its own connection from (a psycopg connection is one thread's)."""
 
-    @property
-    def remaining(self) -> int:
-        c = self.counters
-        return (
-            c["missing"]
-            + c["mismatch"]
-            + c["extra"]
-            - c["corrected_missing"]
-            - c["corrected_mismatch"]
-            - c["deleted_extra"]
-        )
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "run": self.run_id,
-            "status": self.status,
-            "tables": self.tables,
-            "ranges": self.ranges,
-            "range_status": self.statuses,
-            "counters": self.counters,
-            "remaining_differences": self.remaining,
-            "diff_file": self.diff_file,
-            "elapsed_s": round(self.elapsed_s, 2),
-            "rows_per_s": round(self.rows_per_s, 1),
-            "consistency": self.consistency,
-            "not_verified_ranges": len(self.not_verified),
-            "not_verified": self.not_verified[:NOT_VERIFIED_LISTED],
-        }
+    cluster: Any
+    cassandra: Any
+    store: CheckpointStore
+    dsn: str
+    local_datacenter: str | None = None
+    udts: UdtFields = field(default_factory=dict)
 
 
-# ----------------------------------------------------------------------------- a table
-
-
-def _to_cql(v: Any) -> Any:
-    """A psycopg value as a Cassandra driver parameter."""
-    import ipaddress
-
-    if isinstance(v, ipaddress.IPv4Address | ipaddress.IPv6Address):
-        return str(v)
-    return v
-
-
-def _to_pg(v: Any) -> Any:
-    """A Cassandra driver value as a psycopg parameter."""
-    import datetime as dt
-
-    if hasattr(v, "days_from_epoch") and hasattr(v, "date"):  # cassandra.util.Date
-        return v.date()
-    if hasattr(v, "nanosecond_time") and hasattr(v, "time"):  # cassandra.util.Time
-        return v.time()
-    if isinstance(v, dt.datetime) and v.tzinfo is None:
-        return v.replace(tzinfo=dt.UTC)
-    if hasattr(v, "nanoseconds") and hasattr(v, "months"):  # cassandra.util.Duration
-        return f"{v.months} months {v.days} days {v.nanoseconds // 1000} microseconds"
-    return v
-
-
-class Table:
-    """Everything the verify of one table needs: names, statements, column types."""
-
-    def __init__(self, model: TableModel, run_id: str) -> None:
-        self.model = model
-        self.names = pg_names(model)
-        self.pk = [c.name for c in model.primary_key]
-        self.part = [c.name for c in model.partition_key]
-        self.part_types = [c.cql_type for c in model.partition_key]
-        self.reg = [c.name for c in model.regular]
-        self.types: dict[str, CqlType] = {c.name: c.type for c in model.columns}
-        self.pk_raw = [c.cql_type in _RAW_KEY_TYPES for c in model.primary_key]
-        run_hash = hashlib.sha256(run_id.encode()).hexdigest()[:8]
-        self.token_table = f"{model.table}__vt_{run_hash}"
-        q = quote_ident
-        ks, tb = q(model.keyspace), q(model.table)
-        cols = ", ".join(q(c) for c in self.pk + self.reg)
-        tok = f"token({', '.join(q(c) for c in self.part)})"
-        where_pk = " AND ".join(f"{q(c)} = ?" for c in self.pk)
-        self.cql_scan = f"SELECT {tok}, {cols} FROM {ks}.{tb} WHERE {tok} > ? AND {tok} <= ?"  # noqa: S608  # nosec B608  # quoted identifiers
-        self.cql_by_pk = f"SELECT {cols} FROM {ks}.{tb} WHERE {where_pk}"  # noqa: S608  # nosec B608  # quoted identifiers
-        meta = "".join(f", WRITETIME({q(c)}), TTL({q(c)})" for c in self.reg)
-        self.cql_repair = f"SELECT {cols}{meta} FROM {ks}.{tb} WHERE {where_pk}"  # noqa: S608  # nosec B608  # quoted identifiers
-        # kt: (pk, token) COPYed from the client; tt: the live view's rows with their token,
-        # built from kt by one join, then read per range through its token index.
-        tt = f"{q(self.names.raw_schema)}.{q(self.token_table)}"
-        kt = f"{q(self.names.raw_schema)}.{q(f'{model.table}__vk_{run_hash}')}"
-        self.pg_token_table = tt
-        join = " AND ".join(f"v.{q(c)} = k.{q(c)}" for c in self.pk)
-        vcols = ", ".join(f"v.{q(c)}" for c in self.pk + self.reg)
-        tk = q(TOKEN_COL)
-        self.pg_range = (
-            f"SELECT {tk}, {cols} FROM {tt} "  # noqa: S608  # nosec B608  # quoted identifiers
-            f"WHERE {tk} > %s AND {tk} <= %s ORDER BY {tk}"
-        )
-        where_pg = " AND ".join(f"{q(c)} = %s" for c in self.pk)
-        self.pg_by_pk = f"SELECT {cols} FROM {self.names.live_view} WHERE {where_pg}"  # noqa: S608  # nosec B608  # quoted identifiers (PgNames, quote_ident), values as %s
-        self.pg_raw_by_pk = (
-            f'SELECT {cols}, "_cdc_wt", "_cdc_live_ts", "_cdc_deleted_at" '  # noqa: S608  # nosec B608  # quoted identifiers (PgNames, quote_ident), values as %s
-            f"FROM {self.names.raw_table} WHERE {where_pg}"
-        )
-        self.pg_keys = f"SELECT {', '.join(q(c) for c in self.pk)} FROM {self.names.live_view}"  # noqa: S608  # nosec B608  # quoted identifiers (PgNames, quote_ident), values as %s
-        self.upsert = sink_upsert_sql(model)
-        pk_defs = ", ".join(f"{q(c.name)} {_pg_type(c.cql_type)}" for c in model.primary_key)
-        self.pg_token_ddl = [
-            f"DROP TABLE IF EXISTS {tt}",
-            f"DROP TABLE IF EXISTS {kt}",
-            f"CREATE UNLOGGED TABLE {kt} ({pk_defs}, {tk} bigint NOT NULL)",
-        ]
-        self.pg_token_copy = f"COPY {kt} ({', '.join(q(c) for c in self.pk)}, {tk}) FROM STDIN"
-        self.pg_token_index = [
-            f"CREATE UNLOGGED TABLE {tt} AS SELECT k.{tk}, {vcols} "  # noqa: S608  # nosec B608  # quoted identifiers (PgNames, quote_ident), values as %s
-            f"FROM {kt} AS k JOIN {self.names.live_view} AS v ON {join}",
-            f"CREATE INDEX ON {tt} ({tk})",
-            f"ANALYZE {tt}",
-            f"DROP TABLE {kt}",
-        ]
-        self.pg_token_drop = [f"DROP TABLE IF EXISTS {tt}", f"DROP TABLE IF EXISTS {kt}"]
-        self.prepared: dict[str, Any] = {}
-        #: UDT field types of the keyspace (set once connected): compare reads jsonb by them
-        self.udts: UdtFields = {}
-
-    @property
-    def name(self) -> str:
-        return self.model.qualified_name
-
-    def key(self, values: Sequence[Any]) -> Any:
-        """A primary key that is equal for a Cassandra row and its PostgreSQL copy: the value
-        itself where both drivers return equal Python values (text, integers, uuid...), the
-        canonical JSON otherwise (timestamps, dates, inet...)."""
-        return tuple(
-            v if raw else canonical_json(canonical_cassandra(self.types[c], v))
-            for c, v, raw in zip(self.pk, values, self.pk_raw, strict=True)
-        )
-
-    def key_dict(self, values: Sequence[Any]) -> dict[str, Any]:
-        return {
-            c: canonical_cassandra(self.types[c], v) for c, v in zip(self.pk, values, strict=True)
-        }
-
-    def diff(self, c_row: Sequence[Any], p_row: Sequence[Any]) -> dict[str, Comparison]:
-        """Differing regular columns of two rows laid out as pk + reg."""
-        n = len(self.pk)
-        out: dict[str, Comparison] = {}
-        for i, col in enumerate(self.reg, start=n):
-            a, b = c_row[i], p_row[i]
-            if a is b or (type(a) is type(b) and a == b):
-                continue  # same Python type and equal: the canonical forms are equal too
-            cmp = compare(self.types[col], a, b, udts=self.udts)
-            if not cmp.equal:
-                out[col] = cmp
-        return out
-
-
-#: Key types both drivers return as equal, equally hashed Python values (str, int, UUID, bool,
-#: bytes, Decimal; varint: int vs Decimal, equal and same hash).
-_RAW_KEY_TYPES = frozenset(
-    {
-        "ascii",
-        "text",
-        "varchar",
-        "int",
-        "bigint",
-        "smallint",
-        "tinyint",
-        "uuid",
-        "timeuuid",
-        "boolean",
-        "blob",
-        "varint",
-        "decimal",
-    }
-)
-
-
-def _pg_type(cql_type: str) -> str:
-    from controlplane.core.schema_model import Column
-    from controlplane.core.types import pg_type
-
-    col = Column(name="k", cql_type=cql_type, kind="regular")
-    return pg_type(col, keyspace="-", table="-")
+@contextlib.contextmanager
+def open_sessions(
+    target: Target,
+    pipeline: Pipeline,
+    dsn: str,
+    redis_url: str | RedisEndpoint,
+    *,
+    keep_s: int = DEFAULT_RUN_RETENTION_S,
+) -> Iterator[Sessions]:
+    """The pipeline's Cassandra scan session and the checkpoint store, closed on exit."""
+    where = endpoints_for(target, pipeline)
+    cluster, session = cassandra.scan_session(
+        list(where.contact_points),
+        local_datacenter=where.local_datacenter,
+        hint=target.hint("Cassandra"),
+        security=cassandra_security(target),
+    )
+    try:
+        store = CheckpointStore(redis_url, retention_s=keep_s)
+        try:
+            yield Sessions(
+                cluster=cluster,
+                cassandra=session,
+                store=store,
+                dsn=dsn,
+                local_datacenter=where.local_datacenter,
+                udts=cassandra.udt_fields(session, pipeline.keyspace),
+            )
+        finally:
+            store.close()
+    finally:
+        cluster.shutdown()
 
 
 # ----------------------------------------------------------------------------- the run
-
-
-@dataclass
-class _Suspect:
-    kind: str  # missing | extra | mismatch
-    pk: tuple[Any, ...]  # Cassandra-side (driver) values when known, else PostgreSQL's
-    key: Any
-    signature: str
-    columns: dict[str, Comparison] = field(default_factory=dict)
-    newest_write_us: int | None = None  # Cassandra's newest WRITETIME of the row, when read
 
 
 class Verifier:
@@ -368,46 +208,42 @@ class Verifier:
         opts: VerifyOptions,
         pipeline: Pipeline,
         models: list[TableModel],
-        dsn: str,
+        sessions: Sessions,
         *,
         progress: Progress | None = None,
     ) -> None:
+        """A run over ``sessions`` the caller opened (`open_sessions`) and closes: the
+        Verifier builds no connection but its worker threads' PostgreSQL ones."""
         self.o = opts
         self.p = pipeline
-        self.dsn = dsn
+        self.dsn = sessions.dsn
         self.say = progress or (lambda _kind, _data: None)
-        self.store = CheckpointStore(opts.redis_url, retention_s=opts.keep_s)
+        self.store = sessions.store
+        self.cluster, self.session = sessions.cluster, sessions.cassandra
+        self.local_dc = sessions.local_datacenter
         self.owner = f"{os.uname().nodename}:{os.getpid()}:{secrets.token_hex(4)}"
         self.run_id = opts.resume or opts.run_id or _new_run_id()
         self.tables = {m.table: Table(m, self.run_id) for m in models}
+        for t in self.tables.values():
+            t.udts = sessions.udts
+        #: each table's prepared Cassandra statements (scan, by_pk, repair), by table name
+        self.prepared: dict[str, dict[str, Any]] = {}
         self.lock = threading.Lock()
         self.held: set[str] = set()
+        self._failed_here: set[str] = set()  # ranges this process failed (not retaken here)
         self.stop = threading.Event()
         self.local = threading.local()
         self.conns: list[Any] = []  # every worker thread's PostgreSQL connection
         self.diff_path = opts.diff_file
         self.workers = opts.workers or max(2, 2 * (os.cpu_count() or 1))
-        target = opts.target
-        assert target is not None
-        where = endpoints_for(target, pipeline)
-        self.cluster, self.session = cassandra.scan_session(
-            list(where.contact_points),
-            local_datacenter=where.local_datacenter,
-            hint=target.hint("Cassandra"),
-            security=cassandra_security(target),
-        )
-        self.local_dc = where.local_datacenter
         self.policy = RetryPolicy(retries=max(0, opts.read_retries))
         self.consistency = parse_consistency(opts.consistency)
-        udts = cassandra.udt_fields(self.session, pipeline.keyspace)
-        for t in self.tables.values():
-            t.udts = udts
 
     def _prepare_statements(self) -> None:
         """Every table's statements, read at the run's consistency level."""
         cl = self.consistency
         for t in self.tables.values():
-            t.prepared = {
+            self.prepared[t.model.table] = {
                 "scan": cassandra.prepare(self.session, t.cql_scan, consistency=cl),
                 "by_pk": cassandra.prepare(self.session, t.cql_by_pk, consistency=cl),
                 "repair": cassandra.prepare(self.session, t.cql_repair, consistency=cl),
@@ -522,11 +358,10 @@ class Verifier:
     def _build_token_table(self, t: Table) -> int:
         postgres.execute(self.dsn, t.pg_token_ddl)
         npart = len(t.part)
-        types = t.part_types
+        token = tokenizer(t.part_types)
         with postgres.verify_connect(self.dsn) as src, postgres.connect(self.dsn) as dst:
             rows = (
-                (*k, partition_token(types, k[:npart]))
-                for k in postgres.stream(src, t.pg_keys, [], itersize=10_000)
+                (*k, token(k[:npart])) for k in postgres.stream(src, t.pg_keys, [], itersize=10_000)
             )
             n = postgres.copy_rows(dst, t.pg_token_copy, rows)
         postgres.execute(self.dsn, t.pg_token_index)
@@ -637,12 +472,6 @@ class Verifier:
                     self.held.discard(task)
                 self.store.release(self.run_id, task, self.owner)
 
-    @property
-    def _failed_here(self) -> set[str]:
-        if not hasattr(self, "_failed"):
-            self._failed: set[str] = set()
-        return self._failed
-
     def _keep_leases(self) -> None:
         every = self.o.lease_ttl_ms / 3000
         while not self.stop.wait(every):
@@ -709,20 +538,14 @@ class Verifier:
                 span.set(status="FAIL", error_kind=type(exc).__name__, retries=retries)
                 return
         counters["retries"] = retries
-        remaining = (
-            counters["missing"]
-            + counters["mismatch"]
-            + counters["extra"]
-            - counters["corrected_missing"]
-            - counters["corrected_mismatch"]
-            - counters["deleted_extra"]
-        )
-        status = "DIFF" if remaining else "PASS"
+        status = range_status(counters)
         done = {**base, "status": status, **counters, "replica": host}  # None: driver's choice
         if failed:
             done["failed_attempts"] = failed
         self.store.set_range(self.run_id, task, done)
-        span.set(status=status, rows=counters["read"], remaining=remaining, retries=retries)
+        span.set(
+            status=status, rows=counters["read"], remaining=remaining(counters), retries=retries
+        )
         RANGES.labels(t.name, status).inc()
         self.say(
             "range", {"task": task, "status": status, "rows": counters["read"], "retries": retries}
@@ -744,9 +567,7 @@ class Verifier:
     ) -> None:
         """The range could not be read: FAIL, i.e. not verified — none of its rows counted
         valid or missing; `--resume` reads it again."""
-        counters = dict.fromkeys(COUNTERS, 0)
-        counters["error"] = 1
-        counters["retries"] = retries
+        counters = not_verified_counters(retries)
         self._failed_here.add(task)
         kind = getattr(exc, "kind", type(exc).__name__)
         self.store.set_range(
@@ -791,96 +612,69 @@ class Verifier:
         """One attempt at a range: Cassandra's rows read through ``host`` (a replica of the
         range; None: the driver chooses). Raises on a failed read; counts nothing then."""
         counters = dict.fromkeys(COUNTERS, 0)
-        suspects: list[_Suspect] = []
         c_rows = cassandra.stream(
             self.session,
-            t.prepared["scan"],
+            self.prepared[t.model.table]["scan"],
             (rng.start, rng.end),
             fetch_size=self.o.fetch_size,
             host=host,
         )
         p_rows = postgres.stream(self._pg(), t.pg_range, (rng.start, rng.end))
         first_seen = time.monotonic()
-        for c_group, p_group in _merge(_groups(c_rows), _groups(p_rows)):
-            counters["read"] += len(c_group)
-            p_by_key = {t.key(r[1 : 1 + len(t.pk)]): r[1:] for r in p_group}
-            for r in c_group:
-                row = r[1:]
-                key = t.key(row[: len(t.pk)])
-                p = p_by_key.pop(key, None)
-                s = self._classify(t, row, p, key)
-                if s is None:
-                    counters["valid"] += 1
-                else:
-                    suspects.append(s)
-            for key, p in p_by_key.items():
-                suspects.append(self._classify(t, None, p, key))  # type: ignore[arg-type]
+        found = compare_range(t, c_rows, p_rows)
+        counters["read"] += found.read
+        counters["valid"] += found.valid
         ROWS.labels(t.name).inc(counters["read"])
-        if suspects:
-            final = self._recheck(t, suspects, first_seen, counters)
+        if found.suspects:
+            final = self._recheck(t, found.suspects, first_seen, counters)
             self._report(t, task, final, counters)
         return counters
 
-    def _classify(
-        self, t: Table, c: Sequence[Any] | None, p: Sequence[Any] | None, key: Any
-    ) -> _Suspect | None:
-        n = len(t.pk)
-        if c is None and p is None:
-            return None
-        if p is None:
-            assert c is not None
-            return _Suspect("missing", tuple(c[:n]), key, canonical_json(["m", _canon_row(t, c)]))
-        if c is None:
-            return _Suspect("extra", tuple(p[:n]), key, canonical_json(["e", _canon_row(t, p)]))
-        cols = t.diff(c, p)
-        if not cols:
-            return None
-        sig = canonical_json(["x", {k: [v.cassandra, v.postgres] for k, v in sorted(cols.items())}])
-        return _Suspect("mismatch", tuple(c[:n]), key, sig, cols)
-
-    def _observe(self, t: Table, suspects: list[_Suspect]) -> list[_Suspect | None]:
+    def _observe(self, t: Table, suspects: list[Suspect]) -> list[Suspect | None]:
         """Read each suspect's row again on both sides (by primary key), with Cassandra's
         write times so a recent write can be told from a settled difference."""
         c_res = cassandra.execute_concurrent(
-            self.session, t.prepared["repair"], [[_to_cql(v) for v in s.pk] for s in suspects]
+            self.session,
+            self.prepared[t.model.table]["repair"],
+            [[to_cql(v) for v in s.pk] for s in suspects],
         )
         width = len(t.pk) + len(t.reg)
-        out: list[_Suspect | None] = []
+        out: list[Suspect | None] = []
         conn = self._pg()
         for s, c_rows in zip(suspects, c_res, strict=True):
-            p_rows = postgres.fetch(conn, t.pg_by_pk, [_to_pg(v) for v in s.pk])
+            p_rows = postgres.fetch(conn, t.pg_by_pk, [to_pg(v) for v in s.pk])
             c = c_rows[0] if c_rows else None
             p = p_rows[0] if p_rows else None
-            new = self._classify(t, c[:width] if c else None, p, s.key)
+            new = classify(t, c[:width] if c else None, p, s.key)
             if new is not None and c is not None:
-                times = [w for w in c[width::2] if w is not None]
-                new.newest_write_us = max(times, default=None)
+                new.newest_write_us = newest_write_us(c, width)
             out.append(new)
         return out
 
     def _recheck(
-        self, t: Table, suspects: list[_Suspect], first_seen: float, counters: dict[str, int]
-    ) -> list[_Suspect]:
+        self, t: Table, suspects: list[Suspect], first_seen: float, counters: dict[str, int]
+    ) -> list[Suspect]:
         """Keep only differences that stay the same across two reads one lag apart."""
         pending = suspects
-        final: list[_Suspect] = []
+        final: list[Suspect] = []
         wait_until = first_seen + self.o.lag_s
         for _round in range(max(1, self.o.rechecks)):
             delay = wait_until - time.monotonic()
             if delay > 0:
                 time.sleep(delay)
             now = self._observe(t, pending)
-            still: list[_Suspect] = []
+            still: list[Suspect] = []
             settled_before = int((time.time() - self.o.lag_s) * 1_000_000)
             for old, new in zip(pending, now, strict=True):
-                if new is None:
+                outcome = recheck_outcome(old, new, settled_before)
+                if outcome == "matched":
                     counters["valid"] += 1
                     counters["rechecked"] += 1
-                elif new.signature == old.signature and (
-                    new.newest_write_us is None or new.newest_write_us < settled_before
-                ):
+                elif outcome == "settled":
+                    assert new is not None
                     final.append(new)  # the same twice, and no write of the last lag: settled
                 else:
+                    assert new is not None
                     still.append(new)
             pending = still
             if not pending:
@@ -893,7 +687,7 @@ class Verifier:
 
     # ------------------------------------------------------------------ report and repair
 
-    def _report(self, t: Table, task: str, final: list[_Suspect], counters: dict[str, int]) -> None:
+    def _report(self, t: Table, task: str, final: list[Suspect], counters: dict[str, int]) -> None:
         for s in final:
             counters[s.kind] += 1
             DIFFS.labels(t.name, s.kind).inc()
@@ -906,47 +700,32 @@ class Verifier:
                 for s, new in zip(to_fix, after, strict=True):
                     if new is None:
                         fixed.add(s.key)
-                        kind = {
-                            "missing": "corrected_missing",
-                            "mismatch": "corrected_mismatch",
-                            "extra": "deleted_extra",
-                        }[s.kind]
+                        kind = CORRECTED[s.kind]
                         counters[kind] += 1
                         DIFFS.labels(t.name, kind).inc()
         for s in final:
             self._write_diff(t, s, s.kind, repaired=s.key in fixed, task=task)
 
     def _write_diff(
-        self, t: Table, s: _Suspect, kind: str, *, repaired: bool, task: str | None = None
+        self, t: Table, s: Suspect, kind: str, *, repaired: bool, task: str | None = None
     ) -> None:
-        rec = {
-            "run": self.run_id,
-            "table": t.name,
-            "range": task,
-            "kind": kind,
-            "key": t.key_dict(s.pk),
-            "columns": {
-                c: {"cassandra": v.cassandra, "postgres": v.postgres, "note": v.note}
-                for c, v in sorted(s.columns.items())
-            },
-            "repaired": repaired,
-            "at": time.time(),
-        }
-        line = json.dumps(rec, sort_keys=True, default=str) + "\n"
+        line = diff_line(self.run_id, t, s, kind, repaired=repaired, task=task, at=time.time())
         assert self.diff_path is not None
         with self.lock, private_files.open_append(self.diff_path) as fh:
             fh.write(line)
 
-    def _repair(self, t: Table, suspects: list[_Suspect]) -> None:
+    def _repair(self, t: Table, suspects: list[Suspect]) -> None:
         """Write Cassandra's current row through the sink's statement (the LWW gate)."""
         c_res = cassandra.execute_concurrent(
-            self.session, t.prepared["repair"], [[_to_cql(v) for v in s.pk] for s in suspects]
+            self.session,
+            self.prepared[t.model.table]["repair"],
+            [[to_cql(v) for v in s.pk] for s in suspects],
         )
         conn = self._pg()
         params: list[tuple[Any, ...]] = []
         now_us = int(time.time() * 1_000_000)
         for s, rows in zip(suspects, c_res, strict=True):
-            pk_pg = [_to_pg(v) for v in s.pk]
+            pk_pg = [to_pg(v) for v in s.pk]
             raw = postgres.fetch(conn, t.pg_raw_by_pk, pk_pg)
             params.extend(
                 repair_events(t, pk_pg, rows[0] if rows else None, raw[0] if raw else None, now_us)
@@ -955,132 +734,17 @@ class Verifier:
             postgres.execute_many(conn, t.upsert, params)
 
     def close(self) -> None:
+        """Stop the lease keeper and close the worker threads' PostgreSQL connections; the
+        sessions passed in stay open (their opener closes them)."""
         self.stop.set()
         for conn in self.conns:
             conn.close()
-        self.cluster.shutdown()
-        self.store.close()
-
-
-def repair_events(
-    t: Table,
-    pk: Sequence[Any],
-    c_row: Sequence[Any] | None,
-    raw: Sequence[Any] | None,
-    now_us: int,
-) -> list[tuple[Any, ...]]:
-    """Sink-shaped events (pk, regular values, _cdc_writetime, _cdc_op, _cdc_set, _cdc_expiry,
-    _cdc_snapshot) that make the raw row converge to ``c_row`` through the gate.
-
-    ``c_row``: Cassandra's pk + regular values + (WRITETIME, TTL) per regular column, or None
-    when Cassandra has no row. ``raw``: the raw PostgreSQL row (pk + regular values, _cdc_wt,
-    _cdc_live_ts, _cdc_deleted_at), or None.
-
-    - Each Cassandra cell is written with its own WRITETIME (and expiry from its TTL), one event
-      per distinct (write time, expiry) so the gate compares each column on its true time.
-    - A cell null in Cassandra but not in PostgreSQL gets a cell tombstone one microsecond newer
-      than PostgreSQL's write time of it (Cassandra does not expose a tombstone's time).
-    - A row Cassandra has with no non-null cell gets an INSERT (row marker) at ``now_us``.
-    - A row Cassandra does not have gets a row tombstone newer than anything PostgreSQL holds.
-    """
-    n, reg = len(t.pk), t.reg
-    events: list[tuple[Any, ...]] = []
-
-    def event(op: str, ts: int, values: Mapping[str, Any], expiry: Mapping[str, int]) -> None:
-        events.append(
-            (
-                *pk,
-                *(_to_pg(values.get(c)) for c in reg),
-                ts,
-                op,
-                json.dumps(sorted(values)),
-                json.dumps(dict(expiry)) if expiry else None,
-                False,
-            )
-        )
-
-    raw_vals = list(raw[n : n + len(reg)]) if raw else [None] * len(reg)
-    raw_wt = list(raw[n + len(reg)] or []) if raw else []
-    if c_row is None:
-        if raw is None:
-            return events
-        times = [x for x in raw_wt if x is not None] + [x for x in raw[-2:] if x is not None]
-        event("d", max(times, default=now_us) + 1, dict.fromkeys(reg), {})
-        return events
-    groups: dict[tuple[int, int | None], dict[str, Any]] = {}
-    expiries: dict[tuple[int, int | None], dict[str, int]] = {}
-    for i, col in enumerate(reg):
-        value = c_row[n + i]
-        wt = c_row[n + len(reg) + 2 * i]
-        ttl = c_row[n + len(reg) + 2 * i + 1]
-        if value is not None and wt is not None:
-            exp = now_us + int(ttl) * 1_000_000 if ttl else None
-            groups.setdefault((int(wt), exp), {})[col] = value
-            if exp is not None:
-                expiries.setdefault((int(wt), exp), {})[col] = exp
-        elif value is None and raw_vals[i] is not None:
-            ts = (raw_wt[i] if i < len(raw_wt) and raw_wt[i] is not None else now_us) + 1
-            groups.setdefault((ts, None), {})[col] = None
-    for (ts, _exp), values in sorted(groups.items(), key=lambda kv: kv[0][0]):
-        event("u", ts, values, expiries.get((ts, _exp), {}))
-    if all(c_row[n + i] is None for i in range(len(reg))):
-        event("i", now_us, {}, {})
-    return events
 
 
 def _task_index(task: str) -> int:
     """``orders:00017`` -> 17: spreads consecutive ranges over the replicas."""
     tail = task.rpartition(":")[2]
     return int(tail) if tail.isdigit() else 0
-
-
-def _canon_row(t: Table, row: Sequence[Any]) -> list[Any]:
-    cols = t.pk + t.reg
-    return [canonical_cassandra(t.types[c], v) for c, v in zip(cols, row, strict=True)]
-
-
-def _groups(rows: Iterable[tuple[Any, ...]]) -> Iterator[tuple[int, list[tuple[Any, ...]]]]:
-    """Consecutive rows with the same token (column 0)."""
-    current: int | None = None
-    buf: list[tuple[Any, ...]] = []
-    for row in rows:
-        if row[0] != current:
-            if buf:
-                yield current, buf  # type: ignore[misc]
-            current, buf = row[0], [row]
-        else:
-            buf.append(row)
-    if buf:
-        yield current, buf  # type: ignore[misc]
-
-
-def _merge(
-    a: Iterator[tuple[int, list[tuple[Any, ...]]]], b: Iterator[tuple[int, list[tuple[Any, ...]]]]
-) -> Iterator[tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]]:
-    """Pair token groups of two token-ordered streams (an empty list where a side has none)."""
-    ga, gb = next(a, None), next(b, None)
-    while ga is not None or gb is not None:
-        if gb is None or (ga is not None and ga[0] < gb[0]):
-            assert ga is not None
-            yield ga[1], []
-            ga = next(a, None)
-        elif ga is None or gb[0] < ga[0]:
-            yield [], gb[1]
-            gb = next(b, None)
-        else:
-            yield ga[1], gb[1]
-            ga, gb = next(a, None), next(b, None)
-
-
-def default_diff_path(run_id: str) -> Path:
-    """``verify-<run id>.jsonl`` in the current directory, the run id reduced to letters,
-    digits, ``.``, ``_`` and ``-`` (a run id is user input: ``--run-id ../../x`` must not
-    leave the directory); a reduced id gets a hash of the original so two ids never share a
-    file."""
-    safe = re.sub(r"[^A-Za-z0-9._-]", "_", run_id)[:100]
-    if safe != run_id:
-        safe += "-" + hashlib.sha256(run_id.encode("utf-8", "surrogatepass")).hexdigest()[:8]
-    return Path(f"verify-{safe}.jsonl")
 
 
 def _new_run_id() -> str:
@@ -1096,42 +760,7 @@ def summarize(
     meta = meta or store.run(run_id)
     if meta is None:
         raise UsageError(f"no verify run {run_id} in Redis", hint="see `cdcctl verify runs`")
-    records = store.ranges(run_id)
-    statuses: dict[str, int] = {}
-    counters = dict.fromkeys(COUNTERS, 0)
-    not_verified: list[dict[str, Any]] = []
-    for task, rec in sorted(records.items()):
-        status = rec.get("status", "NOT_STARTED")
-        statuses[status] = statuses.get(status, 0) + 1
-        for c in COUNTERS:
-            counters[c] += int(rec.get(c, 0))
-        if status not in FINAL:
-            not_verified.append(
-                {
-                    "task": task,
-                    "status": status,
-                    "error_kind": rec.get("error_kind"),
-                    "error_message": rec.get("error_message"),
-                    "retries": int(rec.get("retries", 0)),
-                }
-            )
-    if statuses.get("FAIL") or statuses.get("STARTED") or statuses.get("NOT_STARTED"):
-        status = "INCOMPLETE"
-    elif statuses.get("DIFF"):
-        status = "DIFF"
-    else:
-        status = "PASS"
-    return RunSummary(
-        run_id=run_id,
-        status=status,
-        tables=list(meta.get("tables", [])),
-        ranges=len(records),
-        statuses=statuses,
-        counters=counters,
-        diff_file=meta.get("diff_file"),
-        consistency=str(meta.get("consistency") or DEFAULT_CONSISTENCY),
-        not_verified=not_verified,
-    )
+    return run_summary(run_id, meta, store.ranges(run_id))
 
 
 def _pipeline(manifests: Sequence[str]) -> tuple[Pipeline, Path]:
@@ -1174,32 +803,12 @@ def run_verify(opts: VerifyOptions, *, progress: Progress | None = None) -> RunS
         for m in read_tables(pipeline, target=target)
         if m.table in pipeline.tables and opts.table in (None, m.table)
     ]
-    verifier = Verifier(opts, pipeline, models, dsn, progress=progress)
-    try:
-        return verifier.run()
-    finally:
-        verifier.close()
-
-
-def check(summary: RunSummary) -> None:
-    """Raise for a run that is not clean: failed/unfinished ranges first, then differences."""
-    if summary.status == "INCOMPLETE":
-        kinds = sorted({str(r["error_kind"]) for r in summary.not_verified if r["error_kind"]})
-        why = f" (reads failed: {', '.join(kinds)})" if kinds else ""
-        raise NotVerifiedError(
-            f"verify run {summary.run_id}: {len(summary.not_verified)} of {summary.ranges} "
-            f"range(s) not verified{why} at {summary.consistency}; they are not counted as "
-            "differences",
-            hint=f"resume it with `cdcctl verify -f MANIFEST --resume {summary.run_id}` "
-            "(e.g. once the nodes are back, or with --consistency the cluster can meet)",
-        )
-    if summary.remaining > 0:
-        raise DifferencesFoundError(
-            f"verify run {summary.run_id}: {summary.remaining} difference(s) remain "
-            f"(missing {summary.counters['missing']}, mismatch {summary.counters['mismatch']}, "
-            f"extra {summary.counters['extra']}); details in {summary.diff_file}",
-            hint="repair with --repair (and --delete-extra for extra rows), then verify again",
-        )
+    with open_sessions(target, pipeline, dsn, opts.redis_url, keep_s=opts.keep_s) as sessions:
+        verifier = Verifier(opts, pipeline, models, sessions, progress=progress)
+        try:
+            return verifier.run()
+        finally:
+            verifier.close()
 
 
 def list_runs(redis_url: str | RedisEndpoint, limit: int = 50) -> list[dict[str, Any]]:

@@ -19,8 +19,9 @@ import pytest
 from cassandra.cluster import Session
 
 from controlplane.adapters import cassandra, postgres
-from controlplane.core.token_ranges import split_ring
-from controlplane.services import verify as v
+from controlplane.core.token_ranges import partition_token, split_ring
+from controlplane.core.verify_compare import merge_groups, token_groups
+from controlplane.core.verify_table import Table
 from tests.integration.verify_support import pg_password, running_stack
 from tests.performance import test_verify_benchmark as bench
 from tests.stackfixture import cql_cluster
@@ -47,7 +48,7 @@ def test_pk_lookups_vs_token_side_table(cql: Session) -> None:
     dsn = ep.postgres_dsn
     bench._create(cql, dsn, SIDE)
     bench._load(cql, dsn, 0, ROWS, SIDE)
-    table = v.Table(bench.model(SIDE), "decision-0030")
+    table = Table(bench.model(SIDE), "decision-0030")
     cluster, session = cassandra.scan_session(
         ep.cassandra_host, ep.cassandra_port, security=ep.cassandra_security
     )
@@ -79,7 +80,7 @@ def test_pk_lookups_vs_token_side_table(cql: Session) -> None:
     with postgres.verify_connect(dsn) as src, postgres.connect(dsn) as dst:
         keys = postgres.stream(src, table.pg_keys, [], itersize=10_000)
         postgres.copy_rows(
-            dst, table.pg_token_copy, ((*k, v.partition_token(table.part_types, k)) for k in keys)
+            dst, table.pg_token_copy, ((*k, partition_token(table.part_types, k)) for k in keys)
         )
     postgres.execute(dsn, table.pg_token_index)
     build_s = time.monotonic() - t0
@@ -87,7 +88,7 @@ def test_pk_lookups_vs_token_side_table(cql: Session) -> None:
     for r in ranges:
         c_rows = cassandra.stream(session, scan, (r.start, r.end), fetch_size=1000)
         p_rows = postgres.stream(conn, table.pg_range, (r.start, r.end))
-        for cg, pg in v._merge(v._groups(c_rows), v._groups(p_rows)):
+        for cg, pg in merge_groups(token_groups(c_rows), token_groups(p_rows)):
             by_key = {p[1]: p[1:] for p in pg}
             matched_b += sum(
                 1 for c in cg if c[1] in by_key and not table.diff(c[1:], by_key[c[1]])

@@ -480,11 +480,10 @@ def verifier(store: FakeStore, run_id: str, *, resume: bool, diff_file: Path | N
         run_id=None if resume else run_id,
         diff_file=diff_file,
     )
-    ver: Any = v.Verifier.__new__(v.Verifier)  # no Cassandra: only the run bookkeeping is tested
-    ver.o, ver.p, ver.store, ver.run_id = opts, loaded.pipeline, store, run_id
+    # no Cassandra nor PostgreSQL: only the run bookkeeping is tested, over a fake store
+    sessions = v.Sessions(cluster=None, cassandra=None, store=store, dsn="")  # type: ignore[arg-type]
+    ver: Any = v.Verifier(opts, loaded.pipeline, [], sessions)
     ver.tables = {"users": object(), "orders": object()}
-    ver.owner = "me"
-    ver.diff_path = diff_file
     ver._tasks = lambda: {"users:00000": {}}
     return ver
 
@@ -513,7 +512,7 @@ def test_a_new_run_records_its_default_diff_file() -> None:
 
 @pytest.mark.parametrize("run_id", ["../../etc/cron.d/x", "/abs/path", "a b\nc", "x" * 300, ".."])
 def test_default_diff_file_stays_in_the_current_directory(run_id: str) -> None:
-    from controlplane.services.verify import default_diff_path
+    from controlplane.core.verify_report import default_diff_path
 
     path = default_diff_path(run_id)
     assert path.parent == Path(".")

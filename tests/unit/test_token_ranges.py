@@ -21,6 +21,7 @@ from controlplane.core.token_ranges import (
     routing_key,
     serialize_value,
     split_ring,
+    tokenizer,
 )
 
 
@@ -92,3 +93,39 @@ def test_psycopg_values_serialise_like_driver_values() -> None:
     )
     with pytest.raises(ValueError, match="cannot serialise"):
         serialize_value("nonsense", 1)
+
+
+@pytest.mark.parametrize(
+    ("types", "values"),
+    [
+        (["bigint"], [0]),
+        (["bigint"], [-(2**63)]),
+        (["bigint"], [2**63 - 1]),
+        (["int"], [1]),
+        (["int"], [-(2**31)]),
+        (["smallint"], [-7]),
+        (["tinyint"], [127]),
+        (["text"], [""]),
+        (["text"], ["zürich ✓"]),
+        (["varchar"], ["x" * 300]),
+        (["uuid"], [uuid.UUID(int=12345)]),
+        (["timestamp"], [dt.datetime(2024, 1, 1, tzinfo=dt.UTC)]),
+        (["bigint", "text"], [5, "ap"]),
+        (["text", "int", "uuid"], ["eu", -1, uuid.UUID(int=7)]),
+    ],
+)
+def test_tokenizer_is_partition_token(types: list[str], values: list[object]) -> None:
+    assert tokenizer(types)(values) == partition_token(types, values)
+
+
+def test_tokenizer_on_random_keys_and_unknown_types() -> None:
+    rnd = random.Random(15)
+    one, two = tokenizer(["bigint"]), tokenizer(["int", "text"])
+    for _ in range(500):
+        k = rnd.randrange(-(2**63), 2**63)
+        assert one([k]) == partition_token(["bigint"], [k])
+        pair = [rnd.randrange(-(2**31), 2**31), str(rnd.random())]
+        assert two(pair) == partition_token(["int", "text"], pair)
+    assert tokenizer(["int"])([1]) == -4069959284402364209  # Cassandra's own answer
+    with pytest.raises(ValueError, match="cannot serialise"):
+        tokenizer(["nonsense"])

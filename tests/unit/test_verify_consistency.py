@@ -4,7 +4,7 @@ backoff, the replica order, the adapter's error mapping, and a range that cannot
 
 from __future__ import annotations
 
-import threading
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -30,7 +30,9 @@ from controlplane.core.errors import (
     PostgresError,
     UsageError,
 )
+from controlplane.core.manifest_loader import load_text
 from controlplane.core.schema_model import Column, TableModel
+from controlplane.core.verify_report import COUNTERS, check
 from controlplane.services import verify as v
 from tests.cli import cdcctl
 
@@ -207,6 +209,11 @@ MODEL = TableModel(
 )
 
 
+PIPELINE = load_text((Path(__file__).parents[2] / "examples" / "pipeline.yaml").read_text())[
+    0
+].pipeline
+
+
 class _Store:
     def __init__(self) -> None:
         self.records: dict[str, dict[str, Any]] = {
@@ -231,17 +238,16 @@ class _Store:
 def _verifier(monkeypatch: pytest.MonkeyPatch, attempts: list[Any], retries: int = 3) -> Any:
     """A Verifier without connections: each attempt at the range pops `attempts` (an exception
     to raise, or the counters to return) and records which replica it was sent to."""
-    ver: Any = object.__new__(v.Verifier)
-    ver.store = _Store()
-    ver.run_id = "r"
-    ver.owner = "me"
-    ver.consistency = "QUORUM"
-    ver.local_dc = "dc1"
+    opts = v.VerifyOptions(manifests=[], run_id="r", consistency="QUORUM", read_retries=retries)
+    sessions = v.Sessions(
+        cluster=None,
+        cassandra=None,
+        store=_Store(),  # type: ignore[arg-type]
+        dsn="",
+        local_datacenter="dc1",
+    )
+    ver: Any = v.Verifier(opts, PIPELINE, [MODEL], sessions)  # no server: sessions passed in
     ver.policy = rr.RetryPolicy(retries=retries, base_s=0.0)
-    ver.stop = threading.Event()
-    ver.local = threading.local()
-    ver.cluster = None
-    ver.tables = {"t": v.Table(MODEL, "r")}
     ver.events = []
     ver.say = lambda kind, data: ver.events.append((kind, dict(data)))
     ver.hosts = []
@@ -269,7 +275,7 @@ def _read(kind: str, host: str = "") -> CassandraReadError:
 def test_a_failed_read_is_retried_on_the_next_replica_and_counted_once(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    ok = dict.fromkeys(v.COUNTERS, 0) | {"read": 7, "valid": 7}
+    ok = dict.fromkeys(COUNTERS, 0) | {"read": 7, "valid": 7}
     ver = _verifier(monkeypatch, [_read("connection"), _read("unavailable"), ok])
     ver._do_task("t:00001")
     rec = ver.store.records["t:00001"]
@@ -308,7 +314,7 @@ def test_a_range_that_cannot_be_read_is_not_verified_never_missing(
         }
     ]
     with pytest.raises(NotVerifiedError) as info:
-        v.check(s)
+        check(s)
     assert info.value.exit_code == 8
     assert "not verified" in info.value.message
     assert "unavailable" in info.value.message
@@ -335,4 +341,28 @@ def test_not_verified_wins_over_differences_in_the_exit_code() -> None:
     s = v.summarize(store, "r")  # type: ignore[arg-type]
     assert s.as_dict()["not_verified_ranges"] == 1
     with pytest.raises(NotVerifiedError):
-        v.check(s)
+        check(s)
+
+
+def test_the_verifier_runs_over_sessions_passed_in_and_leaves_them_open() -> None:
+    """No connection is built by the Verifier: the caller's sessions are used as they are (the
+    UDT fields reach every table) and stay open after `close` (their opener closes them)."""
+    closed: list[str] = []
+
+    class Store(_Store):
+        def close(self) -> None:
+            closed.append("store")
+
+    class Cluster:
+        def shutdown(self) -> None:
+            closed.append("cluster")
+
+    store, cluster, session = Store(), Cluster(), object()
+    udts = {"addr": {"street": "text"}}
+    sessions = v.Sessions(cluster, session, store, "", "dc1", udts)  # type: ignore[arg-type]
+    ver = v.Verifier(v.VerifyOptions(manifests=[]), PIPELINE, [MODEL], sessions)
+    assert (ver.store, ver.cluster, ver.session, ver.local_dc) == (store, cluster, session, "dc1")
+    assert ver.tables["t"].udts is udts
+    ver.close()
+    assert closed == []
+    assert ver.stop.is_set()

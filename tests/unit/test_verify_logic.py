@@ -1,4 +1,5 @@
-"""The pure parts of verify: token-ordered merge, repair events, summaries, CLI wiring."""
+"""The pure parts of verify (core.verify_*): token-ordered merge, statements, repair events,
+summaries; and the CLI wiring."""
 
 from __future__ import annotations
 
@@ -9,7 +10,12 @@ import pytest
 from typer.testing import CliRunner
 
 from controlplane.cli import app
+from controlplane.core.errors import DifferencesFoundError
 from controlplane.core.schema_model import Column, TableModel
+from controlplane.core.verify_compare import merge_groups, token_groups
+from controlplane.core.verify_repair import repair_events
+from controlplane.core.verify_report import check
+from controlplane.core.verify_table import Table
 from controlplane.services import verify as v
 
 MODEL = TableModel(
@@ -27,7 +33,7 @@ MODEL = TableModel(
 def test_merge_pairs_token_groups_of_both_sides() -> None:
     cass = [(1, "x"), (1, "y"), (3, "z"), (5, "w")]
     pg = [(1, "x"), (2, "q"), (5, "w"), (6, "e")]
-    merged = list(v._merge(v._groups(iter(cass)), v._groups(iter(pg))))
+    merged = list(merge_groups(token_groups(iter(cass)), token_groups(iter(pg))))
     assert merged == [
         ([(1, "x"), (1, "y")], [(1, "x")]),
         ([], [(2, "q")]),
@@ -38,7 +44,7 @@ def test_merge_pairs_token_groups_of_both_sides() -> None:
 
 
 def test_table_statements_read_by_token_and_write_through_the_sink_statement() -> None:
-    t = v.Table(MODEL, "20240101-000000-abcdef")
+    t = Table(MODEL, "20240101-000000-abcdef")
     assert 'token("id") > ? AND token("id") <= ?' in t.cql_scan
     assert 'WRITETIME("a"), TTL("a")' in t.cql_repair
     assert t.pg_range.startswith('SELECT "_cdc_token", "id", "c", "a", "b" FROM "ks_cdc"."t__vt_')
@@ -50,7 +56,7 @@ def test_table_statements_read_by_token_and_write_through_the_sink_statement() -
 
 
 def _events(c_row: Any, raw: Any) -> list[tuple[Any, ...]]:
-    return v.repair_events(v.Table(MODEL, "r"), [1, 2], c_row, raw, now_us=1_000_000)
+    return repair_events(Table(MODEL, "r"), [1, 2], c_row, raw, now_us=1_000_000)
 
 
 def test_repair_writes_each_cell_with_its_own_write_time() -> None:
@@ -104,11 +110,11 @@ def test_summary_and_exit_codes() -> None:
     )
     s = v.summarize(store, "r")  # type: ignore[arg-type]
     assert (s.status, s.remaining, s.counters["read"]) == ("DIFF", 2, 8)
-    with pytest.raises(v.DifferencesFoundError) as info:
-        v.check(s)
+    with pytest.raises(DifferencesFoundError) as info:
+        check(s)
     assert info.value.exit_code == 6
     store._ranges["t:1"] |= {"corrected_missing": 1, "deleted_extra": 1, "status": "PASS"}
-    v.check(v.summarize(store, "r"))  # type: ignore[arg-type]
+    check(v.summarize(store, "r"))  # type: ignore[arg-type]
     store._ranges["t:2"] = {"status": "STARTED"}
     s = v.summarize(store, "r")  # type: ignore[arg-type]
     assert s.status == "INCOMPLETE"
