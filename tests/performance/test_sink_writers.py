@@ -22,7 +22,9 @@ Writes docs/benchmarks.md (section "sink-writers") and docs/benchmarks/sink-writ
         -m performance -s
 
 Knobs: CDC_BENCH_TASKS (default "1,2,4"), CDC_BENCH_WRITERS (default "lww,gate,plain"),
-CDC_BENCH_BATCH (batch.size and max.poll.records of every variant; default as rendered).
+CDC_BENCH_SCALE (the writers run with more than 1 task; default "lww,gate"), CDC_BENCH_WARMUP
+(0: no warm-up drain), CDC_BENCH_BATCH (batch.size and max.poll.records of every variant;
+default as rendered).
 """
 
 from __future__ import annotations
@@ -57,6 +59,11 @@ N = int(os.environ.get("CDC_BENCH_EVENTS", "1000000"))
 TASKS = [int(t) for t in os.environ.get("CDC_BENCH_TASKS", "1,2,4").split(",") if t]
 WRITERS = [w for w in os.environ.get("CDC_BENCH_WRITERS", "lww,gate,plain").split(",") if w]
 BATCH = os.environ.get("CDC_BENCH_BATCH", "")
+#: the writers also run with more than one task (the others only with 1: the reference points)
+SCALED = [w for w in os.environ.get("CDC_BENCH_SCALE", "lww,gate").split(",") if w]
+#: a warm-up drain per variant before the timed ones (0: none; over 1M events the JIT's share
+#: is small)
+WARMUP = os.environ.get("CDC_BENCH_WARMUP", "1") != "0"
 PARTITIONS = 4
 KEYS = 100_000
 FIXTURE = (
@@ -302,6 +309,11 @@ class Bench:
         return Run(N / elapsed, steady, used(c0, c1) / N * 1e6, used(p0, p1) / N * 1e6)
 
 
+def _rate(results: dict[tuple[str, int], Run], writer: str, tasks: int) -> float:
+    run = results.get((writer, tasks))
+    return run.rate if run else 0.0
+
+
 def live_rows(dsn: str, keyspace: str) -> list[tuple[Any, ...]]:
     """The live view (schema = the keyspace) in key order."""
     query = f'SELECT pk, ck, a, b, c FROM "{keyspace}"."rows" ORDER BY 1, 2'
@@ -335,14 +347,26 @@ def test_sink_writers(
     batch = {v.key: bench.point_at_shared_topic(v) for v in chosen}
     fill_s = fill_topic(stack)
 
-    for v in chosen:  # warm-up: the worker's JIT, PostgreSQL's caches
+    for v in chosen if WARMUP else []:  # warm-up: the worker's JIT, PostgreSQL's caches
         bench.reset(v, dsn, 1)
         warm = bench.drain(v)
         print(f"warm-up {v.key}: {warm.rate:,.0f}/s")
 
     results: dict[tuple[str, int], Run] = {}
+    try:
+        measure(bench, chosen, dsn, results)
+    finally:
+        bench.http.close()
+    report(chosen, results, batch, fill_s)
+
+
+def measure(
+    bench: Bench, chosen: list[Variant], dsn: str, results: dict[tuple[str, int], Run]
+) -> None:
     for tasks in TASKS:
         for v in chosen:
+            if tasks > 1 and v.key not in SCALED:
+                continue
             bench.reset(v, dsn, tasks)
             results[v.key, tasks] = r = bench.drain(v)
             print(f"{v.key} x{tasks}: {r}")
@@ -352,7 +376,6 @@ def test_sink_writers(
             assert lww_rows == gate_rows, (
                 f"{tasks} task(s): lww and gate differ ({len(lww_rows)} vs {len(gate_rows)} rows)"
             )
-    report(chosen, results, batch, fill_s)
 
 
 def report(
@@ -362,7 +385,7 @@ def report(
     plot(
         png,
         {
-            v.label: ([float(t) for t in TASKS], [results[v.key, t].rate for t in TASKS])
+            v.label: ([float(t) for t in TASKS], [_rate(results, v.key, t) for t in TASKS])
             for v in chosen
         },
         title=f"Sink throughput, {N:,} events, 4 partitions",
@@ -376,15 +399,24 @@ def report(
             return "n/a"
         return f"{results[a, tasks].rate / results[b, tasks].rate:.2f}"
 
+    plain_1 = results.get(("plain", 1))
+
     rows = "\n".join(
         f"| {v.label} | {t} | {r.rate:,.0f} | {r.steady:,.0f} | {r.connect_us:.0f} | "
         f"{r.postgres_us:.0f} |"
         for t in TASKS
         for v in chosen
-        if (r := results[v.key, t])
+        if (r := results.get((v.key, t))) is not None
     )
     ratios = "\n".join(
-        f"| {t} | {ratio('lww', 'gate', t)} | {ratio('lww', 'plain', t)} |" for t in TASKS
+        f"| {t} | {ratio('lww', 'gate', t)} | "
+        + (
+            f"{results['lww', t].rate / plain_1.rate:.2f}"
+            if plain_1 and ("lww", t) in results
+            else "n/a"
+        )
+        + " |"
+        for t in TASKS
     )
     cmd = (
         f"CDC_BENCH_EVENTS={N} python -m pytest tests/performance/test_sink_writers.py "
@@ -411,7 +443,7 @@ PostgreSQL, Cassandra and the agent on the same 2 cores).
 |---|---|---|---|---|---|
 {rows}
 
-| tasks | own / stock + gate (bar >= 2.0) | own / stock without gate (bar >= 1.0) |
+| tasks | own / stock + gate, same tasks (bar 2.0) | own / stock, no gate, 1 task (bar 1.0) |
 |---|---|---|
 {ratios}
 
