@@ -425,12 +425,29 @@ def test_every_scalar_type_through_the_gate(make_gate: Callable[[TableModel], Ga
     assert set(g.view()) == {(2,)}
 
 
-def random_events(rnd: random.Random, n: int) -> list[Event]:
-    users = ["x", "y", "z", None]
+ORDERS_POOLS: dict[str, list[Any]] = {
+    "user": ["x", "y", "z", None],
+    "qty": [1, 2, 3, None],
+    "select": ["x", "y", "z", None],
+}
+"""The regular columns of `orders_model` and the values random histories give them."""
+
+
+def random_events(
+    rnd: random.Random,
+    n: int,
+    pools: dict[str, list[Any]],
+    wrap: Callable[[Any], Any] = lambda v: v,
+) -> list[Event]:
+    """A random history of the table whose regular columns draw from `pools` ({column:
+    values}; `wrap` turns a value into what the driver takes): few distinct times (many ties),
+    row, partition and range deletes, TTLs live and expired, the agent's snapshot copies (an
+    INSERT of the whole row stamped with its read time). Shared by the merge's tests."""
+    cols = list(pools)
     events: list[Event] = []
     for _ in range(n):
         key = (rnd.randrange(4), rnd.choice("abcde"))
-        ts = rnd.randrange(1, 40)  # few distinct times: many ties
+        ts = rnd.randrange(1, 40)
         r = rnd.random()
         if r < 0.04:
             events.append(TombstoneEvent(partition=(key[0],), ts=ts))
@@ -449,13 +466,11 @@ def random_events(rnd: random.Random, n: int) -> list[Event]:
             events.append(RowEvent(key=key, op="d", ts=ts))
         else:
             op = rnd.choice(["i", "u"])
-            cols = rnd.sample(["user", "qty", "select"], rnd.randint(0 if op == "i" else 1, 3))
-            values = {
-                c: rnd.choice(users) if c != "qty" else rnd.choice([1, 2, 3, None]) for c in cols
-            }
-            expiry = {c: rnd.choice([PAST, FUTURE]) for c in cols if rnd.random() < 0.3}
-            # an agent's snapshot copy: an INSERT of the whole row, stamped with its read time
-            snapshot = op == "i" and len(cols) == 3 and rnd.random() < 0.5
+            fewest = 0 if op == "i" else min(1, len(cols))
+            chosen = rnd.sample(cols, rnd.randint(fewest, len(cols)))
+            values = {c: wrap(rnd.choice(pools[c])) for c in chosen}
+            expiry = {c: rnd.choice([PAST, FUTURE]) for c in chosen if rnd.random() < 0.3}
+            snapshot = op == "i" and len(chosen) == len(cols) and rnd.random() < 0.5
             events.append(
                 RowEvent(key=key, op=op, ts=ts, values=values, expiry=expiry, snapshot=snapshot)
             )
@@ -465,7 +480,7 @@ def random_events(rnd: random.Random, n: int) -> list[Event]:
 @pytest.mark.parametrize("seed", range(int(os.environ.get("LWW_SEEDS", "6"))))
 def test_gate_matches_the_reference_model(gate: Gate, seed: int) -> None:
     rnd = random.Random(seed)
-    events = random_events(rnd, 300)
+    events = random_events(rnd, 300, ORDERS_POOLS)
     delivered = events + rnd.choices(events, k=150)  # replicas and replays: duplicates
     rnd.shuffle(delivered)
     i = 0

@@ -23,7 +23,7 @@ from psycopg.types.json import Jsonb
 from controlplane.core.ddl import STATE_COLUMNS, TableMerge, generate_merge
 from controlplane.core.lww_model import Bound, Event, RowEvent, TombstoneEvent, visible_rows
 from controlplane.core.schema_model import Column, TableModel
-from tests.integration.test_lww_gate import FUTURE, NOW, PAST, Gate, orders_model
+from tests.integration.test_lww_gate import NOW, Gate, orders_model, random_events
 
 pytestmark = pytest.mark.integration
 
@@ -159,48 +159,6 @@ JSONS: dict[str, list[Any]] = {
 }
 
 
-def random_events(
-    rnd: random.Random,
-    n: int,
-    pools: dict[str, list[Any]],
-    wrap: Callable[[Any], Any] = lambda v: v,
-) -> list[Event]:
-    """Like test_lww_gate.random_events for any columns: few times (many ties), row, partition
-    and range deletes, TTLs live and expired, snapshot copies."""
-    cols = list(pools)
-    events: list[Event] = []
-    for _ in range(n):
-        key = (rnd.randrange(4), rnd.choice("abcde"))
-        ts = rnd.randrange(1, 40)
-        r = rnd.random()
-        if r < 0.04:
-            events.append(TombstoneEvent(partition=(key[0],), ts=ts))
-        elif r < 0.08:
-            lo, hi = sorted(rnd.sample("abcde", 2))
-            events.append(
-                TombstoneEvent(
-                    partition=(key[0],),
-                    ts=ts,
-                    op="r",
-                    start=Bound((lo,), rnd.random() < 0.5),
-                    end=Bound((hi,), rnd.random() < 0.5),
-                )
-            )
-        elif r < 0.18:
-            events.append(RowEvent(key=key, op="d", ts=ts))
-        else:
-            op = rnd.choice(["i", "u"])
-            lo = 0 if op == "i" else min(1, len(cols))
-            chosen = rnd.sample(cols, rnd.randint(lo, len(cols)))
-            values = {c: wrap(rnd.choice(pools[c])) for c in chosen}
-            expiry = {c: rnd.choice([PAST, FUTURE]) for c in chosen if rnd.random() < 0.3}
-            snapshot = op == "i" and len(chosen) == len(cols) and rnd.random() < 0.5
-            events.append(
-                RowEvent(key=key, op=op, ts=ts, values=values, expiry=expiry, snapshot=snapshot)
-            )
-    return events
-
-
 def deliver(rnd: random.Random, events: list[Event]) -> list[list[Event]]:
     """Replicas and replays: duplicates; shuffled; cut into random batches (some large)."""
     delivered = events + rnd.choices(events, k=len(events) // 2)
@@ -278,7 +236,11 @@ SEEDS = range(4)
 def test_merge_matches_model_and_gate(pair: PairMaker, seed: int) -> None:
     rnd = random.Random(seed)
     gate, merger = pair(orders_model)
-    pools = {"user": ["x", "y", "z", None], "qty": [1, 2, 3, None], "select": ["s", "t", None]}
+    pools: dict[str, list[Any]] = {
+        "user": ["x", "y", "z", None],
+        "qty": [1, 2, 3, None],
+        "select": ["s", "t", None],
+    }
     check_same(gate, merger, random_events(rnd, 400, pools), rnd)
 
 
