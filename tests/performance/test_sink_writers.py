@@ -422,7 +422,10 @@ def report(
         f"CDC_BENCH_EVENTS={N} python -m pytest tests/performance/test_sink_writers.py "
         "-m performance -s"
     )
+    if not WARMUP:
+        cmd = f"CDC_BENCH_WARMUP=0 {cmd}"
     load = " / ".join(f"{x:.1f}" for x in os.getloadavg())
+    warm = ", after one warm-up pass per variant" if WARMUP else ", no warm-up pass"
     write_section(
         "sink-writers",
         f"""## Sink writers: own LWW sink vs stock JDBC sink (issue 15)
@@ -431,8 +434,8 @@ Command: `{cmd}`
 {N:,} events in the captured agent shape (JsonConverter with schemas; 70 % one/two-column
 updates, 20 % inserts, 10 % row deletes over {KEYS:,} keys, reordered write times) in one topic
 with {PARTITIONS} partitions (filled in {fill:.0f} s), drained by each variant in turn from
-offset 0 into empty tables, timed from resume to consumer lag 0 (task start included), after one
-warm-up pass per variant. "Steady" is the rate while the lag fell from 80 % to 20 %. CPU per
+offset 0 into empty tables, timed from resume to consumer lag 0 (task start included){warm}.
+"Steady" is the rate while the lag fell from 80 % to 20 %. CPU per
 event from /proc: the Connect worker and every PostgreSQL process over the whole run. Batch
 size per variant: {", ".join(f"{k} {b}" for k, b in batch.items())}. The own sink's and the
 gate's live views were compared after every task count: equal row for row.
