@@ -245,8 +245,15 @@ def test_switching_the_pipeline_to_lww_keeps_its_connector_and_offsets(
     apply_on(local_stack, [path])
     connector = "lww-diff-jdbc-sink"
     with connect_http(stack, timeout=60) as http:
-        config = http.get(f"/connectors/{connector}/config").json()
-        assert config["connector.class"] == "io.casscdcpg.lwwsink.LwwSinkConnector"
+        # right after the PUT, Connect may answer 409 (rebalance) before the new config is read
+        config = wait_for(
+            "the connector's config naming the own sink",
+            lambda: http.get(f"/connectors/{connector}/config"),
+            lambda r: (
+                r.status_code == 200
+                and r.json().get("connector.class") == "io.casscdcpg.lwwsink.LwwSinkConnector"
+            ),
+        ).json()
         assert config["lww.tables"] == "t__tombstones,t"
         wait_for(
             "the switched connector's task RUNNING",
