@@ -1,6 +1,7 @@
 """The alert rules fire for real in the stack's own Prometheus when their condition is caused
-(issue 14 item 4; decision 0125): a sink task that fails (CdcSinkTaskFailed) and an agent killed
-(CdcAgentDown). CdcRawAlmostFull is fired by test_cdc_raw_full.py (marker ``cdcfull``: it restarts
+(issue 14 item 4; decision 0125): a sink task that fails (CdcSinkTaskFailed). CdcAgentDown fires
+during the agent outage of tests/e2e/test_freshness.py (one outage for both rules, decision 0143);
+CdcRawAlmostFull is fired by test_cdc_raw_full.py (marker ``cdcfull``: it restarts
 Cassandra with a small cdc_total_space).
 
 Every rule keeps its production `for:`; each test waits on Prometheus's /api/v1/alerts with a
@@ -8,19 +9,15 @@ deadline of `for:` + two scrape/evaluation rounds + slack."""
 
 from __future__ import annotations
 
-import os
 import secrets
-import signal
 import uuid
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
 import pytest
 import yaml
 
-from controlplane.services import stack_runtime
-from controlplane.services.stack import Endpoints, LocalStack, settings_for
+from controlplane.services.stack import Endpoints
 from tests.e2e.conftest import wait_for
 from tests.e2e.test_dashboards import DASHBOARDS
 from tests.stackfixture import connect_http
@@ -96,39 +93,3 @@ def test_a_failed_sink_task_fires_cdc_sink_task_failed(stack: Endpoints) -> None
     finally:
         connect.delete(url)
         connect.close()
-
-
-@pytest.fixture
-def stack_restored(stack: Endpoints) -> Iterator[LocalStack]:
-    """The stack; afterwards everything killed is started again (`cdcctl stack up`)."""
-    st = LocalStack(settings_for())
-    yield st
-    st.up()
-
-
-def test_a_killed_agent_fires_cdc_agent_down(stack_restored: LocalStack) -> None:
-    st = stack_restored
-    prom = st.endpoints().prometheus_url
-    # The agent is up and scraped first, so the alert comes from the kill and nothing else.
-    wait_for(
-        "the agent's exporter scraped",
-        lambda: httpx.get(
-            f"{prom}/api/v1/query", params={"query": 'up{job="debezium-agent"}'}, timeout=10
-        ).json()["data"]["result"],
-        lambda res: [(s["metric"]["node"], s["value"][1]) for s in res][:1] == [("node1", "1")],
-        deadline=ROUNDS_S,
-    )
-    pid = stack_runtime.pid_of(st.lay, "agent")
-    assert pid is not None, "the agent does not run"
-    os.kill(pid, signal.SIGKILL)
-    alert = wait_firing(prom, "CdcAgentDown", node="node1")
-    assert alert["labels"]["job"] == "debezium-agent"
-    assert alert["annotations"]["summary"] == "The Debezium agent of Cassandra node1 is down"
-    # The recovery the alert names: start it again; the alert resolves.
-    st.up()
-    wait_for(
-        "CdcAgentDown resolved",
-        lambda: [a for a in alerts(prom) if a["labels"].get("alertname") == "CdcAgentDown"],
-        lambda found: not found,
-        deadline=ROUNDS_S,
-    )

@@ -5,8 +5,8 @@ One pipeline with ``options.heartbeat: true`` (keyspace ``fresh_e2e``) is applie
 Prometheus scrapes as job ``cdcctl-serve``):
 
 1. freshness is small; the agent stops: freshness grows past 60 s and ``CdcPipelineStale``
-   fires in the stack's Prometheus; the agent starts: freshness falls back and the alert
-   resolves;
+   fires in the stack's Prometheus, and so does ``CdcAgentDown`` (its exporter is gone); the
+   agent starts: freshness falls back and both alerts resolve;
 2. a poison record reaches the sink: the DLQ depth serve exports rises and ``CdcDlqGrowing``
    fires.
 
@@ -42,6 +42,7 @@ from tests import faults
 from tests.cli import cdcctl_json
 from tests.e2e.conftest import wait_for
 from tests.e2e.semconf import reset_kafka
+from tests.e2e.test_alerts import ROUNDS_S, alerts, wait_firing
 from tests.e2e.test_dashboards import panel_exprs
 from tests.e2e.test_prometheus import query
 from tests.manifests import local_pipeline
@@ -203,6 +204,11 @@ def test_freshness_grows_while_the_agent_is_down_the_alert_fires_and_it_recovers
             f"{alert[0]['annotations']['summary']}"
         )
         assert metric(serve, "cdc_heartbeat_writes_total", pipeline=NAME, result="ok")
+        # The same outage fires CdcAgentDown (the agent's exporter is gone; `for: 1m`, shorter
+        # than the freshness wait above): one agent outage covers both rules (decision 0143).
+        down = wait_firing(stack.prometheus_url, "CdcAgentDown", node="node1")
+        assert down["labels"]["job"] == "debezium-agent"
+        assert down["annotations"]["summary"] == "The Debezium agent of Cassandra node1 is down"
     finally:
         restarting = time.monotonic()
         faults.restart(local_stack, "agent")
@@ -222,6 +228,16 @@ def test_freshness_grows_while_the_agent_is_down_the_alert_fires_and_it_recovers
         lambda: firing(stack.prometheus_url, "CdcPipelineStale"),
         lambda f: not f,
         180,
+    )
+    wait_for(
+        "CdcAgentDown resolved",
+        lambda: [
+            a
+            for a in alerts(stack.prometheus_url)
+            if a["labels"].get("alertname") == "CdcAgentDown"
+        ],
+        lambda found: not found,
+        ROUNDS_S,
     )
     # the other series serve exports for the pipeline
     assert metric(serve, "cdc_connector_state", pipeline=NAME, state="RUNNING") == 1.0
