@@ -19,6 +19,7 @@ from tests.cli import cdcctl_json
 from tests.e2e.conftest import wait_for
 from tests.e2e.semconf import deploy, differences, table_model
 from tests.manifests import local_pipeline
+from tests.stackfixture import session_cassandra_version
 
 pytestmark = pytest.mark.e2e
 KS = "sem_evo"
@@ -45,6 +46,9 @@ def evo(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[Evo]:
     writer = str(request.param)
+    if writer == "lww" and session_cassandra_version() != "5.0":
+        # the writer is not a property of the source: CI's 4.1 leg keeps its time (decision 0139)
+        pytest.skip("the lww variant runs against Cassandra 5.0")
     name, ks = ("sem-evo", KS) if writer == "jdbc" else ("sem-evo-lww", f"{KS}_lww")
     tmp = tmp_path_factory.mktemp(ks)
     deploy(
@@ -121,5 +125,19 @@ def test_add_drop_and_new_table_lose_nothing(evo: Evo, cql: Session, stack: Endp
     row = cql.execute(f"SELECT c, d FROM {KS}.t WHERE id = 1").one()
     assert (row.c, row.d) == ("see", 10)
     assert len(written) > 10
+    # every row written around the changes kept d's write time in d's slot: a late older write
+    # to d loses everywhere (a batch of the old lww SQL after the slot remap would have put it
+    # in c's slot and left d's empty, decision 0139)
+    older = cql.prepare(f"UPDATE {KS}.t USING TIMESTAMP 1 SET d = -1 WHERE id = ?")
+    for i in written:
+        cql.execute(older, (i,))
+    # a row behind them on the topic's one partition: once it is in PostgreSQL, so are they
+    cql.execute(f"INSERT INTO {KS}.t (id, d) VALUES (3, 3)")
+    wait_for(
+        "late older writes to d lost in PostgreSQL as in Cassandra",
+        lambda: differences(cql, dsn, model),
+        lambda d: d == [],
+        deadline=120,
+    )
     model2 = table_model(cql, KS, "t2")
     wait_for("the new table's row", lambda: differences(cql, dsn, model2), lambda d: d == [])
