@@ -7,13 +7,16 @@ is `n`, slot 2 is `v`)."""
 
 from __future__ import annotations
 
+import json
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import psycopg
 import pytest
 from cassandra.cluster import Session
+from confluent_kafka import Consumer
 
 from controlplane.adapters import postgres
 from controlplane.core.ddl import generate_ddl
@@ -21,7 +24,7 @@ from controlplane.services.stack import Endpoints, LocalStack
 from tests.cli import cdcctl, cdcctl_json
 from tests.e2e.conftest import wait_for
 from tests.e2e.semconf import deploy, differences, reset_kafka, table_model
-from tests.stackfixture import connect_http
+from tests.stackfixture import connect_http, ensure_stack, kafka_config
 
 pytestmark = pytest.mark.e2e
 
@@ -174,3 +177,63 @@ def test_purge_removes_what_the_merge_left_deleted(
     # a new write to a purged key is merged as a new row
     cql.execute(f"INSERT INTO {KS}.t (id, n, v) VALUES (5, 55, 'back')")
     equal_to_cassandra(cql, dsn, "a purged key written again")
+
+
+def topic_values(topic: str, column: str) -> dict[int, object]:
+    """{id: the column's value} of every change event on the topic that carries the column."""
+    consumer = Consumer(
+        {
+            **kafka_config(ensure_stack()),
+            "group.id": f"lww-ops-probe-{uuid.uuid4().hex}",
+            "auto.offset.reset": "earliest",
+            "enable.auto.commit": False,
+        }
+    )
+    consumer.subscribe([topic])
+    out: dict[int, object] = {}
+    try:
+        for msg in consumer.consume(num_messages=5000, timeout=3):
+            value = msg.value()
+            if msg.error() or value is None:
+                continue
+            after = json.loads(value)["payload"].get("after") or {}
+            if isinstance(after.get(column), dict):
+                out[int(after["id"]["value"])] = after[column].get("value")
+    finally:
+        consumer.close()
+    return out
+
+
+def test_a_value_for_a_column_added_before_schema_apply_waits_and_is_not_lost(
+    pipeline: Path, cql: Session, stack: Endpoints
+) -> None:
+    """The agent's records carry a new column before `schema apply` updated the sink's SQL: the
+    own sink retries such a record instead of applying it without the column (decision 0139)."""
+    dsn = stack.postgres_dsn
+    cql.execute(f"ALTER TABLE {KS}.t ADD w text")
+    # until the agent has seen the ALTER it drops w (docs/semantics.md, Limits): write until an
+    # event carries it; those the agent stripped are deleted again so that Cassandra stays the
+    # reference
+    ids = iter(range(300, 400))
+
+    def write_one() -> dict[int, object]:
+        i = next(ids)
+        cql.execute(f"INSERT INTO {KS}.t (id, n, w) VALUES (%s, %s, 'early')", (i, i))
+        return topic_values(f"demo.{KS}.t", "w")
+
+    carried = wait_for("an event carrying w", write_one, lambda v: "early" in v.values())
+    first = min(i for i, v in carried.items() if v == "early")
+    for i in range(300, first):
+        cql.execute(f"DELETE FROM {KS}.t WHERE id = %s", (i,))
+    cql.execute(f"INSERT INTO {KS}.t (id, n, w) VALUES (399, 399, 'after')")
+    planned = cdcctl_json("schema", "plan", "-f", str(pipeline))
+    assert [(p["action"], p["columns"]) for p in planned] == [("alter", "+w")]
+    applied = cdcctl_json("schema", "apply", "-f", str(pipeline))
+    assert [p["result"] for p in applied] == ["applied"]
+    equal_to_cassandra(cql, dsn, "the rows carrying w, applied with the new SQL")
+    (w,) = postgres.query(dsn, f'SELECT w FROM "{KS}"."t" WHERE id = %s', [first])  # nosec B608  # constant names
+    assert w == ("early",)
+    with connect_http(stack) as http:
+        status = http.get(f"/connectors/{CONNECTOR}/status").json()
+    assert status["connector"]["state"] == "RUNNING"
+    assert [t["state"] for t in status["tasks"]] == ["RUNNING"]

@@ -99,8 +99,8 @@ public final class RowEncoder {
                 set = setColumns(value, record);
             }
             if (value.get(f) != null || set.contains(name)) {
-                throw new SchemaMismatchException("the record at " + record.topic() + "/" + record.kafkaPartition()
-                        + "@" + record.kafkaOffset() + " sets column " + quoted(name) + ", which the connector's "
+                throw new SchemaMismatchException("the record at " + record.originalTopic() + "/"
+                        + record.originalKafkaPartition() + "@" + record.originalKafkaOffset() + " sets column " + quoted(name) + ", which the connector's "
                         + "lww.table." + spec.target() + ".columns do not have: the Cassandra table gained a column; "
                         + "run `cdcctl schema apply` (the task retries the record until its config has the column)");
             }
