@@ -44,10 +44,11 @@ test-c41 *tests=C41_CI_TESTS:
     python -m pytest {{tests}} -rA --durations=20
 
 # The e2e suites through the project's own sink (spec.sink.writer: lww, decision 0127): the first
-# pipeline, the semantics suite, the torture stream, the type matrix and the differential test, every pipeline
-# with CDC_SINK_WRITER=lww (~3 min on a warm stack; CI runs only the differential and the merge's
-# integration test, in `test`)
-test-lww *tests="tests/e2e/test_first_pipeline.py tests/e2e/test_semantics.py tests/e2e/test_torture.py tests/e2e/test_type_matrix.py tests/e2e/test_lww_sink.py tests/integration/test_lww_merge_sql.py":
+# pipeline, the semantics suite, the torture stream, the type matrix, the incompatible schema change
+# (decision 0139) and the differential test, every pipeline
+# with CDC_SINK_WRITER=lww (~3 min on a warm stack; CI runs the differential test, the merge's
+# integration test, schema evolution and repair/DLQ replay/purge through lww in `test`)
+test-lww *tests="tests/e2e/test_first_pipeline.py tests/e2e/test_semantics.py tests/e2e/test_torture.py tests/e2e/test_type_matrix.py tests/e2e/test_schema_incompatible.py tests/e2e/test_lww_sink.py tests/integration/test_lww_merge_sql.py":
     CDC_SINK_WRITER=lww python -m pytest {{tests}} -rA --durations=20
 
 # Unit tests only (with the fuzz suite's default examples and its corpus): no network, seconds

@@ -135,6 +135,17 @@ def consumer_lag(
     return rows
 
 
+def group_members(bootstrap: Bootstrap, group: str, timeout: float = 10.0) -> int:
+    """How many consumers are members of the group now (0 for an empty or unknown group)."""
+    admin = AdminClient(client_config(bootstrap))
+    try:
+        futures = admin.describe_consumer_groups([group], request_timeout=timeout)
+        description = futures[group].result(timeout)
+    except Exception as exc:
+        raise KafkaError(f"cannot describe consumer group {group}: {exc}") from exc
+    return len(description.members or [])
+
+
 def topic_records(bootstrap: Bootstrap, topic: str, timeout: float = 10.0) -> int | None:
     """Records a topic holds now: log end minus log start offsets over its partitions (None
     when the topic does not exist)."""

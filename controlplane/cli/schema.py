@@ -50,7 +50,8 @@ def apply(
     output: OutputFormat = OUTPUT_OPTION,
 ) -> None:
     """Migrate each changed table in one transaction, then apply the pipelines. A table changed
-    incompatibly is stopped, the rest goes ahead, and the command exits 7."""
+    incompatibly is stopped, the rest goes ahead, and the command exits 7. A `writer: lww` sink is
+    stopped around its tables' migration and resumed with the regenerated SQL."""
     from controlplane.services.schema import apply_schema
     from controlplane.services.targets import managed_agents
 

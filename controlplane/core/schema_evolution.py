@@ -16,7 +16,7 @@ alone and stopped — its topic leaves the sink — until its PostgreSQL tables 
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -125,6 +125,19 @@ def plan_table(
     return TableMigration(
         name, "alter", added, dropped, statements=_alter(model, list(data_actual), added, dropped)
     )
+
+
+def sinks_to_stop(
+    migrations: Iterable[tuple[str, Action]], writers: Mapping[str, str]
+) -> list[str]:
+    """The pipelines (of ``(pipeline, action)`` per table) whose sink must be stopped while their
+    DDL changes (decision 0139): a ``writer: lww`` sink carries SQL generated from each table's
+    columns, and its merge writes the gate's write-time slots by position, so no batch of the old
+    SQL may run once a table was migrated in place (``alter``). A created table is not one (its
+    topic joins the sink with the new config), nor a stopped one (its topic and SQL leave it);
+    the stock sink (``jdbc``) names each record's own fields and goes through the gate."""
+    altered = {pipeline for pipeline, action in migrations if action == "alter"}
+    return sorted(p for p in altered if writers.get(p) == "lww")
 
 
 def _raw_types(model: TableModel) -> dict[str, str]:

@@ -13,19 +13,28 @@ PostgreSQL objects first, so the apply recreates them with the new schema and th
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+import time
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from controlplane.adapters import postgres
+import structlog
+
+from controlplane.adapters import kafka, postgres
+from controlplane.adapters.connect import ConnectClient
 from controlplane.core.ddl import generate_ddl
-from controlplane.core.errors import UsageError
+from controlplane.core.errors import (
+    CdcError,
+    ConnectError,
+    IncompatibleSchemaError,
+    UsageError,
+)
 from controlplane.core.manifest_loader import LoadedManifest, load_manifests
 from controlplane.core.plan import ddl_objects
 from controlplane.core.render import sink_connector_name
-from controlplane.core.schema_evolution import TableMigration, plan_table
+from controlplane.core.schema_evolution import TableMigration, plan_table, sinks_to_stop
 from controlplane.core.schema_model import TableModel
-from controlplane.core.target import Target, endpoints_for
+from controlplane.core.target import PipelineEndpoints, Target, endpoints_for
 from controlplane.services.apply import (
     AgentRuntime,
     apply_pipelines,
@@ -115,6 +124,60 @@ def _rebuild(
     return done
 
 
+def _wait(what: str, check: Callable[[], bool], deadline_s: float) -> None:
+    end = time.monotonic() + deadline_s
+    while not check():
+        if time.monotonic() > end:
+            raise ConnectError(
+                f"{what} did not happen within {deadline_s:.0f}s; no schema change was applied",
+                hint="see `cdcctl describe pipeline` and the Connect worker's log, then run "
+                "`cdcctl schema apply` again",
+            )
+        time.sleep(0.25)
+
+
+@dataclass
+class _Fence:
+    """A ``writer: lww`` sink stopped while its tables' DDL changes (decision 0139)."""
+
+    item: LoadedManifest
+    endpoints: PipelineEndpoints
+    target: Target
+
+    @property
+    def name(self) -> str:
+        return sink_connector_name(self.item.pipeline)
+
+    def _client(self) -> ConnectClient:
+        client: ConnectClient = connect_client(self.endpoints.connect, self.target)
+        return client
+
+    def stop(self, deadline_s: float = 120.0) -> bool:
+        """Stop the sink and wait until no task of it can write; False when it does not exist."""
+        with self._client() as connect:
+            if connect.find_config(self.name) is None:
+                return False
+            connect.stop(self.name)
+
+            def stopped() -> bool:
+                status = connect.status(self.name)
+                return status.connector.state == "STOPPED" and not status.tasks
+
+            _wait(f"stopping sink connector {self.name}", stopped, deadline_s)
+        # a task's consumer leaves the group when its thread ends: then no put() is running
+        group = f"connect-{self.name}"
+        _wait(
+            f"the tasks of {self.name} leaving consumer group {group}",
+            lambda: kafka.group_members(self.endpoints.kafka, group) == 0,
+            deadline_s,
+        )
+        return True
+
+    def resume(self) -> None:
+        with self._client() as connect:
+            connect.resume(self.name)
+
+
 def apply_schema(
     paths: Iterable[str | Path],
     target: Target,
@@ -126,20 +189,56 @@ def apply_schema(
     rebuilt = _rebuild(_plan(loaded, target), rebuild, target) if rebuild else set()
     changes = plan_schema(loaded, target)
     by_name = {item.pipeline.name: item for item in loaded}
-    for c in changes:
-        if c.migration.action == "alter":
-            postgres.execute(_dsn(by_name[c.pipeline], target), c.migration.statements)
-            c.result = "applied"
-        elif c.migration.action == "incompatible":
-            c.result = "stopped"  # by the apply below
-        elif c.migration.action == "create":
-            c.result = "rebuilt" if c.migration.table in rebuilt else "applied"
-        else:
-            c.result = "unchanged"
+    log = structlog.get_logger("cdcctl.schema")
+    to_stop = sinks_to_stop(
+        [(c.pipeline, c.migration.action) for c in changes],
+        {item.pipeline.name: item.pipeline.spec.sink.writer for item in loaded},
+    )
+    fences = [
+        _Fence(by_name[name], endpoints_for(target, by_name[name].pipeline), target)
+        for name in to_stop
+    ]
+    stopped: list[_Fence] = []
+    migrated = configured = False
     try:
-        # stops incompatible tables and raises IncompatibleSchemaError (exit 7) after the rest
-        apply_pipelines(loaded, target, agents=agents)
+        for fence in fences:
+            if fence.stop():
+                log.info("lww_sink_stopped_for_ddl", connector=fence.name)
+                stopped.append(fence)
+        for c in changes:
+            if c.migration.action == "alter":
+                migrated = True
+                postgres.execute(_dsn(by_name[c.pipeline], target), c.migration.statements)
+                c.result = "applied"
+            elif c.migration.action == "incompatible":
+                c.result = "stopped"  # by the apply below
+            elif c.migration.action == "create":
+                c.result = "rebuilt" if c.migration.table in rebuilt else "applied"
+            else:
+                c.result = "unchanged"
+        try:
+            # stops incompatible tables and raises IncompatibleSchemaError (exit 7) after the rest
+            apply_pipelines(loaded, target, agents=agents)
+            configured = True
+        except IncompatibleSchemaError:
+            configured = True  # raised for a stopped table after every config was PUT
+            raise
+    except Exception as exc:
+        if stopped and migrated and not configured:
+            names = ", ".join(f.name for f in stopped)
+            log.error("lww_sink_left_stopped", connectors=names, error=str(exc))
+            raise CdcError(
+                f"schema apply failed ({exc}) after stopping the lww sink connector(s) {names}; "
+                "they stay STOPPED so that their old SQL never writes to a migrated table",
+                hint="fix the cause, run `cdcctl schema apply` again (it writes the configs), "
+                "then `cdcctl resume PIPELINE`",
+            ) from exc
+        raise
     finally:
+        if configured or not migrated:
+            for fence in stopped:
+                fence.resume()
+                log.info("lww_sink_resumed", connector=fence.name)
         for item in loaded:
             # a sink task that met an event of the new schema before the migration failed on it;
             # the event is still in Kafka (offsets are committed only after a write): restart it

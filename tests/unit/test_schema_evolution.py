@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from controlplane.core.schema_evolution import plan_table
+from controlplane.core.schema_evolution import plan_table, sinks_to_stop
 from controlplane.core.schema_model import Column, TableModel
 
 
@@ -53,3 +53,21 @@ def test_types_named_differently_by_format_type_match() -> None:
     actual = {"id": "integer", "ts": "timestamp with time zone", "j": "jsonb", "tm": "bigint"}
     m = plan_table(model(("ts", "timestamp"), ("j", "frozen<list<int>>"), ("tm", "time")), actual)
     assert m.action == "unchanged"
+
+
+def test_only_lww_sinks_of_tables_altered_in_place_are_stopped_around_the_ddl() -> None:
+    migrations = [
+        ("a", "alter"),
+        ("a", "unchanged"),
+        ("b", "alter"),
+        ("c", "create"),
+        ("d", "incompatible"),
+        ("e", "unchanged"),
+        ("f", "alter"),
+        ("f", "alter"),
+    ]
+    writers = {"a": "lww", "b": "jdbc", "c": "lww", "d": "lww", "e": "lww", "f": "lww"}
+    # jdbc names each record's fields and goes through the gate: never stopped
+    assert sinks_to_stop(migrations, writers) == ["a", "f"]
+    assert sinks_to_stop([], writers) == []
+    assert sinks_to_stop([("x", "alter")], {}) == []  # a pipeline of no known writer

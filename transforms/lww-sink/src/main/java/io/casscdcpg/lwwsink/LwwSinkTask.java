@@ -47,6 +47,8 @@ public class LwwSinkTask extends SinkTask {
     private Applier applier;
     private int attempt;
     private long failingSinceMs = -1;
+    private int mismatches;
+    private long mismatchSinceMs = -1;
 
     public LwwSinkTask() {
         this(System::currentTimeMillis, PgApplier::new);
@@ -99,6 +101,8 @@ public class LwwSinkTask extends SinkTask {
         if (!batch.isEmpty()) {
             apply(batch, members, reported);
         }
+        mismatches = 0;
+        mismatchSinceMs = -1;
     }
 
     /**
@@ -116,6 +120,8 @@ public class LwwSinkTask extends SinkTask {
                     throw e;
                 }
                 reported.add(reporter.report(record, e));
+            } catch (SchemaMismatchException e) {
+                throw retryLater(e);
             }
         }
         // offsets are the consumer's: before any SMT renamed the topic
@@ -224,6 +230,30 @@ public class LwwSinkTask extends SinkTask {
             context.timeout(wait);
         }
         return new RetriableException(what + " failed, retrying: " + e.getMessage(), e);
+    }
+
+    /**
+     * A record of a newer table schema than this task's SQL (decision 0139): nothing of this
+     * put() from it on is applied, and Connect redelivers it after a backoff; the connector's new
+     * config (cdcctl schema apply) restarts the task with the new columns. After
+     * {@code cdc.retry.timeout.ms} the task fails, as for a database failure.
+     */
+    private RuntimeException retryLater(SchemaMismatchException e) {
+        long now = clock.getAsLong();
+        if (mismatchSinceMs < 0) {
+            mismatchSinceMs = now;
+        }
+        mismatches++;
+        if (!policy.withinTimeout(now - mismatchSinceMs)) {
+            return new ConnectException(e.getMessage() + "; waited " + (now - mismatchSinceMs) + " ms (more than "
+                    + RetryPolicy.TIMEOUT_MS + "=" + policy.timeoutMs() + ")", e);
+        }
+        long wait = policy.backoffMs(mismatches);
+        LOG.warn("{} (attempt {}, retrying in {} ms)", e.getMessage(), mismatches, wait);
+        if (context != null) {
+            context.timeout(wait);
+        }
+        return new RetriableException(e.getMessage(), e);
     }
 
     private static void awaitReports(List<Future<Void>> reported) {

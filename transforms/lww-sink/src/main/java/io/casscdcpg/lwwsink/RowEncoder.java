@@ -1,6 +1,8 @@
 package io.casscdcpg.lwwsink;
 
+import java.util.HashSet;
 import java.util.List;
+import java.util.Set;
 
 import org.apache.kafka.connect.data.Field;
 import org.apache.kafka.connect.data.Struct;
@@ -11,8 +13,18 @@ import org.apache.kafka.connect.sink.SinkRecord;
  * One record as one COPY text row in its target's column order. Each column is read from the
  * record's value struct, else its key struct: a row record's value holds every column, a
  * tombstone record's key holds {@code _cdc_tombstone_id} (docs/transform.md). Pure.
+ *
+ * <p>A row record (its value has {@code _cdc_set}) and the configured columns may disagree while a
+ * Cassandra schema change is on its way (decision 0139): a configured data column the record lacks
+ * (dropped in Cassandra, not yet in the connector config) is staged as null, which the merge
+ * ignores since the record cannot name it in {@code _cdc_set}; a data field the columns lack (added
+ * in Cassandra) that the record sets or holds a value for is a {@link SchemaMismatchException}:
+ * the old SQL would lose it. Static columns, always null and never set, are not a mismatch.
  */
 public final class RowEncoder {
+
+    static final String META_PREFIX = "_cdc_";
+    static final String SET_FIELD = "_cdc_set";
 
     private RowEncoder() {
     }
@@ -21,9 +33,11 @@ public final class RowEncoder {
     public static void append(StringBuilder out, TableSpec spec, SinkRecord record) {
         Struct value = struct(record.value(), "value", record);
         Struct key = record.key() instanceof Struct k ? k : null;
+        boolean rowRecord = value.schema().field(SET_FIELD) != null;
         int start = out.length();
         try {
             List<String> columns = spec.columns();
+            int dataInValue = 0;
             for (int i = 0; i < columns.size(); i++) {
                 if (i > 0) {
                     out.append('\t');
@@ -31,9 +45,20 @@ public final class RowEncoder {
                 String name = columns.get(i);
                 Field f = value.schema().field(name);
                 Struct from = value;
+                if (f != null && !name.startsWith(META_PREFIX)) {
+                    dataInValue++;
+                }
                 if (f == null && key != null) {
                     f = key.schema().field(name);
                     from = key;
+                }
+                if (f == null && rowRecord && !name.startsWith(META_PREFIX)) {
+                    if (setColumns(value, record).contains(name)) {
+                        throw new DataException("the record sets " + quoted(name) + " but has no such field (target "
+                                + spec.target() + ")");
+                    }
+                    out.append("\\N"); // dropped at the source, not yet in the config: untouched
+                    continue;
                 }
                 if (f == null) {
                     throw new DataException("the record has no field " + quoted(name) + " (target " + spec.target()
@@ -41,11 +66,129 @@ public final class RowEncoder {
                 }
                 CopyText.appendField(out, f.schema(), from.get(f));
             }
+            if (rowRecord) {
+                checkNoUnknownColumn(spec, value, record, dataInValue);
+            }
             out.append('\n');
-        } catch (DataException e) {
+        } catch (RuntimeException e) {
             out.setLength(start);
             throw e;
         }
+    }
+
+    /** A data field the columns lack that the record sets or fills: a newer schema than the config. */
+    private static void checkNoUnknownColumn(TableSpec spec, Struct value, SinkRecord record, int dataInValue) {
+        List<Field> fields = value.schema().fields();
+        int data = 0;
+        for (Field f : fields) {
+            if (!f.name().startsWith(META_PREFIX)) {
+                data++;
+            }
+        }
+        if (data == dataInValue) {
+            return; // every data field of the record is a configured column (the usual case)
+        }
+        Set<String> known = new HashSet<>(spec.columns());
+        Set<String> set = null;
+        for (Field f : fields) {
+            String name = f.name();
+            if (name.startsWith(META_PREFIX) || known.contains(name)) {
+                continue;
+            }
+            if (set == null) {
+                set = setColumns(value, record);
+            }
+            if (value.get(f) != null || set.contains(name)) {
+                throw new SchemaMismatchException("the record at " + record.originalTopic() + "/"
+                        + record.originalKafkaPartition() + "@" + record.originalKafkaOffset() + " sets column " + quoted(name) + ", which the connector's "
+                        + "lww.table." + spec.target() + ".columns do not have: the Cassandra table gained a column; "
+                        + "run `cdcctl schema apply` (the task retries the record until its config has the column)");
+            }
+        }
+    }
+
+    /** The names in the record's {@code _cdc_set} (a JSON array of strings). */
+    static Set<String> setColumns(Struct value, SinkRecord record) {
+        Object raw = value.get(SET_FIELD);
+        Set<String> out = new HashSet<>();
+        if (raw == null) {
+            return out;
+        }
+        String s = raw.toString();
+        int i = skip(s, 0);
+        if (i >= s.length() || s.charAt(i) != '[') {
+            throw bad(record, s);
+        }
+        i = skip(s, i + 1);
+        if (i < s.length() && s.charAt(i) == ']') {
+            return out;
+        }
+        while (true) {
+            if (i >= s.length() || s.charAt(i) != '"') {
+                throw bad(record, s);
+            }
+            StringBuilder name = new StringBuilder();
+            i++;
+            while (true) {
+                if (i >= s.length()) {
+                    throw bad(record, s);
+                }
+                char c = s.charAt(i++);
+                if (c == '"') {
+                    break;
+                }
+                if (c != '\\') {
+                    name.append(c);
+                    continue;
+                }
+                if (i >= s.length()) {
+                    throw bad(record, s);
+                }
+                char e = s.charAt(i++);
+                switch (e) {
+                    case 'b' -> name.append('\b');
+                    case 'f' -> name.append('\f');
+                    case 'n' -> name.append('\n');
+                    case 'r' -> name.append('\r');
+                    case 't' -> name.append('\t');
+                    case 'u' -> {
+                        if (i + 4 > s.length()) {
+                            throw bad(record, s);
+                        }
+                        try {
+                            name.append((char) Integer.parseInt(s.substring(i, i + 4), 16));
+                        } catch (NumberFormatException x) {
+                            throw bad(record, s);
+                        }
+                        i += 4;
+                    }
+                    default -> name.append(e); // \" \\ \/
+                }
+            }
+            out.add(name.toString());
+            i = skip(s, i);
+            if (i < s.length() && s.charAt(i) == ',') {
+                i = skip(s, i + 1);
+                continue;
+            }
+            if (i < s.length() && s.charAt(i) == ']') {
+                return out;
+            }
+            throw bad(record, s);
+        }
+    }
+
+    private static int skip(String s, int i) {
+        while (i < s.length() && Character.isWhitespace(s.charAt(i))) {
+            i++;
+        }
+        return i;
+    }
+
+    private static DataException bad(SinkRecord record, String s) {
+        return new DataException("the record's " + SET_FIELD + " at " + record.topic() + "/" + record.kafkaPartition()
+                + "@" + record.kafkaOffset() + " is not a JSON array of column names: "
+                + (s.length() > 80 ? s.substring(0, 80) + "..." : s));
     }
 
     private static Struct struct(Object o, String what, SinkRecord record) {

@@ -195,4 +195,23 @@ class LwwSinkTaskTest {
         assertThrows(DataException.class, () -> t.put(List.of(row(1, "bad\u0000", 10))));
         assertEquals(List.of(), db.applied);
     }
+
+    @Test
+    void aRecordOfANewerSchemaIsRetriedWithBackoffNotReportedThenFails() {
+        LwwSinkTask t = task(Map.of("cdc.retry.timeout.ms", "10000", "batch.size", "1"), true);
+        SinkRecord newer = RowEncoderTest.evolved("[\"added\"]", "v");
+        newer = new SinkRecord("orders", 0, newer.keySchema(), newer.key(), newer.valueSchema(), newer.value(), 11);
+        List<SinkRecord> records = List.of(row(1, "a", 10), newer, row(3, "c", 12));
+        assertThrows(RetriableException.class, () -> t.put(records));
+        assertEquals(List.of(), dlq); // not the record's fault
+        assertEquals(List.of("orders:1\ta\n"), db.applied); // the batch before it is applied
+        assertEquals(Map.of(TP, new OffsetAndMetadata(11)), t.preCommit(asked()));
+        now.set(5000);
+        assertThrows(RetriableException.class, () -> t.put(records.subList(1, 3)));
+        assertEquals(List.of(1000L, 2000L), timeouts);
+        now.set(10_001);
+        ConnectException e = assertThrows(ConnectException.class, () -> t.put(records.subList(1, 3)));
+        assertTrue(!(e instanceof RetriableException) && e.getMessage().contains("cdcctl schema apply"), e.getMessage());
+        assertEquals(Map.of(TP, new OffsetAndMetadata(11)), t.preCommit(asked()));
+    }
 }

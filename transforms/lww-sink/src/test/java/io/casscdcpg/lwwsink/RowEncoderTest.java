@@ -2,6 +2,7 @@ package io.casscdcpg.lwwsink;
 
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertThrows;
+import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import java.util.List;
 
@@ -59,11 +60,69 @@ class RowEncoderTest {
     void aMissingFieldLeavesTheBufferAsItWas() {
         StringBuilder out = new StringBuilder("earlier\n");
         assertThrows(DataException.class,
-                () -> RowEncoder.append(out, spec("orders", List.of("id", "nope")), row(1, "x", 5)));
+                () -> RowEncoder.append(out, spec("orders", List.of("id", "_cdc_expiry")), row(1, "x", 5)));
         assertThrows(DataException.class,
                 () -> RowEncoder.append(out, spec("orders", List.of("id", "note")), row(1, "nul\u0000", 5)));
         assertEquals("earlier\n", out.toString());
         SinkRecord notStruct = new SinkRecord("orders", 0, null, null, null, "text", 1);
         assertThrows(DataException.class, () -> RowEncoder.append(out, spec("orders", List.of("id")), notStruct));
+    }
+
+    static SinkRecord evolved(String set, String added) {
+        Schema value = SchemaBuilder.struct()
+                .field("id", Schema.OPTIONAL_INT32_SCHEMA)
+                .field("added", Schema.OPTIONAL_STRING_SCHEMA)
+                .field("note", Schema.OPTIONAL_STRING_SCHEMA)
+                .field("_cdc_writetime", Schema.INT64_SCHEMA)
+                .field("_cdc_op", Schema.STRING_SCHEMA)
+                .field("_cdc_set", Schema.STRING_SCHEMA)
+                .build();
+        Struct v = new Struct(value).put("id", 1).put("added", added).put("note", "n").put("_cdc_writetime", 5L)
+                .put("_cdc_op", "u").put("_cdc_set", set);
+        return new SinkRecord("orders", 0, KEY, new Struct(KEY).put("id", 1), value, v, 9);
+    }
+
+    @Test
+    void aColumnAddedAtTheSourceThatTheRecordSetsIsASchemaMismatch() {
+        TableSpec old = spec("orders", List.of("id", "note", "_cdc_op"));
+        StringBuilder out = new StringBuilder("earlier\n");
+        // unset and null: nothing of it to lose, applied with the old columns
+        RowEncoder.append(out, old, evolved("[\"note\"]", null));
+        assertEquals("earlier\n1\tn\tu\n", out.toString());
+        // set (to null, or to a value), or holding a value: the old SQL would lose it
+        SchemaMismatchException e = assertThrows(SchemaMismatchException.class,
+                () -> RowEncoder.append(out, old, evolved("[\"note\",\"added\"]", null)));
+        assertTrue(e.getMessage().contains("'added'") && e.getMessage().contains("cdcctl schema apply"), e.getMessage());
+        assertThrows(SchemaMismatchException.class, () -> RowEncoder.append(out, old, evolved("[]", "v")));
+        assertThrows(SchemaMismatchException.class,
+                () -> RowEncoder.append(out, old, evolved("[\"a\\\"b\", \"ad\\u0064ed\"]", null)));
+        assertEquals("earlier\n1\tn\tu\n", out.toString());
+        // the new config knows it
+        RowEncoder.append(out, spec("orders", List.of("id", "added", "note")), evolved("[\"added\"]", "v"));
+        assertEquals("earlier\n1\tn\tu\n1\tv\tn\n", out.toString());
+    }
+
+    @Test
+    void aColumnDroppedAtTheSourceIsStagedAsNullUntilTheConfigFollows() {
+        StringBuilder out = new StringBuilder();
+        RowEncoder.append(out, spec("orders", List.of("id", "gone", "note", "_cdc_set")), row(1, "x", 5));
+        assertEquals("1\t\\N\tx\t[\"note\"]\n", out.toString());
+        // a record naming the missing column in _cdc_set is not of this table at all
+        assertThrows(DataException.class,
+                () -> RowEncoder.append(out, spec("orders", List.of("id", "gone")), evolved("[\"gone\"]", null)));
+        // not a row record (no _cdc_set): a missing field is still an error
+        Schema tkey = SchemaBuilder.struct().field("_cdc_tombstone_id", Schema.STRING_SCHEMA).build();
+        SinkRecord tomb = new SinkRecord("orders__tombstones", 0, tkey, new Struct(tkey).put("_cdc_tombstone_id", "a"),
+                tkey, new Struct(tkey).put("_cdc_tombstone_id", "a"), 1);
+        assertThrows(DataException.class,
+                () -> RowEncoder.append(out, spec("orders__tombstones", List.of("_cdc_tombstone_id", "id")), tomb));
+    }
+
+    @Test
+    void setColumnsReadsAJsonArrayOfNames() {
+        SinkRecord r = evolved(" [ \"a\" , \"b\\\\c\\n\" ] ", null);
+        assertEquals(java.util.Set.of("a", "b\\c\n"), RowEncoder.setColumns((Struct) r.value(), r));
+        SinkRecord bad = evolved("[\"a\"", null);
+        assertThrows(DataException.class, () -> RowEncoder.setColumns((Struct) bad.value(), bad));
     }
 }
