@@ -4,6 +4,10 @@ import java.util.HashSet;
 import java.util.List;
 import java.util.Set;
 
+import com.fasterxml.jackson.core.JsonProcessingException;
+import com.fasterxml.jackson.databind.JsonNode;
+import com.fasterxml.jackson.databind.ObjectMapper;
+
 import org.apache.kafka.connect.data.Field;
 import org.apache.kafka.connect.data.Struct;
 import org.apache.kafka.connect.errors.DataException;
@@ -25,6 +29,7 @@ public final class RowEncoder {
 
     static final String META_PREFIX = "_cdc_";
     static final String SET_FIELD = "_cdc_set";
+    private static final ObjectMapper JSON = new ObjectMapper(); // the worker's (connect-json)
 
     private RowEncoder() {
     }
@@ -107,7 +112,7 @@ public final class RowEncoder {
         }
     }
 
-    /** The names in the record's {@code _cdc_set} (a JSON array of strings). */
+    /** The names in the record's {@code _cdc_set} (a JSON array of strings), read with Jackson. */
     static Set<String> setColumns(Struct value, SinkRecord record) {
         Object raw = value.get(SET_FIELD);
         Set<String> out = new HashSet<>();
@@ -115,74 +120,22 @@ public final class RowEncoder {
             return out;
         }
         String s = raw.toString();
-        int i = skip(s, 0);
-        if (i >= s.length() || s.charAt(i) != '[') {
+        JsonNode names;
+        try {
+            names = JSON.readTree(s);
+        } catch (JsonProcessingException e) {
             throw bad(record, s);
         }
-        i = skip(s, i + 1);
-        if (i < s.length() && s.charAt(i) == ']') {
-            return out;
+        if (names == null || !names.isArray()) {
+            throw bad(record, s);
         }
-        while (true) {
-            if (i >= s.length() || s.charAt(i) != '"') {
+        for (JsonNode name : names) {
+            if (!name.isTextual()) {
                 throw bad(record, s);
             }
-            StringBuilder name = new StringBuilder();
-            i++;
-            while (true) {
-                if (i >= s.length()) {
-                    throw bad(record, s);
-                }
-                char c = s.charAt(i++);
-                if (c == '"') {
-                    break;
-                }
-                if (c != '\\') {
-                    name.append(c);
-                    continue;
-                }
-                if (i >= s.length()) {
-                    throw bad(record, s);
-                }
-                char e = s.charAt(i++);
-                switch (e) {
-                    case 'b' -> name.append('\b');
-                    case 'f' -> name.append('\f');
-                    case 'n' -> name.append('\n');
-                    case 'r' -> name.append('\r');
-                    case 't' -> name.append('\t');
-                    case 'u' -> {
-                        if (i + 4 > s.length()) {
-                            throw bad(record, s);
-                        }
-                        try {
-                            name.append((char) Integer.parseInt(s.substring(i, i + 4), 16));
-                        } catch (NumberFormatException x) {
-                            throw bad(record, s);
-                        }
-                        i += 4;
-                    }
-                    default -> name.append(e); // \" \\ \/
-                }
-            }
-            out.add(name.toString());
-            i = skip(s, i);
-            if (i < s.length() && s.charAt(i) == ',') {
-                i = skip(s, i + 1);
-                continue;
-            }
-            if (i < s.length() && s.charAt(i) == ']') {
-                return out;
-            }
-            throw bad(record, s);
+            out.add(name.textValue());
         }
-    }
-
-    private static int skip(String s, int i) {
-        while (i < s.length() && Character.isWhitespace(s.charAt(i))) {
-            i++;
-        }
-        return i;
+        return out;
     }
 
     private static DataException bad(SinkRecord record, String s) {
