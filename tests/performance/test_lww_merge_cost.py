@@ -133,7 +133,7 @@ def digest(merger: Merger) -> str:
     g = merger.gate
     cols = ", ".join(f'r."{c}"' for c in [*g.keys, *g.cols, *(n for n, _ in STATE_COLUMNS)])
     row = g.conn.execute(
-        f"SELECT count(*), md5(string_agg(({cols})::text, ',' ORDER BY r.pk, r.ck))"  # noqa: S608  # nosec B608  # fixed names
+        f"SELECT count(*), md5(string_agg(({cols})::text, ',' ORDER BY r.pk, r.ck))"  # nosec B608  # fixed names
         f" FROM {g.ddl.names.raw_table} AS r"
     ).fetchone()
     assert row is not None
