@@ -963,7 +963,13 @@ class _MergeGen:
         return (
             f"b AS (\n  SELECT {osel}\n"  # noqa: S608  # nosec B608  # quoted identifiers
             f"    FROM (SELECT {isel}\n"
-            f"            FROM k LEFT JOIN {self.n.raw_table} AS o ON {self.join('o', 'k')}\n"
+            # the stored row by its primary key, whatever the estimates: a LATERAL subquery
+            # with LIMIT is not flattened into a join the planner could make a hash join over
+            # the whole raw table (the batch's key count is never estimated: the staging table
+            # is never analyzed); the key is unique, so LIMIT 1 drops nothing
+            "            FROM k LEFT JOIN LATERAL (\n"
+            f"                   SELECT * FROM {self.n.raw_table} AS r\n"
+            f"                    WHERE {self.join('r', 'k')} LIMIT 1) AS o ON true\n"
             "          OFFSET 0) AS j\n)"
         )
 

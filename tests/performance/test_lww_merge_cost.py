@@ -107,24 +107,27 @@ def backend_cpu(pid: int) -> float:
 
 
 def apply(merger: Merger, data: bytes, rows: int, explain: bool = False) -> list[str]:
-    """One batch as PgApplier applies it (Merger.apply, with the COPY text encoded ahead)."""
+    """One batch as PgApplier applies it (Merger.apply, with the COPY text encoded ahead).
+    PgApplier sends every statement through a plain JDBC Statement, so PostgreSQL parses and
+    plans the merge for every batch: ``prepare=False`` keeps psycopg from preparing it after
+    five executions (which would cache one plan for all batches)."""
     m, sink = merger.merge.rows, merger.sink
     plan: list[str] = []
-    sink.execute(m.lock_sql)
+    sink.execute(m.lock_sql, prepare=False)
     try:
         with sink.transaction():
             with sink.cursor() as cur:
                 with cur.copy(m.copy_sql) as copy:
                     copy.write(data)
                 assert cur.rowcount == rows
-            sink.execute(m.prepare_sql)
+            sink.execute(m.prepare_sql, prepare=False)
             if explain:
-                cur = sink.execute("EXPLAIN (ANALYZE, BUFFERS) " + m.merge_sql)
+                cur = sink.execute("EXPLAIN (ANALYZE, BUFFERS) " + m.merge_sql, prepare=False)
                 plan = [r[0] for r in cur.fetchall()]
             else:
-                sink.execute(m.merge_sql)
+                sink.execute(m.merge_sql, prepare=False)
     finally:
-        sink.execute(m.unlock_sql)
+        sink.execute(m.unlock_sql, prepare=False)
     return plan
 
 
