@@ -78,6 +78,11 @@ MERGE_SETTING = "cdc.lww_merge"
 _MIN = "(-9223372036854775808)::bigint"
 _MAX = "9223372036854775807::bigint"
 _NOW_US = "(extract(epoch FROM now()) * 1000000)::bigint"
+#: Raw types with a max() aggregate of their own in PostgreSQL (the merge's tie-break on value).
+_HAS_MAX = frozenset(
+    {"text", "smallint", "integer", "bigint", "real", "double precision", "numeric"}
+    | {"date", "timestamptz", "inet", "interval"}
+)
 
 
 class UnsafeIdentifierError(SchemaError):
@@ -799,129 +804,178 @@ class _MergeGen:
         ]
         return self.stage_ddl(name, cols)
 
+    def max_of(self, c: Column, expr: str, where: str) -> str:
+        """An aggregate giving the greatest ``expr`` (a value of column c) among the rows
+        matching ``where``, in the column's order: ``max()`` where PostgreSQL has one for the
+        type, else through a one-element array (``max(anyarray)`` compares with the element
+        type's btree order: uuid, bytea, boolean, jsonb have no ``max()`` of their own)."""
+        co = self.g.cmp_collate(c)
+        if self.g.raw_types[c.name] in _HAS_MAX:
+            return f"max({expr}{co}) FILTER (WHERE {where})"
+        return f"(max(ARRAY[{expr}{co}]) FILTER (WHERE {where}))[1]"
+
     def events_cte(self, name: str) -> str:
-        """``ev``: the staged events with the gate's inputs decoded once."""
+        """``ev``: one row per staged event, the gate's inputs decoded once (inner query, not
+        flattened: ``_cdc_set`` and ``_cdc_expiry`` are parsed once per event), then per regular
+        column i the event's rank as a candidate for the cell, ``_cdc_r<i>`` = ARRAY[time, value
+        is null, expiry or MIN] (NULL when the event does not write the cell: a row delete or a
+        column it does not set), and ``_cdc_l``, its rank as a candidate for the row marker,
+        ARRAY[time, expiry or MAX] (INSERTs only) — the orderings of lww_model._cell_rank and
+        the marker, compared as arrays."""
         nonfrozen = {c.name for c in self.g.nonfrozen_collections()}
-        cols = [f"s.{self.g.q(c)}" for c in self.t.primary_key]
+        inner = [f"s.{self.g.q(c)}" for c in self.t.primary_key]
         for c in self.t.regular:
             q = self.g.q(c)
             if c.name in nonfrozen:
                 # an empty non-frozen collection is null in Cassandra (the agent sends [] or {})
-                cols.append(
+                inner.append(
                     f"CASE WHEN s.{q} IN ('[]'::jsonb, '{{}}'::jsonb) THEN NULL ELSE s.{q} END"
                     f" AS {q}"
                 )
             else:
-                cols.append(f"s.{q}")
-        cols += [
+                inner.append(f"s.{q}")
+        inner += [
             # a snapshot copy ranks below every live event (decision 0106)
             f's."_cdc_writetime" - CASE WHEN s."_cdc_snapshot" THEN {SNAPSHOT_RANK_SHIFT}'
             ' ELSE 0 END AS "_cdc_ts"',
             's."_cdc_writetime"',
             's."_cdc_op"',
             'coalesce(s."_cdc_set"::jsonb, \'[]\'::jsonb) AS "_cdc_setj"',
-            'coalesce(s."_cdc_expiry"::jsonb, \'{}\'::jsonb) AS "_cdc_xinj"',
+            's."_cdc_expiry"::jsonb AS "_cdc_xj"',
         ]
-        sel = ",\n         ".join(cols)
-        return f"ev AS (\n  SELECT {sel}\n    FROM pg_temp.{quote_ident(name)} AS s\n)"  # noqa: S608  # nosec B608  # quoted identifiers
+        outer = [f"d.{self.g.q(c)}" for c in (*self.t.primary_key, *self.t.regular)]
+        outer += ['d."_cdc_ts"', 'd."_cdc_writetime"', 'd."_cdc_op"']
+        for i, c in enumerate(self.t.regular, start=1):
+            q, key = self.g.q(c), quote_literal(c.name)
+            outer.append(
+                f'CASE WHEN d."_cdc_op" <> \'d\' AND d."_cdc_setj" ? {key}\n'
+                f'              THEN ARRAY[d."_cdc_ts", (d.{q} IS NULL)::integer,'
+                f' coalesce((d."_cdc_xj" ->> {key})::bigint, {_MIN})] END AS "_cdc_r{i}"'
+            )
+        # an INSERT ... USING TTL gives the marker the latest cell expiry when every set cell
+        # expires (the gate's v_row_exp)
+        row_exp = (
+            'CASE WHEN d."_cdc_xj" IS NOT NULL AND d."_cdc_xj" <> \'{}\'::jsonb\n'
+            "               AND NOT EXISTS (\n"
+            '               SELECT 1 FROM jsonb_array_elements_text(d."_cdc_setj") AS s(name)\n'
+            '                WHERE d."_cdc_xj" -> s.name IS NULL)\n'
+            "             THEN (SELECT max(x.value::bigint)"
+            ' FROM jsonb_each_text(d."_cdc_xj") AS x) END'
+        )
+        outer.append(
+            "CASE WHEN d.\"_cdc_op\" = 'i'\n"
+            f'              THEN ARRAY[d."_cdc_ts", coalesce({row_exp}, {_MAX})] END AS "_cdc_l"'
+        )
+        isel = ",\n                 ".join(inner)
+        osel = ",\n         ".join(outer)
+        return (
+            f"ev AS (\n  SELECT {osel}\n"  # noqa: S608  # nosec B608  # quoted identifiers
+            f"    FROM (SELECT {isel}\n"
+            f"            FROM pg_temp.{quote_ident(name)} AS s OFFSET 0) AS d\n)"
+        )
+
+    def window_cte(self) -> str:
+        """``w``: each event with its key's best rank per regular column (``_cdc_m<i>``): one
+        sort of the batch by key serves every column."""
+        keys = self.keys("e")
+        best = "".join(
+            f',\n         max(e."_cdc_r{i}") OVER k AS "_cdc_m{i}"'
+            for i in range(1, len(self.t.regular) + 1)
+        )
+        return (
+            f"w AS (\n  SELECT e.*{best}\n"  # noqa: S608  # nosec B608  # quoted identifiers
+            f"    FROM ev AS e\n  WINDOW k AS (PARTITION BY {keys})\n)"
+        )
 
     def keys_cte(self) -> str:
-        """``k``: one row per key, with the batch's newest row delete and write time."""
-        keys = self.keys("e")
+        """``k``: one row per key of the batch: its newest row delete and raw write time, per
+        regular column the batch's winning rank (``_cdc_r<i>``) and value (``_cdc_v<i>``, the
+        greatest among the events of that rank: the last tie-break of _cell_rank), and the
+        best row-marker candidate."""
+        keys = self.keys("w")
+        cols = [
+            keys,
+            'max(w."_cdc_ts") FILTER (WHERE w."_cdc_op" = \'d\') AS "_cdc_bdel"',
+            'max(w."_cdc_writetime") AS "_cdc_bwt"',
+        ]
+        for i, c in enumerate(self.t.regular, start=1):
+            cols.append(f'max(w."_cdc_m{i}") AS "_cdc_r{i}"')
+            best = self.max_of(c, f"w.{self.g.q(c)}", f'w."_cdc_r{i}" = w."_cdc_m{i}"')
+            cols.append(f'{best} AS "_cdc_v{i}"')
+        cols.append('max(w."_cdc_l") AS "_cdc_l"')
+        sel = ",\n         ".join(cols)
         return (
-            "k AS (\n"  # noqa: S608  # nosec B608  # quoted identifiers
-            f"  SELECT {keys},\n"
-            '         max(e."_cdc_ts") FILTER (WHERE e."_cdc_op" = \'d\') AS "_cdc_bdel",\n'
-            '         max(e."_cdc_writetime") AS "_cdc_bwt"\n'
-            "    FROM ev AS e\n"
-            f"   GROUP BY {keys}\n"
-            ")"
+            f"k AS (\n  SELECT {sel}\n"  # noqa: S608  # nosec B608  # quoted identifiers
+            f"    FROM w\n   GROUP BY {keys}\n)"
         )
 
     def base_cte(self) -> str:
-        """``b``: each key's row tombstone after the batch: the existing row's, or for a new row
-        the newest partition/range tombstone covering it (as the gate's INSERT path), and the
-        batch's row deletes."""
+        """``b``: each key joined once with its stored row. The inner query (not flattened:
+        its expressions are computed once) gives the row tombstone after the batch
+        (``_cdc_del``: the stored row's, or for a new row the newest partition/range tombstone
+        covering it, as the gate's INSERT path, then the batch's row deletes), per regular
+        column whether the batch's winner beats the stored cell (``_cdc_n<i>``, the same
+        ranking) and the best row marker of the two. The outer query gives each cell's winner
+        (``_cdc_w<i>`` time, ``_cdc_v<i>`` value, ``_cdc_x<i>`` expiry), not yet compared with
+        the row tombstone."""
         first = self.g.q(self.t.primary_key[0])
         tomb = (
             f'(SELECT max(tb."_cdc_writetime") FROM {self.n.tombstones_table} AS tb'  # noqa: S608  # nosec B608  # quoted identifiers
             f" WHERE {self.g.tombstone_match('k', 'tb')})"
         )
+        inner = [
+            self.keys("k"),
+            'k."_cdc_bwt"',
+            f'greatest(CASE WHEN o.{first} IS NOT NULL THEN o."_cdc_deleted_at"\n'
+            f"                          ELSE {tomb} END,\n"
+            '                     k."_cdc_bdel") AS "_cdc_del"',
+            'greatest(k."_cdc_l", CASE WHEN o."_cdc_live_ts" IS NOT NULL\n'
+            '                     THEN ARRAY[o."_cdc_live_ts",'
+            f' coalesce(o."_cdc_live_exp", {_MAX})] END) AS "_cdc_l"',
+        ]
+        outer = [self.keys("j"), 'j."_cdc_bwt"', 'j."_cdc_del"', 'j."_cdc_l"']
+        for i, c in enumerate(self.t.regular, start=1):
+            q, co = self.g.q(c), self.g.cmp_collate(c)
+            stored = (
+                f'ARRAY[o."_cdc_wt"[{i}], (o.{q} IS NULL)::integer,'
+                f' coalesce(o."_cdc_exp"[{i}], {_MIN})]'
+            )
+            inner += [
+                f'k."_cdc_r{i}"',
+                f'k."_cdc_v{i}"',
+                f'o.{q} AS "_cdc_o{i}"',
+                f'o."_cdc_wt"[{i}] AS "_cdc_ow{i}"',
+                f'o."_cdc_exp"[{i}] AS "_cdc_ox{i}"',
+                f'k."_cdc_r{i}" IS NOT NULL AND (o."_cdc_wt"[{i}] IS NULL\n'
+                f'           OR k."_cdc_r{i}" > {stored}\n'
+                f'           OR (k."_cdc_r{i}" = {stored}'
+                f' AND k."_cdc_v{i}"{co} > o.{q}{co})) AS "_cdc_n{i}"',
+            ]
+            n = f'j."_cdc_n{i}"'
+            outer += [
+                f'CASE WHEN {n} THEN j."_cdc_r{i}"[1] ELSE j."_cdc_ow{i}" END AS "_cdc_w{i}"',
+                f'CASE WHEN {n} THEN j."_cdc_v{i}" ELSE j."_cdc_o{i}" END AS "_cdc_v{i}"',
+                f'CASE WHEN {n} THEN nullif(j."_cdc_r{i}"[3], {_MIN})'
+                f' ELSE j."_cdc_ox{i}" END AS "_cdc_x{i}"',
+            ]
+        isel = ",\n                 ".join(inner)
+        osel = ",\n         ".join(outer)
         return (
-            "b AS (\n"  # noqa: S608  # nosec B608  # quoted identifiers
-            f'  SELECT {self.keys("k")}, k."_cdc_bwt",\n'
-            f'         greatest(CASE WHEN o.{first} IS NOT NULL THEN o."_cdc_deleted_at"\n'
-            f"                       ELSE {tomb} END,\n"
-            '                  k."_cdc_bdel") AS "_cdc_del"\n'
-            f"    FROM k LEFT JOIN {self.n.raw_table} AS o ON {self.join('o', 'k')}\n"
-            ")"
-        )
-
-    def cell_cte(self, i: int, c: Column) -> str:
-        """``c<i>``: regular column i's winner among the existing cell and the batch's writes
-        newer than the row tombstone: newest write time, then a null (cell tombstone), then
-        the later expiry (none lowest), then the greater value — lww_model._cell_rank."""
-        q, key, co = self.g.q(c), quote_literal(c.name), self.g.cmp_collate(c)
-        keys = self.keys("c")
-        return (
-            f"c{i} AS (\n"  # noqa: S608  # nosec B608  # quoted identifiers
-            f"  SELECT DISTINCT ON ({keys}) {keys},\n"
-            '         c."_cdc_v", c."_cdc_w", c."_cdc_x"\n'
-            "    FROM (\n"
-            f'      SELECT {self.keys("b")}, o.{q} AS "_cdc_v", o."_cdc_wt"[{i}] AS "_cdc_w",\n'
-            f'             o."_cdc_exp"[{i}] AS "_cdc_x", b."_cdc_del"\n'
-            f"        FROM b JOIN {self.n.raw_table} AS o ON {self.join('o', 'b')}\n"
-            f'       WHERE o."_cdc_wt"[{i}] IS NOT NULL\n'
-            "      UNION ALL\n"
-            f'      SELECT {self.keys("b")}, e.{q}, e."_cdc_ts",'
-            f' (e."_cdc_xinj" ->> {key})::bigint, b."_cdc_del"\n'
-            f"        FROM ev AS e JOIN b ON {self.join('e', 'b')}\n"
-            "       WHERE e.\"_cdc_op\" <> 'd'"
-            f' AND e."_cdc_setj" @> jsonb_build_array({key})\n'
-            "    ) AS c\n"
-            f'   WHERE c."_cdc_w" > coalesce(c."_cdc_del", {_MIN})\n'
-            f'   ORDER BY {keys}, c."_cdc_w" DESC, (c."_cdc_v" IS NULL) DESC,\n'
-            f'            coalesce(c."_cdc_x", {_MIN}) DESC, c."_cdc_v"{co} DESC\n'
-            ")"
-        )
-
-    def live_cte(self) -> str:
-        """``lv``: the row marker: the newest INSERT newer than the row tombstone; at the same
-        time the later expiry wins and no expiry beats any. An INSERT whose every set cell has
-        an expiry gives the marker the latest of them (USING TTL)."""
-        keys = self.keys("c")
-        row_exp = (
-            "CASE WHEN e.\"_cdc_xinj\" <> '{}'::jsonb AND NOT EXISTS (\n"
-            '               SELECT 1 FROM jsonb_array_elements_text(e."_cdc_setj") AS s(name)\n'
-            '                WHERE e."_cdc_xinj" -> s.name IS NULL)\n'
-            "             THEN (SELECT max(x.value::bigint)"
-            ' FROM jsonb_each_text(e."_cdc_xinj") AS x) END'
-        )
-        return (
-            "lv AS (\n"  # noqa: S608  # nosec B608  # quoted identifiers
-            f'  SELECT DISTINCT ON ({keys}) {keys}, c."_cdc_w", c."_cdc_x"\n'
-            "    FROM (\n"
-            f'      SELECT {self.keys("b")}, o."_cdc_live_ts" AS "_cdc_w",'
-            ' o."_cdc_live_exp" AS "_cdc_x", b."_cdc_del"\n'
-            f"        FROM b JOIN {self.n.raw_table} AS o ON {self.join('o', 'b')}\n"
-            '       WHERE o."_cdc_live_ts" IS NOT NULL\n'
-            "      UNION ALL\n"
-            f'      SELECT {self.keys("b")}, e."_cdc_ts",\n'
-            f"             {row_exp},\n"
-            '             b."_cdc_del"\n'
-            f"        FROM ev AS e JOIN b ON {self.join('e', 'b')}\n"
-            "       WHERE e.\"_cdc_op\" = 'i'\n"
-            "    ) AS c\n"
-            f'   WHERE c."_cdc_w" > coalesce(c."_cdc_del", {_MIN})\n'
-            f'   ORDER BY {keys}, c."_cdc_w" DESC, coalesce(c."_cdc_x", {_MAX}) DESC\n'
-            ")"
+            f"b AS (\n  SELECT {osel}\n"  # noqa: S608  # nosec B608  # quoted identifiers
+            f"    FROM (SELECT {isel}\n"
+            # the stored row by its primary key, whatever the estimates: a LATERAL subquery
+            # with LIMIT is not flattened into a join the planner could make a hash join over
+            # the whole raw table (the batch's key count is never estimated: the staging table
+            # is never analyzed); the key is unique, so LIMIT 1 drops nothing
+            "            FROM k LEFT JOIN LATERAL (\n"
+            f"                   SELECT * FROM {self.n.raw_table} AS r\n"
+            f"                    WHERE {self.join('r', 'k')} LIMIT 1) AS o ON true\n"
+            "          OFFSET 0) AS j\n)"
         )
 
     def row_merge(self, name: str) -> str:
         reg = self.t.regular
-        ctes = [self.events_cte(name), self.keys_cte(), self.base_cte()]
-        ctes += [self.cell_cte(i, c) for i, c in enumerate(reg, start=1)]
-        ctes.append(self.live_cte())
+        ctes = [self.events_cte(name), self.window_cte(), self.keys_cte(), self.base_cte()]
         data = [self.g.q(c) for c in reg]
         state = [
             '"_cdc_wt"',
@@ -932,11 +986,20 @@ class _MergeGen:
         ]
         contract = [quote_ident(n) for n, _ in CONTRACT_COLUMNS]
         target_cols = [self.g.q(c) for c in self.t.primary_key] + data + contract + state
-        wts = ", ".join(f'c{i}."_cdc_w"' for i in range(1, len(reg) + 1))
-        exps = ", ".join(f'c{i}."_cdc_x"' for i in range(1, len(reg) + 1))
+        floor = f'coalesce(b."_cdc_del", {_MIN})'
+
+        # a cell or marker survives only when newer than the row tombstone: a tie goes to the
+        # tombstone, as in Cassandra; else the cell is NULL/NULL/NULL (no marker)
+        def live(i: int, what: str) -> str:
+            return f'CASE WHEN b."_cdc_w{i}" > {floor} THEN b."_cdc_{what}{i}" END'
+
+        n = range(1, len(reg) + 1)
+        wts = ",\n               ".join(live(i, "w") for i in n)
+        exps = ",\n               ".join(live(i, "x") for i in n)
+        marker = f'b."_cdc_l"[1] > {floor}'
         values = [
             *(f"b.{self.g.q(c)}" for c in self.t.primary_key),
-            *(f'c{i}."_cdc_v"' for i in range(1, len(reg) + 1)),
+            *(live(i, "v") for i in n),
             # the contract columns say who wrote the row: the merge, at the batch's newest time
             'b."_cdc_bwt"',
             quote_literal(MERGE_OP),
@@ -945,24 +1008,21 @@ class _MergeGen:
             "false",
             f"ARRAY[{wts}]::bigint[]",
             f"ARRAY[{exps}]::bigint[]",
-            'lv."_cdc_w"',
-            'lv."_cdc_x"',
+            f'CASE WHEN {marker} THEN b."_cdc_l"[1] END',
+            f'CASE WHEN {marker} THEN nullif(b."_cdc_l"[2], {_MAX}) END',
             'b."_cdc_del"',
         ]
-        joins = "".join(
-            f"\n  LEFT JOIN c{i} ON {self.join(f'c{i}', 'b')}" for i in range(1, len(reg) + 1)
-        )
-        joins += f"\n  LEFT JOIN lv ON {self.join('lv', 'b')}"
         changed = data + state
         sets = ",\n      ".join(f"{c} = EXCLUDED.{c}" for c in data + contract + state)
         old = ", ".join(f"t.{c}" for c in changed)
         new = ", ".join(f"EXCLUDED.{c}" for c in changed)
         pk = ", ".join(self.g.q(c) for c in self.t.primary_key)
+        sel = ",\n       ".join(values)
         return (
             "WITH " + ",\n".join(ctes) + "\n"  # noqa: S608  # nosec B608  # quoted identifiers
             f"INSERT INTO {self.n.raw_table} AS t ({', '.join(target_cols)})\n"  # nosec B608  # quoted identifiers
-            f"SELECT {', '.join(values)}\n"
-            f"  FROM b{joins}\n"
+            f"SELECT {sel}\n"
+            "  FROM b\n"
             f"ON CONFLICT ({pk}) DO UPDATE SET\n      {sets}\n"
             # a batch that changes nothing leaves no dead tuple, as the gate's RETURN NULL
             f"  WHERE ({old}) IS DISTINCT FROM ({new})"

@@ -93,40 +93,66 @@ def test_structure_rows() -> None:
         '("id", "Region", "select", "amount", "say ""hi""", "user", "_cdc_writetime",'
         ' "_cdc_op", "_cdc_set", "_cdc_expiry", "_cdc_snapshot") FROM STDIN'
     )
-    # one CTE per regular column, in TableModel.regular order = the gate's array slots
+    # one rank, winner and stored cell per regular column, in TableModel.regular order = the
+    # gate's array slots; the stored row is joined once
     for i, c in enumerate(t.regular, start=1):
-        assert f"c{i} AS (" in m.merge_sql
+        assert f'AS "_cdc_r{i}"' in m.merge_sql
+        assert f'max(e."_cdc_r{i}") OVER k AS "_cdc_m{i}"' in m.merge_sql
         assert f'o."_cdc_wt"[{i}]' in m.merge_sql
-        assert f"jsonb_build_array({quote_literal(c.name)})" in m.merge_sql
-    assert f"c{len(t.regular) + 1} AS (" not in m.merge_sql
+        assert f'd."_cdc_setj" ? {quote_literal(c.name)}' in m.merge_sql
+    assert f'"_cdc_r{len(t.regular) + 1}"' not in m.merge_sql
+    # by its primary key whatever the planner estimates: a LATERAL ... LIMIT 1 it cannot
+    # flatten into a hash join over the whole raw table
+    raw = generate_ddl(t).names.raw_table
+    assert m.merge_sql.count(f"FROM {raw} AS r") == 1
+    assert "LEFT JOIN LATERAL (" in m.merge_sql
+    assert 'r."Region" = k."Region" AND r."select" = k."select" LIMIT 1) AS o ON true' in (
+        m.merge_sql
+    )
     assert 'ON CONFLICT ("id", "Region", "select") DO UPDATE SET' in m.merge_sql
     assert "IS DISTINCT FROM (EXCLUDED." in m.merge_sql  # a no-op batch writes nothing
     assert f"THEN {SNAPSHOT_RANK_SHIFT} ELSE 0" in m.merge_sql
-    assert f"'{MERGE_OP}', NULL, NULL, false" in m.merge_sql
+    assert f"'{MERGE_OP}', NULL, NULL, false" in " ".join(m.merge_sql.split())
     assert m.prepare_sql == f"SELECT set_config('{MERGE_SETTING}', 'on', true)"
     assert m.lock_sql.replace("lock", "unlock") == m.unlock_sql
     # text compares by UTF-8 bytes as Cassandra does; other types natively
-    assert 'c."_cdc_v" COLLATE "C" DESC' in m.merge_sql.split("c3 AS (")[1]
+    assert 'max(w."user" COLLATE "C") FILTER' in m.merge_sql
+    assert 'k."_cdc_v3" COLLATE "C" > o."user" COLLATE "C"' in m.merge_sql
+    assert 'max(w."amount") FILTER' in m.merge_sql
     # new rows look up covering partition/range tombstones, as the gate's INSERT path
     assert '"Shop_cdc"."order__in_range"(k."select"' in m.merge_sql
 
 
 def test_orderings_are_the_models() -> None:
-    """The ORDER BY of each reduction is lww_model's ranking, term by term."""
+    """Each reduction's ranking is lww_model's, term by term: a cell's rank is the array
+    [time, value is null, expiry or MIN] (compared element by element, greatest wins), then the
+    greater value; the marker's [time, expiry or MAX]."""
     sql = generate_merge(orders()).rows.merge_sql
-    cell = re.search(r'ORDER BY c\."id", c\."Region", c\."select", (.*?)\n\)', sql, re.S)
-    assert cell is not None
-    order = " ".join(cell.group(1).split())
-    # _cell_rank: (ts, value is None, -inf if exp is None else exp, value), all descending
-    assert order == (
-        'c."_cdc_w" DESC, (c."_cdc_v" IS NULL) DESC,'
-        ' coalesce(c."_cdc_x", (-9223372036854775808)::bigint) DESC, c."_cdc_v" DESC'
+    # _cell_rank: (ts, value is None, -inf if exp is None else exp, value)
+    assert (
+        'THEN ARRAY[d."_cdc_ts", (d."user" IS NULL)::integer,'
+        " coalesce((d.\"_cdc_xj\" ->> 'user')::bigint, (-9223372036854775808)::bigint)] END"
+        ' AS "_cdc_r3"'
+    ) in sql
+    # the stored cell is ranked the same way, the value breaking a tie of the rest
+    stored = (
+        'ARRAY[o."_cdc_wt"[3], (o."user" IS NULL)::integer,'
+        ' coalesce(o."_cdc_exp"[3], (-9223372036854775808)::bigint)]'
     )
-    live = sql.split("lv AS (")[1]
-    # the marker: (ts, +inf if no expiry else expiry)
-    assert 'c."_cdc_w" DESC, coalesce(c."_cdc_x", 9223372036854775807::bigint) DESC' in live
-    # candidates must be newer than the row tombstone: a tie goes to the tombstone
-    assert sql.count('WHERE c."_cdc_w" > coalesce(c."_cdc_del", (-9223372036854775808)') == 4
+    assert f'OR k."_cdc_r3" > {stored}' in sql
+    assert f'OR (k."_cdc_r3" = {stored} AND k."_cdc_v3" COLLATE "C" > o."user" COLLATE "C")' in sql
+    assert 'max(w."user" COLLATE "C") FILTER (WHERE w."_cdc_r3" = w."_cdc_m3")' in sql
+    # the marker: (ts, +inf if no expiry else expiry), for the batch and the stored row
+    assert 'THEN ARRAY[d."_cdc_ts", coalesce(CASE WHEN d."_cdc_xj" IS NOT NULL' in sql
+    assert '9223372036854775807::bigint)] END AS "_cdc_l"' in sql
+    assert (
+        'ARRAY[o."_cdc_live_ts", coalesce(o."_cdc_live_exp", 9223372036854775807::bigint)]' in sql
+    )
+    # a winner must be newer than the row tombstone: a tie goes to the tombstone
+    floor = 'coalesce(b."_cdc_del", (-9223372036854775808)::bigint)'
+    for i in (1, 2, 3):
+        assert f'CASE WHEN b."_cdc_w{i}" > {floor} THEN b."_cdc_v{i}" END' in sql
+    assert f'CASE WHEN b."_cdc_l"[1] > {floor} THEN b."_cdc_l"[1] END' in sql
 
 
 def test_hostile_names_are_quoted() -> None:
@@ -165,7 +191,9 @@ def test_stage_names_fit_postgres() -> None:
 
 
 # --------------------------------------------------------------------------------------------
-# The algorithm, in Python: exactly the reductions of the SQL (CTEs ev, k, b, c<i>, lv).
+# The algorithm, in Python: exactly the reductions of the SQL (CTEs ev, w, k, b and the final
+# SELECT): per key and column the batch's best candidate, then that against the stored cell,
+# then the winner kept only when newer than the row tombstone.
 
 
 @dataclass
@@ -195,29 +223,35 @@ def _merge_batch(
         _merge_key(store[key], [e for e in events if e.key == key], columns)
 
 
+def _cell_rank(c: tuple[Any, int, int | None]) -> tuple[Any, ...]:
+    # ARRAY[time, value is null, expiry or MIN], then the value (the SQL's tie-break)
+    return (c[1], c[0] is None, _MIN if c[2] is None else c[2], c[0])
+
+
 def _merge_key(row: _Row, evs: list[RowEvent], columns: list[str]) -> None:
-    bdel = max((e.rank_ts for e in evs if e.op == "d"), default=None)
+    bdel = max((e.rank_ts for e in evs if e.op == "d"), default=None)  # k._cdc_bdel
     dels = [d for d in (row.deleted, bdel) if d is not None]
     row.deleted = max(dels) if dels else None  # greatest() ignores nulls
     floor = _MIN if row.deleted is None else row.deleted
     for col in columns:
-        cands = [row.cells[col]] if col in row.cells else []
-        cands += [
+        # ev._cdc_r<i> / k: the batch's best candidate (not yet filtered by the tombstone)
+        batch = [
             (e.values[col], e.rank_ts, e.expiry.get(col))
             for e in evs
             if e.op != "d" and col in e.values
         ]
-        cands = [c for c in cands if c[1] > floor]
-        if cands:
-            row.cells[col] = max(
-                cands, key=lambda c: (c[1], c[0] is None, _MIN if c[2] is None else c[2], c[0])
-            )
+        cands = [max(batch, key=_cell_rank)] if batch else []
+        # b: against the stored cell (_cdc_n<i>), then the row tombstone (the final SELECT)
+        cands += [row.cells[col]] if col in row.cells else []
+        best = max(cands, key=_cell_rank) if cands else None
+        if best is not None and best[1] > floor:
+            row.cells[col] = best
         else:
             row.cells.pop(col, None)
-    marks = [row.live] if row.live else []
-    marks += [(e.rank_ts, _row_exp(e)) for e in evs if e.op == "i"]
-    marks = [m for m in marks if m[0] > floor]
-    row.live = max(marks, key=lambda m: (m[0], _MAX if m[1] is None else m[1])) if marks else None
+    marks = [(e.rank_ts, _row_exp(e)) for e in evs if e.op == "i"]
+    marks += [row.live] if row.live else []
+    best_mark = max(marks, key=lambda m: (m[0], _MAX if m[1] is None else m[1]), default=None)
+    row.live = best_mark if best_mark is not None and best_mark[0] > floor else None
 
 
 def _row_exp(e: RowEvent) -> int | None:
