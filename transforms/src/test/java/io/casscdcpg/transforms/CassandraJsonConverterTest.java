@@ -137,6 +137,32 @@ class CassandraJsonConverterTest {
     }
 
     @Test
+    void aCompactEnvelopeWithTheTopicsLastSchemaSkipsTheSchemaAndStaysStrict() {
+        CassandraJsonConverter conv = ours();
+        JsonNode doc = readTree(EVENT);
+        String compact = "{\"schema\":" + doc.get("schema") + ",\"payload\":" + doc.get("payload") + "}";
+        SchemaAndValue first = assertSameAsStock(conv, bytes(compact), false);
+        String next = compact.replace("\"ok\":2.5", "\"ok\":3.5");
+        SchemaAndValue second = assertSameAsStock(conv, bytes(next), false); // the fast path
+        assertSame(first.schema(), second.schema());
+        assertEquals(3.5, ((Struct) second.value()).getFloat64("ok"));
+        assertSameAsStock(conv, bytes(compact.replace("\"ok\":2.5", "\"ok\":null")), false);
+        // the same schema bytes but not exactly the envelope: the full path and its errors
+        String extra = next.substring(0, next.length() - 1) + ",\"x\":1}";
+        DataException e = assertThrows(DataException.class, () -> conv.toConnectData("t", bytes(extra)));
+        assertTrue(e.getMessage().contains("requires \"schema\" and \"payload\""), e.getMessage());
+        assertThrows(DataException.class, () -> conv.toConnectData("t", bytes(next.substring(0, next.length() - 1))));
+        assertThrows(DataException.class, () -> conv.toConnectData("t", bytes(next + "}")));
+        assertThrows(DataException.class, () -> conv.toConnectData("t", bytes(next.replace("\"ok\":3.5", "\"ok\":\"x\""))));
+        assertEquals(first.value().toString(), conv.toConnectData("t", bytes(compact)).value().toString());
+        // another topic, another schema: each topic keeps its own
+        String other = compact.replace("\"field\":\"ok\",\"type\":\"double\"", "\"field\":\"ok\",\"type\":\"float\"");
+        assertEquals(Schema.Type.FLOAT32, conv.toConnectData("u", bytes(other)).schema().field("ok").schema().type());
+        assertSame(first.schema(), conv.toConnectData("t", bytes(next)).schema());
+        assertEquals(Schema.Type.FLOAT32, conv.toConnectData("t", bytes(other)).schema().field("ok").schema().type());
+    }
+
+    @Test
     void fieldOrderPayloadFirstStillWorks() {
         JsonNode doc = readTree(EVENT);
         String flipped = "{\"payload\":" + doc.get("payload") + ",\"schema\":" + doc.get("schema") + "}";

@@ -7,6 +7,8 @@ import java.util.HashMap;
 import java.util.List;
 import java.util.Map;
 import java.util.concurrent.ExecutionException;
+import java.util.concurrent.ExecutorService;
+import java.util.concurrent.Executors;
 import java.util.concurrent.Future;
 import java.util.function.LongSupplier;
 
@@ -26,12 +28,16 @@ import io.casscdcpg.sink.RetryPolicy;
 /**
  * Buffers each put() per target as COPY text, applies it in one transaction per
  * {@code batch.size} records, and reports to Connect only the offsets of committed
- * transactions. A record that cannot be converted goes to the ErrantRecordReporter (the DLQ)
- * and its offset commits with the batch; without a reporter it fails the task. A batch PostgreSQL
- * refuses for its data (SQLSTATE 22xxx/23xxx) is halved until the bad record is alone; it goes to
- * the reporter and the rest is applied. A transient
- * database failure closes the connection and asks Connect to redeliver the same records after a
- * backoff (RetriableException + context.timeout, as RetryingJdbcSinkTask does): replays are no-ops
+ * transactions. Applying is pipelined (decision 0135): a batch is applied on one applier thread
+ * while put() converts the next one; at most one batch is in flight, and it is waited for before
+ * the next is handed over, in preCommit(), close() and stop(). A record that cannot be converted
+ * goes to the ErrantRecordReporter (the DLQ) and its offset commits with the batch; without a
+ * reporter it fails the task. A batch PostgreSQL refuses for its data (SQLSTATE 22xxx/23xxx) is
+ * halved until the bad record is alone; it goes to the reporter and the rest is applied. A
+ * transient database failure closes the connection, keeps the failed batch (Connect redelivers
+ * only the records of the put() that throws, not the batch applied in the background) and asks
+ * Connect to redeliver that put() after a backoff (RetriableException + context.timeout, as
+ * RetryingJdbcSinkTask does); the next put() applies the kept batch first. Replays are no-ops
  * under the LWW rules. After {@code cdc.retry.timeout.ms} of failures the task fails.
  */
 public class LwwSinkTask extends SinkTask {
@@ -44,7 +50,15 @@ public class LwwSinkTask extends SinkTask {
     private LwwSinkConfig config;
     private RetryPolicy policy;
     private ErrantRecordReporter reporter;
+    /** Opened, used and closed on the applier thread or on the task thread, never both at once. */
     private Applier applier;
+    private ExecutorService executor;
+    /** The chunk being applied on the applier thread (at most one). */
+    private Chunk inFlight;
+    /** The chunk a transient failure left unapplied: the next put() applies it first. */
+    private Chunk failed;
+    /** A non-retriable failure preCommit() or close() saw: the next put() throws it. */
+    private RuntimeException fatal;
     private int attempt;
     private long failingSinceMs = -1;
     private int mismatches;
@@ -69,6 +83,11 @@ public class LwwSinkTask extends SinkTask {
         config = new LwwSinkConfig(props);
         policy = config.retry();
         reporter = errantReporter();
+        executor = Executors.newSingleThreadExecutor(r -> {
+            Thread t = new Thread(r, "lww-sink-applier");
+            t.setDaemon(true);
+            return t;
+        });
     }
 
     private ErrantRecordReporter errantReporter() {
@@ -84,22 +103,22 @@ public class LwwSinkTask extends SinkTask {
 
     @Override
     public void put(Collection<SinkRecord> records) {
-        Batch batch = new Batch();
-        List<SinkRecord> members = new ArrayList<>();
-        List<Future<Void>> reported = new ArrayList<>();
+        if (fatal != null) {
+            throw fatal; // a failure found by preCommit() or close(), which must not throw it
+        }
+        retryFailed();
+        Chunk chunk = new Chunk();
         for (SinkRecord record : records) {
-            if (batch.records() >= config.batchSize()) {
-                apply(batch, members, reported);
-                batch = new Batch();
-                members = new ArrayList<>();
-                reported = new ArrayList<>();
+            if (chunk.batch.records() >= config.batchSize()) {
+                submit(chunk);
+                chunk = new Chunk();
             }
-            if (add(batch, record, reported)) {
-                members.add(record);
+            if (add(chunk.batch, record, chunk.reported)) {
+                chunk.members.add(record);
             }
         }
-        if (!batch.isEmpty()) {
-            apply(batch, members, reported);
+        if (!chunk.batch.isEmpty()) {
+            submit(chunk); // left in flight: the next put() converts while it is applied
         }
         mismatches = 0;
         mismatchSinceMs = -1;
@@ -141,24 +160,103 @@ public class LwwSinkTask extends SinkTask {
         batch.added(target);
     }
 
-    private void apply(Batch batch, List<SinkRecord> members, List<Future<Void>> reported) {
-        awaitReports(reported); // a reported record is in the DLQ before its offset can commit
+    /**
+     * Hands the chunk to the applier thread once the chunk before it is settled (pipeline depth
+     * 1, decision 0135): the previous chunk's failure is thrown here, before this one is applied.
+     */
+    private void submit(Chunk chunk) {
+        awaitReports(chunk.reported); // a reported record is in the DLQ before its offset can commit
+        settle();
+        chunk.offsets.putAll(chunk.batch.nextOffsets());
+        chunk.future = executor.submit(() -> {
+            applyOnce(chunk.batch);
+            return null;
+        });
+        inFlight = chunk;
+    }
+
+    /**
+     * Waits for the chunk in flight, if any. Applied: its offsets become committable. Refused for
+     * its data: the bad record(s) are isolated here, on the task thread. Failed otherwise: the
+     * chunk is kept in {@link #failed} (Connect redelivers only the records of the put() that
+     * throws, not this chunk's) and the failure is thrown.
+     */
+    private void settle() {
+        Chunk chunk = inFlight;
+        if (chunk == null) {
+            return;
+        }
+        Throwable error;
         try {
-            applyOnce(batch);
+            chunk.future.get();
+            error = null;
+        } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
+            // still in flight: a later settle() waits for it again
+            throw new ConnectException("interrupted while waiting for the batch being applied", e);
+        } catch (ExecutionException e) {
+            error = e.getCause();
+        }
+        inFlight = null;
+        if (error == null) {
+            applied(chunk);
+        } else {
+            failed(chunk, error);
+        }
+    }
+
+    /** Applies the chunk kept after a transient failure, first, on the task thread (nothing is in flight). */
+    private void retryFailed() {
+        Chunk chunk = failed;
+        if (chunk == null) {
+            return;
+        }
+        failed = null;
+        try {
+            applyOnce(chunk.batch);
         } catch (SQLException | RuntimeException e) {
-            closeApplier();
-            if (reporter == null || !isDataError(e)) {
-                throw failure(e, batch);
-            }
+            failed(chunk, e);
+            return;
+        }
+        applied(chunk);
+    }
+
+    private void applied(Chunk chunk) {
+        attempt = 0;
+        failingSinceMs = -1;
+        chunk.offsets.forEach((tp, next) -> committed.put(tp, new OffsetAndMetadata(next)));
+    }
+
+    private void failed(Chunk chunk, Throwable error) {
+        closeApplier();
+        if (!(error instanceof Exception e)) {
+            throw new ConnectException("applying " + chunk.batch.records() + " records failed: " + error, error);
+        }
+        if (reporter != null && isDataError(e)) {
             // a value PostgreSQL refuses (0126 step 5): find it by halving, apply the rest,
             // send only the bad record(s) to the DLQ; the halves' order does not matter (LWW)
             LOG.warn("applying {} records to {} failed on their data ({}); isolating the bad record(s)",
-                    batch.records(), batch.targets(), e.getMessage());
-            isolate(members);
+                    chunk.batch.records(), chunk.batch.targets(), e.getMessage());
+            try {
+                isolate(chunk.members);
+            } catch (SQLException | RuntimeException again) {
+                closeApplier();
+                hold(chunk, again); // a transient failure while halving: the whole chunk again, later
+                return;
+            }
+            applied(chunk);
+            return;
         }
-        attempt = 0;
-        failingSinceMs = -1;
-        batch.nextOffsets().forEach((tp, next) -> committed.put(tp, new OffsetAndMetadata(next)));
+        hold(chunk, e);
+    }
+
+    /** Throws the failure; a transient one keeps the chunk to be applied first by the next put(). */
+    private void hold(Chunk chunk, Exception e) {
+        RuntimeException f = failure(e, chunk.batch);
+        if (f instanceof RetriableException) {
+            failed = chunk;
+        }
+        throw f;
     }
 
     private void applyOnce(Batch batch) throws SQLException {
@@ -168,8 +266,11 @@ public class LwwSinkTask extends SinkTask {
         applier.apply(batch);
     }
 
-    /** Applies {@code records}, halving on data errors until single records go to the DLQ. */
-    private void isolate(List<SinkRecord> records) {
+    /**
+     * Applies {@code records}, halving on data errors until single records go to the DLQ; throws
+     * any other failure.
+     */
+    private void isolate(List<SinkRecord> records) throws SQLException {
         if (records.isEmpty()) {
             return;
         }
@@ -184,7 +285,7 @@ public class LwwSinkTask extends SinkTask {
         } catch (SQLException | RuntimeException e) {
             closeApplier();
             if (!isDataError(e)) {
-                throw failure(e, part); // transient: Connect redelivers the put(), replays are no-ops
+                throw e;
             }
             if (records.size() == 1) {
                 LOG.warn("record {}/{}@{} refused by PostgreSQL, sent to the dead letter queue: {}",
@@ -269,9 +370,14 @@ public class LwwSinkTask extends SinkTask {
         }
     }
 
-    /** Only offsets of committed transactions, for the partitions Connect asks about. */
+    /**
+     * Only offsets of committed transactions, for the partitions Connect asks about. Waits for
+     * the chunk in flight first, so a flush covers everything put() returned for; a failure of it
+     * is not thrown here (Connect would only log it): the next put() retries or throws it.
+     */
     @Override
     public Map<TopicPartition, OffsetAndMetadata> preCommit(Map<TopicPartition, OffsetAndMetadata> currentOffsets) {
+        settleQuietly("preCommit");
         Map<TopicPartition, OffsetAndMetadata> out = new HashMap<>();
         for (TopicPartition tp : currentOffsets.keySet()) {
             OffsetAndMetadata o = committed.get(tp);
@@ -282,14 +388,47 @@ public class LwwSinkTask extends SinkTask {
         return out;
     }
 
+    /**
+     * Waits for the chunk in flight (a rebalance: Connect has called preCommit() just before),
+     * then forgets the closed partitions. A chunk kept for retry keeps its rows (a replay is a
+     * no-op under the LWW rules) but will not commit offsets of partitions this task no longer
+     * owns: their new owner consumes them again from the last committed offset.
+     */
     @Override
     public void close(Collection<TopicPartition> partitions) {
+        settleQuietly("close");
         partitions.forEach(committed::remove);
+        if (failed != null) {
+            partitions.forEach(failed.offsets::remove);
+        }
     }
 
+    /** Waits for the chunk in flight (its offsets are not committed any more: it is redelivered). */
     @Override
     public void stop() {
+        settleQuietly("stop");
         closeApplier();
+        if (executor != null) {
+            executor.shutdownNow();
+        }
+    }
+
+    /** The committable offsets as they are, without waiting for the chunk in flight (tests). */
+    Map<TopicPartition, OffsetAndMetadata> committedSoFar() {
+        return Map.copyOf(committed);
+    }
+
+    private void settleQuietly(String when) {
+        try {
+            settle();
+        } catch (RetriableException e) {
+            LOG.debug("{}: the batch in flight failed, the next put() retries it: {}", when, e.getMessage());
+        } catch (RuntimeException e) {
+            if (fatal == null && inFlight == null) {
+                fatal = e; // the task fails on the next put()
+            }
+            LOG.debug("{}: the batch in flight failed: {}", when, e.getMessage());
+        }
     }
 
     private void closeApplier() {
@@ -297,5 +436,15 @@ public class LwwSinkTask extends SinkTask {
             applier.close();
             applier = null;
         }
+    }
+
+    /** One batch with what its failure handling needs: its records and its DLQ reports. */
+    private static final class Chunk {
+        final Batch batch = new Batch();
+        final List<SinkRecord> members = new ArrayList<>();
+        final List<Future<Void>> reported = new ArrayList<>();
+        /** The offsets it commits: set on submit, less the partitions closed while it waits for a retry. */
+        final Map<TopicPartition, Long> offsets = new HashMap<>();
+        Future<Void> future;
     }
 }
