@@ -232,12 +232,20 @@ def stream(
 ) -> Iterable[tuple[Any, ...]]:
     """Rows of a query through a server-side cursor, ``itersize`` rows at a time (a batch
     yielded from its list: iterating the cursor itself costs a Python call per row)."""
+    for rows in batches(conn, stmt, params, itersize=itersize):
+        yield from rows
+
+
+def batches(
+    conn: psycopg.Connection, stmt: str, params: Sequence[Any], *, itersize: int = 2000
+) -> Iterable[list[tuple[Any, ...]]]:
+    """The rows of a query through a server-side cursor, as lists of up to ``itersize``."""
     try:
         with conn.transaction(), conn.cursor(name="cdc_verify_stream") as cur:
             cur.itersize = itersize
             cur.execute(stmt, params)
             while rows := cur.fetchmany(itersize):
-                yield from rows
+                yield rows
     except psycopg.Error as exc:
         raise PostgresError(f"PostgreSQL query failed: {exc}") from exc
 
@@ -256,6 +264,17 @@ def execute_many(conn: psycopg.Connection, stmt: str, rows: Sequence[Sequence[An
             cur.executemany(stmt, rows)
     except psycopg.Error as exc:
         raise PostgresError(f"PostgreSQL rejected a write: {exc}") from exc
+
+
+def copy_text(conn: psycopg.Connection, stmt: str, chunks: Iterable[str]) -> None:
+    """``COPY ... FROM STDIN`` (text format) of data already in that format, a chunk of lines
+    per write, in one transaction."""
+    try:
+        with conn.transaction(), conn.cursor() as cur, cur.copy(stmt) as copy:
+            for chunk in chunks:
+                copy.write(chunk)
+    except psycopg.Error as exc:
+        raise PostgresError(f"PostgreSQL COPY failed: {exc}") from exc
 
 
 def copy_rows(conn: psycopg.Connection, stmt: str, rows: Iterable[Sequence[Any]]) -> int:

@@ -58,6 +58,7 @@ class Table:
         self.pk = [c.name for c in model.primary_key]
         self.part = [c.name for c in model.partition_key]
         self.part_types = [c.cql_type for c in model.partition_key]
+        self.pk_types = [c.cql_type for c in model.primary_key]
         self.reg = [c.name for c in model.regular]
         self.types: dict[str, CqlType] = {c.name: c.type for c in model.columns}
         self.pk_raw = [c.cql_type in RAW_KEY_TYPES for c in model.primary_key]
@@ -73,7 +74,9 @@ class Table:
         meta = "".join(f", WRITETIME({q(c)}), TTL({q(c)})" for c in self.reg)
         self.cql_repair = f"SELECT {cols}{meta} FROM {ks}.{tb} WHERE {where_pk}"  # noqa: S608  # nosec B608  # quoted identifiers
         # kt: (pk, token) COPYed from the client; tt: the live view's rows with their token,
-        # built from kt by one join, then read per range through its token index.
+        # built from kt by one join and written in token order, then read per range through
+        # its token index: a range's rows lie on consecutive pages (decision 0141), not on
+        # every page of the table as in the join's order.
         tt = f"{q(self.names.raw_schema)}.{q(self.token_table)}"
         kt = f"{q(self.names.raw_schema)}.{q(f'{model.table}__vk_{run_hash}')}"
         self.pg_token_table = tt
@@ -101,7 +104,7 @@ class Table:
         self.pg_token_copy = f"COPY {kt} ({', '.join(q(c) for c in self.pk)}, {tk}) FROM STDIN"
         self.pg_token_index = [
             f"CREATE UNLOGGED TABLE {tt} AS SELECT k.{tk}, {vcols} "  # noqa: S608  # nosec B608  # quoted identifiers (PgNames, quote_ident), values as %s
-            f"FROM {kt} AS k JOIN {self.names.live_view} AS v ON {join}",
+            f"FROM {kt} AS k JOIN {self.names.live_view} AS v ON {join} ORDER BY k.{tk}",
             f"CREATE INDEX ON {tt} ({tk})",
             f"ANALYZE {tt}",
             f"DROP TABLE {kt}",

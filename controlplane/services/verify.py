@@ -85,6 +85,7 @@ from controlplane.core.verify_report import (
     run_summary,
 )
 from controlplane.core.verify_table import Table
+from controlplane.core.verify_tokens import copy_lines
 from controlplane.services.targets import cassandra_security
 
 Progress = Callable[[str, Mapping[str, Any]], None]
@@ -356,14 +357,29 @@ class Verifier:
         )
 
     def _build_token_table(self, t: Table) -> int:
+        """The live view's keys with their partition tokens COPYed into the run's key table,
+        then joined into the token-ordered snapshot the ranges read (decisions 0030, 0141)."""
         postgres.execute(self.dsn, t.pg_token_ddl)
         npart = len(t.part)
-        token = tokenizer(t.part_types)
+        lines = copy_lines(t.pk_types, npart)
         with postgres.verify_connect(self.dsn) as src, postgres.connect(self.dsn) as dst:
-            rows = (
-                (*k, token(k[:npart])) for k in postgres.stream(src, t.pg_keys, [], itersize=10_000)
-            )
-            n = postgres.copy_rows(dst, t.pg_token_copy, rows)
+            if lines is not None:  # a batch of keys to COPY text lines at a time
+                n = 0
+
+                def chunks() -> Iterator[str]:
+                    nonlocal n
+                    for keys in postgres.batches(src, t.pg_keys, [], itersize=10_000):
+                        n += len(keys)
+                        yield lines(keys)
+
+                postgres.copy_text(dst, t.pg_token_copy, chunks())
+            else:  # a key type without a text form in core.verify_tokens: row by row
+                token = tokenizer(t.part_types)
+                rows = (
+                    (*k, token(k[:npart]))
+                    for k in postgres.stream(src, t.pg_keys, [], itersize=10_000)
+                )
+                n = postgres.copy_rows(dst, t.pg_token_copy, rows)
         postgres.execute(self.dsn, t.pg_token_index)
         return n
 

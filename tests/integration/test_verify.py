@@ -36,6 +36,7 @@ from tests.integration.verify_support import (
     running_stack,
     write_manifest,
 )
+from tests.manifests import local_pipeline
 from tests.stackfixture import cql_cluster
 
 pytestmark = pytest.mark.integration
@@ -96,6 +97,27 @@ def test_postgres_side_tokens_equal_cassandra_tokens(cql: Session, env: dict[str
     assert len(pg) == len(cass) > 0
     for id_, region in pg:
         assert partition_token(["int", "text"], [id_, region]) == cass[(id_, region)]
+
+
+def test_token_pass_copies_keys_with_copy_text_special_characters(
+    cql: Session, env: dict[str, Any], tmp_path: Path
+) -> None:
+    """The token pass writes keys as COPY text lines (decision 0141): text keys holding a tab,
+    a newline, a carriage return, a backslash, ``\\N`` or ``\\.`` must reach the key table
+    as themselves, or the snapshot's join loses their rows (counted missing)."""
+    create_tables(cql, env["dsn"], ["oddkeys"])
+    sim = Sim(cql, env["dsn"], "oddkeys")
+    regions = ["eu\tx", "a\\b", "n\nl", "c\rr", "\\N", "\\.", "zürich ✓", ""]
+    rows = [{**row_values(i), "region": regions[i % len(regions)]} for i in range(160)]
+    sim.cassandra(rows, TS0)
+    with psycopg.connect(env["dsn"], autocommit=True) as conn:
+        sim.postgres(conn, rows, TS0)
+    manifest = tmp_path / "oddkeys.yaml"  # a pipeline of its own: TABLES' runs stay as they are
+    manifest.write_text(local_pipeline("vf-verify-odd", KEYSPACE, ["oddkeys"]))
+    summary = svc.run_verify(opts({**env, "manifest": manifest}, "oddkeys", tmp_path))
+    assert summary.counters["read"] == summary.counters["valid"] == len(rows)
+    assert summary.remaining == 0
+    assert summary.status == "PASS"
 
 
 def test_finds_each_kind_exactly_then_repairs_through_the_gate(

@@ -9,6 +9,11 @@ Loading: Cassandra with unlogged batches through execute_concurrent; PostgreSQL 
 straight into the raw table with the gate's state columns filled as the gate would fill them
 (trigger disabled only for the load), so the live view shows exactly the Cassandra rows; then
 VACUUM (ANALYZE), the state autovacuum keeps a long-written table in.
+
+Settling: after each load Cassandra's memtables are flushed and the table compacted
+(``nodetool flush`` and ``nodetool compact``, both waited for), and the node's flush and
+compaction pools must be idle, before the raw scan and verify are measured, so neither of the
+two measurements pays for the bulk load's background work (decision 0142).
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ from __future__ import annotations
 import decimal
 import json
 import os
+import re
 import resource
 import subprocess
 import sys
@@ -31,9 +37,11 @@ from cassandra.cluster import Session
 from cassandra.concurrent import execute_concurrent
 from cassandra.query import BatchStatement, BatchType
 
-from controlplane.adapters import postgres
+from controlplane.adapters import nodetool, postgres
 from controlplane.core.ddl import generate_ddl
 from controlplane.core.schema_model import Column, TableModel
+from controlplane.core.stack_model import nodetool_command, nodetool_login
+from controlplane.services.stack import LocalStack, settings_for
 from tests.integration.verify_support import pg_password, running_stack
 from tests.manifests import local_pipeline
 from tests.performance.report import machine, write_section
@@ -169,6 +177,51 @@ def _load(cql: Session, dsn: str, start: int, stop: int, table: str = TABLE) -> 
     return time.monotonic() - t0
 
 
+def _nodetool(*args: str, timeout: float = 60.0) -> str:
+    """nodetool against node 1 of the local stack (CDC_STACK_DIR's), with its JMX login."""
+    ctx = LocalStack(settings_for()).ctx
+    ctx.resolve_artifacts({"cassandra"})
+    argv = nodetool_command(
+        ctx.cassandra_java(),
+        ctx.lib("cassandra"),
+        ctx.s.ports.cassandra_jmx_of(1),
+        cassandra_version=ctx.s.cassandra_version,
+        login=nodetool_login(ctx.s),
+    )
+    return nodetool.run([*argv, *args], timeout=timeout)
+
+
+def _busy_pools(tpstats: str) -> dict[str, int]:
+    """Active + pending tasks of the flush and compaction pools in ``nodetool tpstats``."""
+    out = {}
+    for line in tpstats.splitlines():
+        m = re.match(
+            r"(CompactionExecutor|MemtableFlushWriter|MemtablePostFlush)\s+(\d+)\s+(\d+)", line
+        )
+        if m:
+            out[m.group(1)] = int(m.group(2)) + int(m.group(3))
+    return out
+
+
+def _settle(table: str = TABLE, timeout_s: float = 900.0, quiet_polls: int = 3) -> float:
+    """Cassandra as a table written long ago is: memtables flushed, the table compacted into
+    one SSTable, and no flush or compaction running or queued on the node (``quiet_polls``
+    consecutive ``tpstats`` a second apart: a flush may queue a compaction just after it).
+    The same state before the raw scan and before verify, whatever the load left behind.
+    Returns the seconds it took."""
+    t0 = time.monotonic()
+    _nodetool("flush", KS, table, timeout=timeout_s)
+    _nodetool("compact", KS, table, timeout=timeout_s)  # returns when the compaction is done
+    quiet = 0
+    while quiet < quiet_polls:
+        pools = _busy_pools(_nodetool("tpstats"))
+        assert "CompactionExecutor" in pools, "nodetool tpstats: no CompactionExecutor line"
+        quiet = quiet + 1 if not any(pools.values()) else 0
+        assert time.monotonic() - t0 < timeout_s, f"Cassandra still busy: {pools}"
+        time.sleep(1)  # the next poll (bounded by the deadline above)
+    return time.monotonic() - t0
+
+
 def _run(cmd: list[str], env: dict[str, str]) -> tuple[dict[str, Any], float]:
     """Run a Python child; its JSON output and its peak RSS in MiB (a fresh child each time)."""
     wrapper = textwrap.dedent(
@@ -200,6 +253,7 @@ def test_verify_throughput_and_memory(cql: Session, tmp_path: Path) -> None:
     for size in SIZES:
         load_s = _load(cql, dsn, loaded, size)
         loaded = size
+        settle_s = _settle()
         scan, scan_rss = _run([sys.executable, "-c", RAW_SCAN], env)
         assert scan["rows"] == size
         summary, verify_rss = _run(
@@ -226,6 +280,7 @@ def test_verify_throughput_and_memory(cql: Session, tmp_path: Path) -> None:
             {
                 "rows": size,
                 "load_s": load_s,
+                "settle_s": settle_s,
                 "scan_s": scan["elapsed_s"],
                 "scan_rate": scan_rate,
                 "scan_rss": scan_rss,
@@ -243,7 +298,9 @@ def test_verify_throughput_and_memory(cql: Session, tmp_path: Path) -> None:
         f"(`VF_BENCH_SIZES={','.join(map(str, SIZES))}`; table `{KS}.{TABLE}`: bigint key, "
         "text, bigint, decimal; one row per partition; the running local stack, single "
         "Cassandra node; default ranges (8 x cores, ring-aligned) and workers (2 x cores) for "
-        "both; `cdcctl verify --lag 0`, nothing differs). Machine: " + machine() + ".",
+        "both; `cdcctl verify --lag 0`, nothing differs; after each load the table is flushed "
+        "and compacted and the node's flush and compaction pools idle before both "
+        "measurements, decision 0142). Machine: " + machine() + ".",
         "",
         "| rows | raw token-range scan | verify (incl. PostgreSQL token pass) | ratio "
         "| verify peak RSS | raw scan peak RSS |",
@@ -260,7 +317,10 @@ def test_verify_throughput_and_memory(cql: Session, tmp_path: Path) -> None:
         "",
         "Ratio = verify rows/s / raw scan rows/s. Peak RSS is the child process's "
         "`ru_maxrss`. Load time (Cassandra concurrent inserts + PostgreSQL COPY): "
-        + ", ".join(f"{r['rows']:,} rows {r['load_s']:.0f} s" for r in results)
+        + ", ".join(
+            f"{r['rows']:,} rows {r['load_s']:.0f} s (settling {r['settle_s']:.0f} s)"
+            for r in results
+        )
         + f". 1-minute load average at the end: {os.getloadavg()[0]:.1f} (the machine is "
         "shared; compare ratios measured in one run, not absolute rows/s).",
         "",

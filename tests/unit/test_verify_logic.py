@@ -49,6 +49,8 @@ def test_table_statements_read_by_token_and_write_through_the_sink_statement() -
     assert 'WRITETIME("a"), TTL("a")' in t.cql_repair
     assert t.pg_range.startswith('SELECT "_cdc_token", "id", "c", "a", "b" FROM "ks_cdc"."t__vt_')
     assert '"ks"."t" AS v' in t.pg_token_index[0]
+    # the snapshot is written in token order: a range's rows on consecutive pages
+    assert t.pg_token_index[0].endswith('ORDER BY k."_cdc_token"')
     assert 'ORDER BY "_cdc_token"' in t.pg_range
     assert t.upsert.startswith('INSERT INTO "ks_cdc"."t"')
     assert t.token_table.startswith("t__vt_")
