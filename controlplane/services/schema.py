@@ -143,6 +143,8 @@ class _Fence:
     item: LoadedManifest
     endpoints: PipelineEndpoints
     target: Target
+    # the state an operator left the connector in; restored, not overridden, after the DDL
+    state_before: str = "RUNNING"
 
     @property
     def name(self) -> str:
@@ -157,6 +159,7 @@ class _Fence:
         with self._client() as connect:
             if connect.find_config(self.name) is None:
                 return False
+            self.state_before = connect.status(self.name).connector.state
             connect.stop(self.name)
 
             def stopped() -> bool:
@@ -173,9 +176,14 @@ class _Fence:
         )
         return True
 
-    def resume(self) -> None:
+    def restore(self) -> str:
+        """Put the sink back in the state it had before :meth:`stop`; returns that state."""
         with self._client() as connect:
-            connect.resume(self.name)
+            if self.state_before == "PAUSED":
+                connect.pause(self.name)
+            elif self.state_before != "STOPPED":
+                connect.resume(self.name)
+        return self.state_before
 
 
 def apply_schema(
@@ -237,8 +245,8 @@ def apply_schema(
     finally:
         if configured or not migrated:
             for fence in stopped:
-                fence.resume()
-                log.info("lww_sink_resumed", connector=fence.name)
+                state = fence.restore()
+                log.info("lww_sink_restored", connector=fence.name, state=state)
         for item in loaded:
             # a sink task that met an event of the new schema before the migration failed on it;
             # the event is still in Kafka (offsets are committed only after a write): restart it

@@ -237,3 +237,28 @@ def test_a_value_for_a_column_added_before_schema_apply_waits_and_is_not_lost(
         status = http.get(f"/connectors/{CONNECTOR}/status").json()
     assert status["connector"]["state"] == "RUNNING"
     assert [t["state"] for t in status["tasks"]] == ["RUNNING"]
+
+
+def test_a_paused_sink_stays_paused_through_schema_apply(
+    pipeline: Path, cql: Session, stack: Endpoints
+) -> None:
+    """`schema apply` stops an lww sink around the ALTER (decision 0139) and puts it back in the
+    state the operator left it in: a paused pipeline is not resumed by a schema change."""
+    dsn = stack.postgres_dsn
+    assert cdcctl("pause", NAME).returncode == 0
+    wait_for("the sink paused", lambda: connector_state(stack), lambda s: s == "PAUSED")
+    cql.execute(f"ALTER TABLE {KS}.t ADD x text")
+    applied = cdcctl_json("schema", "apply", "-f", str(pipeline))
+    assert [(p["action"], p["result"]) for p in applied] == [("alter", "applied")]
+    assert connector_state(stack) == "PAUSED"
+    cql.execute(f"INSERT INTO {KS}.t (id, n, x) VALUES (500, 500, 'while paused')")
+    assert cdcctl("resume", NAME).returncode == 0
+    equal_to_cassandra(cql, dsn, "the row written while paused, after resume")
+    (x,) = postgres.query(dsn, f'SELECT x FROM "{KS}"."t" WHERE id = 500')  # nosec B608  # constant names
+    assert x == ("while paused",)
+
+
+def connector_state(stack: Endpoints) -> str:
+    with connect_http(stack) as http:
+        status = http.get(f"/connectors/{CONNECTOR}/status").json()
+    return str(status["connector"]["state"])
