@@ -83,7 +83,10 @@ def test_sink_config(pipeline: Pipeline, ctx: RenderContext) -> None:
         "errors.deadletterqueue.topic.name": "demo.dlq",
         "errors.deadletterqueue.topic.replication.factor": "1",
         "errors.deadletterqueue.context.headers.enable": "true",
-        "key.converter": "org.apache.kafka.connect.json.JsonConverter",
+        # the stock JsonConverter's results for keys, without re-parsing the key's schema
+        # per record (decision 0147)
+        "key.converter": "io.casscdcpg.transforms.CassandraJsonConverter",
+        "key.converter.schemas.enable": "true",
         # reads the agent's "NaN"/"Infinity" as such (the stock converter reads 0.0)
         "value.converter": "io.casscdcpg.transforms.CassandraJsonConverter",
         "value.converter.schemas.enable": "true",

@@ -21,6 +21,7 @@ import org.apache.kafka.connect.data.Struct;
 import org.apache.kafka.connect.data.Time;
 import org.apache.kafka.connect.data.Timestamp;
 import org.apache.kafka.connect.errors.DataException;
+import org.apache.kafka.connect.storage.ConverterType;
 import org.apache.kafka.connect.json.JsonConverter;
 import org.apache.kafka.connect.json.JsonConverterConfig;
 
@@ -31,7 +32,7 @@ import com.fasterxml.jackson.databind.ObjectMapper;
 
 /**
  * Kafka's {@link JsonConverter} for the agent's records ({@code {"schema": ..., "payload": ...}}),
- * with two differences:
+ * keys and values alike, with two differences:
  * <ul>
  * <li>a float or double written as {@code "NaN"}, {@code "Infinity"} or {@code "-Infinity"} (how the
  * agent's Jackson writes non-finite numbers) is read as that value; the stock converter reads
@@ -41,6 +42,12 @@ import com.fasterxml.jackson.databind.ObjectMapper;
  * key (one pass over a byte range) and only the payload is parsed into a tree. This halved the
  * worker's CPU per record (docs/decisions/0040-sink-throughput.md).</li>
  * </ul>
+ * Both connector templates use it as {@code key.converter} and {@code value.converter}
+ * (decision 0147). Connect configures one instance per role ({@code configure(configs, isKey)} sets
+ * {@code converter.type}) and per task, so the fast path's "last schema of the topic" is per topic
+ * and per role: a key's schema never evicts the value's. Stock {@code toConnectData} does not depend
+ * on the role; a null record (a null key, a tombstone's value) is {@link SchemaAndValue#NULL}, as
+ * stock.
  * Anything that is not such an envelope (schemas disabled, a fixed {@code schema.content}, a null
  * record, other fields) goes to the stock converter, so its behaviour and messages stay. The values
  * produced are those of the stock converter (CassandraJsonConverterTest compares them on every
@@ -54,6 +61,9 @@ public class CassandraJsonConverter extends JsonConverter {
     private static final byte[] PAYLOAD_INFIX = ",\"payload\":".getBytes(StandardCharsets.US_ASCII);
 
     private boolean envelope;
+    private ConverterType role = ConverterType.VALUE;
+    /** Records that took the full path (not the topic's last schema): what the tests observe. */
+    private long fullPaths;
     private boolean replaceNullWithDefault = JsonConverterConfig.REPLACE_NULL_WITH_DEFAULT_DEFAULT;
     private Map<SchemaBytes, Schema> schemas = Collections.emptyMap();
     /** Per topic, the last compact envelope's schema bytes and schema: the fast path's key. */
@@ -65,6 +75,8 @@ public class CassandraJsonConverter extends JsonConverter {
         super.configure(configs);
         JsonConverterConfig config = new JsonConverterConfig(configs);
         envelope = config.schemasEnabled() && config.schemaContent() == null;
+        role = config.type();
+        fullPaths = 0;
         replaceNullWithDefault = config.replaceNullWithDefault();
         int capacity = config.schemaCacheSize();
         schemaCapacity = Math.max(1, capacity);
@@ -89,6 +101,7 @@ public class CassandraJsonConverter extends JsonConverter {
                 return new SchemaAndValue(known.schema(), convert(known.schema(), payload, ""));
             }
         }
+        fullPaths++;
         Envelope env = split(value);
         if (env == null) {
             return super.toConnectData(topic, value); // not the envelope: the stock error message
@@ -106,6 +119,16 @@ public class CassandraJsonConverter extends JsonConverter {
             lastByTopic.put(topic, new Known(Arrays.copyOfRange(value, env.start, env.end), schema));
         }
         return out;
+    }
+
+    /** Whether this instance converts keys ({@code converter.type=key}) or values. */
+    ConverterType role() {
+        return role;
+    }
+
+    /** How many records since {@link #configure} took the full path (tests: the fast path's hits). */
+    long fullPaths() {
+        return fullPaths;
     }
 
     /**

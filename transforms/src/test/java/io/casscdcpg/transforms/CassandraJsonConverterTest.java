@@ -1,7 +1,6 @@
 package io.casscdcpg.transforms;
 
 import static org.junit.jupiter.api.Assertions.assertEquals;
-import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertNotSame;
 import static org.junit.jupiter.api.Assertions.assertSame;
 import static org.junit.jupiter.api.Assertions.assertThrows;
@@ -21,6 +20,7 @@ import org.apache.kafka.connect.data.SchemaAndValue;
 import org.apache.kafka.connect.data.Struct;
 import org.apache.kafka.connect.errors.DataException;
 import org.apache.kafka.connect.json.JsonConverter;
+import org.apache.kafka.connect.storage.ConverterType;
 import org.junit.jupiter.api.DynamicTest;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.TestFactory;
@@ -67,8 +67,14 @@ class CassandraJsonConverterTest {
             """;
 
     private static CassandraJsonConverter ours() {
+        return ours(false);
+    }
+
+    /** Configured as Connect configures a task's key or value converter. */
+    private static CassandraJsonConverter ours(boolean isKey) {
         CassandraJsonConverter conv = new CassandraJsonConverter();
-        conv.configure(Map.of("schemas.enable", "true"), false);
+        conv.configure(Map.of("schemas.enable", "true"), isKey);
+        assertEquals(isKey ? ConverterType.KEY : ConverterType.VALUE, conv.role());
         return conv;
     }
 
@@ -96,16 +102,70 @@ class CassandraJsonConverterTest {
     }
 
     /** Every fixture (captured from the real agent or written by hand): same schema and value as the
-     *  stock converter, apart from the non-finite numbers it reads as 0. */
+     *  stock converter, apart from the non-finite numbers it reads as 0. One key and one value
+     *  converter for all of them, as a task has; each part twice, so the second goes through the
+     *  fast path (the topic's last schema), and once as the indented JSON (the full path). */
     @TestFactory
     Stream<DynamicTest> sameResultAsTheStockConverterOnEveryFixture() {
-        CassandraJsonConverter conv = ours();
+        Map<String, CassandraJsonConverter> convs = Map.of("key", ours(true), "value", ours(false));
         return Fixtures.all().stream().flatMap(name -> Stream.of("key", "value").map(part -> DynamicTest.dynamicTest(
                 name + " " + part, () -> {
                     JsonNode node = Fixtures.raw(name).get(part);
-                    byte[] bytes = node == null || node.isNull() ? null : MAPPER.writeValueAsBytes(node);
-                    assertSameAsStock(conv, bytes, part.equals("key"));
+                    String topic = Fixtures.raw(name).path("topic").asText("t");
+                    CassandraJsonConverter conv = convs.get(part);
+                    boolean isKey = part.equals("key");
+                    if (node == null || node.isNull()) {
+                        assertSameAsStock(conv, topic, null, isKey);
+                        return;
+                    }
+                    byte[] compact = MAPPER.writeValueAsBytes(node);
+                    assertSameAsStock(conv, topic, compact, isKey);
+                    long full = conv.fullPaths();
+                    assertSameAsStock(conv, topic, compact, isKey);
+                    assertEquals(full, conv.fullPaths(), "the second time: the topic's last schema");
+                    assertSameAsStock(conv, topic, MAPPER.writerWithDefaultPrettyPrinter().writeValueAsBytes(node), isKey);
                 })));
+    }
+
+    /** The agent's key envelopes as a task sees them: every key of every captured fixture, in turn,
+     *  through one key converter beside one value converter on the same topics. Keys and values
+     *  keep a fast path each (per topic and role); the results are the stock converter's. */
+    @Test
+    void keysAndValuesOfOneTopicEachKeepTheirFastPath() throws IOException {
+        CassandraJsonConverter keys = ours(true);
+        CassandraJsonConverter values = ours(false);
+        JsonNode doc = Fixtures.raw("real_update_one_column");
+        String topic = doc.get("topic").asText();
+        byte[] key = MAPPER.writeValueAsBytes(doc.get("key"));
+        byte[] value = MAPPER.writeValueAsBytes(doc.get("value"));
+        for (int i = 0; i < 3; i++) {
+            SchemaAndValue k = assertSameAsStock(keys, topic, key, true);
+            assertSameAsStock(values, topic, value, false);
+            assertEquals(Schema.Type.STRUCT, k.schema().type());
+            assertSameAsStock(keys, topic, null, true); // a null key: stock's NULL, the fast path kept
+        }
+        assertEquals(1, keys.fullPaths(), "one full path per topic and role, then the fast path");
+        assertEquals(1, values.fullPaths());
+        // another key of another table on the same topic (a schema change): full path, then fast again
+        JsonNode other = Fixtures.raw("real_c41_comp_insert").get("key");
+        byte[] otherKey = MAPPER.writeValueAsBytes(other);
+        assertSameAsStock(keys, topic, otherKey, true);
+        assertSameAsStock(keys, topic, otherKey, true);
+        assertEquals(2, keys.fullPaths());
+        assertSameAsStock(keys, topic, key, true);
+        assertEquals(3, keys.fullPaths());
+    }
+
+    /** A Kafka tombstone (null value) after a delete: the key converts as stock, the value is NULL. */
+    @Test
+    void aTombstonesKeyAsStockAndItsNullValueIsNull() throws IOException {
+        JsonNode doc = Fixtures.raw("kafka_tombstone");
+        String topic = doc.get("topic").asText();
+        CassandraJsonConverter keys = ours(true);
+        SchemaAndValue k = assertSameAsStock(keys, topic, MAPPER.writeValueAsBytes(doc.get("key")), true);
+        assertEquals(7, ((Struct) k.value()).getInt32("order_id"));
+        assertEquals(SchemaAndValue.NULL, ours(false).toConnectData(topic, null));
+        assertEquals(SchemaAndValue.NULL, keys.toConnectData(topic, null));
     }
 
     @Test
@@ -201,10 +261,15 @@ class CassandraJsonConverterTest {
     }
 
     private static SchemaAndValue assertSameAsStock(CassandraJsonConverter conv, byte[] bytes, boolean isKey) {
+        return assertSameAsStock(conv, "t", bytes, isKey);
+    }
+
+    private static SchemaAndValue assertSameAsStock(CassandraJsonConverter conv, String topic, byte[] bytes,
+            boolean isKey) {
         JsonConverter stock = new JsonConverter();
         stock.configure(Map.of("schemas.enable", "true"), isKey);
-        SchemaAndValue expected = stock.toConnectData("t", bytes);
-        SchemaAndValue actual = conv.toConnectData("t", bytes);
+        SchemaAndValue expected = stock.toConnectData(topic, bytes);
+        SchemaAndValue actual = conv.toConnectData(topic, bytes);
         assertEquals(expected.schema(), actual.schema());
         if (bytes != null) {
             JsonNode payload = readTree(new String(bytes, StandardCharsets.UTF_8)).get("payload");
@@ -218,7 +283,8 @@ class CassandraJsonConverterTest {
             }
         }
         else {
-            assertFalse(actual.value() != null);
+            assertEquals(SchemaAndValue.NULL, expected);
+            assertEquals(SchemaAndValue.NULL, actual);
         }
         return actual;
     }

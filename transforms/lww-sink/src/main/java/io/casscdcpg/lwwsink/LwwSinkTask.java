@@ -108,8 +108,10 @@ public class LwwSinkTask extends SinkTask {
         }
         retryFailed();
         Chunk chunk = new Chunk();
+        // read once per put(): a config lookup per record was ~2 % of the task thread (JFR, 0147)
+        int batchSize = config.batchSize();
         for (SinkRecord record : records) {
-            if (chunk.batch.records() >= config.batchSize()) {
+            if (chunk.batch.records() >= batchSize) {
                 submit(chunk);
                 chunk = new Chunk();
             }
