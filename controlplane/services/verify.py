@@ -23,7 +23,8 @@ Algorithm (docs/verify.md):
 This module is the orchestration: the worker loop, its leases, sessions, Redis store and
 progress. What it runs is pure and lives in core: the statements and row comparison of a table
 (core.verify_table), the merge and classification of a range (core.verify_compare), the repair
-events (core.verify_repair), and the counters, summary and diff-file lines (core.verify_report).
+events (core.verify_repair), the counters, summary and diff-file lines (core.verify_report), and
+the run's tasks, its metadata and which differences a repair writes (core.verify_plan).
 """
 
 from __future__ import annotations
@@ -70,6 +71,7 @@ from controlplane.core.verify_compare import (
     newest_write_us,
     recheck_outcome,
 )
+from controlplane.core.verify_plan import plan_tasks, run_meta, task_index, task_table, to_repair
 from controlplane.core.verify_repair import repair_events, to_cql, to_pg
 from controlplane.core.verify_report import (
     CORRECTED,
@@ -254,16 +256,7 @@ class Verifier:
 
     def _tasks(self) -> dict[str, dict[str, Any]]:
         count = self.o.ranges or default_range_count(os.cpu_count() or 1)
-        ranges = split_ring(count, cassandra.ring_tokens(self.cluster))
-        tasks: dict[str, dict[str, Any]] = {}
-        for t in self.tables.values():
-            for i, r in enumerate(ranges):
-                tasks[f"{t.model.table}:{i:05d}"] = {
-                    "table": t.model.table,
-                    "start": r.start,
-                    "end": r.end,
-                }
-        return tasks
+        return plan_tasks(self.tables, split_ring(count, cassandra.ring_tokens(self.cluster)))
 
     def prepare_run(self) -> dict[str, Any]:
         if self.o.resume:
@@ -283,17 +276,17 @@ class Verifier:
             self._run_consistency(meta)
         else:
             tasks = self._tasks()
-            meta = {
-                "pipeline": self.p.name,
-                "keyspace": self.p.keyspace,
-                "tables": sorted(self.tables),
-                "ranges": len(tasks) // max(1, len(self.tables)),
-                "repair": self.o.repair,
-                "delete_extra": self.o.delete_extra,
-                "started_by": self.owner,
-                "diff_file": str(self.diff_path) if self.diff_path else None,
-                "consistency": self.consistency,
-            }
+            meta = run_meta(
+                pipeline=self.p.name,
+                keyspace=self.p.keyspace,
+                tables=self.tables,
+                range_count=len(tasks) // max(1, len(self.tables)),
+                repair=self.o.repair,
+                delete_extra=self.o.delete_extra,
+                started_by=self.owner,
+                diff_file=str(self.diff_path) if self.diff_path else None,
+                consistency=self.consistency,
+            )
             if not self.store.create_run(self.run_id, meta, tasks):
                 meta = self._joined_meta()  # another process created it: join, take its ranges
                 self._run_consistency(meta)
@@ -415,7 +408,7 @@ class Verifier:
         meta = self.prepare_run()
         self._prepare_statements()
         records = self.store.ranges(self.run_id)
-        mine = [k for k in records if k.split(":")[0] in self.tables]
+        mine = [k for k in records if task_table(k) in self.tables]
         todo = [k for k in mine if records[k].get("status") not in FINAL]
         if todo:
             self.build_token_tables()
@@ -515,7 +508,7 @@ class Verifier:
         order = replica_order(
             cassandra.range_replicas(self.cluster, t.model.keyspace, rng.end),
             self.local_dc,
-            salt=_task_index(task),
+            salt=task_index(task),
         )
         retries = 0
         failed: list[str] = []  # "kind@host" of each failed attempt
@@ -709,7 +702,10 @@ class Verifier:
             DIFFS.labels(t.name, s.kind).inc()
         fixed: set[Any] = set()
         if self.o.repair and final:
-            to_fix = [s for s in final if s.kind != "extra" or self.o.delete_extra]
+            to_fix = [
+                final[i]
+                for i in to_repair([s.kind for s in final], delete_extra=self.o.delete_extra)
+            ]
             if to_fix:
                 self._repair(t, to_fix)
                 after = self._observe(t, to_fix)
@@ -755,12 +751,6 @@ class Verifier:
         self.stop.set()
         for conn in self.conns:
             conn.close()
-
-
-def _task_index(task: str) -> int:
-    """``orders:00017`` -> 17: spreads consecutive ranges over the replicas."""
-    tail = task.rpartition(":")[2]
-    return int(tail) if tail.isdigit() else 0
 
 
 def _new_run_id() -> str:
