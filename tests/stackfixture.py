@@ -9,6 +9,7 @@ holding data of the other version is refused with exit-2's message (use another 
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import os
 from typing import Any
@@ -18,14 +19,19 @@ from controlplane.services.stack import Endpoints, LocalStack, settings_for
 from controlplane.services.stack_settings import chosen_settings
 
 CASSANDRA_VERSION_ENV = "CDC_CASSANDRA_VERSION"
+# The Prometheus a test session starts scrapes and evaluates its rules every 5 s instead of the
+# stack's 15 s: an alert test waits `for:` plus a scrape and an evaluation round, and the rules
+# themselves (`for:` included) stay the shipped ones. A Prometheus already running keeps its own
+# interval; the alert tests read it from Prometheus (decision 0145).
+SESSION_PROMETHEUS_INTERVAL = "5s"
 
 
 def session_settings() -> StackSettings:
-    """The settings of the session's stack: $CDC_STACK_DIR's, with $CDC_CASSANDRA_VERSION."""
+    """The settings of the session's stack: $CDC_STACK_DIR's, with $CDC_CASSANDRA_VERSION, and
+    the session's Prometheus interval."""
     version = os.environ.get(CASSANDRA_VERSION_ENV)
-    if not version:
-        return settings_for()
-    return chosen_settings(None, cassandra_version=version)
+    base = settings_for() if not version else chosen_settings(None, cassandra_version=version)
+    return dataclasses.replace(base, prometheus_scrape_interval=SESSION_PROMETHEUS_INTERVAL)
 
 
 def session_ports() -> Ports:

@@ -318,7 +318,7 @@ def test_agent_down_cdc_raw_fills_alert_fires_writes_rejected_then_recovery_lose
     assert not writer.rejected, writer.errors[:3]
     assert at_alert["state"] == "alert", at_alert
 
-    # The alert fires in the stack's Prometheus (scrape 15 s + `for: 1m`) before Cassandra
+    # The alert fires in the stack's Prometheus (a scrape round + `for: 1m`) before Cassandra
     # refuses anything: cdc_raw does not drain while the agent is down.
     fired, fired_at = wait_until(
         f"{ALERT} firing in {prom}", lambda: firing(prom), bool, 240, every_s=2

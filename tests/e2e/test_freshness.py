@@ -11,9 +11,10 @@ Prometheus scrapes as job ``cdcctl-serve``):
    fires.
 
 The alerts are the shipped rules of dashboards/alerts.yml, `for:` and all (decision 0121): the
-waits below are their durations plus a scrape and an evaluation interval (15 s each) and slack
-for a loaded machine. Serve's reconciler runs with a long --interval: it would restart the
-stopped agent (a managed agent is cdcctl's to run) — which is what it is for, but not here.
+waits below are their durations plus a scrape and an evaluation interval (5 s each in a test
+session's stack, decision 0145) and slack for a loaded machine. Serve's reconciler runs with a
+long --interval: it would restart the stopped agent (a managed agent is cdcctl's to run) — which
+is what it is for, but not here.
 """
 
 from __future__ import annotations
@@ -42,7 +43,7 @@ from tests import faults
 from tests.cli import cdcctl_json
 from tests.e2e.conftest import wait_for
 from tests.e2e.semconf import reset_kafka
-from tests.e2e.test_alerts import ROUNDS_S, alerts, wait_firing
+from tests.e2e.test_alerts import alerts, rounds_s, wait_firing
 from tests.e2e.test_dashboards import panel_exprs
 from tests.e2e.test_prometheus import query
 from tests.manifests import local_pipeline
@@ -237,7 +238,7 @@ def test_freshness_grows_while_the_agent_is_down_the_alert_fires_and_it_recovers
             if a["labels"].get("alertname") == "CdcAgentDown"
         ],
         lambda found: not found,
-        ROUNDS_S,
+        rounds_s(stack.prometheus_url),
     )
     # the other series serve exports for the pipeline
     assert metric(serve, "cdc_connector_state", pipeline=NAME, state="RUNNING") == 1.0

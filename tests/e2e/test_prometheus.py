@@ -15,7 +15,8 @@ from tests.stackfixture import connect_http
 
 pytestmark = pytest.mark.e2e
 
-# A scrape happens every 15 s and the first one up to 15 s after start: two rounds plus slack.
+# A scrape happens every 5 s in a test session's stack (15 s in one `cdcctl stack up` started,
+# decision 0145) and the first one up to an interval after start: two rounds plus slack.
 DEADLINE_S = 90.0
 
 

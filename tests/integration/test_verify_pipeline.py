@@ -31,6 +31,7 @@ WRITE_FOR_S = 10.0
 # Above the pipeline's lag on a loaded 2-core machine shared with other test suites: one run
 # saw writes still in flight after 16 s (load average ~10). --lag must exceed the real lag.
 LAG_S = 20.0
+DELIVER_DEADLINE_S = 180.0
 MANIFEST = local_pipeline("vf-live", "vf_live", ["events"])
 
 
@@ -56,6 +57,7 @@ def test_real_pipeline_with_writes_during_verify(
     cql: Session, stack: Endpoints, tmp_path: Path
 ) -> None:
     pg_password()
+    began = time.monotonic()
     cql.execute(
         "CREATE KEYSPACE IF NOT EXISTS vf_live WITH replication = "
         "{'class': 'SimpleStrategy', 'replication_factor': 1}"
@@ -67,16 +69,21 @@ def test_real_pipeline_with_writes_during_verify(
     manifest = tmp_path / "vf-live.yaml"
     manifest.write_text(MANIFEST)
     apply_on(LocalStack(settings_for()), [manifest])
+    applied = time.monotonic()
     ins = cql.prepare("INSERT INTO vf_live.events (id, seq, name, qty) VALUES (?, ?, ?, ?)")
     params = [(i, i % 3, f"n-{i}", i) for i in range(ROWS)]
     for ok, res in execute_concurrent_with_args(cql, ins, params, concurrency=64):
         assert ok, res
     dsn = stack.postgres_dsn
-    end = time.monotonic() + 180
-    while _count(dsn) < ROWS:
+    # A pipeline that does not deliver is a failure, not a reason to skip (it used to skip).
+    end = time.monotonic() + DELIVER_DEADLINE_S
+    while (delivered := _count(dsn)) < ROWS:
         if time.monotonic() > end:
-            pytest.skip(f"the pipeline delivered {_count(dsn)}/{ROWS} rows in 180 s")
-        time.sleep(1)
+            pytest.fail(
+                f"the pipeline delivered {delivered}/{ROWS} rows in {DELIVER_DEADLINE_S:.0f} s"
+            )
+        time.sleep(0.5)
+    delivered_at = time.monotonic()
 
     stop = threading.Event()
     written = [0]
@@ -100,7 +107,11 @@ def test_real_pipeline_with_writes_during_verify(
             svc.VerifyOptions(
                 manifests=[str(manifest)],
                 redis_url=stack.redis or stack.redis_url,
-                ranges=32,
+                # Every range with rows in flight waits LAG_S before its recheck: 8 ranges and
+                # 8 workers wait together (32 ranges waited 4 times in a row with 8 workers, 103 s
+                # of verify, and up to 8 times with 2 x cores; decision 0145).
+                ranges=8,
+                workers=8,
                 lag_s=LAG_S,
                 rechecks=4,
                 diff_file=tmp_path / "live.jsonl",
@@ -109,6 +120,10 @@ def test_real_pipeline_with_writes_during_verify(
     finally:
         stop.set()
         thread.join()
+    print(
+        f"\napply {applied - began:.0f}s, delivery {delivered_at - applied:.0f}s, "
+        f"verify {time.monotonic() - delivered_at:.0f}s: {summary.counters}"
+    )
     assert written[0] > 50
     assert summary.remaining == 0, (summary.as_dict(), (tmp_path / "live.jsonl").read_text())
     assert summary.counters["read"] >= ROWS

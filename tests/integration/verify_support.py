@@ -23,6 +23,7 @@ from controlplane.core.errors import CdcError
 from controlplane.core.schema_model import TableModel
 from controlplane.services.stack import Endpoints, LocalStack, settings_for
 from tests.manifests import local_pipeline
+from tests.stackfixture import session_settings
 
 KEYSPACE = "vf_verify"
 TABLES = ("kinds", "live", "resume", "shared", "restart", "tokens")
@@ -139,7 +140,7 @@ class Sim:
 def running_stack() -> Endpoints:
     """The local stack's endpoints, without starting anything: verify needs only Cassandra,
     PostgreSQL and Redis, and must not restart services other engineers' tests rely on."""
-    stack = LocalStack(settings_for())
+    stack = LocalStack(session_settings())
     endpoints = stack.endpoints()
     try:
         postgres.ping(endpoints.postgres_dsn)
