@@ -1,6 +1,7 @@
 package io.casscdcpg.transforms;
 
 import java.io.IOException;
+import java.math.BigDecimal;
 import java.nio.charset.StandardCharsets;
 import java.util.ArrayList;
 import java.util.Arrays;
@@ -29,6 +30,7 @@ import com.fasterxml.jackson.core.JsonParser;
 import com.fasterxml.jackson.core.JsonToken;
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
+import com.fasterxml.jackson.databind.node.TextNode;
 
 /**
  * Kafka's {@link JsonConverter} for the agent's records ({@code {"schema": ..., "payload": ...}}),
@@ -39,8 +41,11 @@ import com.fasterxml.jackson.databind.ObjectMapper;
  * {@code 0.0}, a silent corruption the type matrix test (tests/e2e/test_type_matrix.py) caught;</li>
  * <li>speed: the stock converter parses every record's ~3 KB schema into a tree and looks it up in
  * its cache by deep hash and deep equality, for every record. Here the schema's bytes are the cache
- * key (one pass over a byte range) and only the payload is parsed into a tree. This halved the
- * worker's CPU per record (docs/decisions/0040-sink-throughput.md).</li>
+ * key (one pass over a byte range) and only the payload is parsed. This halved the worker's CPU
+ * per record (docs/decisions/0040-sink-throughput.md). When the record's schema bytes are the
+ * topic's last (decision 0135), the payload is read with the streaming parser straight into the
+ * Connect value, guided by the schema, with no tree in between (decision 0153); whatever that read
+ * does not take exactly goes through the tree, so values and errors stay those of the tree path.</li>
  * </ul>
  * Both connector templates use it as {@code key.converter} and {@code value.converter}
  * (decision 0147). Connect configures one instance per role ({@code configure(configs, isKey)} sets
@@ -57,6 +62,8 @@ import com.fasterxml.jackson.databind.ObjectMapper;
 public class CassandraJsonConverter extends JsonConverter {
 
     private static final ObjectMapper MAPPER = new ObjectMapper();
+    /** What {@link #stream} returns when the tree path has to decide. */
+    private static final Object MISMATCH = new Object();
     private static final byte[] SCHEMA_PREFIX = "{\"schema\":".getBytes(StandardCharsets.US_ASCII);
     private static final byte[] PAYLOAD_INFIX = ",\"payload\":".getBytes(StandardCharsets.US_ASCII);
 
@@ -64,6 +71,11 @@ public class CassandraJsonConverter extends JsonConverter {
     private ConverterType role = ConverterType.VALUE;
     /** Records that took the full path (not the topic's last schema): what the tests observe. */
     private long fullPaths;
+    /** Fast-path records the streaming read left to the tree path (tests: the streaming read's hits). */
+    private long streamMisses;
+    /** Whether the fast path reads the payload with the streaming parser (tests and the benchmark
+     *  turn it off to compare with the tree path). */
+    private boolean streamPayloads = true;
     private boolean replaceNullWithDefault = JsonConverterConfig.REPLACE_NULL_WITH_DEFAULT_DEFAULT;
     private Map<SchemaBytes, Schema> schemas = Collections.emptyMap();
     /** Per topic, the last compact envelope's schema bytes and schema: the fast path's key. */
@@ -77,6 +89,7 @@ public class CassandraJsonConverter extends JsonConverter {
         envelope = config.schemasEnabled() && config.schemaContent() == null;
         role = config.type();
         fullPaths = 0;
+        streamMisses = 0;
         replaceNullWithDefault = config.replaceNullWithDefault();
         int capacity = config.schemaCacheSize();
         schemaCapacity = Math.max(1, capacity);
@@ -96,9 +109,19 @@ public class CassandraJsonConverter extends JsonConverter {
         }
         Known known = topic == null ? null : lastByTopic.get(topic);
         if (known != null) {
-            JsonNode payload = samePrefix(value, known.schemaJson());
-            if (payload != null) {
-                return new SchemaAndValue(known.schema(), convert(known.schema(), payload, ""));
+            int from = payloadStart(value, known.schemaJson());
+            if (from >= 0) {
+                if (streamPayloads) {
+                    Object streamed = stream(known.schema(), value, from);
+                    if (streamed != MISMATCH) {
+                        return new SchemaAndValue(known.schema(), streamed);
+                    }
+                    streamMisses++;
+                }
+                JsonNode payload = payloadTree(value, from);
+                if (payload != null) {
+                    return new SchemaAndValue(known.schema(), convert(known.schema(), payload, ""));
+                }
             }
         }
         fullPaths++;
@@ -131,14 +154,25 @@ public class CassandraJsonConverter extends JsonConverter {
         return fullPaths;
     }
 
+    /** How many fast-path records since {@link #configure} the streaming read left to the tree path. */
+    long streamMisses() {
+        return streamMisses;
+    }
+
+    /** Off: the fast path parses the payload into a tree first, as before decision 0153 (tests, benchmark). */
+    void streamPayloads(boolean on) {
+        streamPayloads = on;
+    }
+
     /**
-     * The payload of a compact envelope ({@code {"schema":<schema>,"payload":<payload>}}) whose
-     * schema bytes equal {@code schemaJson}, the last schema seen on the topic; null when the record
-     * is not exactly that (the full path then decides, with its errors). No tokenizing of the ~3 KB
-     * schema: one vectorized byte comparison. {@code schemaJson} was a complete JSON object when it
-     * was stored, so equal bytes end at the same place (decision 0135).
+     * Where the payload of a compact envelope ({@code {"schema":<schema>,"payload":<payload>}}) whose
+     * schema bytes equal {@code schemaJson}, the last schema seen on the topic, starts; -1 when the
+     * record is not exactly that (the full path then decides, with its errors). No tokenizing of the
+     * ~3 KB schema: one vectorized byte comparison. {@code schemaJson} was a complete JSON object when
+     * it was stored, so equal bytes end at the same place (decision 0135). The payload ends before the
+     * record's last byte, its closing brace.
      */
-    private static JsonNode samePrefix(byte[] value, byte[] schemaJson) {
+    private static int payloadStart(byte[] value, byte[] schemaJson) {
         int start = SCHEMA_PREFIX.length;
         int end = start + schemaJson.length;
         int from = end + PAYLOAD_INFIX.length;
@@ -146,8 +180,15 @@ public class CassandraJsonConverter extends JsonConverter {
         if (from >= last || value[last] != '}' || !startsAt(value, 0, SCHEMA_PREFIX)
                 || !Arrays.equals(value, start, end, schemaJson, 0, schemaJson.length)
                 || !startsAt(value, end, PAYLOAD_INFIX)) {
-            return null;
+            return -1;
         }
+        return from;
+    }
+
+    /** The payload from {@code from} to the record's closing brace as a tree; null when it is not
+     *  exactly one JSON value (the full path reports it). */
+    private static JsonNode payloadTree(byte[] value, int from) {
+        int last = value.length - 1;
         try (JsonParser p = MAPPER.getFactory().createParser(value, from, last - from)) {
             if (p.nextToken() == null) {
                 return null;
@@ -158,6 +199,244 @@ public class CassandraJsonConverter extends JsonConverter {
         catch (IOException e) {
             return null; // the full path reports it
         }
+    }
+
+    /**
+     * The payload from {@code from} to the record's closing brace read with the streaming parser
+     * straight into the Connect value the tree path ({@link #convert}) gives for it, guided by
+     * {@code schema}: no intermediate tree (decision 0153). {@link #MISMATCH} for anything it does
+     * not take exactly as the tree path does (a token that does not fit the schema, a required value
+     * missing, a number beyond a long, invalid JSON, trailing content): the caller then takes the
+     * tree path, which gives that record's value or error exactly as before.
+     */
+    private Object stream(Schema schema, byte[] value, int from) {
+        int last = value.length - 1;
+        try (JsonParser p = MAPPER.getFactory().createParser(value, from, last - from)) {
+            JsonToken t = p.nextToken();
+            if (t == null) {
+                return MISMATCH;
+            }
+            Object out = read(schema, p, t);
+            return p.nextToken() == null ? out : MISMATCH;
+        }
+        catch (IOException | RuntimeException e) {
+            return MISMATCH; // Mismatch, or Struct.put's validation, or invalid JSON: the tree path decides
+        }
+    }
+
+    /** The value of the token {@code t} (and its children) for {@code schema}, as {@link #convert}. */
+    private Object read(Schema schema, JsonParser p, JsonToken t) throws IOException {
+        if (t == JsonToken.VALUE_NULL) {
+            return absent(schema);
+        }
+        String logical = schema.name();
+        if (logical != null) {
+            switch (logical) {
+                case Decimal.LOGICAL_NAME -> {
+                    // as JsonNode.decimalValue() of the tree's IntNode/LongNode/DoubleNode
+                    if (t == JsonToken.VALUE_NUMBER_FLOAT) {
+                        return BigDecimal.valueOf(p.getDoubleValue());
+                    }
+                    if (t == JsonToken.VALUE_NUMBER_INT) {
+                        return BigDecimal.valueOf(longValue(p, t));
+                    }
+                    return Decimal.toLogical(schema, binary(p, t));
+                }
+                case Date.LOGICAL_NAME -> {
+                    return Date.toLogical(schema, (int) longValue(p, t));
+                }
+                case Time.LOGICAL_NAME -> {
+                    return Time.toLogical(schema, (int) longValue(p, t));
+                }
+                case Timestamp.LOGICAL_NAME -> {
+                    return Timestamp.toLogical(schema, longValue(p, t));
+                }
+                default -> {
+                    // a plain Connect type carrying a name (io.debezium.*): read by its type
+                }
+            }
+        }
+        switch (schema.type()) {
+            case BOOLEAN -> {
+                if (t == JsonToken.VALUE_TRUE) {
+                    return Boolean.TRUE;
+                }
+                if (t == JsonToken.VALUE_FALSE) {
+                    return Boolean.FALSE;
+                }
+                throw Mismatch.INSTANCE;
+            }
+            case INT8 -> {
+                return (byte) longValue(p, t);
+            }
+            case INT16 -> {
+                return (short) longValue(p, t);
+            }
+            case INT32 -> {
+                return (int) longValue(p, t);
+            }
+            case INT64 -> {
+                return longValue(p, t);
+            }
+            case FLOAT32 -> {
+                return (float) doubleValue(p, t);
+            }
+            case FLOAT64 -> {
+                return doubleValue(p, t);
+            }
+            case STRING -> {
+                if (t != JsonToken.VALUE_STRING) {
+                    throw Mismatch.INSTANCE;
+                }
+                return p.getText();
+            }
+            case BYTES -> {
+                return binary(p, t);
+            }
+            case ARRAY -> {
+                if (t != JsonToken.START_ARRAY) {
+                    throw Mismatch.INSTANCE;
+                }
+                Schema items = schema.valueSchema();
+                List<Object> list = new ArrayList<>();
+                for (JsonToken e = p.nextToken(); e != JsonToken.END_ARRAY; e = p.nextToken()) {
+                    list.add(read(items, p, e));
+                }
+                return list;
+            }
+            case MAP -> {
+                return readMap(schema, p, t);
+            }
+            case STRUCT -> {
+                return readStruct(schema, p, t);
+            }
+            default -> throw Mismatch.INSTANCE;
+        }
+    }
+
+    /** Fields in any order; an unknown field is skipped and a missing one is null, as the tree's
+     *  {@code get(name)}; of a repeated field the last counts, as in the tree. */
+    private Struct readStruct(Schema schema, JsonParser p, JsonToken t) throws IOException {
+        if (t != JsonToken.START_OBJECT) {
+            throw Mismatch.INSTANCE;
+        }
+        List<Field> fields = schema.fields();
+        Object[] values = new Object[fields.size()];
+        boolean[] seen = new boolean[values.length];
+        for (JsonToken n = p.nextToken(); n == JsonToken.FIELD_NAME; n = p.nextToken()) {
+            Field f = schema.field(p.currentName());
+            JsonToken v = p.nextToken();
+            if (f == null) {
+                p.skipChildren(); // not in the schema: ignored, as the tree path and the stock converter
+                continue;
+            }
+            values[f.index()] = read(f.schema(), p, v);
+            seen[f.index()] = true;
+        }
+        Struct struct = new Struct(schema);
+        for (Field f : fields) {
+            int i = f.index();
+            struct.put(f, seen[i] ? values[i] : absent(f.schema()));
+        }
+        return struct;
+    }
+
+    /** String keys: a JSON object; other keys: an array of [key, value] pairs, as {@link #map}. */
+    private Map<Object, Object> readMap(Schema schema, JsonParser p, JsonToken t) throws IOException {
+        Map<Object, Object> out = new HashMap<>();
+        Schema values = schema.valueSchema();
+        if (schema.keySchema().type() == Schema.Type.STRING) {
+            if (t != JsonToken.START_OBJECT) {
+                throw Mismatch.INSTANCE;
+            }
+            for (JsonToken n = p.nextToken(); n == JsonToken.FIELD_NAME; n = p.nextToken()) {
+                String key = p.currentName();
+                out.put(key, read(values, p, p.nextToken()));
+            }
+            return out;
+        }
+        if (t != JsonToken.START_ARRAY) {
+            throw Mismatch.INSTANCE;
+        }
+        Schema keys = schema.keySchema();
+        for (JsonToken pair = p.nextToken(); pair != JsonToken.END_ARRAY; pair = p.nextToken()) {
+            if (pair != JsonToken.START_ARRAY) {
+                throw Mismatch.INSTANCE;
+            }
+            JsonToken k = p.nextToken();
+            if (k == JsonToken.END_ARRAY) {
+                throw Mismatch.INSTANCE;
+            }
+            Object key = read(keys, p, k);
+            JsonToken v = p.nextToken();
+            if (v == JsonToken.END_ARRAY) {
+                throw Mismatch.INSTANCE;
+            }
+            Object val = read(values, p, v);
+            if (p.nextToken() != JsonToken.END_ARRAY) {
+                throw Mismatch.INSTANCE;
+            }
+            out.put(key, val);
+        }
+        return out;
+    }
+
+    /** A null or missing value, as {@link #convert} of null; a required one is the tree path's error. */
+    private Object absent(Schema schema) {
+        if (schema.defaultValue() != null && replaceNullWithDefault) {
+            return schema.defaultValue();
+        }
+        if (schema.isOptional()) {
+            return null;
+        }
+        throw Mismatch.INSTANCE;
+    }
+
+    /** An integral number within a long, as the tree's IntNode/LongNode {@code longValue()}. */
+    private static long longValue(JsonParser p, JsonToken t) throws IOException {
+        if (t != JsonToken.VALUE_NUMBER_INT || p.getNumberType() == JsonParser.NumberType.BIG_INTEGER) {
+            throw Mismatch.INSTANCE;
+        }
+        return p.getLongValue();
+    }
+
+    /** As {@link #floating}: a number, or the agent's "NaN", "Infinity", "-Infinity" text. */
+    private static double doubleValue(JsonParser p, JsonToken t) throws IOException {
+        if (t == JsonToken.VALUE_NUMBER_FLOAT) {
+            return p.getDoubleValue();
+        }
+        if (t == JsonToken.VALUE_NUMBER_INT) {
+            return longValue(p, t);
+        }
+        if (t == JsonToken.VALUE_STRING) {
+            switch (p.getText()) {
+                case "NaN" -> {
+                    return Double.NaN;
+                }
+                case "Infinity" -> {
+                    return Double.POSITIVE_INFINITY;
+                }
+                case "-Infinity" -> {
+                    return Double.NEGATIVE_INFINITY;
+                }
+                default -> {
+                    // falls through to the mismatch below
+                }
+            }
+        }
+        throw Mismatch.INSTANCE;
+    }
+
+    /** Base64 text decoded by the very code the tree path uses ({@link TextNode#binaryValue()}). */
+    private static byte[] binary(JsonParser p, JsonToken t) throws IOException {
+        if (t != JsonToken.VALUE_STRING) {
+            throw Mismatch.INSTANCE;
+        }
+        byte[] out = new TextNode(p.getText()).binaryValue();
+        if (out == null) {
+            throw Mismatch.INSTANCE;
+        }
+        return out;
     }
 
     private static boolean startsAt(byte[] value, int at, byte[] part) {
@@ -390,6 +669,16 @@ public class CassandraJsonConverter extends JsonConverter {
 
     private static String where(String path) {
         return path.isEmpty() ? "the payload" : "payload." + path;
+    }
+
+    /** Thrown inside {@link #stream} when the payload does not fit what it reads: the tree path decides. */
+    private static final class Mismatch extends RuntimeException {
+        private static final long serialVersionUID = 1L;
+        static final Mismatch INSTANCE = new Mismatch();
+
+        private Mismatch() {
+            super(null, null, false, false);
+        }
     }
 
     private record Envelope(int start, int end, JsonNode payload) {

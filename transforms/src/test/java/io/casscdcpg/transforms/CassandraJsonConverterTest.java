@@ -121,8 +121,10 @@ class CassandraJsonConverterTest {
                     byte[] compact = MAPPER.writeValueAsBytes(node);
                     assertSameAsStock(conv, topic, compact, isKey);
                     long full = conv.fullPaths();
+                    long misses = conv.streamMisses();
                     assertSameAsStock(conv, topic, compact, isKey);
                     assertEquals(full, conv.fullPaths(), "the second time: the topic's last schema");
+                    assertEquals(misses, conv.streamMisses(), "the second time: the streaming read, no tree");
                     assertSameAsStock(conv, topic, MAPPER.writerWithDefaultPrettyPrinter().writeValueAsBytes(node), isKey);
                 })));
     }
@@ -180,6 +182,185 @@ class CassandraJsonConverterTest {
         Struct numeric = (Struct) assertSameAsStock(ours(), bytes(KAFKA_TYPES.replace("\"AeJA\"", "123.456")), false)
                 .value();
         assertEquals(new BigDecimal("123.456"), numeric.get("dec"), "decimal.format=NUMERIC input");
+    }
+
+    /** Payloads for KAFKA_TYPES' schema: every type the agent never sends, nulls in arrays and maps,
+     *  missing optional fields, unknown fields, fields in another order, numbers the tree reads
+     *  specially (exponents, -0.0, beyond a double, a numeric decimal with trailing zeros). */
+    private static final List<String> KAFKA_TYPES_PAYLOADS = List.of(
+            "{\"dec\":\"AeJA\",\"day\":-25567,\"tod\":86399999,\"ts\":-2208988800000,\"im\":[[2,\"two\"],[1,null]],"
+                    + "\"dflt\":null,\"bin\":\"\",\"i8\":-128,\"i16\":32767,\"b\":false,\"nested\":[[1,9223372036854775807],[]]}",
+            "{\"b\":true}",
+            "{\"unknown\":{\"x\":[1,{\"y\":null}]},\"b\":true,\"also\":[],\"dflt\":5,\"nested\":null}",
+            "{\"nested\":[[],[-1]],\"im\":[],\"bin\":\"AAEC/w==\",\"b\":false,\"dec\":1.25,\"i8\":127}",
+            "{\"dec\":-12,\"b\":true,\"dec2\":1,\"im\":[[-5,\"x\"],[-5,\"y\"]],\"i16\":-32768}",
+            "{\"dec\":1.5,\"b\":false,\"day\":0,\"tod\":0,\"ts\":0}",
+            "{\"b\":true,\"b\":false,\"dflt\":1,\"dflt\":2}",
+            "{\"dec\":null,\"day\":null,\"tod\":null,\"ts\":null,\"im\":null,\"dflt\":null,\"bin\":null,\"i8\":null,"
+                    + "\"i16\":null,\"b\":true,\"nested\":[]}");
+
+    /** Numeric decimals the tree path reads through a double (JsonNode.decimalValue() of a DoubleNode:
+     *  1.1, 1500.0) where the stock converter keeps the text's scale (1.10, 1.5E+3): a difference of
+     *  the tree path before decision 0153, which the streaming read keeps (compared with the tree only). */
+    private static final List<String> DECIMALS_AS_THE_TREE = List.of(
+            "{\"b\":true,\"dec\":1.10}", "{\"b\":true,\"dec\":1.5e3}", "{\"b\":true,\"dec\":-0.0}");
+
+    /** A second schema: floats, a map of string keys whose values are arrays with nulls, a struct in
+     *  an array, a map whose keys are structs, a nullable nested map. */
+    private static final String NESTED_SCHEMA = "{\"type\":\"struct\",\"fields\":["
+            + "{\"field\":\"f\",\"type\":\"float\",\"optional\":true},"
+            + "{\"field\":\"d\",\"type\":\"double\",\"optional\":true},"
+            + "{\"field\":\"ma\",\"type\":\"map\",\"optional\":true,\"keys\":{\"type\":\"string\"},"
+            + "\"values\":{\"type\":\"array\",\"optional\":true,\"items\":{\"type\":\"int64\",\"optional\":true}}},"
+            + "{\"field\":\"sa\",\"type\":\"array\",\"optional\":true,\"items\":{\"type\":\"struct\",\"optional\":true,"
+            + "\"fields\":[{\"field\":\"x\",\"type\":\"string\",\"optional\":true},{\"field\":\"y\",\"type\":\"bytes\",\"optional\":true}]}},"
+            + "{\"field\":\"sk\",\"type\":\"map\",\"optional\":true,\"keys\":{\"type\":\"struct\",\"fields\":["
+            + "{\"field\":\"k\",\"type\":\"int16\"}]},\"values\":{\"type\":\"map\",\"optional\":true,"
+            + "\"keys\":{\"type\":\"int8\"},\"values\":{\"type\":\"boolean\",\"optional\":true}}}]}";
+
+    private static final List<String> NESTED_PAYLOADS = List.of(
+            "{\"f\":1.1,\"d\":-0.0,\"ma\":{\"a\":[1,null,3],\"b\":null,\"c\":[]},\"sa\":[{\"x\":\"1\",\"y\":\"AQ==\"},null,{}],"
+                    + "\"sk\":[[{\"k\":1},[[1,true],[2,null]]],[{\"k\":2},null]]}",
+            "{\"f\":\"NaN\",\"d\":\"-Infinity\",\"sa\":[],\"sk\":[],\"ma\":{}}",
+            "{\"f\":3,\"d\":1e400,\"ma\":{\"a\":[9223372036854775807,-9223372036854775808]}}",
+            "{\"f\":3.4028235E38,\"d\":4.9E-324,\"sa\":[{\"x\":\"\\u00e9\\n\\\"\",\"z\":[1]}]}",
+            "{}");
+
+    /** The streaming read gives what the tree path gives (class, content, scale, -0.0) and what the
+     *  stock converter gives, on every fixture and every payload above; and it is the streaming read
+     *  that served them (no miss). */
+    @TestFactory
+    Stream<DynamicTest> theStreamingReadGivesTheTreePathsValue() {
+        Map<String, CassandraJsonConverter> streamed = Map.of("key", ours(true), "value", ours(false));
+        Map<String, CassandraJsonConverter> trees = Map.of("key", ours(true), "value", ours(false));
+        trees.values().forEach(c -> c.streamPayloads(false));
+        Stream<DynamicTest> fixtures = Fixtures.all().stream().flatMap(name -> Stream.of("key", "value")
+                .map(part -> DynamicTest.dynamicTest(name + " " + part, () -> {
+                    JsonNode node = Fixtures.raw(name).get(part);
+                    if (node != null && !node.isNull()) {
+                        assertStreamedAsTree(streamed.get(part), trees.get(part), name, MAPPER.writeValueAsBytes(node),
+                                part.equals("key"));
+                    }
+                })));
+        String kafkaSchema = readTree(KAFKA_TYPES).get("schema").toString();
+        Stream<DynamicTest> extra = Stream.concat(
+                KAFKA_TYPES_PAYLOADS.stream().map(payload -> envelope(kafkaSchema, payload)),
+                NESTED_PAYLOADS.stream().map(payload -> envelope(NESTED_SCHEMA, payload)))
+                .map(record -> DynamicTest.dynamicTest(record, () -> {
+                    CassandraJsonConverter s = ours();
+                    CassandraJsonConverter t = ours();
+                    t.streamPayloads(false);
+                    assertStreamedAsTree(s, t, "t", bytes(record), false);
+                    assertSameAsStock(s, bytes(record), false);
+                }));
+        Stream<DynamicTest> decimals = DECIMALS_AS_THE_TREE.stream().map(payload -> envelope(kafkaSchema, payload))
+                .map(record -> DynamicTest.dynamicTest(record, () -> {
+                    CassandraJsonConverter t = ours();
+                    t.streamPayloads(false);
+                    assertStreamedAsTree(ours(), t, "t", bytes(record), false);
+                }));
+        return Stream.of(fixtures, extra, decimals).flatMap(x -> x);
+    }
+
+    /** What the streaming read does not take is the tree path's: its value (a number beyond a long,
+     *  a map pair of three) or its error, message and all. */
+    @Test
+    void whatTheStreamingReadDoesNotTakeIsTheTreePaths() {
+        String kafkaSchema = readTree(KAFKA_TYPES).get("schema").toString();
+        List<String> payloads = List.of(
+                "{\"b\":true,\"dec\":123456789012345678901234567890}",
+                "{\"b\":true,\"ts\":92233720368547758070}",
+                "{\"b\":\"true\"}",
+                "{\"dflt\":1}",
+                "{\"b\":null}",
+                "{\"b\":true,\"im\":[[1,\"a\",2]]}",
+                "{\"b\":true,\"im\":[[1]]}",
+                "{\"b\":true,\"im\":{\"1\":\"a\"}}",
+                "{\"b\":true,\"bin\":\"not base64!\"}",
+                "{\"b\":true,\"bin\":1}",
+                "{\"b\":true,\"i8\":1.5}",
+                "{\"b\":true,\"nested\":[[null]]}",
+                "{\"b\":true,\"day\":\"x\"}",
+                "{\"b\":true",
+                "[]");
+        for (String payload : payloads) {
+            byte[] record = bytes(envelope(kafkaSchema, payload));
+            CassandraJsonConverter s = ours();
+            CassandraJsonConverter t = ours();
+            t.streamPayloads(false);
+            byte[] first = bytes(envelope(kafkaSchema, "{\"b\":true}"));
+            s.toConnectData("t", first);
+            t.toConnectData("t", first);
+            Object expected;
+            try {
+                expected = t.toConnectData("t", record);
+            }
+            catch (DataException e) {
+                DataException actual = assertThrows(DataException.class, () -> s.toConnectData("t", record), payload);
+                assertEquals(e.getMessage(), actual.getMessage(), payload);
+                assertEquals(1, s.streamMisses(), payload);
+                continue;
+            }
+            assertDeepEquals(((SchemaAndValue) expected).value(), s.toConnectData("t", record).value(), payload);
+            assertEquals(1, s.streamMisses(), payload);
+        }
+    }
+
+    private static String envelope(String schema, String payload) {
+        return "{\"schema\":" + schema + ",\"payload\":" + payload + "}";
+    }
+
+    /** Twice through each converter (the second: the fast path), then compared deeply. */
+    private static void assertStreamedAsTree(CassandraJsonConverter streamed, CassandraJsonConverter tree, String topic,
+            byte[] record, boolean isKey) {
+        streamed.toConnectData(topic, record);
+        tree.toConnectData(topic, record);
+        long full = streamed.fullPaths();
+        long misses = streamed.streamMisses();
+        SchemaAndValue s = streamed.toConnectData(topic, record);
+        SchemaAndValue t = tree.toConnectData(topic, record);
+        assertEquals(full, streamed.fullPaths(), "the fast path");
+        assertEquals(misses, streamed.streamMisses(), "the streaming read, no tree");
+        assertSame(s.schema(), streamed.toConnectData(topic, record).schema());
+        assertEquals(t.schema(), s.schema());
+        assertDeepEquals(t.value(), s.value(), new String(record, StandardCharsets.UTF_8));
+    }
+
+    /** Equal by class and content (a Struct's values as put, not its defaults), bytes by content,
+     *  doubles by bits (-0.0, NaN), decimals with their scale. */
+    private static void assertDeepEquals(Object expected, Object actual, String where) {
+        if (expected == null || actual == null) {
+            assertSame(expected, actual, where);
+            return;
+        }
+        assertEquals(expected.getClass(), actual.getClass(), where);
+        if (expected instanceof byte[] e) {
+            assertTrue(java.util.Arrays.equals(e, (byte[]) actual), where);
+        }
+        else if (expected instanceof Struct e) {
+            Struct a = (Struct) actual;
+            assertEquals(e.schema(), a.schema(), where);
+            for (Field f : e.schema().fields()) {
+                assertDeepEquals(e.getWithoutDefault(f.name()), a.getWithoutDefault(f.name()), where + " ." + f.name());
+            }
+        }
+        else if (expected instanceof List<?> e) {
+            List<?> a = (List<?>) actual;
+            assertEquals(e.size(), a.size(), where);
+            for (int i = 0; i < e.size(); i++) {
+                assertDeepEquals(e.get(i), a.get(i), where + " [" + i + "]");
+            }
+        }
+        else if (expected instanceof Map<?, ?> e) {
+            Map<?, ?> a = (Map<?, ?>) actual;
+            assertEquals(e.keySet(), a.keySet(), where);
+            for (Map.Entry<?, ?> entry : e.entrySet()) {
+                assertDeepEquals(entry.getValue(), a.get(entry.getKey()), where + " [" + entry.getKey() + "]");
+            }
+        }
+        else {
+            assertEquals(expected, actual, where); // Double/Float.equals compare bits; BigDecimal its scale
+        }
     }
 
     @Test
