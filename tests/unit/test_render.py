@@ -172,8 +172,8 @@ def test_rendering_is_deterministic_and_hash_tracks_content(
     )
     c = render_sink_config(bigger, ctx)
     assert c[HASH_KEY] != a[HASH_KEY]
-    assert c["batch.size"] == "2000"
-    assert c["consumer.override.max.poll.records"] == "2000"
+    assert c["batch.size"] == "3000"
+    assert c["consumer.override.max.poll.records"] == "3000"
 
 
 def test_ownership(pipeline: Pipeline, ctx: RenderContext) -> None:
