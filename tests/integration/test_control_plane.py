@@ -453,10 +453,10 @@ def test_validate_online_reports_connect_per_key_errors(
 
     templates = tmp_path / "connectors"
     shutil.copytree(CONNECTORS_DIR, templates)
-    sink = templates / "jdbc-sink.json.j2"
-    sink.write_text(
-        sink.read_text().replace('"tasks.max": {{ tasks_max|tojson }}', '"tasks.max": "zero"')
-    )
+    for sink in (templates / "jdbc-sink.json.j2", templates / "lww-sink.json.j2"):  # either writer
+        sink.write_text(
+            sink.read_text().replace('"tasks.max": {{ tasks_max|tojson }}', '"tasks.max": "zero"')
+        )
     ctx = RenderContext(templates_dir=templates)
     _, findings = validate(
         [env["dir"] / "one"], online=True, target=local_target(None), render_ctx=ctx
