@@ -7,6 +7,10 @@ set shell := ["bash", "-euo", "pipefail", "-c"]
 # ~8 min. DLQ, torture and verify run on 5.0 only in CI (they pass on 4.1: `./dev test-c41 FILE`).
 C41_CI_TESTS := "tests/e2e/test_first_pipeline.py tests/e2e/test_semantics.py tests/e2e/test_type_matrix.py tests/e2e/test_schema_evolution.py tests/integration/test_semantics_checks_online.py"
 
+# CI's stock-sink leg (decision 0149): the suites whose outcome depends on the writer, through
+# spec.sink.writer: jdbc on the already running default stack, within ~3 min.
+JDBC_CI_TESTS := "tests/e2e/test_first_pipeline.py tests/e2e/test_semantics.py tests/e2e/test_torture.py tests/e2e/test_type_matrix.py tests/e2e/test_schema_incompatible.py"
+
 # lint, then the whole test suite
 default: lint test
 
@@ -43,13 +47,14 @@ test-c41 *tests=C41_CI_TESTS:
     cdcctl stack up --port-offset "${CDC_C41_PORT_OFFSET:-5000}" --cassandra-version 4.1
     python -m pytest {{tests}} -rA --durations=20
 
-# The e2e suites through the project's own sink (spec.sink.writer: lww, decision 0127): the first
-# pipeline, the semantics suite, the torture stream, the type matrix, the incompatible schema change
-# (decision 0139) and the differential test, every pipeline
-# with CDC_SINK_WRITER=lww (~3 min on a warm stack; CI runs the differential test, the merge's
-# integration test, schema evolution and repair/DLQ replay/purge through lww in `test`)
-test-lww *tests="tests/e2e/test_first_pipeline.py tests/e2e/test_semantics.py tests/e2e/test_torture.py tests/e2e/test_type_matrix.py tests/e2e/test_schema_incompatible.py tests/e2e/test_lww_sink.py tests/integration/test_lww_merge_sql.py":
-    CDC_SINK_WRITER=lww python -m pytest {{tests}} -rA --durations=20
+# `test` runs every pipeline through the default writer, lww (decision 0149); this runs the suites
+# whose result depends on the writer (JDBC_CI_TESTS: the first pipeline, the semantics suite, the
+# torture stream, the type matrix, the incompatible schema change) through the stock sink, on the
+# running default stack after `test` in CI (~3 min). The differential test (test_lww_sink.py)
+# runs both writers in `test` anyway. `./dev test-jdbc FILE` runs that file only.
+# The writer-dependent e2e suites through the stock JDBC sink + gate (spec.sink.writer: jdbc)
+test-jdbc *tests=JDBC_CI_TESTS:
+    CDC_SINK_WRITER=jdbc python -m pytest {{tests}} -rA --durations=20
 
 # Unit tests only (with the fuzz suite's default examples and its corpus): no network, seconds
 unit:

@@ -754,18 +754,43 @@ class SinkRetry(_Model):
         return self
 
 
+SinkWriter = Literal["jdbc", "lww"]
+DEFAULT_SINK_WRITER: SinkWriter = "lww"
+"""spec.sink.writer when the manifest does not say (decision 0149)."""
+DEFAULT_BATCH_SIZE: dict[str, int] = {"lww": 2000, "jdbc": 500}
+"""spec.sink.batchSize when the manifest does not say, by writer (decision 0149): the own sink's
+merge costs less per event the larger the batch; the gate trigger's cost per row does not fall."""
+
+
+def _no_schema_default(schema: dict[str, Any]) -> None:
+    schema.pop("default", None)
+
+
 class Sink(_Model):
     postgres: Postgres
-    writer: Literal["jdbc", "lww"] = Field(
-        default="jdbc",
+    writer: SinkWriter = Field(
+        default=DEFAULT_SINK_WRITER,
         description=(
-            "The sink connector: `jdbc`, the Debezium JDBC sink with the gate trigger applying "
-            "each row; `lww`, the project's own sink (transforms/lww-sink): COPY of each batch "
-            "into a staging table and one set-based last-write-wins merge per table, the same "
-            "rules (decisions 0126, 0127). Same connector name, topics, offsets and DLQ."
+            "The sink connector: `lww` (the default), the project's own sink "
+            "(transforms/lww-sink): COPY of each batch into a staging table and one set-based "
+            "last-write-wins merge per table; `jdbc`, the Debezium JDBC sink with the gate "
+            "trigger applying each row, the same rules (decisions 0126, 0127, 0149). Same "
+            "connector name, topics, offsets and DLQ."
         ),
     )
-    batch_size: int = Field(default=500, ge=1, le=100_000)
+    batch_size: int = Field(
+        # the value used when the manifest says nothing is _batch_size_by_writer's
+        default=DEFAULT_BATCH_SIZE[DEFAULT_SINK_WRITER],
+        ge=1,
+        le=100_000,
+        description=(
+            "Records per batch (the sink's batch.size; above 500 also the consumer's "
+            "max.poll.records). Default by writer: "
+            + ", ".join(f"{n} for `{w}`" for w, n in DEFAULT_BATCH_SIZE.items())
+            + " (decision 0149)."
+        ),
+        json_schema_extra=_no_schema_default,
+    )
     tasks_max: int = Field(default=1, ge=1, le=64)
     standby_tasks: int = Field(
         default=0,
@@ -779,6 +804,16 @@ class Sink(_Model):
         ),
     )
     retry: SinkRetry = Field(default_factory=SinkRetry)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _batch_size_by_writer(cls, data: Any) -> Any:
+        """No batchSize in the manifest: the writer's default (DEFAULT_BATCH_SIZE)."""
+        if isinstance(data, dict) and not {"batchSize", "batch_size"} & data.keys():
+            writer = data.get("writer", DEFAULT_SINK_WRITER)
+            if isinstance(writer, str) and writer.strip() in DEFAULT_BATCH_SIZE:
+                return {**data, "batchSize": DEFAULT_BATCH_SIZE[writer.strip()]}
+        return data
 
 
 class Options(_Model):

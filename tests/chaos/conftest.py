@@ -27,6 +27,7 @@ from tests.cluster.conftest import PORT_OFFSET as CLUSTER_PORT_OFFSET
 from tests.cluster.conftest import WORKERS as CLUSTER_WORKERS
 from tests.cluster.conftest import cluster_state_dir
 from tests.e2e.torture_ops import BODY
+from tests.manifests import writer_line
 from tests.stackfixture import apply_on, connect_http, cql_cluster, kafka_config
 
 
@@ -136,7 +137,7 @@ spec:
   connect:
     url: {endpoints.connect_url}
   sink:
-    postgres:
+{writer_line()}    postgres:
       host: {host}
       port: {port}
       database: cdc

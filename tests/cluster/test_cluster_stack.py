@@ -28,6 +28,7 @@ from controlplane.services.stack import Endpoints
 from controlplane.services.targets import local_target
 from tests.cli import cdcctl_json
 from tests.cluster.conftest import NODES, WORKERS, Cluster
+from tests.manifests import writer_line
 from tests.stackfixture import connect_http, cql_cluster, kafka_config
 
 pytestmark = pytest.mark.cluster
@@ -189,7 +190,7 @@ spec:
   connect:
     url: {"https" if cluster.stack.s.tls else "http"}://127.0.0.1:{p.connect}
   sink:
-    postgres:
+{writer_line()}    postgres:
       host: 127.0.0.1
       port: {p.postgres}
       database: cdc

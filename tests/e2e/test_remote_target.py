@@ -40,6 +40,7 @@ from controlplane.adapters import maven, postgres, system, vault
 from controlplane.core.properties import load_properties
 from controlplane.core.stack_model import LOCAL_PG_SECRET_PATH, stack_settings
 from controlplane.core.target import VaultAccess
+from tests.manifests import writer_line
 
 pytestmark = pytest.mark.e2e
 
@@ -265,7 +266,7 @@ spec:
     bootstrapServers: ["127.0.0.1:{ports.kafka}"]
     topicPrefix: remote
   sink:
-    postgres:
+{writer_line()}    postgres:
       host: 127.0.0.1
       port: {ports.postgres}
       database: cdc

@@ -26,8 +26,10 @@ from kafka_connect import KafkaConnect
 
 from controlplane.adapters import postgres
 from controlplane.core.errors import FailedStateError
+from controlplane.core.manifest import DEFAULT_BATCH_SIZE
 from controlplane.services.stack import Endpoints, LocalStack, settings_for
 from tests.cli import cdcctl
+from tests.manifests import session_writer, writer_line
 from tests.stackfixture import cql_cluster
 
 pytestmark = pytest.mark.integration
@@ -60,7 +62,7 @@ spec:
     bootstrapServers: ["127.0.0.1:{ports.kafka}"]
     topicPrefix: demo
 {url}  sink:
-    postgres:
+{writer_line()}    postgres:
       user: cdc
       passwordSecret:
         env: CDC_PG_PASSWORD
@@ -216,11 +218,12 @@ def test_reconcile_restores_a_hand_edited_connector_and_logs_it(env: dict[str, A
 
     out = cdcctl("reconcile", "-f", one, "--lease-key", f"cp-test:{uuid.uuid4()}", "-o", "json")
     assert out.returncode == 0, out.stderr
-    assert kc.get_connector_config(SINK)["batch.size"] == "500"
+    desired = str(DEFAULT_BATCH_SIZE[session_writer()])  # the manifest has no batchSize
+    assert kc.get_connector_config(SINK)["batch.size"] == desired
     events = [json.loads(line) for line in out.stderr.splitlines() if line.startswith("{")]
     drift = [e for e in events if e["event"] == "drift_corrected"]
     assert drift, out.stderr
-    assert {"key": "batch.size", "actual": "7", "desired": "500"} in drift[0]["fields"]
+    assert {"key": "batch.size", "actual": "7", "desired": desired} in drift[0]["fields"]
     assert drift[0]["connector"] == SINK
 
 
@@ -450,10 +453,10 @@ def test_validate_online_reports_connect_per_key_errors(
 
     templates = tmp_path / "connectors"
     shutil.copytree(CONNECTORS_DIR, templates)
-    sink = templates / "jdbc-sink.json.j2"
-    sink.write_text(
-        sink.read_text().replace('"tasks.max": {{ tasks_max|tojson }}', '"tasks.max": "zero"')
-    )
+    for sink in (templates / "jdbc-sink.json.j2", templates / "lww-sink.json.j2"):  # either writer
+        sink.write_text(
+            sink.read_text().replace('"tasks.max": {{ tasks_max|tojson }}', '"tasks.max": "zero"')
+        )
     ctx = RenderContext(templates_dir=templates)
     _, findings = validate(
         [env["dir"] / "one"], online=True, target=local_target(None), render_ctx=ctx

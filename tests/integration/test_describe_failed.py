@@ -137,7 +137,9 @@ def manifest_for(stack: Endpoints) -> str:
     """local_pipeline's manifest with this stack's endpoints (it may run with a port offset)."""
     pg = conninfo_to_dict(stack.postgres_dsn)
     return (
-        local_pipeline(NAME, KS, ["t"])
+        # the stock sink: a row PostgreSQL refuses fails its task; the own sink (lww) sends that
+        # row to the DLQ and keeps running (decision 0128), so the failure needs writer jdbc
+        local_pipeline(NAME, KS, ["t"], writer="jdbc")
         .replace("127.0.0.1:9042", f"{stack.cassandra_host}:{stack.cassandra_port}")
         .replace("127.0.0.1:9092", stack.kafka_bootstrap)
         .replace("http://127.0.0.1:8083", stack.connect_url)

@@ -168,7 +168,11 @@ def pipeline(
     os.environ.setdefault("CDC_PG_PASSWORD", local.postgres_password())  # the CLI inherits it
     store.delete(RESTART_KEY)
     tmp = tmp_path_factory.mktemp("rr")
-    deploy(cql, local, stack.postgres_dsn, tmp, name=NAME, keyspace=KS, tables=TABLES)
+    # the stock sink: a row PostgreSQL refuses fails its task; the own sink (lww) sends that row to
+    # the DLQ and keeps running (decision 0128), so the failure below needs writer jdbc
+    deploy(
+        cql, local, stack.postgres_dsn, tmp, name=NAME, keyspace=KS, tables=TABLES, writer="jdbc"
+    )
     yield tmp / f"{NAME}.yaml"
     with connect() as http:
         http.delete(f"/connectors/{CONNECTOR}")

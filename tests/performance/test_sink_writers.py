@@ -1,8 +1,8 @@
 """Sink writers compared on one pre-filled topic (issue 15 item 3): the project's own sink
 (`writer: lww`, COPY + one set-based LWW merge per batch and table) against the stock Debezium
-JDBC sink with the gate trigger (`writer: jdbc`, today's default) and the stock sink without the
-gate (a plain unconditional upsert: the floor an LWW sink has to beat), each with 1, 2 and 4
-tasks over 4 partitions.
+JDBC sink with the gate trigger (`writer: jdbc`, the default until decision 0149) and the stock
+sink without the gate (a plain unconditional upsert: the floor an LWW sink has to beat), each with
+1, 2 and 4 tasks over 4 partitions.
 
 One topic with 4 partitions is filled with N (default 1,000,000) events in the exact shape the
 real agent produces (the captured fixture `real_update_one_column` of table

@@ -260,7 +260,7 @@ def test_validate_reports_all_problems_json(tmp_path: Path) -> None:
     bad = tmp_path / "bad.yaml"
     bad.write_text(
         MANIFEST.read_text()
-        .replace("batchSize: 500", "batchSize: 0")
+        .replace("batchSize: 2000", "batchSize: 0")
         .replace("tasksMax: 1", "taskMax: 1")
     )
     result = runner.invoke(app, ["validate", "-f", str(bad), "-o", "json"])

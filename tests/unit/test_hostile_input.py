@@ -608,7 +608,7 @@ def test_a_billion_laughs_is_read_in_linear_time(tmp_path: Path) -> None:
     [
         ("port: 5432", "port: true", "spec.sink.postgres.port: true is a boolean, not an integer"),
         ("tasksMax: 1", "tasksMax: true", "spec.sink.tasksMax: true is a boolean, not an integer"),
-        ("batchSize: 500", "batchSize: yes", "spec.sink.batchSize: true is a boolean"),
+        ("batchSize: 2000", "batchSize: yes", "spec.sink.batchSize: true is a boolean"),
         ("port: 5432", 'port: "5432"', "'5432' is a string, not an integer"),
         ("port: 5432", "port: 5432.0", "5432.0 is not an integer"),
         ("pollIntervalMs: 100", "pollIntervalMs: on", "agent.pollIntervalMs: true is a boolean"),

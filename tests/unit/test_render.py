@@ -35,6 +35,15 @@ def pipeline() -> Pipeline:
 
 
 @pytest.fixture
+def jdbc_pipeline(pipeline: Pipeline) -> Pipeline:
+    """The example with `writer: jdbc` and no batchSize: the stock sink's defaults."""
+    data = pipeline.model_dump(by_alias=True, exclude_unset=True)
+    data["spec"]["sink"]["writer"] = "jdbc"
+    del data["spec"]["sink"]["batchSize"]
+    return Pipeline.model_validate(data)
+
+
+@pytest.fixture
 def ctx(tmp_path: Path) -> RenderContext:
     return RenderContext(
         state_dir=tmp_path / "state",
@@ -43,8 +52,8 @@ def ctx(tmp_path: Path) -> RenderContext:
     )
 
 
-def test_sink_config(pipeline: Pipeline, ctx: RenderContext) -> None:
-    config = render_sink_config(pipeline, ctx)
+def test_sink_config(jdbc_pipeline: Pipeline, ctx: RenderContext) -> None:
+    config = render_sink_config(jdbc_pipeline, ctx)
     expected = {
         "name": "demo-jdbc-sink",
         # Debezium's JDBC sink, its tasks riding through a PostgreSQL outage (decision 0103)
@@ -115,8 +124,8 @@ def test_standby_tasks_add_to_tasks_max(pipeline: Pipeline, ctx: RenderContext) 
     assert config["tasks.max"] == "4"
 
 
-def test_topics_and_target_tables(pipeline: Pipeline, ctx: RenderContext) -> None:
-    config = render_sink_config(pipeline, ctx)
+def test_topics_and_target_tables(jdbc_pipeline: Pipeline, ctx: RenderContext) -> None:
+    config = render_sink_config(jdbc_pipeline, ctx)
     assert config["topics"] == "demo.demo.users,demo.demo.orders"
     fmt = config["collection.name.format"]
     cases = {
@@ -160,14 +169,14 @@ def test_rendering_is_deterministic_and_hash_tracks_content(
     bigger = pipeline.model_copy(
         update={
             "spec": pipeline.spec.model_copy(
-                update={"sink": pipeline.spec.sink.model_copy(update={"batch_size": 2000})}
+                update={"sink": pipeline.spec.sink.model_copy(update={"batch_size": 3000})}
             )
         }
     )
     c = render_sink_config(bigger, ctx)
     assert c[HASH_KEY] != a[HASH_KEY]
-    assert c["batch.size"] == "2000"
-    assert c["consumer.override.max.poll.records"] == "2000"
+    assert c["batch.size"] == "3000"
+    assert c["consumer.override.max.poll.records"] == "3000"
 
 
 def test_ownership(pipeline: Pipeline, ctx: RenderContext) -> None:
@@ -242,6 +251,7 @@ spec:
       keyspace: shop
       tables: [carts]
   sink:
+    writer: jdbc
     postgres: {user: cdc, passwordSecret: {env: PGPASS}}
 """
     pipeline = load_text(text)[0].pipeline

@@ -25,6 +25,7 @@ spec:
   source:
     cassandra: {{contactPoints: ["127.0.0.1:9042"], keyspace: demo, tables: [users]}}
   sink:
+    writer: jdbc
     postgres:
       host: 127.0.0.1
       user: cdc

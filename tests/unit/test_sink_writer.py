@@ -5,7 +5,11 @@ from __future__ import annotations
 import pytest
 
 from controlplane.core.ddl import generate_merge
-from controlplane.core.manifest import manifest_json_schema
+from controlplane.core.manifest import (
+    DEFAULT_BATCH_SIZE,
+    DEFAULT_SINK_WRITER,
+    manifest_json_schema,
+)
 from controlplane.core.manifest_loader import check_text, load_text
 from controlplane.core.render import (
     LWW_SINK_CONNECTOR_CLASS,
@@ -48,10 +52,42 @@ def config(writer: str, **kwargs: object) -> dict[str, str]:
     return render_sink_config(pipeline, RenderContext(), **kwargs)  # type: ignore[arg-type]
 
 
-def test_default_is_the_stock_sink_unchanged() -> None:
-    assert config("") == config("jdbc")
-    assert config("")["connector.class"] == SINK_CONNECTOR_CLASS
-    assert not any(k.startswith("lww.") for k in config(""))
+def test_default_is_the_own_sink() -> None:
+    """Decision 0149: no writer in the manifest is `lww`, with its batch of 2000."""
+    tables = [table("users"), table("orders")]
+    assert config("", tables=tables) == config("lww", tables=tables)
+    assert config("")["connector.class"] == LWW_SINK_CONNECTOR_CLASS
+    assert config("")["batch.size"] == "2000"
+    # a batch of 2000 needs a poll of 2000 (put() applies what one poll returns)
+    assert config("")["consumer.override.max.poll.records"] == "2000"
+
+
+def test_jdbc_is_the_stock_sink_with_its_batch_of_500() -> None:
+    jdbc = config("jdbc")
+    assert jdbc["connector.class"] == SINK_CONNECTOR_CLASS
+    assert not any(k.startswith("lww.") for k in jdbc)
+    assert jdbc["batch.size"] == "500"
+    assert "consumer.override.max.poll.records" not in jdbc  # independent of the override policy
+
+
+@pytest.mark.parametrize("writer", ["", "jdbc", "lww"])
+@pytest.mark.parametrize("size", [1, 500, 2000, 5000])
+def test_an_explicit_batch_size_wins(writer: str, size: int) -> None:
+    line = f"    writer: {writer}\n" if writer else ""
+    text = MANIFEST.format(writer=f"{line}    batchSize: {size}\n")
+    pipeline = load_text(text)[0].pipeline
+    assert pipeline.spec.sink.batch_size == size
+    rendered = render_sink_config(pipeline, RenderContext())
+    assert rendered["batch.size"] == str(size)
+    assert rendered.get("consumer.override.max.poll.records") == (str(size) if size > 500 else None)
+
+
+def test_the_batch_default_follows_the_writer() -> None:
+    for writer, size in DEFAULT_BATCH_SIZE.items():
+        line = f"    writer: {writer}\n"
+        assert load_text(MANIFEST.format(writer=line))[0].pipeline.spec.sink.batch_size == size
+    default = load_text(MANIFEST.format(writer=""))[0].pipeline.spec.sink
+    assert default.batch_size == DEFAULT_BATCH_SIZE[DEFAULT_SINK_WRITER]
 
 
 def test_lww_renders_the_own_sink_with_the_same_shared_keys() -> None:
@@ -69,8 +105,7 @@ def test_lww_renders_the_own_sink_with_the_same_shared_keys() -> None:
         "connection.",
         "topics",
         "tasks.max",
-        "batch.size",
-    )
+    )  # batch.size differs by default (decision 0149): test_an_explicit_batch_size_wins
     for key, value in jdbc.items():
         if key.startswith(shared) and key != "cdcctl.config-hash" and "pool" not in key:
             assert lww.get(key) == value, key
@@ -101,4 +136,10 @@ def test_a_wrong_writer_is_reported_at_its_position() -> None:
 def test_json_schema_lists_the_writers(writer: str) -> None:
     sink = manifest_json_schema()["$defs"]["Sink"]["properties"]["writer"]
     assert writer in sink["enum"]
-    assert sink["default"] == "jdbc"
+    assert sink["default"] == DEFAULT_SINK_WRITER == "lww"
+
+
+def test_json_schema_gives_the_batch_default_by_writer() -> None:
+    batch = manifest_json_schema()["$defs"]["Sink"]["properties"]["batchSize"]
+    assert "default" not in batch  # no single default: an editor must not fill one in
+    assert "2000 for `lww`, 500 for `jdbc`" in batch["description"]
