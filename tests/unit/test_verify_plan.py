@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 
 from controlplane.core.token_ranges import MAX_TOKEN, MIN_TOKEN, TokenRange, split_ring
@@ -37,8 +39,9 @@ def test_plan_covers_every_range_of_every_table_once() -> None:
         assert [v["table"] for _, v in mine] == [table] * 8
         bounds = [TokenRange(v["start"], v["end"]) for _, v in mine]
         assert bounds == ranges  # in ring order, contiguous from MIN_TOKEN to MAX_TOKEN
-        assert bounds[0].start == MIN_TOKEN and bounds[-1].end == MAX_TOKEN
-        assert all(x.end == y.start for x, y in zip(bounds, bounds[1:], strict=False))
+        assert bounds[0].start == MIN_TOKEN
+        assert bounds[-1].end == MAX_TOKEN
+        assert all(x.end == y.start for x, y in itertools.pairwise(bounds))
 
 
 def test_run_meta_records_the_options_and_sorted_tables() -> None:
