@@ -2,8 +2,9 @@
 they are grouped by token, the groups of the two streams paired (merge), and the rows of a pair
 matched by primary key and classified — equal, *missing* (Cassandra only), *extra* (PostgreSQL
 only) or *mismatch* (regular columns differ in canonical form). A difference is a *suspect*
-until a second read one lag later sees it again with no newer write (``recheck_outcome``).
-Pure: rows are plain sequences; services.verify reads them and keeps the clock."""
+until a second read one lag later sees it again with no newer write (``recheck_outcome``; the
+rounds of a range's suspects: ``Recheck``). Pure: rows are plain sequences; services.verify
+reads them and keeps the clock."""
 
 from __future__ import annotations
 
@@ -183,3 +184,54 @@ def recheck_outcome(
     ):
         return "settled"
     return "changing"
+
+
+def observed(
+    t: Table, c_row: Sequence[Any] | None, p_row: Sequence[Any] | None, key: Any
+) -> Suspect | None:
+    """A suspect's row read again by primary key — Cassandra's by ``Table.cql_repair`` (with
+    write times and TTLs after the values), PostgreSQL's by ``Table.pg_by_pk`` — classified,
+    with Cassandra's newest write time. None when the sides agree now."""
+    width = len(t.pk) + len(t.reg)
+    new = classify(t, c_row[:width] if c_row else None, p_row, key)
+    if new is not None and c_row is not None:
+        new.newest_write_us = newest_write_us(c_row, width)
+    return new
+
+
+def settled_before_us(now_s: float, lag_s: float) -> int:
+    """The write time (microseconds) a difference's newest write must precede to be settled:
+    one pipeline lag before ``now_s``."""
+    return int((now_s - lag_s) * 1_000_000)
+
+
+@dataclass
+class Recheck:
+    """The suspects of a range through their rounds of reading again: each round sorts the
+    ``pending`` ones into *matched* (counted valid), *settled* (``final``: a real difference)
+    and *changing* (pending for the next round); those still pending after the last round are
+    *skipped* — not judged this run."""
+
+    pending: list[Suspect]
+    final: list[Suspect] = field(default_factory=list)
+    matched: int = 0
+
+    def round(self, now: Sequence[Suspect | None], settled_before_us: int) -> None:
+        """One round: ``now[i]`` is ``pending[i]`` read again (None: the sides agree)."""
+        still: list[Suspect] = []
+        for old, new in zip(self.pending, now, strict=True):
+            outcome = recheck_outcome(old, new, settled_before_us)
+            if outcome == "matched":
+                self.matched += 1
+            elif outcome == "settled":
+                assert new is not None
+                self.final.append(new)  # the same twice, and no write of the last lag: settled
+            else:
+                assert new is not None
+                still.append(new)
+        self.pending = still
+
+    def counts(self) -> dict[str, int]:
+        """What the rechecks add to the range's counters: the rows that matched when read
+        again are valid (and ``rechecked``), those still changing ``skipped``."""
+        return {"valid": self.matched, "rechecked": self.matched, "skipped": len(self.pending)}

@@ -1,19 +1,21 @@
-"""What a verify run reports (docs/verify.md): the counters of a range, a range's status, the
-run's summary (counted over the ranges' records), the exit decision (``check``) and the lines of
-the JSONL differences file. Pure: the records are passed in; services.verify reads them from
-Redis and writes the lines."""
+"""What a verify run reports (docs/verify.md): the counters of a range, a range's status and the
+record it leaves in Redis (started, read to its end, or not verified), the run's summary
+(counted over the ranges' records), the exit decision (``check``) and the lines of the JSONL
+differences file. Pure: the records are passed in; services.verify reads them from Redis and
+writes the records and lines."""
 
 from __future__ import annotations
 
 import hashlib
 import json
 import re
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from controlplane.core.errors import DifferencesFoundError, NotVerifiedError
+from controlplane.core.errors import DifferencesFoundError, NotVerifiedError, UsageError
 from controlplane.core.read_retry import DEFAULT_CONSISTENCY
 from controlplane.core.verify_compare import Suspect
 from controlplane.core.verify_table import Table
@@ -67,6 +69,87 @@ def not_verified_counters(retries: int) -> dict[str, int]:
     counters["error"] = 1
     counters["retries"] = retries
     return counters
+
+
+def count_kinds(kinds: Iterable[str]) -> dict[str, int]:
+    """How many settled differences of each kind (``missing``, ``mismatch``, ``extra``)."""
+    return dict(Counter(kinds))
+
+
+def corrected(
+    repaired: Sequence[Suspect], after: Sequence[Suspect | None]
+) -> tuple[set[Any], dict[str, int]]:
+    """The differences a repair wrote, read again (``after``, position by position; None: the
+    sides agree now): the keys of those corrected and the counters they add (``CORRECTED``
+    of their kind). A row still different after its repair stays a difference."""
+    fixed = [s for s, new in zip(repaired, after, strict=True) if new is None]
+    return {s.key for s in fixed}, count_kinds(CORRECTED[s.kind] for s in fixed)
+
+
+# ----------------------------------------------------------------------------- range records
+
+
+def range_base(table: str, start: int, end: int, *, owner: str, consistency: str) -> dict[str, Any]:
+    """What every record of a range says: its table and bounds, the process working on it
+    and the consistency level it is read at."""
+    return {"table": table, "start": start, "end": end, "owner": owner, "consistency": consistency}
+
+
+def started_record(base: Mapping[str, Any], at: float) -> dict[str, Any]:
+    """The record of a range a worker has begun (``at``: wall-clock seconds)."""
+    return {**base, "status": "STARTED", "started_at": at}
+
+
+def failed_attempt(kind: str, error_host: str | None, host: str | None) -> str:
+    """``kind@host`` of a failed read: the host the error names, else the replica the read
+    was sent to, else ``?`` (the driver chose)."""
+    return f"{kind}@{error_host or host or '?'}"
+
+
+def done_record(
+    base: Mapping[str, Any],
+    counters: Mapping[str, int],
+    *,
+    retries: int,
+    replica: str | None,
+    failed_attempts: Sequence[str],
+) -> dict[str, Any]:
+    """The record of a range read to its end: PASS or DIFF (``range_status``), its counters
+    with the ``retries`` it took, the replica that answered (None: the driver's choice) and,
+    when there were any, the failed attempts before it."""
+    c = {**counters, "retries": retries}
+    rec = {**base, "status": range_status(c), **c, "replica": replica}
+    if failed_attempts:
+        rec["failed_attempts"] = list(failed_attempts)
+    return rec
+
+
+def error_kind(exc: BaseException) -> str:
+    """How a range read failed: a Cassandra read error's ``kind``, else the error's class."""
+    return str(getattr(exc, "kind", type(exc).__name__))
+
+
+def not_verified_record(
+    base: Mapping[str, Any],
+    *,
+    kind: str,
+    message: str,
+    retries: int,
+    failed_attempts: Sequence[str],
+) -> dict[str, Any]:
+    """The record of a range that could not be read: FAIL, not verified — none of its rows
+    counted valid or missing (``not_verified_counters``); ``--resume`` reads it again."""
+    return {
+        **base,
+        "status": "FAIL",
+        "error_kind": kind,
+        "error_message": message,  # not "error": that is the counter of failed ranges
+        "failed_attempts": list(failed_attempts),
+        **not_verified_counters(retries),
+    }
+
+
+# ----------------------------------------------------------------------------- the run
 
 
 @dataclass
@@ -146,6 +229,40 @@ def run_summary(
         consistency=str(meta.get("consistency") or DEFAULT_CONSISTENCY),
         not_verified=not_verified,
     )
+
+
+def known_run(run_id: str, meta: Mapping[str, Any] | None) -> Mapping[str, Any]:
+    """The metadata of a run that exists; a UsageError for a run not in Redis (None)."""
+    if meta is None:
+        raise UsageError(f"no verify run {run_id} in Redis", hint="see `cdcctl verify runs`")
+    return meta
+
+
+def finished(
+    summary: RunSummary, *, consistency: str, diff_file: str, elapsed_s: float
+) -> RunSummary:
+    """The summary a process returns at the end of its part of a run: the level it read at,
+    its differences file, and its time and rate (rows read over the whole run per second of
+    this process; 0 when no time passed)."""
+    read = summary.counters.get("read", 0)
+    return replace(
+        summary,
+        consistency=consistency,
+        diff_file=diff_file,
+        elapsed_s=elapsed_s,
+        rows_per_s=read / elapsed_s if elapsed_s else 0,
+    )
+
+
+def all_ranges_read(summary: RunSummary) -> bool:
+    """Every range of the run read to its end (PASS or DIFF): nothing left that would read
+    the run's token snapshot, which may be dropped then (kept while one may be resumed)."""
+    return summary.statuses.get("PASS", 0) + summary.statuses.get("DIFF", 0) == summary.ranges
+
+
+def range_rows(records: Mapping[str, Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """The ranges' records as rows for `cdcctl verify show`: in task order, named by task."""
+    return [{"task": k, **v} for k, v in sorted(records.items())]
 
 
 def check(summary: RunSummary) -> None:

@@ -65,26 +65,49 @@ from controlplane.core.token_ranges import (
     tokenizer,
 )
 from controlplane.core.verify_compare import (
+    Recheck,
     Suspect,
-    classify,
     compare_range,
-    newest_write_us,
-    recheck_outcome,
+    observed,
+    settled_before_us,
 )
-from controlplane.core.verify_plan import plan_tasks, run_meta, task_index, task_table, to_repair
+from controlplane.core.verify_plan import (
+    check_options,
+    check_table,
+    joined_meta,
+    one_pipeline,
+    open_tasks,
+    plan_tasks,
+    resumed_tables,
+    run_consistency,
+    run_meta,
+    skip_task,
+    task_index,
+    to_repair,
+    verified_models,
+)
 from controlplane.core.verify_repair import repair_events, to_cql, to_pg
 from controlplane.core.verify_report import (
-    CORRECTED,
     COUNTERS,
     FINAL,
     RunSummary,
+    all_ranges_read,
     check,
+    corrected,
+    count_kinds,
     default_diff_path,
     diff_line,
-    not_verified_counters,
-    range_status,
+    done_record,
+    error_kind,
+    failed_attempt,
+    finished,
+    known_run,
+    not_verified_record,
+    range_base,
+    range_rows,
     remaining,
     run_summary,
+    started_record,
 )
 from controlplane.core.verify_table import Table
 from controlplane.core.verify_tokens import copy_lines
@@ -261,18 +284,9 @@ class Verifier:
     def prepare_run(self) -> dict[str, Any]:
         if self.o.resume:
             meta = self.store.run(self.run_id)
-            if meta is None:
-                raise UsageError(
-                    f"no verify run {self.run_id} in Redis",
-                    hint="list runs with `cdcctl verify runs`",
-                )
-            if meta.get("pipeline") != self.p.name:
-                raise UsageError(
-                    f"run {self.run_id} verifies pipeline {meta.get('pipeline')}, not {self.p.name}"
-                )
-            self.tables = {k: v for k, v in self.tables.items() if k in meta["tables"]}
-            if not self.tables:
-                raise UsageError(f"run {self.run_id}: none of its tables are in this manifest")
+            kept = resumed_tables(self.run_id, meta, self.p.name, self.tables)
+            assert meta is not None
+            self.tables = {k: v for k, v in self.tables.items() if k in kept}
             self._run_consistency(meta)
         else:
             tasks = self._tasks()
@@ -303,9 +317,10 @@ class Verifier:
         """Resuming or joining: read at the run's consistency level unless --consistency says
         otherwise (e.g. resume at a level the cluster can meet now); the run records the
         level of its latest process, and each range record the level it was read at."""
-        if self.o.consistency is None:
-            self.consistency = parse_consistency(meta.get("consistency") or None)
-        elif meta.get("consistency") != self.consistency:
+        self.consistency, record = run_consistency(
+            self.o.consistency, meta.get("consistency"), self.consistency
+        )
+        if record:
             self.store.update_run(self.run_id, consistency=self.consistency)
             meta["consistency"] = self.consistency
 
@@ -314,11 +329,7 @@ class Verifier:
         end = time.monotonic() + timeout_s
         while True:
             meta = self.store.run(self.run_id) or {}
-            if "tables" in meta:
-                if meta.get("pipeline") != self.p.name:
-                    raise UsageError(
-                        f"run {self.run_id} belongs to pipeline {meta.get('pipeline')}"
-                    )
+            if joined_meta(self.run_id, meta, self.p.name):
                 return meta
             if time.monotonic() > end:
                 raise UsageError(f"run {self.run_id} exists but was never completed in Redis")
@@ -407,9 +418,7 @@ class Verifier:
         started = time.monotonic()
         meta = self.prepare_run()
         self._prepare_statements()
-        records = self.store.ranges(self.run_id)
-        mine = [k for k in records if task_table(k) in self.tables]
-        todo = [k for k in mine if records[k].get("status") not in FINAL]
+        mine, todo = open_tasks(self.store.ranges(self.run_id), self.tables)
         if todo:
             self.build_token_tables()
         random.shuffle(todo)  # several processes start on different ranges
@@ -437,14 +446,13 @@ class Verifier:
                     fut.result()
         finally:
             self.stop.set()
-        summary = summarize(self.store, self.run_id, meta)
-        summary.consistency = self.consistency
-        summary.diff_file = str(self.diff_path)
-        summary.elapsed_s = time.monotonic() - started
-        summary.rows_per_s = (
-            summary.counters["read"] / summary.elapsed_s if summary.elapsed_s else 0
+        summary = finished(
+            summarize(self.store, self.run_id, meta),
+            consistency=self.consistency,
+            diff_file=str(self.diff_path),
+            elapsed_s=time.monotonic() - started,
         )
-        if summary.statuses.get("PASS", 0) + summary.statuses.get("DIFF", 0) == summary.ranges:
+        if all_ranges_read(summary):
             self.drop_token_tables()
         RUNS.labels(summary.status).inc()
         return summary
@@ -463,7 +471,7 @@ class Verifier:
                 time.sleep(0.5)
                 task = waiting.pop(0)
             status = self.store.range(self.run_id, task).get("status")
-            if status in FINAL or (status == "FAIL" and task in self._failed_here):
+            if skip_task(status, task in self._failed_here):
                 continue
             if not self.store.acquire(self.run_id, task, self.owner, self.o.lease_ttl_ms):
                 waiting.append(task)  # another process works on it; come back when it is free
@@ -500,11 +508,10 @@ class Verifier:
         t = self.tables[rec["table"]]
         rng = TokenRange(int(rec["start"]), int(rec["end"]))
         span.set(table=rec["table"], range_start=rng.start, range_end=rng.end)
-        base = {"table": rec["table"], "start": rng.start, "end": rng.end, "owner": self.owner}
-        base["consistency"] = self.consistency
-        self.store.set_range(
-            self.run_id, task, {**base, "status": "STARTED", "started_at": time.time()}
+        base = range_base(
+            rec["table"], rng.start, rng.end, owner=self.owner, consistency=self.consistency
         )
+        self.store.set_range(self.run_id, task, started_record(base, time.time()))
         order = replica_order(
             cassandra.range_replicas(self.cluster, t.model.keyspace, rng.end),
             self.local_dc,
@@ -519,7 +526,7 @@ class Verifier:
                 break
             except CassandraReadError as exc:
                 self._reset_pg()
-                failed.append(f"{exc.kind}@{exc.host or host or '?'}")
+                failed.append(failed_attempt(exc.kind, exc.host, host))
                 decision = decide(self.policy, exc.kind, len(failed), random.random())  # noqa: S311  # nosec B311  # jitter
                 if not decision.retry or self.stop.is_set():
                     self._not_verified(t, task, base, exc, retries, failed)
@@ -546,18 +553,13 @@ class Verifier:
                 self._not_verified(t, task, base, exc, retries, failed)
                 span.set(status="FAIL", error_kind=type(exc).__name__, retries=retries)
                 return
-        counters["retries"] = retries
-        status = range_status(counters)
-        done = {**base, "status": status, **counters, "replica": host}  # None: driver's choice
-        if failed:
-            done["failed_attempts"] = failed
+        done = done_record(base, counters, retries=retries, replica=host, failed_attempts=failed)
+        status = done["status"]
         self.store.set_range(self.run_id, task, done)
-        span.set(
-            status=status, rows=counters["read"], remaining=remaining(counters), retries=retries
-        )
+        span.set(status=status, rows=done["read"], remaining=remaining(done), retries=retries)
         RANGES.labels(t.name, status).inc()
         self.say(
-            "range", {"task": task, "status": status, "rows": counters["read"], "retries": retries}
+            "range", {"task": task, "status": status, "rows": done["read"], "retries": retries}
         )
 
     def _reset_pg(self) -> None:
@@ -576,21 +578,12 @@ class Verifier:
     ) -> None:
         """The range could not be read: FAIL, i.e. not verified — none of its rows counted
         valid or missing; `--resume` reads it again."""
-        counters = not_verified_counters(retries)
         self._failed_here.add(task)
-        kind = getattr(exc, "kind", type(exc).__name__)
-        self.store.set_range(
-            self.run_id,
-            task,
-            {
-                **base,
-                "status": "FAIL",
-                "error_kind": kind,
-                "error_message": str(exc),  # not "error": that is the counter of failed ranges
-                "failed_attempts": failed,
-                **counters,
-            },
+        kind = error_kind(exc)
+        rec = not_verified_record(
+            base, kind=kind, message=str(exc), retries=retries, failed_attempts=failed
         )
+        self.store.set_range(self.run_id, task, rec)
         RANGES.labels(t.name, "FAIL").inc()
         self.say(
             "range",
@@ -647,59 +640,40 @@ class Verifier:
             self.prepared[t.model.table]["repair"],
             [[to_cql(v) for v in s.pk] for s in suspects],
         )
-        width = len(t.pk) + len(t.reg)
         out: list[Suspect | None] = []
         conn = self._pg()
         for s, c_rows in zip(suspects, c_res, strict=True):
             p_rows = postgres.fetch(conn, t.pg_by_pk, [to_pg(v) for v in s.pk])
-            c = c_rows[0] if c_rows else None
-            p = p_rows[0] if p_rows else None
-            new = classify(t, c[:width] if c else None, p, s.key)
-            if new is not None and c is not None:
-                new.newest_write_us = newest_write_us(c, width)
-            out.append(new)
+            out.append(
+                observed(t, c_rows[0] if c_rows else None, p_rows[0] if p_rows else None, s.key)
+            )
         return out
 
     def _recheck(
         self, t: Table, suspects: list[Suspect], first_seen: float, counters: dict[str, int]
     ) -> list[Suspect]:
         """Keep only differences that stay the same across two reads one lag apart."""
-        pending = suspects
-        final: list[Suspect] = []
+        rc = Recheck(suspects)
         wait_until = first_seen + self.o.lag_s
         for _round in range(max(1, self.o.rechecks)):
             delay = wait_until - time.monotonic()
             if delay > 0:
                 time.sleep(delay)
-            now = self._observe(t, pending)
-            still: list[Suspect] = []
-            settled_before = int((time.time() - self.o.lag_s) * 1_000_000)
-            for old, new in zip(pending, now, strict=True):
-                outcome = recheck_outcome(old, new, settled_before)
-                if outcome == "matched":
-                    counters["valid"] += 1
-                    counters["rechecked"] += 1
-                elif outcome == "settled":
-                    assert new is not None
-                    final.append(new)  # the same twice, and no write of the last lag: settled
-                else:
-                    assert new is not None
-                    still.append(new)
-            pending = still
-            if not pending:
+            now = self._observe(t, rc.pending)
+            rc.round(now, settled_before_us(time.time(), self.o.lag_s))
+            if not rc.pending:
                 break
             wait_until = time.monotonic() + self.o.lag_s
-        counters["skipped"] += len(pending)  # still changing: not judged this run
-        for s in pending:
+        for name, n in rc.counts().items():
+            counters[name] += n
+        for s in rc.pending:  # still changing: not judged this run
             self._write_diff(t, s, "skipped", repaired=False)
-        return final
+        return rc.final
 
     # ------------------------------------------------------------------ report and repair
 
     def _report(self, t: Table, task: str, final: list[Suspect], counters: dict[str, int]) -> None:
-        for s in final:
-            counters[s.kind] += 1
-            DIFFS.labels(t.name, s.kind).inc()
+        self._count(t, counters, count_kinds(s.kind for s in final))
         fixed: set[Any] = set()
         if self.o.repair and final:
             to_fix = [
@@ -708,15 +682,17 @@ class Verifier:
             ]
             if to_fix:
                 self._repair(t, to_fix)
-                after = self._observe(t, to_fix)
-                for s, new in zip(to_fix, after, strict=True):
-                    if new is None:
-                        fixed.add(s.key)
-                        kind = CORRECTED[s.kind]
-                        counters[kind] += 1
-                        DIFFS.labels(t.name, kind).inc()
+                fixed, added = corrected(to_fix, self._observe(t, to_fix))
+                self._count(t, counters, added)
         for s in final:
             self._write_diff(t, s, s.kind, repaired=s.key in fixed, task=task)
+
+    @staticmethod
+    def _count(t: Table, counters: dict[str, int], added: Mapping[str, int]) -> None:
+        """Differences found or corrected, into the range's counters and the metrics."""
+        for kind, n in added.items():
+            counters[kind] += n
+            DIFFS.labels(t.name, kind).inc(n)
 
     def _write_diff(
         self, t: Table, s: Suspect, kind: str, *, repaired: bool, task: str | None = None
@@ -763,22 +739,8 @@ def _new_run_id() -> str:
 def summarize(
     store: CheckpointStore, run_id: str, meta: Mapping[str, Any] | None = None
 ) -> RunSummary:
-    meta = meta or store.run(run_id)
-    if meta is None:
-        raise UsageError(f"no verify run {run_id} in Redis", hint="see `cdcctl verify runs`")
+    meta = known_run(run_id, meta or store.run(run_id))
     return run_summary(run_id, meta, store.ranges(run_id))
-
-
-def _pipeline(manifests: Sequence[str]) -> tuple[Pipeline, Path]:
-    loaded = load_manifests(manifests)
-    if len(loaded) != 1:
-        raise UsageError(
-            f"verify takes one pipeline, the manifests hold {len(loaded)}",
-            hint="pass the one manifest of the pipeline to verify",
-        )
-    item = loaded[0]
-    base = Path(item.source).parent if item.source != "-" else Path.cwd()
-    return item.pipeline, base
 
 
 def verify(opts: VerifyOptions, *, progress: Progress | None = None) -> RunSummary:
@@ -793,22 +755,15 @@ def run_verify(opts: VerifyOptions, *, progress: Progress | None = None) -> RunS
     """Run (or resume, or join) a verify run and return its summary, clean or not."""
     from controlplane.services.apply import read_tables
 
-    if opts.delete_extra and not opts.repair:
-        raise UsageError("--delete-extra only goes with --repair")
-    pipeline, base = _pipeline(opts.manifests)
-    if opts.table and opts.table not in pipeline.tables:
-        raise UsageError(f"table {opts.table} is not in pipeline {pipeline.name}")
+    check_options(repair=opts.repair, delete_extra=opts.delete_extra)
+    pipeline, base = one_pipeline(load_manifests(opts.manifests), Path.cwd())
+    check_table(opts.table, pipeline)
     from controlplane.services.targets import pipeline_dsn, resolve_target
 
     target = opts.target or resolve_target()
     opts.target = target
     dsn = pipeline_dsn(target, pipeline, base_dir=base)
-    # the users' tables only: not the heartbeat table the pipeline carries (decision 0120)
-    models = [
-        m
-        for m in read_tables(pipeline, target=target)
-        if m.table in pipeline.tables and opts.table in (None, m.table)
-    ]
+    models = verified_models(read_tables(pipeline, target=target), pipeline, opts.table)
     with open_sessions(target, pipeline, dsn, opts.redis_url, keep_s=opts.keep_s) as sessions:
         verifier = Verifier(opts, pipeline, models, sessions, progress=progress)
         try:
@@ -835,7 +790,6 @@ def show_run(
     store = CheckpointStore(redis_url)
     try:
         summary = summarize(store, run_id)
-        ranges = [{"task": k, **v} for k, v in sorted(store.ranges(run_id).items())]
-        return summary.as_dict(), ranges
+        return summary.as_dict(), range_rows(store.ranges(run_id))
     finally:
         store.close()
