@@ -12,7 +12,7 @@ from typing import Any
 
 from controlplane.core.errors import UsageError
 from controlplane.core.manifest import Pipeline
-from controlplane.core.manifest_loader import LoadedManifest
+from controlplane.core.manifest_loader import STDIN, LoadedManifest
 from controlplane.core.read_retry import parse_consistency
 from controlplane.core.schema_model import TableModel
 from controlplane.core.token_ranges import TokenRange
@@ -27,14 +27,14 @@ def check_options(*, repair: bool, delete_extra: bool) -> None:
 
 def one_pipeline(loaded: Sequence[LoadedManifest], cwd: Path) -> tuple[Pipeline, Path]:
     """The one pipeline a run verifies, and the directory its manifest's relative paths are
-    read from (``cwd`` for a manifest read from standard input, ``-``)."""
+    read from: the manifest file's, or ``cwd`` for one read from standard input."""
     if len(loaded) != 1:
         raise UsageError(
             f"verify takes one pipeline, the manifests hold {len(loaded)}",
             hint="pass the one manifest of the pipeline to verify",
         )
     item = loaded[0]
-    base = Path(item.source).parent if item.source != "-" else cwd
+    base = cwd if item.source in ("-", STDIN) else Path(item.source).parent
     return item.pipeline, base
 
 

@@ -21,10 +21,13 @@ Algorithm (docs/verify.md):
    `DifferencesFoundError` while differences remain.
 
 This module is the orchestration: the worker loop, its leases, sessions, Redis store and
-progress. What it runs is pure and lives in core: the statements and row comparison of a table
-(core.verify_table), the merge and classification of a range (core.verify_compare), the repair
-events (core.verify_repair), the counters, summary and diff-file lines (core.verify_report), and
-the run's tasks, its metadata and which differences a repair writes (core.verify_plan).
+progress. What it runs, and every decision it takes without I/O, is pure and lives in core: the
+statements and row comparison of a table (core.verify_table), the merge and classification of a
+range and the recheck rounds of its suspects (core.verify_compare), the repair events
+(core.verify_repair), the counters, the records a range leaves, the summary, when the token
+snapshot may be dropped and the diff-file lines (core.verify_report), and the checks of the
+options, pipeline and a resumed or joined run, the run's tasks and metadata, which tasks are left
+to do and which differences a repair writes (core.verify_plan).
 """
 
 from __future__ import annotations
