@@ -167,6 +167,17 @@ def relation_exists(conninfo: str, qualified_name: str) -> bool:
     return bool(rows and rows[0][0])
 
 
+def has_column(conninfo: str, qualified_name: str, column: str) -> bool:
+    """Whether the (quoted, schema-qualified) table has the column (False if no such table)."""
+    rows = query(
+        conninfo,
+        "SELECT EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = to_regclass(%s)"
+        " AND attname = %s AND attnum > 0 AND NOT attisdropped)",
+        [qualified_name, column],
+    )
+    return bool(rows and rows[0][0])
+
+
 def existing_objects(conninfo: str, relations: Sequence[str], functions: Sequence[str]) -> set[str]:
     """Which of the (quoted, schema-qualified) relations and functions exist."""
     found: set[str] = set()

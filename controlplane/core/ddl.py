@@ -595,21 +595,30 @@ class _Gen:
             )
         return "\n     OR ".join(parts)
 
-    def view(self) -> str:
-        cols = [f"{self.view_col(c, 'r.' + self.q(c))} AS {self.q(c)}" for c in self.t.primary_key]
+    def live_select(self, lead: Sequence[str] = (), also: str | None = None) -> str:
+        """The live view's query: primary key and regular columns as the view shows them, of
+        the raw rows visible now. ``lead``: raw-table expressions (``r.`` the raw row) put
+        before the columns; ``also``: a condition on ``r`` ANDed to the visibility rule."""
+        cols = [*lead]
+        cols += [f"{self.view_col(c, 'r.' + self.q(c))} AS {self.q(c)}" for c in self.t.primary_key]
         for i, c in enumerate(self.t.regular, start=1):
             cols.append(
                 f'CASE WHEN r."_cdc_exp"[{i}] IS NULL OR r."_cdc_exp"[{i}] > n.now_us'
                 f" THEN {self.view_col(c, 'r.' + self.q(c))} END AS {self.q(c)}"
             )
         sel = ",\n       ".join(cols)
+        where = self.visible("r", "n.now_us")
+        if also is not None:
+            where = f"({also}) AND ({where})"
         return (
-            f"CREATE OR REPLACE VIEW {self.n.live_view} AS\n"  # nosec B608  # quoted identifiers
-            f"SELECT {sel}\n"
+            f"SELECT {sel}\n"  # noqa: S608  # nosec B608  # quoted identifiers
             f"  FROM {self.n.raw_table} AS r\n"
             f"  CROSS JOIN (SELECT {_NOW_US} AS now_us) AS n\n"
-            f" WHERE {self.visible('r', 'n.now_us')}"
+            f" WHERE {where}"
         )
+
+    def view(self) -> str:
+        return f"CREATE OR REPLACE VIEW {self.n.live_view} AS\n{self.live_select()}"
 
     def purge_function(self) -> str:
         idx = range(1, len(self.t.regular) + 1)
@@ -674,6 +683,14 @@ def generate_ddl(table: TableModel) -> TableDdl:
     """All DDL for one Cassandra table, in order; idempotent (IF NOT EXISTS / OR REPLACE)."""
     gen = _Gen(table)
     return TableDdl(names=gen.n, statements=gen.statements())
+
+
+def live_rows_sql(table: TableModel, lead: Sequence[str] = (), also: str | None = None) -> str:
+    """The live view's query over the raw table (the one definition the view is made of), with
+    raw-table expressions ``lead`` before its columns and a condition ``also`` on the raw row
+    ``r``: for readers that need a raw column beside what the view shows (verify's snapshot
+    reads the stored partition token, decision 0157)."""
+    return _Gen(table).live_select(lead, also)
 
 
 def sink_upsert_sql(table: TableModel) -> str:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from controlplane.core.canonical import (
@@ -17,7 +18,7 @@ from controlplane.core.canonical import (
     canonical_json,
     compare,
 )
-from controlplane.core.ddl import pg_names, quote_ident, sink_upsert_sql
+from controlplane.core.ddl import live_rows_sql, pg_names, quote_ident, sink_upsert_sql
 from controlplane.core.schema_model import Column, CqlType, TableModel
 from controlplane.core.types import pg_type
 
@@ -49,6 +50,35 @@ def _pg_type(cql_type: str) -> str:
     return pg_type(col, keyspace="-", table="-")
 
 
+@dataclass(frozen=True)
+class TokenPlan:
+    """How one table's token-ordered snapshot is built: run ``prepare``, COPY the token of each
+    key ``keys`` returns into ``copy`` (pk..., token), then run ``build(copied)`` in one
+    transaction."""
+
+    prepare: list[str]
+    keys: str
+    copy: str
+    #: the snapshot's query when the token pass copied keys, and when it copied none
+    snapshot: str
+    snapshot_stored_only: str
+    table: str
+    key_table: str
+
+    def build(self, copied: int) -> list[str]:
+        tk = quote_ident(TOKEN_COL)
+        query = self.snapshot if copied else self.snapshot_stored_only
+        return [
+            # the join's expressions are compiled once and run once: JIT's fixed cost (~0.35 s
+            # of CPU on the build machine at 1M rows) bought nothing (decision 0151)
+            "SET LOCAL jit = off",
+            f"CREATE UNLOGGED TABLE {self.table} AS {query}",
+            f"CREATE INDEX ON {self.table} ({tk})",
+            f"ANALYZE {self.table}",
+            f"DROP TABLE {self.key_table}",
+        ]
+
+
 class Table:
     """Everything the verify of one table needs: names, statements, column types."""
 
@@ -73,15 +103,16 @@ class Table:
         self.cql_by_pk = f"SELECT {cols} FROM {ks}.{tb} WHERE {where_pk}"  # noqa: S608  # nosec B608  # quoted identifiers
         meta = "".join(f", WRITETIME({q(c)}), TTL({q(c)})" for c in self.reg)
         self.cql_repair = f"SELECT {cols}{meta} FROM {ks}.{tb} WHERE {where_pk}"  # noqa: S608  # nosec B608  # quoted identifiers
-        # kt: (pk, token) COPYed from the client; tt: the live view's rows with their token,
-        # built from kt by one join and written in token order, then read per range through
-        # its token index: a range's rows lie on consecutive pages (decision 0141), not on
-        # every page of the table as in the join's order.
+        # The snapshot the ranges read: the live view's rows with their partition token,
+        # written in token order and read per range through its token index, so a range's rows
+        # lie on consecutive pages (decision 0141). The token comes from the raw table's
+        # "_cdc_token" where the writer stored it (decision 0157); for the other rows (written
+        # before the column existed, or a key type the writer cannot hash) the token pass
+        # COPYs (pk, token) from the client into kt and the snapshot joins it (decision 0030).
         tt = f"{q(self.names.raw_schema)}.{q(self.token_table)}"
         kt = f"{q(self.names.raw_schema)}.{q(f'{model.table}__vk_{run_hash}')}"
         self.pg_token_table = tt
-        join = " AND ".join(f"v.{q(c)} = k.{q(c)}" for c in self.pk)
-        vcols = ", ".join(f"v.{q(c)}" for c in self.pk + self.reg)
+        self._kt = kt
         tk = q(TOKEN_COL)
         self.pg_range = (
             f"SELECT {tk}, {cols} FROM {tt} "  # noqa: S608  # nosec B608  # quoted identifiers
@@ -93,28 +124,49 @@ class Table:
             f'SELECT {cols}, "_cdc_wt", "_cdc_live_ts", "_cdc_deleted_at" '  # noqa: S608  # nosec B608  # quoted identifiers (PgNames, quote_ident), values as %s
             f"FROM {self.names.raw_table} WHERE {where_pg}"
         )
-        self.pg_keys = f"SELECT {', '.join(q(c) for c in self.pk)} FROM {self.names.live_view}"  # noqa: S608  # nosec B608  # quoted identifiers (PgNames, quote_ident), values as %s
         self.upsert = sink_upsert_sql(model)
-        pk_defs = ", ".join(f"{q(c.name)} {_pg_type(c.cql_type)}" for c in model.primary_key)
-        self.pg_token_ddl = [
-            f"DROP TABLE IF EXISTS {tt}",
-            f"DROP TABLE IF EXISTS {kt}",
-            f"CREATE UNLOGGED TABLE {kt} ({pk_defs}, {tk} bigint NOT NULL)",
-        ]
-        self.pg_token_copy = f"COPY {kt} ({', '.join(q(c) for c in self.pk)}, {tk}) FROM STDIN"
-        self.pg_token_index = [
-            # the join's expressions are compiled once and run once: JIT's fixed cost (~0.35 s
-            # of CPU on the build machine at 1M rows) bought nothing (decision 0151)
-            "SET LOCAL jit = off",
-            f"CREATE UNLOGGED TABLE {tt} AS SELECT k.{tk}, {vcols} "  # noqa: S608  # nosec B608  # quoted identifiers (PgNames, quote_ident), values as %s
-            f"FROM {kt} AS k JOIN {self.names.live_view} AS v ON {join} ORDER BY k.{tk}",
-            f"CREATE INDEX ON {tt} ({tk})",
-            f"ANALYZE {tt}",
-            f"DROP TABLE {kt}",
-        ]
         self.pg_token_drop = [f"DROP TABLE IF EXISTS {tt}", f"DROP TABLE IF EXISTS {kt}"]
         #: UDT field types of the keyspace (set once connected): compare reads jsonb by them
         self.udts: UdtFields = {}
+
+    def token_plan(self, stored: bool) -> TokenPlan:
+        """The statements that build this run's token-ordered snapshot. ``stored``: the raw
+        table has the writer's ``_cdc_token`` column (decision 0157), so only rows without a
+        stored token go through the client-side token pass; otherwise every key does."""
+        q = quote_ident
+        tt, kt, tk = self.pg_token_table, self._kt, q(TOKEN_COL)
+        pk_cols = ", ".join(q(c) for c in self.pk)
+        pk_defs = ", ".join(f"{q(c.name)} {_pg_type(c.cql_type)}" for c in self.model.primary_key)
+        join = " AND ".join(f"v.{q(c)} = k.{q(c)}" for c in self.pk)
+        vcols = ", ".join(f"v.{q(c)}" for c in self.pk + self.reg)
+        if stored:
+            missing = live_rows_sql(self.model, also=f"r.{tk} IS NULL")
+            keys = f"SELECT {pk_cols} FROM ({missing}) AS v"  # noqa: S608  # nosec B608  # quoted identifiers
+            with_token = live_rows_sql(
+                self.model, lead=[f"r.{tk} AS {tk}"], also=f"r.{tk} IS NOT NULL"
+            )
+            joined = f"SELECT k.{tk}, {vcols} FROM {kt} AS k JOIN ({missing}) AS v ON {join}"  # noqa: S608  # nosec B608  # quoted identifiers
+            snapshot = f"SELECT * FROM ({with_token}\nUNION ALL\n{joined}) AS s ORDER BY {tk}"  # noqa: S608  # nosec B608  # quoted identifiers
+            stored_only = f"SELECT * FROM ({with_token}) AS s ORDER BY {tk}"  # noqa: S608  # nosec B608  # quoted identifiers
+        else:
+            keys = f"SELECT {pk_cols} FROM {self.names.live_view}"  # noqa: S608  # nosec B608  # quoted identifiers
+            snapshot = stored_only = (
+                f"SELECT k.{tk}, {vcols} FROM {kt} AS k "  # noqa: S608  # nosec B608  # quoted identifiers
+                f"JOIN {self.names.live_view} AS v ON {join} ORDER BY k.{tk}"
+            )
+        return TokenPlan(
+            prepare=[
+                f"DROP TABLE IF EXISTS {tt}",
+                f"DROP TABLE IF EXISTS {kt}",
+                f"CREATE UNLOGGED TABLE {kt} ({pk_defs}, {tk} bigint NOT NULL)",
+            ],
+            keys=keys,
+            copy=f"COPY {kt} ({pk_cols}, {tk}) FROM STDIN",
+            snapshot=snapshot,
+            snapshot_stored_only=stored_only,
+            table=tt,
+            key_table=kt,
+        )
 
     @property
     def name(self) -> str:

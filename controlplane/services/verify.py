@@ -112,7 +112,7 @@ from controlplane.core.verify_report import (
     run_summary,
     started_record,
 )
-from controlplane.core.verify_table import Table
+from controlplane.core.verify_table import TOKEN_COL, Table
 from controlplane.core.verify_tokens import copy_lines
 from controlplane.services.targets import cassandra_security
 
@@ -364,9 +364,13 @@ class Verifier:
         )
 
     def _build_token_table(self, t: Table) -> int:
-        """The live view's keys with their partition tokens COPYed into the run's key table,
-        then joined into the token-ordered snapshot the ranges read (decisions 0030, 0141)."""
-        postgres.execute(self.dsn, t.pg_token_ddl)
+        """The token-ordered snapshot the ranges read (decisions 0030, 0141, 0157): the live
+        view's rows with the partition token the writer stored, and for keys without one the
+        token computed here, COPYed into the run's key table and joined in. Returns the rows
+        whose token was computed here."""
+        stored = postgres.has_column(self.dsn, t.names.raw_table, TOKEN_COL)
+        plan = t.token_plan(stored)
+        postgres.execute(self.dsn, plan.prepare)
         npart = len(t.part)
         lines = copy_lines(t.pk_types, npart)
         with postgres.verify_connect(self.dsn) as src, postgres.connect(self.dsn) as dst:
@@ -375,19 +379,19 @@ class Verifier:
 
                 def chunks() -> Iterator[str]:
                     nonlocal n
-                    for keys in postgres.batches(src, t.pg_keys, [], itersize=10_000):
+                    for keys in postgres.batches(src, plan.keys, [], itersize=10_000):
                         n += len(keys)
                         yield lines(keys)
 
-                postgres.copy_text(dst, t.pg_token_copy, chunks())
+                postgres.copy_text(dst, plan.copy, chunks())
             else:  # a key type without a text form in core.verify_tokens: row by row
                 token = tokenizer(t.part_types)
                 rows = (
                     (*k, token(k[:npart]))
-                    for k in postgres.stream(src, t.pg_keys, [], itersize=10_000)
+                    for k in postgres.stream(src, plan.keys, [], itersize=10_000)
                 )
-                n = postgres.copy_rows(dst, t.pg_token_copy, rows)
-        postgres.execute(self.dsn, t.pg_token_index)
+                n = postgres.copy_rows(dst, plan.copy, rows)
+        postgres.execute(self.dsn, plan.build(n))
         return n
 
     def drop_token_tables(self) -> None:

@@ -76,13 +76,14 @@ def test_pk_lookups_vs_token_side_table(cql: Session) -> None:
 
     # (B) token side table: build it (client-side Murmur3 + COPY), then merge token-ordered scans
     t0 = time.monotonic()
-    postgres.execute(dsn, table.pg_token_ddl)
+    plan = table.token_plan(stored=False)
+    postgres.execute(dsn, plan.prepare)
     with postgres.verify_connect(dsn) as src, postgres.connect(dsn) as dst:
-        keys = postgres.stream(src, table.pg_keys, [], itersize=10_000)
-        postgres.copy_rows(
-            dst, table.pg_token_copy, ((*k, partition_token(table.part_types, k)) for k in keys)
+        keys = postgres.stream(src, plan.keys, [], itersize=10_000)
+        copied = postgres.copy_rows(
+            dst, plan.copy, ((*k, partition_token(table.part_types, k)) for k in keys)
         )
-    postgres.execute(dsn, table.pg_token_index)
+    postgres.execute(dsn, plan.build(copied))
     build_s = time.monotonic() - t0
     matched_b = 0
     for r in ranges:

@@ -87,8 +87,9 @@ def test_statements_quote_identifiers_and_hash_the_run_id() -> None:
     assert t.cql_by_pk == 'SELECT "P1", "p2", "v" FROM "Ks"."Odd Name" WHERE "P1" = ? AND "p2" = ?'
     assert t.cql_repair.startswith('SELECT "P1", "p2", "v", WRITETIME("v"), TTL("v") FROM')
     assert t.pg_by_pk.endswith('WHERE "P1" = %s AND "p2" = %s')
-    assert t.pg_token_copy.endswith('("P1", "p2", "_cdc_token") FROM STDIN')
-    assert '"P1" text, "p2" integer, "_cdc_token" bigint NOT NULL' in t.pg_token_ddl[2]
+    plan = t.token_plan(stored=True)
+    assert plan.copy.endswith('("P1", "p2", "_cdc_token") FROM STDIN')
+    assert '"P1" text, "p2" integer, "_cdc_token" bigint NOT NULL' in plan.prepare[2]
     assert Table(model, "r").token_table == t.token_table != Table(model, "r2").token_table
     assert t.pg_token_drop[0] == f"DROP TABLE IF EXISTS {t.pg_token_table}"
     assert t.udts == {}

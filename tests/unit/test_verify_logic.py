@@ -10,6 +10,7 @@ import pytest
 from typer.testing import CliRunner
 
 from controlplane.cli import app
+from controlplane.core.ddl import generate_ddl
 from controlplane.core.errors import DifferencesFoundError
 from controlplane.core.schema_model import Column, TableModel
 from controlplane.core.verify_compare import merge_groups, token_groups
@@ -48,16 +49,62 @@ def test_table_statements_read_by_token_and_write_through_the_sink_statement() -
     assert 'token("id") > ? AND token("id") <= ?' in t.cql_scan
     assert 'WRITETIME("a"), TTL("a")' in t.cql_repair
     assert t.pg_range.startswith('SELECT "_cdc_token", "id", "c", "a", "b" FROM "ks_cdc"."t__vt_')
-    (snapshot,) = [s for s in t.pg_token_index if s.startswith("CREATE UNLOGGED TABLE")]
+    build = t.token_plan(stored=False).build(copied=10)
+    (snapshot,) = [s for s in build if s.startswith("CREATE UNLOGGED TABLE")]
     assert '"ks"."t" AS v' in snapshot
     # the snapshot is written in token order: a range's rows on consecutive pages
     assert snapshot.endswith('ORDER BY k."_cdc_token"')
     # in the snapshot's transaction only (postgres.execute runs the list in one)
-    assert t.pg_token_index[0] == "SET LOCAL jit = off"
+    assert build[0] == "SET LOCAL jit = off"
     assert 'ORDER BY "_cdc_token"' in t.pg_range
     assert t.upsert.startswith('INSERT INTO "ks_cdc"."t"')
     assert t.token_table.startswith("t__vt_")
     assert len(t.token_table) == 14
+
+
+def test_without_a_stored_token_every_live_key_takes_the_token_pass() -> None:
+    plan = Table(MODEL, "r").token_plan(stored=False)
+    assert plan.keys == 'SELECT "id", "c" FROM "ks"."t"'
+    assert plan.snapshot == plan.snapshot_stored_only
+    assert '"_cdc_token" IS NULL' not in plan.snapshot
+
+
+def test_a_stored_token_is_read_from_the_raw_table_and_only_missing_ones_are_computed() -> None:
+    t = Table(MODEL, "r")
+    plan = t.token_plan(stored=True)
+    # the token pass reads only the live rows the writer stored no token for
+    assert plan.keys.startswith('SELECT "id", "c" FROM (SELECT ')
+    assert '(r."_cdc_token" IS NULL) AND (' in plan.keys
+    assert 'FROM "ks_cdc"."t" AS r' in plan.keys
+    # with keys copied: the stored tokens' rows and the copied keys' rows, in token order
+    with_keys = plan.build(copied=3)[1]
+    assert with_keys.startswith(f"CREATE UNLOGGED TABLE {t.pg_token_table} AS SELECT * FROM (")
+    assert 'r."_cdc_token" AS "_cdc_token"' in with_keys
+    assert 'r."_cdc_token" IS NOT NULL' in with_keys
+    assert "UNION ALL" in with_keys
+    assert with_keys.endswith('ORDER BY "_cdc_token"')
+    # none copied: no join at all
+    stored_only = plan.build(copied=0)[1]
+    assert "UNION ALL" not in stored_only
+    assert plan.key_table not in stored_only
+    assert stored_only.endswith('ORDER BY "_cdc_token"')
+    # both build the index and drop the key table in the same transaction, without JIT
+    for copied in (0, 3):
+        build = plan.build(copied)
+        assert build[0] == "SET LOCAL jit = off"
+        assert build[2] == f'CREATE INDEX ON {t.pg_token_table} ("_cdc_token")'
+        assert build[-1] == f"DROP TABLE {plan.key_table}"
+
+
+def test_the_snapshot_shows_what_the_live_view_shows() -> None:
+    # the view and the snapshot's stored-token branch are one query with one extra column
+    ddl = generate_ddl(MODEL)
+    (view,) = [s for s in ddl.statements if s.startswith("CREATE OR REPLACE VIEW")]
+    columns_and_from, visible = view.split(" AS\n", 1)[1].split("\n WHERE ")
+    stored_only = Table(MODEL, "r").token_plan(stored=True).snapshot_stored_only
+    token_first = 'SELECT r."_cdc_token" AS "_cdc_token",\n       '
+    assert columns_and_from.replace("SELECT ", token_first, 1) in stored_only
+    assert f'WHERE (r."_cdc_token" IS NOT NULL) AND ({visible})' in stored_only
 
 
 def _events(c_row: Any, raw: Any) -> list[tuple[Any, ...]]:

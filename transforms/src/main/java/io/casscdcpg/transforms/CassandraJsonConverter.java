@@ -409,19 +409,9 @@ public class CassandraJsonConverter extends JsonConverter {
             return longValue(p, t);
         }
         if (t == JsonToken.VALUE_STRING) {
-            switch (p.getText()) {
-                case "NaN" -> {
-                    return Double.NaN;
-                }
-                case "Infinity" -> {
-                    return Double.POSITIVE_INFINITY;
-                }
-                case "-Infinity" -> {
-                    return Double.NEGATIVE_INFINITY;
-                }
-                default -> {
-                    // falls through to the mismatch below
-                }
+            Double special = nonFinite(p.getText());
+            if (special != null) {
+                return special;
             }
         }
         throw Mismatch.INSTANCE;
@@ -631,22 +621,25 @@ public class CassandraJsonConverter extends JsonConverter {
             return json.doubleValue();
         }
         if (json.isTextual()) {
-            switch (json.textValue()) {
-                case "NaN" -> {
-                    return Double.NaN;
-                }
-                case "Infinity" -> {
-                    return Double.POSITIVE_INFINITY;
-                }
-                case "-Infinity" -> {
-                    return Double.NEGATIVE_INFINITY;
-                }
-                default -> {
-                    // falls through to the error below
-                }
+            Double special = nonFinite(json.textValue());
+            if (special != null) {
+                return special;
             }
         }
         throw wrongKind(schema, json, path);
+    }
+
+    /**
+     * The agent's text for a float or double JSON has no number for: "NaN", "Infinity",
+     * "-Infinity" (both paths read it here); null for any other text.
+     */
+    static Double nonFinite(String text) {
+        return switch (text) {
+            case "NaN" -> Double.NaN;
+            case "Infinity" -> Double.POSITIVE_INFINITY;
+            case "-Infinity" -> Double.NEGATIVE_INFINITY;
+            default -> null;
+        };
     }
 
     private static byte[] bytes(JsonNode json, String path) {
