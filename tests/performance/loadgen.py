@@ -75,6 +75,11 @@ class LoadStats:
     cpu_s: float = 0.0
     #: how often a sender found the in-flight window full
     window_full: int = 0
+    #: which generator sent the load: "python" (this module) or "java" (LoadGen.java)
+    generator: str = "python"
+    #: CPU seconds of the generator's process in all (the Java one: with its start-up, i.e.
+    #: compiling, connecting, JIT); None where only `cpu_s` is known
+    cpu_total_s: float | None = None
 
     @property
     def achieved_rate(self) -> float:
@@ -85,6 +90,11 @@ class LoadStats:
     def cpu_share(self) -> float:
         """CPU seconds per second of sending (1.0 = one core busy)."""
         return self.cpu_s / self.elapsed_s if self.elapsed_s > 0 else 0.0
+
+    @property
+    def cpu_ms_per_write(self) -> float:
+        """The generator's CPU milliseconds per acked write."""
+        return self.cpu_s * 1000 / self.acked if self.acked else float("nan")
 
 
 class LoadGenerator:
@@ -293,9 +303,11 @@ class LatencyProbe:
             return
         self.acked(i)
 
-    def acked(self, i: int) -> None:
-        """Row `i` was acknowledged now: watch for it."""
+    def acked(self, i: int, at: float | None = None) -> None:
+        """Row `i` was acknowledged now, or at `at` (earlier, on `clock`): watch for it."""
         now, wall = self.clock(), self.wall()
+        if at is not None:
+            now, wall = at, wall - (now - at)
         with self._lock:
             self.samples[i] = ProbeSample(i, now - self.t0, now, acked_wall=wall)
             self._pending.add(i)

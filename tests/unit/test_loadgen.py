@@ -237,3 +237,17 @@ def test_probe_watches_rows_written_elsewhere() -> None:
     clock.sleep(0.5)
     assert probe.check() == 0
     assert probe.samples[7].latency_s == pytest.approx(0.5)
+
+
+def test_probe_takes_an_earlier_ack_time_from_another_process() -> None:
+    clock = FakeClock()
+    probe = LatencyProbe(None, lambda ids: ids, clock=clock, sleep=clock.sleep, wall=lambda: 1e9)
+    clock.sleep(1.0)
+    probe.acked(3, at=0.75)  # acked 0.25 s before it was reported
+    clock.sleep(0.5)
+    assert probe.check() == 0
+    s = probe.samples[3]
+    assert s.acked == 0.75
+    assert s.at_s == pytest.approx(0.75)
+    assert s.acked_wall == pytest.approx(1e9 - 0.25)
+    assert s.latency_s == pytest.approx(0.75)
