@@ -37,7 +37,7 @@ from tests.performance.loadgen import LoadStats
 SOURCE = Path(__file__).with_name("LoadGen.java")
 LOGBACK = Path(__file__).with_name("loadgen-logback.xml")
 MAIN_CLASS = "LoadGen"
-PASSWORD_ENV = "CDC_LOADGEN_CASSANDRA_PASSWORD"
+PASSWORD_ENV = "CDC_LOADGEN_CASSANDRA_PASSWORD"  # pragma: allowlist secret (a name)
 #: the jars of the agent's classpath LoadGen needs: the driver, its dependencies, logging
 DRIVER_JARS = (
     "java-driver-core-shaded",

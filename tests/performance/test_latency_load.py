@@ -8,7 +8,8 @@ from N client threads, a bounded in-flight window, token-bucket pacing; by
 0155), or with CDC_BENCH_GENERATOR=python by `loadgen.py`'s LoadGenerator on the Python driver)
 and `ll.probe` (LatencyProbe: a timestamped row every 75 ms on its own
 connection, the ack time recorded; a watcher looks the acked ids up by primary key in the
-PostgreSQL view `ll.probe` every 5 ms). The sink task reads both topics, so the probe rows queue
+PostgreSQL view `ll.probe` every 5 ms, or less often so as to look up at most
+WATCH_LOOKUPS_PER_S ids a second). The sink task reads both topics, so the probe rows queue
 behind the load wherever the load queues. After each rate the load rows are counted in
 PostgreSQL (every acked write must arrive). Writes docs/benchmarks.md#latency-under-load and
 docs/benchmarks/latency-under-load.png.
@@ -74,6 +75,10 @@ PNG = DOC.parent / "benchmarks" / "latency-under-load.png"
 PAYLOAD = "x" * 64
 #: every how many load writes one is timed through the pipeline as well
 SAMPLE_EVERY = int(os.environ.get("CDC_BENCH_SAMPLE_EVERY", "100"))
+#: ids a watcher looks up in PostgreSQL per second at most (decision 0155): every 5 ms while
+#: fewer than 100 are pending, less often behind a backlog (800 pending ids every 5 ms took
+#: ~0.15 cores of PostgreSQL and ~0.13 of this process)
+WATCH_LOOKUPS_PER_S = 20_000.0
 SINK_GROUP = "connect-ll-jdbc-sink"
 LOAD_TOPIC = "ll.ll.load"
 GENERATOR_TEXT = {
@@ -324,7 +329,11 @@ def run_phase(
         probe_session.execute(probe_insert, (i, datetime.now(UTC)))
 
     probe = LatencyProbe(
-        write_probe, visible, first_id=index * 1_000_000, interval_s=PROBE_INTERVAL_S
+        write_probe,
+        visible,
+        first_id=index * 1_000_000,
+        interval_s=PROBE_INTERVAL_S,
+        max_lookups_per_s=WATCH_LOOKUPS_PER_S,
     )
     load_watch = psycopg.connect(dsn, autocommit=True)
 
@@ -334,7 +343,7 @@ def run_phase(
         )
         return [r[0] - base for r in rows]
 
-    load_probe = LatencyProbe(None, load_visible)
+    load_probe = LatencyProbe(None, load_visible, max_lookups_per_s=WATCH_LOOKUPS_PER_S)
     send: Callable[[], LoadStats]
     if java is not None:
         send = functools.partial(
@@ -644,7 +653,8 @@ asynchronously from {THREADS} client threads, at most {WINDOW} in flight, token-
 for {SECONDS:.0f} s per rate after a {WARMUP_SECONDS:.0f} s warm-up at {WARMUP_RATE}/s;
 `ll.probe` gets a timestamped row every {PROBE_INTERVAL_S * 1000:.0f} ms on its own connection,
 and latency = first sighting of the row's id in the PostgreSQL view `ll.probe` (looked up by
-primary key every 5 ms) - the Cassandra ack. Same agent, Kafka, sink connector and task (both
+primary key every 5 ms, less often behind a backlog: at most {WATCH_LOOKUPS_PER_S:,.0f} ids a
+second) - the Cassandra ack. Same agent, Kafka, sink connector and task (both
 topics), PostgreSQL. Shipped settings. Cassandra {cassandra_version}.
 Machine: {machine()}. **Shared**: other sessions ran their own stacks on the same 2 cores;
 1-min load average {before[0]:.1f} before, {after[0]:.1f} after; per rate in the table.
