@@ -75,6 +75,11 @@ class LoadStats:
     cpu_s: float = 0.0
     #: how often a sender found the in-flight window full
     window_full: int = 0
+    #: which generator sent the load: "python" (this module) or "java" (LoadGen.java)
+    generator: str = "python"
+    #: CPU seconds of the generator's process in all (the Java one: with its start-up, i.e.
+    #: compiling, connecting, JIT); None where only `cpu_s` is known
+    cpu_total_s: float | None = None
 
     @property
     def achieved_rate(self) -> float:
@@ -85,6 +90,11 @@ class LoadStats:
     def cpu_share(self) -> float:
         """CPU seconds per second of sending (1.0 = one core busy)."""
         return self.cpu_s / self.elapsed_s if self.elapsed_s > 0 else 0.0
+
+    @property
+    def cpu_ms_per_write(self) -> float:
+        """The generator's CPU milliseconds per acked write."""
+        return self.cpu_s * 1000 / self.acked if self.acked else float("nan")
 
 
 class LoadGenerator:
@@ -241,7 +251,11 @@ class ProbeSample:
 class LatencyProbe:
     """Write probe rows (`write(id)` blocks until Cassandra acknowledges it) every `interval_s`;
     a watcher polls `visible(ids)` (the ids among `ids` readable in PostgreSQL) every
-    `poll_s` and stamps each id the first time it is returned."""
+    `poll_s` and stamps each id the first time it is returned. With `max_lookups_per_s` the
+    watcher looks up at most that many ids a second: with n ids pending it waits
+    max(poll_s, n / max_lookups_per_s) between looks, so a backlog of thousands of pending ids
+    (a pipeline seconds behind) does not turn the watcher into a load of its own on PostgreSQL
+    and this process; its resolution is then that wait, small against latencies of seconds."""
 
     def __init__(
         self,
@@ -251,6 +265,7 @@ class LatencyProbe:
         first_id: int = 0,
         interval_s: float = 0.075,
         poll_s: float = 0.005,
+        max_lookups_per_s: float | None = None,
         clock: Clock = time.monotonic,
         sleep: Sleep = time.sleep,
         wall: Clock = time.time,
@@ -261,6 +276,7 @@ class LatencyProbe:
         self.next_id = first_id
         self.interval_s = interval_s
         self.poll_s = poll_s
+        self.max_lookups_per_s = max_lookups_per_s
         self.clock = clock
         self.sleep = sleep
         self.samples: dict[int, ProbeSample] = {}
@@ -293,9 +309,11 @@ class LatencyProbe:
             return
         self.acked(i)
 
-    def acked(self, i: int) -> None:
-        """Row `i` was acknowledged now: watch for it."""
+    def acked(self, i: int, at: float | None = None) -> None:
+        """Row `i` was acknowledged now, or at `at` (earlier, on `clock`): watch for it."""
         now, wall = self.clock(), self.wall()
+        if at is not None:
+            now, wall = at, wall - (now - at)
         with self._lock:
             self.samples[i] = ProbeSample(i, now - self.t0, now, acked_wall=wall)
             self._pending.add(i)
@@ -321,10 +339,15 @@ class LatencyProbe:
             self._pending -= found
             return len(self._pending)
 
+    def pause_after(self, pending: int) -> float:
+        """Seconds the watcher waits after a look that left `pending` ids pending."""
+        if self.max_lookups_per_s is None:
+            return self.poll_s
+        return max(self.poll_s, pending / self.max_lookups_per_s)
+
     def _watcher(self) -> None:
         while self._watching.is_set():
-            self.check()
-            self.sleep(self.poll_s)
+            self.sleep(self.pause_after(self.check()))
 
     def stop_writing(self) -> None:
         self._writing.clear()

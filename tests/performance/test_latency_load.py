@@ -2,11 +2,14 @@
 live view, p50/p95/p99, while a paced load of 1,000 and then 5,000 writes/s runs through the same
 pipeline (same agent, same Kafka topics' broker, same sink connector and task, same PostgreSQL).
 
-One pipeline `ll` carries two tables: `ll.load` (the load: `tests/performance/loadgen.py`'s
-LoadGenerator, prepared INSERTs with execute_async, N client threads, a bounded in-flight window,
-token-bucket pacing) and `ll.probe` (LatencyProbe: a timestamped row every 75 ms on its own
+One pipeline `ll` carries two tables: `ll.load` (the load: prepared INSERTs sent asynchronously
+from N client threads, a bounded in-flight window, token-bucket pacing; by
+`tests/performance/LoadGen.java` on the Java driver the agent ships (`javaload.py`, decision
+0155), or with CDC_BENCH_GENERATOR=python by `loadgen.py`'s LoadGenerator on the Python driver)
+and `ll.probe` (LatencyProbe: a timestamped row every 75 ms on its own
 connection, the ack time recorded; a watcher looks the acked ids up by primary key in the
-PostgreSQL view `ll.probe` every 5 ms). The sink task reads both topics, so the probe rows queue
+PostgreSQL view `ll.probe` every 5 ms, or less often so as to look up at most
+WATCH_LOOKUPS_PER_S ids a second). The sink task reads both topics, so the probe rows queue
 behind the load wherever the load queues. After each rate the load rows are counted in
 PostgreSQL (every acked write must arrive). Writes docs/benchmarks.md#latency-under-load and
 docs/benchmarks/latency-under-load.png.
@@ -18,18 +21,20 @@ temporary state dir at `--port-offset` $CDC_BENCH_PORT_OFFSET (default 4000), to
         -m performance -s -p no:cacheprovider
 
 Overrides for short trials: CDC_BENCH_RATES (default "1000,5000"), CDC_BENCH_SECONDS (60),
-CDC_BENCH_WARMUP_SECONDS (20), CDC_BENCH_THREADS (2), CDC_BENCH_WINDOW (512).
+CDC_BENCH_WARMUP_SECONDS (20), CDC_BENCH_THREADS (2), CDC_BENCH_WINDOW (512),
+CDC_BENCH_GENERATOR (java | python; java).
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import shutil
 import statistics
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -42,6 +47,12 @@ import pytest
 
 from controlplane.core.stack_model import Ports, StackLayout, StackSettings
 from controlplane.services.stack import LocalStack, settings_for
+from tests.performance.javaload import (
+    CassandraTarget,
+    JavaLoadGenerator,
+    compile_loadgen,
+    driver_classpath,
+)
 from tests.performance.loadgen import LatencyProbe, LoadGenerator, LoadStats, ProbeSample
 from tests.performance.report import DOC, machine, percentile, plot, write_section
 from tests.stackfixture import apply_on, cql_cluster, kafka_config
@@ -54,6 +65,8 @@ WARMUP_SECONDS = float(os.environ.get("CDC_BENCH_WARMUP_SECONDS", "20"))
 WARMUP_RATE = 500
 THREADS = int(os.environ.get("CDC_BENCH_THREADS", "2"))
 WINDOW = int(os.environ.get("CDC_BENCH_WINDOW", "512"))
+#: which load generator sends the load: "java" (LoadGen.java) or "python" (loadgen.py)
+GENERATOR = os.environ.get("CDC_BENCH_GENERATOR", "java")
 PORT_OFFSET = int(os.environ.get("CDC_BENCH_PORT_OFFSET", "4000"))
 PROBE_INTERVAL_S = 0.075
 #: how long the rows of one rate may take to arrive after the load stopped
@@ -62,9 +75,24 @@ PNG = DOC.parent / "benchmarks" / "latency-under-load.png"
 PAYLOAD = "x" * 64
 #: every how many load writes one is timed through the pipeline as well
 SAMPLE_EVERY = int(os.environ.get("CDC_BENCH_SAMPLE_EVERY", "100"))
+#: ids a watcher looks up in PostgreSQL per second at most (decision 0155): every 5 ms while
+#: fewer than 100 are pending, less often behind a backlog (800 pending ids every 5 ms took
+#: ~0.15 cores of PostgreSQL and ~0.13 of this process)
+WATCH_LOOKUPS_PER_S = 20_000.0
 SINK_GROUP = "connect-ll-jdbc-sink"
 LOAD_TOPIC = "ll.ll.load"
-BENCH = "benchmark (load generator, probe, watchers)"
+GENERATOR_TEXT = {
+    "java": "the Java generator `tests/performance/LoadGen.java` on the agent's Java driver 4, "
+    "`CDC_BENCH_GENERATOR=java` (decision 0155)",
+    "python": "the Python generator `tests/performance/loadgen.py` on the cassandra-driver's "
+    "`execute_async`, `CDC_BENCH_GENERATOR=python`",
+}
+#: the CPU table's rows for this process and for the Java generator's
+BENCH = {
+    "python": "benchmark (load generator, probe, watchers)",
+    "java": "benchmark (probe, watchers)",
+}
+JAVA_GENERATOR = "load generator (java)"
 
 MANIFEST = """\
 apiVersion: cdc.casscdcpg.io/v1
@@ -90,6 +118,34 @@ spec:
       passwordSecret:
         env: CDC_PG_PASSWORD
 """
+
+
+def java_generator(st: LocalStack, build_dir: Path) -> JavaLoadGenerator:
+    """LoadGen on the stack's JDK and the agent's driver jars, compiled into `build_dir`,
+    writing `ll.load` on the stack's Cassandra as cdcctl connects to it (not started)."""
+    st.ctx.resolve_artifacts({"agent"})  # cached: the agent's classpath directory
+    jars = driver_classpath(st.ctx.lib("agent"))
+    classes = compile_loadgen(st.ctx.java(), jars, build_dir)
+    ep = st.endpoints()
+    sec = ep.cassandra_security
+    target = CassandraTarget(
+        ep.cassandra_host,
+        ep.cassandra_port,
+        ca_file=sec.ca_file if sec.tls else None,
+        username=sec.username,
+        password=sec.password,
+    )
+    return JavaLoadGenerator(
+        st.ctx.java(),
+        [classes, *jars],
+        target,
+        "ll.load",
+        payload=PAYLOAD,
+        threads=THREADS,
+        window=WINDOW,
+        sample_every=SAMPLE_EVERY,
+        progress=lambda e: print(f"  load: {e}"),
+    )
 
 
 @dataclass
@@ -255,10 +311,12 @@ def run_phase(
     name: str,
     rate: int,
     seconds: float,
+    java: JavaLoadGenerator | None,
     visible_timeout_s: float = 120.0,
 ) -> Phase:
+    """One rate: the load by the (started) Java generator when `java` is given, else by the
+    Python one on `session`."""
     dsn = st.endpoints().postgres_dsn
-    insert = session.prepare("INSERT INTO ll.load (id, v, n) VALUES (?, ?, ?)")
     probe_insert = probe_session.prepare("INSERT INTO ll.probe (id, written_at) VALUES (?, ?)")
     base = index * 1_000_000_000
 
@@ -271,7 +329,11 @@ def run_phase(
         probe_session.execute(probe_insert, (i, datetime.now(UTC)))
 
     probe = LatencyProbe(
-        write_probe, visible, first_id=index * 1_000_000, interval_s=PROBE_INTERVAL_S
+        write_probe,
+        visible,
+        first_id=index * 1_000_000,
+        interval_s=PROBE_INTERVAL_S,
+        max_lookups_per_s=WATCH_LOOKUPS_PER_S,
     )
     load_watch = psycopg.connect(dsn, autocommit=True)
 
@@ -281,17 +343,26 @@ def run_phase(
         )
         return [r[0] - base for r in rows]
 
-    load_probe = LatencyProbe(None, load_visible)
-    gen = LoadGenerator(
-        session,
-        insert,
-        lambda i: (base + i, PAYLOAD, i),
-        rate=rate,
-        threads=THREADS,
-        window=WINDOW,
-        sample_every=SAMPLE_EVERY,
-        on_sample_ack=load_probe.acked,
-    )
+    load_probe = LatencyProbe(None, load_visible, max_lookups_per_s=WATCH_LOOKUPS_PER_S)
+    send: Callable[[], LoadStats]
+    if java is not None:
+        send = functools.partial(
+            java.run, seconds, rate=rate, base=base, on_sample_ack=load_probe.acked
+        )
+    else:
+        send = functools.partial(
+            LoadGenerator(
+                session,
+                session.prepare("INSERT INTO ll.load (id, v, n) VALUES (?, ?, ?)"),
+                lambda i: (base + i, PAYLOAD, i),
+                rate=rate,
+                threads=THREADS,
+                window=WINDOW,
+                sample_every=SAMPLE_EVERY,
+                on_sample_ack=load_probe.acked,
+            ).run,
+            seconds,
+        )
     lag = LagSampler(st)
     loads: list[float] = []
     sampling = threading.Event()
@@ -310,8 +381,10 @@ def run_phase(
         probe.start()
         load_probe.start()
         produced0 = lag.offsets()[0]
-        stats = gen.run(seconds)
+        own_cpu0 = time.process_time()
+        stats = send()
         load_end = time.monotonic()
+        own_cpu = time.process_time() - own_cpu0
         produced1 = lag.offsets()[0]
         probe.stop_writing()
         cpu1 = service_cpu(st)
@@ -337,8 +410,11 @@ def run_phase(
         if k in cpu0
     }
     # this process's own threads come and go (senders, probe): its CPU from process_time, and
-    # no run-queue figure (the threads that exited took theirs with them)
-    cpu[BENCH] = (stats.cpu_share, float("nan"))
+    # no run-queue figure (the threads that exited took theirs with them); the Java generator
+    # measures its own
+    cpu[BENCH[stats.generator]] = (own_cpu / stats.elapsed_s, float("nan"))
+    if stats.generator == "java":
+        cpu[JAVA_GENERATOR] = (stats.cpu_share, float("nan"))
     return Phase(
         name,
         rate,
@@ -433,6 +509,7 @@ def describe(p: Phase) -> str:
 
 
 def test_latency_under_load(tmp_path: Path) -> None:
+    assert GENERATOR in BENCH, f"CDC_BENCH_GENERATOR must be one of {sorted(BENCH)}"
     before = os.getloadavg()
     with bench_stack(tmp_path) as st:
         p = st.s.ports
@@ -447,6 +524,7 @@ def test_latency_under_load(tmp_path: Path) -> None:
         )
         os.environ["CDC_PG_PASSWORD"] = st.postgres_password()
         ep = st.endpoints()
+        java = java_generator(st, tmp_path / "loadgen") if GENERATOR == "java" else None
         load_cluster, probe_cluster = cql_cluster(ep), cql_cluster(ep)
         try:
             session, probe_session = load_cluster.connect(), probe_cluster.connect()
@@ -464,31 +542,44 @@ def test_latency_under_load(tmp_path: Path) -> None:
                 "timestamp) WITH cdc = true"
             )
             apply_on(st, [manifest])
+            if java is not None:
+                java.start()  # one JVM for every phase: it compiles its code in the warm-up
             # each run gets key ranges of its own: a reused stack keeps earlier runs' rows
             run = int(time.time()) % 1000 * 10
             # first row through (the new sink task starting), then a warm-up at a low rate
             warm = run_phase(
-                st, session, probe_session, run, "start", WARMUP_RATE, 1.0, visible_timeout_s=300
+                st,
+                session,
+                probe_session,
+                run,
+                "start",
+                WARMUP_RATE,
+                1.0,
+                java,
+                visible_timeout_s=300,
             )
             assert warm.latencies, "the first probe rows never arrived"
             warm = run_phase(
-                st, session, probe_session, run + 1, "warm-up", WARMUP_RATE, WARMUP_SECONDS
+                st, session, probe_session, run + 1, "warm-up", WARMUP_RATE, WARMUP_SECONDS, java
             )
             print(f"warm-up: {describe(warm)}")
             phases = []
             for k, rate in enumerate(RATES):
                 phase = run_phase(
-                    st, session, probe_session, run + 2 + k, f"{rate}/s", rate, SECONDS
+                    st, session, probe_session, run + 2 + k, f"{rate}/s", rate, SECONDS, java
                 )
                 print(
                     describe(phase),
                     f"window full {phase.load.window_full}x",
+                    f"generator {phase.load.cpu_ms_per_write:.3f} ms CPU per write",
                     phase.load.errors,
                     phase.probe_errors,
                 )
                 print({k: (round(r, 2), round(w, 2)) for k, (r, w) in phase.cpu.items()})
                 phases.append(phase)
         finally:
+            if java is not None:
+                java.close()
             load_cluster.shutdown()
             probe_cluster.shutdown()
         created = probe_create_times(st)
@@ -549,17 +640,21 @@ def test_latency_under_load(tmp_path: Path) -> None:
         + " |"
         for ph in phases
     )
+    generator_cpu = ", ".join(
+        f"{ph.load.cpu_ms_per_write:.3f} ms at {ph.rate:,}/s" for ph in phases
+    )
     body = f"""## Latency under sustained load
 
 Command: `CDC_STACK_DIR=.stack-h python -m pytest tests/performance/test_latency_load.py -m
 performance -s -p no:cacheprovider` (stack at ports {ports}; without `CDC_STACK_DIR` the test
 brings up its own at `--port-offset` 4000 in a temporary state dir). One pipeline, two tables:
-`ll.load` takes a paced load (`tests/performance/loadgen.py`: prepared INSERTs of ~90 bytes,
-`execute_async` from {THREADS} client threads, at most {WINDOW} in flight, token-bucket pacing)
+`ll.load` takes a paced load ({GENERATOR_TEXT[GENERATOR]}: prepared INSERTs of ~90 bytes, sent
+asynchronously from {THREADS} client threads, at most {WINDOW} in flight, token-bucket pacing)
 for {SECONDS:.0f} s per rate after a {WARMUP_SECONDS:.0f} s warm-up at {WARMUP_RATE}/s;
 `ll.probe` gets a timestamped row every {PROBE_INTERVAL_S * 1000:.0f} ms on its own connection,
 and latency = first sighting of the row's id in the PostgreSQL view `ll.probe` (looked up by
-primary key every 5 ms) - the Cassandra ack. Same agent, Kafka, sink connector and task (both
+primary key every 5 ms, less often behind a backlog: at most {WATCH_LOOKUPS_PER_S:,.0f} ids a
+second) - the Cassandra ack. Same agent, Kafka, sink connector and task (both
 topics), PostgreSQL. Shipped settings. Cassandra {cassandra_version}.
 Machine: {machine()}. **Shared**: other sessions ran their own stacks on the same 2 cores;
 1-min load average {before[0]:.1f} before, {after[0]:.1f} after; per rate in the table.
@@ -599,6 +694,8 @@ a wait larger than the run time means the service was starved of CPU, not idle):
 | target | on CPU / waiting for a CPU |
 |---|---|
 {cpu_rows}
+
+The load generator's own CPU per acked write: {generator_cpu}.
 """
     write_section("latency-under-load", body)
     print(body)

@@ -237,3 +237,32 @@ def test_probe_watches_rows_written_elsewhere() -> None:
     clock.sleep(0.5)
     assert probe.check() == 0
     assert probe.samples[7].latency_s == pytest.approx(0.5)
+
+
+def test_probe_takes_an_earlier_ack_time_from_another_process() -> None:
+    clock = FakeClock()
+    probe = LatencyProbe(None, lambda ids: ids, clock=clock, sleep=clock.sleep, wall=lambda: 1e9)
+    clock.sleep(1.0)
+    probe.acked(3, at=0.75)  # acked 0.25 s before it was reported
+    clock.sleep(0.5)
+    assert probe.check() == 0
+    s = probe.samples[3]
+    assert s.acked == 0.75
+    assert s.at_s == pytest.approx(0.75)
+    assert s.acked_wall == pytest.approx(1e9 - 0.25)
+    assert s.latency_s == pytest.approx(0.75)
+
+
+def test_a_watcher_behind_a_backlog_looks_less_often() -> None:
+    clock = FakeClock()
+    probe = LatencyProbe(
+        None, lambda ids: [], poll_s=0.005, max_lookups_per_s=1000, clock=clock, sleep=clock.sleep
+    )
+    assert probe.pause_after(0) == 0.005
+    assert probe.pause_after(5) == 0.005
+    assert probe.pause_after(100) == pytest.approx(0.1)
+    for i in range(100):
+        probe.acked(i)
+    assert probe.check() == 100  # nothing visible: all still pending
+    unbounded = LatencyProbe(None, lambda ids: [], poll_s=0.005, clock=clock, sleep=clock.sleep)
+    assert unbounded.pause_after(10_000) == 0.005
