@@ -32,7 +32,8 @@ import org.apache.kafka.connect.data.Struct;
  * no token ({@code null}), never a wrong one: frozen collections, tuples, UDTs, custom and vector
  * types, a 4.1 agent's lossy decimal (float64) and wrapped varint (int64), and a decimal whose
  * text has no fraction part (the agent writes {@code toPlainString()}, which loses a negative
- * scale: {@code 1E+3} and {@code 1000} look alike).
+ * scale: {@code 1E+3} and {@code 1000} look alike), and a composite partition key with a blob
+ * component (the agent sends the whole composite buffer for the blob).
  */
 final class PartitionToken {
 
@@ -301,6 +302,11 @@ final class PartitionToken {
             List<Field> fields = new ArrayList<>(columns.size());
             List<Serializer> serializers = new ArrayList<>(columns.size());
             for (int i = 0; i < columns.size(); i++) {
+                if (columns.size() > 1 && "blob".equals(types.get(i))) {
+                    // the agent sends a blob component of a composite partition key as the
+                    // whole composite buffer (its ByteBuffer's backing array), not the blob
+                    return Binding.NONE;
+                }
                 Field f = keySchema.field(columns.get(i));
                 Serializer s = f == null ? null : serializer(types.get(i), f.schema());
                 if (s == null) {
