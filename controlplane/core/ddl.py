@@ -6,7 +6,10 @@ Layout (docs/decisions/0003-lww-gate-in-postgres.md):
   ``_cdc_set``, ``_cdc_expiry``, ``_cdc_snapshot``) and the gate's state:
   ``_cdc_wt bigint[]`` / ``_cdc_exp bigint[]`` (write time / expiry µs per regular column, slot =
   position in ``TableModel.regular``), ``_cdc_live_ts`` / ``_cdc_live_exp`` (row marker of the
-  newest INSERT), ``_cdc_deleted_at`` (newest row/partition/range tombstone covering the row).
+  newest INSERT), ``_cdc_deleted_at`` (newest row/partition/range tombstone covering the row), and
+  ``_cdc_token``, the Murmur3 partition token of the row's key as the transform computed it
+  (decision 0154; NULL = unknown; a known token is never replaced by NULL). An existing raw table
+  gains it through ``ALTER TABLE ... ADD COLUMN IF NOT EXISTS`` in the same statements.
 - ``"<ks>_cdc"."<table>__tombstones"``: partition and range tombstones (row contract); an AFTER
   trigger applies each one to existing rows, the gate consults it for rows created later.
 - ``"<ks>"."<table>"``: the view users query; hides deleted and expired rows and cells.
@@ -71,6 +74,11 @@ STATE_COLUMNS: tuple[tuple[str, str], ...] = (
     ("_cdc_live_exp", "bigint"),
     ("_cdc_deleted_at", "bigint"),
 )
+#: The row's Murmur3 partition token (decision 0154): the transform's ``_cdc_token`` field, kept
+#: by the gate and the merge as ``coalesce(new, old)`` (a key's token never changes). Last column
+#: of the raw table, so a table created with it and one that gained it by ALTER look the same.
+TOKEN_COLUMN = "_cdc_token"  # noqa: S105  # nosec B105  # a column name
+TOKEN_TYPE = "bigint"  # noqa: S105  # nosec B105  # a column type
 #: ``_cdc_op`` of a row written by the set-based merge: the gate trigger lets it through.
 MERGE_OP = "m"
 #: Transaction-local setting the merge's transaction sets to 'on' (with MERGE_OP, see lww_trigger).
@@ -301,9 +309,18 @@ class _Gen:
         cols += [self.coldef(c) for c in self.t.regular]
         cols += [self.coldef(c) for c in self.t.static]
         cols += [f"{quote_ident(n)} {ty}" for n, ty in CONTRACT_COLUMNS + STATE_COLUMNS]
+        cols.append(f"{quote_ident(TOKEN_COLUMN)} {TOKEN_TYPE}")
         pk = ", ".join(self.q(c) for c in self.t.primary_key)
         body = ",\n  ".join([*cols, f"PRIMARY KEY ({pk})"])
         return f"CREATE TABLE IF NOT EXISTS {self.n.raw_table} (\n  {body}\n)"
+
+    def raw_table_token(self) -> str:
+        """A raw table created before decision 0154 gains the token column (NULL until a row's
+        next event); run before the connector config that emits the field is written."""
+        return (
+            f"ALTER TABLE {self.n.raw_table} ADD COLUMN IF NOT EXISTS"
+            f" {quote_ident(TOKEN_COLUMN)} {TOKEN_TYPE}"
+        )
 
     def tombstones_table(self) -> str:
         cols = ['"_cdc_tombstone_id" text PRIMARY KEY']
@@ -447,6 +464,11 @@ class _Gen:
             a(f"    NEW.{self.q(c)} := NULL;")
             a("  END IF;")
         a("  IF TG_OP = 'UPDATE' THEN")
+        a("    -- a key's partition token never changes: an event without one keeps the stored one")
+        a(
+            f"    NEW.{quote_ident(TOKEN_COLUMN)} := coalesce(NEW.{quote_ident(TOKEN_COLUMN)},"
+            f" OLD.{quote_ident(TOKEN_COLUMN)});"
+        )
         a('    v_del := OLD."_cdc_deleted_at";')
         a('    v_wt := OLD."_cdc_wt";')
         a('    v_exp := OLD."_cdc_exp";')
@@ -526,12 +548,15 @@ class _Gen:
         if nreg:
             data_new = ", ".join(f"NEW.{self.q(c)}" for c in reg)
             data_old = ", ".join(f"OLD.{self.q(c)}" for c in reg)
-            a(f"  IF TG_OP = 'UPDATE' AND ({data_new}, v_wt, v_exp, v_live, v_live_exp, v_del)")
+            a(f"  IF TG_OP = 'UPDATE' AND ({data_new}, v_wt, v_exp, v_live, v_live_exp, v_del,")
+            a(f'      NEW."{TOKEN_COLUMN}")')
             a(f'      IS NOT DISTINCT FROM ({data_old}, OLD."_cdc_wt", OLD."_cdc_exp",')
         else:
-            a("  IF TG_OP = 'UPDATE' AND (v_wt, v_exp, v_live, v_live_exp, v_del)")
+            a("  IF TG_OP = 'UPDATE' AND (v_wt, v_exp, v_live, v_live_exp, v_del,")
+            a(f'      NEW."{TOKEN_COLUMN}")')
             a('      IS NOT DISTINCT FROM (OLD."_cdc_wt", OLD."_cdc_exp",')
-        a('      OLD."_cdc_live_ts", OLD."_cdc_live_exp", OLD."_cdc_deleted_at") THEN')
+        a('      OLD."_cdc_live_ts", OLD."_cdc_live_exp", OLD."_cdc_deleted_at",')
+        a(f'      OLD."{TOKEN_COLUMN}") THEN')
         a("    -- the event lost everywhere: skip the write, leave no dead tuple")
         a("    RETURN NULL;")
         a("  END IF;")
@@ -663,6 +688,7 @@ class _Gen:
             f"CREATE SCHEMA IF NOT EXISTS {quote_ident(self.n.raw_schema)}",
             f"CREATE SCHEMA IF NOT EXISTS {quote_ident(self.n.view_schema)}",
             self.raw_table(),
+            self.raw_table_token(),
             self.tombstones_table(),
             self.tombstones_index(),
         ]
@@ -807,7 +833,7 @@ class _MergeGen:
     def row_columns(self) -> tuple[str, ...]:
         # static columns are not staged: the agent never sends them (semantics_checks warns)
         data = [c.name for c in (*self.t.primary_key, *self.t.regular)]
-        return (*data, *(n for n, _ in CONTRACT_COLUMNS))
+        return (*data, *(n for n, _ in CONTRACT_COLUMNS), TOKEN_COLUMN)
 
     def row_stage(self, name: str) -> str:
         cols = [self.g.coldef(c) + " NOT NULL" for c in self.t.primary_key]
@@ -818,6 +844,7 @@ class _MergeGen:
             '"_cdc_set" text',
             '"_cdc_expiry" text',
             '"_cdc_snapshot" boolean',
+            f"{quote_ident(TOKEN_COLUMN)} {TOKEN_TYPE}",
         ]
         return self.stage_ddl(name, cols)
 
@@ -859,9 +886,11 @@ class _MergeGen:
             's."_cdc_op"',
             'coalesce(s."_cdc_set"::jsonb, \'[]\'::jsonb) AS "_cdc_setj"',
             's."_cdc_expiry"::jsonb AS "_cdc_xj"',
+            f"s.{quote_ident(TOKEN_COLUMN)}",
         ]
         outer = [f"d.{self.g.q(c)}" for c in (*self.t.primary_key, *self.t.regular)]
         outer += ['d."_cdc_ts"', 'd."_cdc_writetime"', 'd."_cdc_op"']
+        outer.append(f"d.{quote_ident(TOKEN_COLUMN)}")
         for i, c in enumerate(self.t.regular, start=1):
             q, key = self.g.q(c), quote_literal(c.name)
             outer.append(
@@ -914,6 +943,8 @@ class _MergeGen:
             keys,
             'max(w."_cdc_ts") FILTER (WHERE w."_cdc_op" = \'d\') AS "_cdc_bdel"',
             'max(w."_cdc_writetime") AS "_cdc_bwt"',
+            # one key, one token: max() takes the one the events carry (NULL when none does)
+            f"max(w.{quote_ident(TOKEN_COLUMN)}) AS {quote_ident(TOKEN_COLUMN)}",
         ]
         for i, c in enumerate(self.t.regular, start=1):
             cols.append(f'max(w."_cdc_m{i}") AS "_cdc_r{i}"')
@@ -949,8 +980,12 @@ class _MergeGen:
             'greatest(k."_cdc_l", CASE WHEN o."_cdc_live_ts" IS NOT NULL\n'
             '                     THEN ARRAY[o."_cdc_live_ts",'
             f' coalesce(o."_cdc_live_exp", {_MAX})] END) AS "_cdc_l"',
+            # the batch's token, else the stored one (decision 0154)
+            f"coalesce(k.{quote_ident(TOKEN_COLUMN)}, o.{quote_ident(TOKEN_COLUMN)})"
+            f" AS {quote_ident(TOKEN_COLUMN)}",
         ]
         outer = [self.keys("j"), 'j."_cdc_bwt"', 'j."_cdc_del"', 'j."_cdc_l"']
+        outer.append(f"j.{quote_ident(TOKEN_COLUMN)}")
         for i, c in enumerate(self.t.regular, start=1):
             q, co = self.g.q(c), self.g.cmp_collate(c)
             stored = (
@@ -1002,7 +1037,8 @@ class _MergeGen:
             '"_cdc_deleted_at"',
         ]
         contract = [quote_ident(n) for n, _ in CONTRACT_COLUMNS]
-        target_cols = [self.g.q(c) for c in self.t.primary_key] + data + contract + state
+        token = [quote_ident(TOKEN_COLUMN)]
+        target_cols = [self.g.q(c) for c in self.t.primary_key] + data + contract + state + token
         floor = f'coalesce(b."_cdc_del", {_MIN})'
 
         # a cell or marker survives only when newer than the row tombstone: a tie goes to the
@@ -1028,9 +1064,11 @@ class _MergeGen:
             f'CASE WHEN {marker} THEN b."_cdc_l"[1] END',
             f'CASE WHEN {marker} THEN nullif(b."_cdc_l"[2], {_MAX}) END',
             'b."_cdc_del"',
+            f"b.{quote_ident(TOKEN_COLUMN)}",
         ]
-        changed = data + state
-        sets = ",\n      ".join(f"{c} = EXCLUDED.{c}" for c in data + contract + state)
+        # the token is compared too: a row written before it existed gains it on its next event
+        changed = data + state + token
+        sets = ",\n      ".join(f"{c} = EXCLUDED.{c}" for c in data + contract + state + token)
         old = ", ".join(f"t.{c}" for c in changed)
         new = ", ".join(f"EXCLUDED.{c}" for c in changed)
         pk = ", ".join(self.g.q(c) for c in self.t.primary_key)

@@ -45,6 +45,10 @@ LWW_SINK_CONNECTOR_CLASS = "io.casscdcpg.lwwsink.LwwSinkConnector"
 """The project's own sink (transforms/lww-sink, decisions 0126/0127): ``spec.sink.writer: lww``."""
 LWW_TABLES_KEY = "lww.tables"
 LWW_TABLE_PREFIX = "lww.table."
+#: The transform's partition-key specs (decision 0154): which tables' row records carry
+#: ``_cdc_token``, and each one's partition-key columns and CQL types.
+TOKEN_TABLES_KEY = "transforms.cassandraToRow.token.tables"  # noqa: S105  # nosec B105  # a key
+TOKEN_TABLE_PREFIX = "transforms.cassandraToRow.token.table."  # noqa: S105  # nosec B105  # a key
 AGENT_TEMPLATE = "agent.properties.j2"
 DRIVER_TEMPLATE = "driver.conf.j2"
 
@@ -236,6 +240,28 @@ def lww_sink_tables_config(merges: Iterable[TableMerge]) -> dict[str, str]:
     return dict(sorted(out.items()))
 
 
+def token_config(tables: Iterable[TableModel]) -> dict[str, str]:
+    """The transform's partition-key specs (decision 0154; PartitionToken in transforms/ reads
+    them): ``token.tables`` lists ``<keyspace>.<table>`` (Cassandra names are ``\\w+``, so dots and
+    commas cannot occur in them); ``token.table.<keyspace>.<table>`` the partition-key columns in
+    order as ``column:type``, each percent-encoded (UTF-8, nothing safe) as ``lww.table.*.columns``,
+    so any column name and a type such as ``frozen<map<int, text>>`` survive the list. A table
+    listed here gets ``_cdc_token`` in its row records; none listed, no field (the record as
+    before the token existed). Empty when there is no table."""
+    quote = urllib.parse.quote
+    out: dict[str, str] = {}
+    names: list[str] = []
+    for t in tables:
+        name = f"{t.keyspace}.{t.table}"
+        names.append(name)
+        out[TOKEN_TABLE_PREFIX + name] = ",".join(
+            f"{quote(c.name, safe='')}:{quote(str(c.type), safe='')}" for c in t.partition_key
+        )
+    if names:
+        out[TOKEN_TABLES_KEY] = ",".join(names)
+    return dict(sorted(out.items()))
+
+
 def _lww_target_config(m: MergeSql) -> dict[str, str]:
     prefix = f"{LWW_TABLE_PREFIX}{m.target}."
     return {
@@ -349,6 +375,9 @@ def render_sink_config(
         lww_tables = lww_sink_tables_config(
             generate_merge(t) for t in tables or () if t.table not in stopped
         )
+    # the token spec needs the columns: rendered only with the tables' models (apply), after
+    # their DDL gave the raw tables the token column (the stock sink writes every field)
+    tokens = token_config(t for t in tables or () if t.table not in stopped)
     topics = rf"{re.escape(pipeline.topic_prefix)}\.{re.escape(pipeline.keyspace)}"
     table_alt = "|".join(re.escape(t) for t in pipeline.captured_tables)
     batch_size = spec.sink.batch_size
@@ -358,6 +387,7 @@ def render_sink_config(
         connector_name=sink_connector_name(pipeline),
         connector_class=LWW_SINK_CONNECTOR_CLASS if lww else SINK_CONNECTOR_CLASS,
         lww_tables=lww_tables,
+        token_config=tokens,
         pipeline_name=pipeline.name,
         tasks_max=str(spec.sink.tasks_max + spec.sink.standby_tasks),
         # An explicit list, not a regex: a regex subscription only notices topics created later

@@ -20,7 +20,12 @@ from typing import Any
 import psycopg
 import pytest
 
-from controlplane.core.ddl import generate_ddl, sink_tombstone_upsert_sql, sink_upsert_sql
+from controlplane.core.ddl import (
+    _upsert,
+    generate_ddl,
+    sink_tombstone_upsert_sql,
+    sink_upsert_sql,
+)
 from controlplane.core.lww_model import Bound, Event, RowEvent, TombstoneEvent, visible_rows
 from controlplane.core.schema_model import Column, TableModel
 
@@ -497,3 +502,30 @@ def test_gate_matches_the_reference_model(gate: Gate, seed: int) -> None:
         events, columns=gate.cols, partition_size=1, now_us=NOW, clustering_desc=(False,)
     )
     assert gate.view() == expected
+
+
+def test_the_gate_keeps_a_known_token_and_fills_a_missing_one(gate: Gate) -> None:
+    """Decision 0154, the stock sink's path: its upsert carries ``_cdc_token``; an event without
+    one keeps the stored token, and a row without one gains it from an event that changes
+    nothing else (an older one, which loses every cell)."""
+    names = gate.ddl.names
+    cols = [*gate.keys, *gate.cols, "_cdc_writetime", "_cdc_op", "_cdc_set", "_cdc_expiry"]
+    cols += ["_cdc_snapshot", "_cdc_token"]
+    upsert = _upsert(names.raw_table, gate.keys, cols[len(gate.keys) :])
+
+    def write(key: tuple[Any, ...], ts: int, user: str, token: int | None) -> None:
+        gate.conn.execute(upsert, (*gate.params(key, "u", ts, {"user": user}), token))
+
+    def tokens() -> dict[tuple[Any, ...], int | None]:
+        rows = gate.conn.execute(f'SELECT "id", "Line", "_cdc_token" FROM {names.raw_table}')
+        return {(r[0], r[1]): r[2] for r in rows.fetchall()}
+
+    write((1, "a"), 10, "x", 99)
+    write((2, "b"), 10, "y", None)
+    assert tokens() == {(1, "a"): 99, (2, "b"): None}
+    write((1, "a"), 20, "z", None)
+    write((2, "b"), 5, "older", -3)
+    assert tokens() == {(1, "a"): 99, (2, "b"): -3}
+    view = gate.view()
+    assert view[(1, "a")]["user"] == "z"
+    assert view[(2, "b")]["user"] == "y"

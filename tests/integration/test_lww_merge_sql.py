@@ -13,6 +13,7 @@ from __future__ import annotations
 import random
 import threading
 import uuid
+import zlib
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
@@ -42,8 +43,34 @@ class Merger:
             sink.execute(m.stage_sql)
             sink.execute(m.stage_sql)  # IF NOT EXISTS: a second task start is harmless
 
-    def row_record(self, e: RowEvent) -> tuple[Any, ...]:
-        return self.gate.params(e.key, e.op, e.ts, e.values, e.expiry, e.snapshot)
+    def row_record(self, e: RowEvent, token: int | None = None) -> tuple[Any, ...]:
+        """The record's fields in the merge's COPY order: the gate's, then ``_cdc_token``
+        (decision 0154; by default one derived from the key, as the transform's is)."""
+        if token is None:
+            token = zlib.crc32(repr(tuple(e.key)).encode()) - 2**31
+        return (*self.gate.params(e.key, e.op, e.ts, e.values, e.expiry, e.snapshot), token)
+
+    def record_without_token(self, e: RowEvent) -> tuple[Any, ...]:
+        return (*self.gate.params(e.key, e.op, e.ts, e.values, e.expiry, e.snapshot), None)
+
+    def stage_and_merge(self, records: Sequence[tuple[Any, ...]]) -> None:
+        m = self.merge.rows
+        self.sink.execute(m.lock_sql)
+        try:
+            with self.sink.transaction():
+                with self.sink.cursor() as cur, cur.copy(m.copy_sql) as copy:
+                    for r in records:
+                        copy.write_row(r)
+                self.sink.execute(m.prepare_sql)
+                self.sink.execute(m.merge_sql)
+        finally:
+            self.sink.execute(m.unlock_sql)
+
+    def tokens(self) -> dict[tuple[Any, ...], int | None]:
+        keys = ", ".join(f'"{k}"' for k in self.gate.keys)
+        raw = self.gate.ddl.names.raw_table
+        rows = self.sink.execute(f'SELECT {keys}, "_cdc_token" FROM {raw}').fetchall()
+        return {tuple(r[:-1]): r[-1] for r in rows}
 
     def apply(self, batch: Sequence[Event]) -> None:
         rows = [self.row_record(e) for e in batch if isinstance(e, RowEvent)]
@@ -375,7 +402,7 @@ def test_a_staged_record_with_a_bad_op_is_refused(pair: PairMaker) -> None:
             merger.sink.cursor() as cur,
             cur.copy(merger.merge.rows.copy_sql) as copy,
         ):
-            copy.write_row(merger.gate.params(K, "m", 10, {"user": "u"}))
+            copy.write_row((*merger.gate.params(K, "m", 10, {"user": "u"}), None))
 
     with pytest.raises(psycopg.errors.CheckViolation):
         stage()
@@ -482,3 +509,28 @@ def test_explain_of_a_2000_row_batch(pair: PairMaker) -> None:
     print(text)
     assert "Insert on" in text
     assert len(merger.gate.view()) == 2000
+
+
+def test_the_merge_keeps_a_known_token_and_fills_a_missing_one(pair: PairMaker) -> None:
+    """Decision 0154: a batch without a token keeps the stored one; a row stored without one
+    gains it from an event that changes nothing else (older, so it loses every cell)."""
+    _, merger = pair(orders_model)
+    other = (2, "b")
+    merger.stage_and_merge(
+        [
+            merger.row_record(RowEvent(key=K, op="i", ts=10, values={"user": "a"}), 77),
+            merger.record_without_token(RowEvent(key=other, op="i", ts=10, values={"user": "b"})),
+        ]
+    )
+    assert merger.tokens() == {tuple(K): 77, other: None}
+    before = merger.gate.view()
+    merger.stage_and_merge(
+        [
+            merger.record_without_token(RowEvent(key=K, op="u", ts=20, values={"user": "c"})),
+            merger.row_record(RowEvent(key=other, op="u", ts=5, values={"user": "old"}), -5),
+        ]
+    )
+    assert merger.tokens() == {tuple(K): 77, other: -5}
+    after = merger.gate.view()
+    assert after[other] == before[other]  # the older event lost its cell
+    assert after[tuple(K)]["user"] == "c"

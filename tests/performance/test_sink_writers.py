@@ -262,6 +262,13 @@ class Bench:
         cfg["topics"] = TOPIC
         for k in ("transforms.rowTable.regex", "transforms.tombstoneTable.regex"):
             cfg[k] = cfg[k].replace(v.keyspace, SHARED_KS)
+        # the transform's token spec names the table by the topic's keyspace (decision 0154)
+        token_tables = "transforms.cassandraToRow.token.tables"
+        if token_tables in cfg:
+            cfg[token_tables] = cfg[token_tables].replace(f"{v.keyspace}.", f"{SHARED_KS}.")
+            prefix = "transforms.cassandraToRow.token.table."
+            spec = cfg.pop(f"{prefix}{v.keyspace}.rows")
+            cfg[f"{prefix}{SHARED_KS}.rows"] = spec
         if BATCH:
             cfg["batch.size"] = cfg["consumer.override.max.poll.records"] = BATCH
         self.http.put(f"/connectors/{v.connector}/config", json=cfg).raise_for_status()
@@ -376,6 +383,9 @@ def measure(
             assert lww_rows == gate_rows, (
                 f"{tasks} task(s): lww and gate differ ({len(lww_rows)} vs {len(gate_rows)} rows)"
             )
+            for ks in ("snk_lww", "snk_gate"):  # the token is part of the measured work (0154)
+                query = f'SELECT count(*) FROM "{ks}_cdc"."rows" WHERE "_cdc_token" IS NULL'
+                assert postgres.query(dsn, query) == [(0,)], f"{ks}: rows without a token"
 
 
 def report(

@@ -65,6 +65,7 @@ def test_layout_and_names() -> None:
         'CREATE SCHEMA IF NOT EXISTS "Shop_cdc"',
         'CREATE SCHEMA IF NOT EXISTS "Shop"',
         'CREATE TABLE IF NOT EXISTS "Shop_cdc"."order" ',
+        'ALTER TABLE "Shop_cdc"."order" ADD COLUMN IF NOT EXISTS "_cdc_token" bigint',
         'CREATE TABLE IF NOT EXISTS "Shop_cdc"."order__tombstones" ',
         'CREATE INDEX IF NOT EXISTS "order__tomb_pk" ON "Shop_cdc"."order__tombstones" ',
         'CREATE OR REPLACE FUNCTION "Shop_cdc"."order__bound_cmp"',
@@ -101,13 +102,14 @@ def test_raw_table_columns() -> None:
         '  "_cdc_live_ts" bigint,\n'
         '  "_cdc_live_exp" bigint,\n'
         '  "_cdc_deleted_at" bigint,\n'
+        '  "_cdc_token" bigint,\n'
         '  PRIMARY KEY ("id", "Region", "select")\n'
         ")"
     )
 
 
 def test_tombstones_table_has_partition_key_only() -> None:
-    tomb = generate_ddl(orders()).statements[3]
+    tomb = generate_ddl(orders()).statements[4]
     assert '"id" uuid NOT NULL' in tomb
     assert '"Region" text NOT NULL' in tomb
     assert '"select"' not in tomb
@@ -115,7 +117,7 @@ def test_tombstones_table_has_partition_key_only() -> None:
 
 
 def test_desc_clustering_reverses_range_comparison() -> None:
-    cmp_fn = generate_ddl(orders()).statements[5]
+    cmp_fn = generate_ddl(orders()).statements[6]
     assert "IF $1 < v::timestamptz THEN\n    RETURN 1;" in cmp_fn
     assert "'select', '\"select\"'" in cmp_fn  # plain and CQL-quoted bound names both match
 
@@ -236,3 +238,22 @@ def test_static_columns_stay_in_the_raw_table_not_in_the_view() -> None:
     view = next(s for s in stmts if s.startswith("CREATE OR REPLACE VIEW"))
     assert '"s" text' in raw
     assert '"s"' not in view
+
+
+def test_the_token_column_reaches_existing_raw_tables_and_the_gate_keeps_it() -> None:
+    """Decision 0154: the raw table's last column; an existing table gains it idempotently right
+    after its CREATE; the gate keeps the stored token when an event has none, and a token
+    arriving for a row that had none is a change (not skipped)."""
+    ddl = generate_ddl(orders())
+    raw = ddl.statements[2]
+    assert raw.splitlines()[-4:-2] == ['  "_cdc_deleted_at" bigint,', '  "_cdc_token" bigint,']
+    assert ddl.statements[3] == (
+        'ALTER TABLE "Shop_cdc"."order" ADD COLUMN IF NOT EXISTS "_cdc_token" bigint'
+    )
+    lww = next(s for s in ddl.statements if '"order__lww"()' in s)
+    update = lww.index("  IF TG_OP = 'UPDATE' THEN")
+    keep = lww.index('NEW."_cdc_token" := coalesce(NEW."_cdc_token", OLD."_cdc_token");')
+    assert update < keep < lww.index("  ELSE", update)
+    skip = lww[lww.index("IS NOT DISTINCT FROM") - 200 : lww.index("RETURN NULL;")]
+    assert 'NEW."_cdc_token"' in skip
+    assert 'OLD."_cdc_token"' in skip

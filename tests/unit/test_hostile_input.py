@@ -193,7 +193,7 @@ def test_a_hostile_column_name_is_only_ever_a_quoted_identifier_or_a_literal(
     assert len(hostile) == len(plain)
     for h, p in zip(hostile, plain, strict=True):
         tokens = lex(h)
-        assert tokens[0] == ("word", "CREATE")
+        assert tokens[0] in (("word", "CREATE"), ("word", "ALTER"))
         assert ("op", ";") not in tokens, "a statement must be exactly one statement"
         _same_shape(tokens, lex(p), name)
 

@@ -85,13 +85,14 @@ def test_structure_rows() -> None:
         "_cdc_set",
         "_cdc_expiry",
         "_cdc_snapshot",
+        "_cdc_token",
     )
     assert m.stage_sql.startswith('CREATE TEMP TABLE IF NOT EXISTS "order__stg_')
     assert m.stage_sql.endswith(") ON COMMIT DELETE ROWS")
     assert m.copy_sql.startswith('COPY pg_temp."order__stg_')
     assert m.copy_sql.endswith(
         '("id", "Region", "select", "amount", "say ""hi""", "user", "_cdc_writetime",'
-        ' "_cdc_op", "_cdc_set", "_cdc_expiry", "_cdc_snapshot") FROM STDIN'
+        ' "_cdc_op", "_cdc_set", "_cdc_expiry", "_cdc_snapshot", "_cdc_token") FROM STDIN'
     )
     # one rank, winner and stored cell per regular column, in TableModel.regular order = the
     # gate's array slots; the stored row is joined once
@@ -317,3 +318,16 @@ def test_batched_merge_converges_to_the_model() -> None:
         for now in (0, 10, 20):
             expected = visible_rows(events, columns=columns, partition_size=1, now_us=now)
             assert _view(store, columns, now) == expected, (events, now)
+
+
+def test_the_merge_keeps_a_known_token() -> None:
+    """Decision 0154: the staged token, one per key (max), else the stored one; compared in the
+    no-change test so a row written before the column existed gains it."""
+    m = generate_merge(orders()).rows
+    assert '"_cdc_token" bigint' in m.stage_sql
+    assert 'max(w."_cdc_token") AS "_cdc_token"' in m.merge_sql
+    assert 'coalesce(k."_cdc_token", o."_cdc_token") AS "_cdc_token"' in m.merge_sql
+    assert '"_cdc_token" = EXCLUDED."_cdc_token"' in m.merge_sql
+    where = m.merge_sql.rsplit("WHERE", 1)[1]
+    assert 't."_cdc_token"' in where
+    assert 'EXCLUDED."_cdc_token"' in where

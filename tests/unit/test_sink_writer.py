@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import urllib.parse
+
 import pytest
 
 from controlplane.core.ddl import generate_merge
@@ -14,6 +16,8 @@ from controlplane.core.manifest_loader import check_text, load_text
 from controlplane.core.render import (
     LWW_SINK_CONNECTOR_CLASS,
     SINK_CONNECTOR_CLASS,
+    TOKEN_TABLE_PREFIX,
+    TOKEN_TABLES_KEY,
     RenderContext,
     lww_sink_tables_config,
     render_sink_config,
@@ -143,3 +147,39 @@ def test_json_schema_gives_the_batch_default_by_writer() -> None:
     batch = manifest_json_schema()["$defs"]["Sink"]["properties"]["batchSize"]
     assert "default" not in batch  # no single default: an editor must not fill one in
     assert "2000 for `lww`, 500 for `jdbc`" in batch["description"]
+
+
+def composite(name: str, first: str) -> TableModel:
+    return TableModel(
+        keyspace="demo",
+        table=name,
+        columns=(
+            Column(name=first, cql_type="text", kind="partition_key", position=0),
+            Column(name="b", cql_type="decimal", kind="partition_key", position=1),
+            Column(name="c", cql_type="int", kind="clustering", position=0),
+            Column(name="v", cql_type="text", kind="regular"),
+        ),
+    )
+
+
+@pytest.mark.parametrize("writer", ["jdbc", "lww"])
+def test_both_writers_tell_the_transform_each_tables_partition_key(writer: str) -> None:
+    """Decision 0154: the transform's token spec, rendered for either writer from the table
+    models; column names and types percent-encoded (PartitionToken decodes them)."""
+    hostile = 'a,b:c%+ü "x"'
+    rendered = config(writer, tables=[table("users"), composite("orders", hostile)])
+    assert rendered[TOKEN_TABLES_KEY] == "demo.users,demo.orders"
+    assert rendered[TOKEN_TABLE_PREFIX + "demo.users"] == "id:int"
+    spec = rendered[TOKEN_TABLE_PREFIX + "demo.orders"]
+    pairs = [item.split(":") for item in spec.split(",")]
+    decoded = [tuple(urllib.parse.unquote(x) for x in pair) for pair in pairs]
+    assert decoded == [(hostile, "text"), ("b", "decimal")]
+    assert all(len(p) == 2 for p in pairs)  # nothing unencoded splits an entry
+
+
+@pytest.mark.parametrize("writer", ["jdbc", "lww"])
+def test_no_token_spec_without_models_or_for_stopped_tables(writer: str) -> None:
+    assert not any(k.startswith("transforms.cassandraToRow.token") for k in config(writer))
+    rendered = config(writer, tables=[table("users"), table("orders")], stopped={"orders": "why"})
+    assert rendered[TOKEN_TABLES_KEY] == "demo.users"
+    assert TOKEN_TABLE_PREFIX + "demo.orders" not in rendered

@@ -82,6 +82,8 @@ public class CassandraToRow<R extends ConnectRecord<R>> implements Transformatio
     public static final String SET_FIELD = "_cdc_set";
     public static final String EXPIRY_FIELD = "_cdc_expiry";
     public static final String SNAPSHOT_FIELD = "_cdc_snapshot";
+    /** Murmur3 partition token of the row's key (decision 0154): only for tables with a token spec. */
+    public static final String TOKEN_FIELD = "_cdc_token";
     public static final String TOMBSTONE_ID_FIELD = "_cdc_tombstone_id";
     public static final String RANGE_START_FIELD = "_cdc_range_start";
     public static final String RANGE_END_FIELD = "_cdc_range_end";
@@ -121,12 +123,19 @@ public class CassandraToRow<R extends ConnectRecord<R>> implements Transformatio
     private Cache<SchemaPair, Plan> plans = new SynchronizedCache<>(new LRUCache<>(PLAN_CACHE_SIZE));
     /** One-entry identity fast path in front of {@link #plans} (JsonConverter reuses schema instances). */
     private volatile Plan lastPlan;
+    /** Partition-key specs by {@code <keyspace>.<table>} ({@code token.tables}, decision 0154). */
+    private Map<String, PartitionToken.Spec> tokenSpecs = Map.of();
+    /** {@link #tokenSpecs} by topic, {@link #NO_SPEC} for a topic of a table without one. */
+    private final Map<String, PartitionToken.Spec> specByTopic = new ConcurrentHashMap<>();
+    private static final PartitionToken.Spec NO_SPEC = new PartitionToken.Spec(List.of(), List.of());
 
     @Override
     public void configure(Map<String, ?> props) {
         SimpleConfig config = new SimpleConfig(CONFIG_DEF, props);
         tombstonesTopicSuffix = config.getString(TOMBSTONES_TOPIC_SUFFIX_CONFIG);
         rawDates = CASSANDRA_VERSION_41.equals(config.getString(CASSANDRA_VERSION_CONFIG));
+        tokenSpecs = PartitionToken.parse(props);
+        specByTopic.clear();
         plans = new SynchronizedCache<>(new LRUCache<>(PLAN_CACHE_SIZE));
         lastPlan = null;
     }
@@ -175,7 +184,7 @@ public class CassandraToRow<R extends ConnectRecord<R>> implements Transformatio
             throw new Malformed("key is not a struct with a schema (Debezium Cassandra keys are "
                     + "structs of the primary-key columns), got " + typeName(record.key()));
         }
-        Plan plan = planFor(record.keySchema(), record.valueSchema());
+        Plan plan = planFor(record.keySchema(), record.valueSchema(), tokenSpec(record.topic()));
         if (plan.keyHasRawDates) {
             key = (Struct) fixDates(key, key.schema());
         }
@@ -266,6 +275,9 @@ public class CassandraToRow<R extends ConnectRecord<R>> implements Transformatio
         out.put(plan.setField, set.append(']').toString());
         out.put(plan.expiryField, expiry == null ? null : expiry.append('}').toString());
         out.put(plan.snapshotField, snapshot);
+        if (plan.tokenField != null) {
+            out.put(plan.tokenField, plan.tokenBinding.token(key));
+        }
         return record.newRecord(record.topic(), record.kafkaPartition(), record.keySchema(), key,
                 plan.rowSchema, out, record.timestamp(), record.headers());
     }
@@ -470,16 +482,34 @@ public class CassandraToRow<R extends ConnectRecord<R>> implements Transformatio
 
     // ---- schemas and plans ----------------------------------------------------------------------
 
+    /** The partition-key spec of the topic's table, or null (then row records have no token field). */
+    private PartitionToken.Spec tokenSpec(String topic) {
+        if (tokenSpecs.isEmpty() || topic == null) {
+            return null;
+        }
+        PartitionToken.Spec spec = specByTopic.get(topic);
+        if (spec == null) {
+            String table = PartitionToken.tableOfTopic(topic);
+            spec = table == null ? NO_SPEC : tokenSpecs.getOrDefault(table, NO_SPEC);
+            specByTopic.put(topic, spec);
+        }
+        return spec == NO_SPEC ? null : spec;
+    }
+
     Plan planFor(Schema keySchema, Schema valueSchema) {
+        return planFor(keySchema, valueSchema, null);
+    }
+
+    Plan planFor(Schema keySchema, Schema valueSchema, PartitionToken.Spec tokenSpec) {
         Plan last = lastPlan;
         if (last != null && last.keySchema == keySchema && last.valueSchema == valueSchema
-                && last.rawDates == rawDates) {
+                && last.rawDates == rawDates && last.tokenSpec == tokenSpec) {
             return last;
         }
-        SchemaPair pair = new SchemaPair(keySchema, valueSchema);
+        SchemaPair pair = new SchemaPair(keySchema, valueSchema, tokenSpec);
         Plan plan = plans.get(pair);
         if (plan == null) {
-            plan = new Plan(keySchema, valueSchema, rawDates);
+            plan = new Plan(keySchema, valueSchema, rawDates, tokenSpec);
             plans.put(pair, plan);
         }
         lastPlan = plan;
@@ -515,11 +545,16 @@ public class CassandraToRow<R extends ConnectRecord<R>> implements Transformatio
         final Field setField;
         final Field expiryField;
         final Field snapshotField;
+        /** The table's partition-key spec (null: no token field), bound to the key schema. */
+        final PartitionToken.Spec tokenSpec;
+        final Field tokenField;
+        final PartitionToken.Binding tokenBinding;
 
         private final Map<BitSet, TombstonePlan> tombstonePlans = new ConcurrentHashMap<>();
 
-        Plan(Schema keySchema, Schema valueSchema, boolean rawDates) {
+        Plan(Schema keySchema, Schema valueSchema, boolean rawDates, PartitionToken.Spec tokenSpec) {
             this.keySchema = keySchema;
+            this.tokenSpec = tokenSpec;
             this.valueSchema = valueSchema;
             this.rawDates = rawDates;
             if (valueSchema.type() != Schema.Type.STRUCT) {
@@ -594,6 +629,9 @@ public class CassandraToRow<R extends ConnectRecord<R>> implements Transformatio
             row.field(SET_FIELD, Schema.STRING_SCHEMA);
             row.field(EXPIRY_FIELD, Schema.OPTIONAL_STRING_SCHEMA);
             row.field(SNAPSHOT_FIELD, Schema.BOOLEAN_SCHEMA);
+            if (tokenSpec != null) {
+                row.field(TOKEN_FIELD, Schema.OPTIONAL_INT64_SCHEMA);
+            }
             rowSchema = row.build();
             for (Field f : keyFields) {
                 rowKeyFields.add(rowSchema.field(f.name()));
@@ -606,6 +644,8 @@ public class CassandraToRow<R extends ConnectRecord<R>> implements Transformatio
             setField = rowSchema.field(SET_FIELD);
             expiryField = rowSchema.field(EXPIRY_FIELD);
             snapshotField = rowSchema.field(SNAPSHOT_FIELD);
+            tokenField = tokenSpec == null ? null : rowSchema.field(TOKEN_FIELD);
+            tokenBinding = tokenSpec == null ? null : tokenSpec.bind(keySchema);
         }
 
         TombstonePlan tombstonePlan(BitSet nullKeys) {
@@ -723,7 +763,7 @@ public class CassandraToRow<R extends ConnectRecord<R>> implements Transformatio
     }
 
     /** Cache key: schemas compare by value (ConnectSchema.equals), so equal schemas share a plan. */
-    private record SchemaPair(Schema key, Schema value) {
+    private record SchemaPair(Schema key, Schema value, PartitionToken.Spec tokenSpec) {
     }
 
     /** A malformed event; turned into a {@link DataException} with the record's coordinates. */

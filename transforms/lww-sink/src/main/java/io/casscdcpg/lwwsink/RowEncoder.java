@@ -23,12 +23,15 @@ import org.apache.kafka.connect.sink.SinkRecord;
  * (dropped in Cassandra, not yet in the connector config) is staged as null, which the merge
  * ignores since the record cannot name it in {@code _cdc_set}; a data field the columns lack (added
  * in Cassandra) that the record sets or holds a value for is a {@link SchemaMismatchException}:
- * the old SQL would lose it. Static columns, always null and never set, are not a mismatch.
+ * the old SQL would lose it. Static columns, always null and never set, are not a mismatch. A row
+ * record without {@code _cdc_token} (decision 0154) stages it as null: the token is unknown.
  */
 public final class RowEncoder {
 
     static final String META_PREFIX = "_cdc_";
     static final String SET_FIELD = "_cdc_set";
+    /** The row's partition token (decision 0154); NULL when the record has none. */
+    static final String TOKEN_FIELD = "_cdc_token";
     private static final ObjectMapper JSON = new ObjectMapper(); // the worker's (connect-json)
 
     private RowEncoder() {
@@ -63,6 +66,12 @@ public final class RowEncoder {
                                 + spec.target() + ")");
                     }
                     out.append("\\N"); // dropped at the source, not yet in the config: untouched
+                    continue;
+                }
+                if (f == null && rowRecord && TOKEN_FIELD.equals(name)) {
+                    // a transform without the table's token spec (or one older than decision
+                    // 0154) sends none: unknown, and the merge keeps a stored one
+                    out.append("\\N");
                     continue;
                 }
                 if (f == null) {

@@ -57,6 +57,19 @@ class RowEncoderTest {
     }
 
     @Test
+    void aRowRecordWithoutATokenStagesNull() {
+        StringBuilder out = new StringBuilder();
+        RowEncoder.append(out, spec("orders", List.of("id", "note", "_cdc_op", "_cdc_token")), row(1, "x", 5));
+        assertEquals("1\tx\tu\t\\N\n", out.toString());
+        // a tombstone record (no _cdc_set) has no token column configured; naming one is an error
+        Schema tkey = SchemaBuilder.struct().field("_cdc_tombstone_id", Schema.STRING_SCHEMA).build();
+        SinkRecord tomb = new SinkRecord("orders__tombstones", 0, tkey, new Struct(tkey).put("_cdc_tombstone_id", "a"),
+                tkey, new Struct(tkey).put("_cdc_tombstone_id", "a"), 1);
+        assertThrows(DataException.class,
+                () -> RowEncoder.append(out, spec("orders__tombstones", List.of("_cdc_token")), tomb));
+    }
+
+    @Test
     void aMissingFieldLeavesTheBufferAsItWas() {
         StringBuilder out = new StringBuilder("earlier\n");
         assertThrows(DataException.class,
