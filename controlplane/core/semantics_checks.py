@@ -601,6 +601,25 @@ def check_table(
                 "schedule the table's __purge function",
             )
         )
+    if len(table.partition_key) > 1:
+        for c in table.partition_key:
+            if c.cql_type == "blob":
+                out.append(
+                    Finding(
+                        "error",
+                        where,
+                        "composite-key-blob-wrong-bytes",
+                        f"{where}.{c.name} is a blob in a composite partition key: the agent "
+                        "writes the component's ByteBuffer's whole backing array, the "
+                        "serialised partition key, so PostgreSQL's key holds the bytes of the "
+                        "whole key instead of the blob (e.g. (0x, -1) of (blob, date) arrives "
+                        "as 0x00000000047fffffff00), verify reports every row missing and "
+                        "extra, and the row's partition token is left NULL (decision 0154)",
+                        "partition by a single blob column, or carry the blob as hex/base64 "
+                        "text in the key",
+                        c.name,
+                    )
+                )
     udts = dict(options.udts)
     for c in table.columns:
         out.extend(_column_findings(where, c, udts, cassandra_version))

@@ -83,6 +83,28 @@ def test_nested_values_the_agent_carries(cql: str) -> None:
     }
 
 
+def test_a_blob_in_a_composite_partition_key_is_an_error() -> None:
+    composite = TableModel(
+        keyspace="ks",
+        table="t",
+        columns=(
+            Column(name="b", cql_type="blob", kind="partition_key", position=0),
+            Column(name="d", cql_type="date", kind="partition_key", position=1),
+        ),
+    )
+    found = check_table(composite, TableOptions(cdc=True))
+    (f,) = [f for f in found if f.code == "composite-key-blob-wrong-bytes"]
+    assert (f.severity, f.column) == ("error", "b")
+    assert has_errors(found)
+    # a blob alone in the partition key is carried exactly (the e2e token test's k_blob)
+    single = TableModel(
+        keyspace="ks",
+        table="t",
+        columns=(Column(name="b", cql_type="blob", kind="partition_key", position=0),),
+    )
+    assert codes(single) == []
+
+
 def test_table_options() -> None:
     opts = TableOptions(
         cdc=False,
