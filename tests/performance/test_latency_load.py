@@ -656,8 +656,8 @@ and latency = first sighting of the row's id in the PostgreSQL view `ll.probe` (
 primary key every 5 ms, less often behind a backlog: at most {WATCH_LOOKUPS_PER_S:,.0f} ids a
 second) - the Cassandra ack. Same agent, Kafka, sink connector and task (both
 topics), PostgreSQL. Shipped settings. Cassandra {cassandra_version}.
-Machine: {machine()}. **Shared**: other sessions ran their own stacks on the same 2 cores;
-1-min load average {before[0]:.1f} before, {after[0]:.1f} after; per rate in the table.
+Machine: {machine()}. 1-min load average {before[0]:.1f} before, {after[0]:.1f} after; per rate
+in the table.
 
 {HEADER}
 {rows}
