@@ -409,6 +409,16 @@ class ConnectClient:
             ConnectorStatus, self._request("GET", _path("connectors", name, "status"))
         )
 
+    def find_status(self, name: str) -> ConnectorStatus | None:
+        """Like `status`, but None while Connect has no status for the connector: it does not
+        exist, or it was just created and no worker has started it yet."""
+        try:
+            return self.status(name)
+        except ConnectError as exc:
+            if exc.status == 404:
+                return None
+            raise
+
     def restart(
         self, name: str, *, include_tasks: bool = False, only_failed: bool = False
     ) -> ConnectorStatus | None:

@@ -648,13 +648,18 @@ def apply_pipelines(
 
 
 def restart_failed_sinks(planned: PlannedApply, pipelines: Iterable[str]) -> None:
-    """Restart the failed tasks of these pipelines' sink connectors (where they exist)."""
+    """Restart the failed tasks of these pipelines' sink connectors, where one has failed. A
+    connector without a status yet (just created: no worker has started it, or it does not
+    exist) has nothing to restart; asking Connect to restart it anyway answers 404."""
     for name in sorted(set(pipelines)):
         d = planned.pipelines.get(name)
         if d is None:
             continue
         with connect_client(d.connect, planned.target) as connect:
-            if connect.find_config(d.rendered.sink_name) is not None:
+            status = connect.find_status(d.rendered.sink_name)
+            if status is None:
+                continue
+            if status.failed_tasks or status.connector.state == "FAILED":
                 connect.restart(d.rendered.sink_name, include_tasks=True, only_failed=True)
 
 

@@ -186,6 +186,19 @@ def test_restart_variants() -> None:
     assert rec.last.url.path == "/connectors/c/tasks/3/restart"
 
 
+def test_find_status_is_none_while_connect_has_no_status() -> None:
+    rec = Recorder(ok(STATUS))
+    found = client(rec).find_status("c")
+    assert found is not None
+    assert rec.last.url.path == "/connectors/c/status"
+    not_yet = httpx.Response(
+        404, json={"error_code": 404, "message": "Status for connector c not found"}
+    )
+    assert client(Recorder(not_yet)).find_status("c") is None
+    with pytest.raises(ConnectError):
+        client(Recorder(httpx.Response(401, json={"message": "no"}))).find_status("c")
+
+
 @pytest.mark.parametrize("verb", ["pause", "resume", "stop"])
 def test_state_changes(verb: str) -> None:
     rec = Recorder(ok(status=202 if verb != "stop" else 204))
